@@ -1,0 +1,140 @@
+"""The visitor's choice, kept in one signed cookie.
+
+read() never raises: a tampered, truncated, foreign-key, expired or old-version cookie reads as
+"undecided" (the banner again), like starlette's session middleware treats a bad signature.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+from itsdangerous import BadData, URLSafeTimedSerializer
+
+from .vendors import Registry, Tag
+
+COOKIE_NAME = "gate_consent"
+SALT = "gate.consent.v1"
+METHODS = ("banner", "page", "api", "gpc")
+MAX_LIFETIME = 13 * 31 * 24 * 3600  # the cookie never outlives 13 months, whatever is configured
+
+
+@dataclass(frozen=True)
+class Consent:
+    """One visitor's state. ``purposes`` holds every refusable purpose, True when accepted."""
+
+    version: str
+    decided: bool
+    purposes: Mapping[str, bool]
+    vendors_refused: frozenset[str] = frozenset()
+    decided_at: int = 0
+    consent_id: str = ""
+    method: str = ""
+    gpc: bool = False  # undecided, but Sec-GPC asked us to refuse advertising and suggestions
+    opt_out_mode: bool = False  # the site runs in opt-out mode: undecided means allowed
+
+    def allows_purpose(self, purpose: str, refusable: Sequence[str]) -> bool:
+        if purpose not in refusable:
+            return True
+        if not self.decided and self.opt_out_mode:
+            return not (self.gpc and purpose in ("advertising", "suggestions"))
+        return self.purposes.get(purpose, False)
+
+    def allows(self, tag: Tag, refusable: Sequence[str]) -> bool:
+        """THE RULE: every purpose the tag serves accepted, and its vendor not refused."""
+        if tag.vendor in self.vendors_refused:
+            return False
+        return all(self.allows_purpose(p, refusable) for p in tag.purposes)
+
+    def allowed_tags(self, registry: Registry, carried: Iterable[str] | None = None) -> frozenset[str]:
+        refusable = registry.refusable
+        carried_set = set(carried) if carried is not None else None
+        return frozenset(
+            t.id for t in registry.tags.values()
+            if (carried_set is None or t.id in carried_set) and self.allows(t, refusable)
+        )
+
+    def as_public(self) -> dict:
+        """The GET /_gate/consent shape."""
+        return {"version": self.version, "decided": self.decided, "purposes": dict(self.purposes),
+                "vendors_refused": sorted(self.vendors_refused)}
+
+
+def undecided(registry: Registry, *, gpc: bool = False, opt_out_mode: bool = False) -> Consent:
+    return Consent(registry.version, False, {p: False for p in registry.refusable}, gpc=gpc, opt_out_mode=opt_out_mode)
+
+
+def decide(registry: Registry, accepted: Iterable[str], *, vendors_refused: Iterable[str] = (),
+           method: str = "banner", previous: Consent | None = None, now: float | None = None) -> Consent:
+    """A fresh decision. Unknown ids are the caller's to reject before this point."""
+    accepted = set(accepted)
+    keep_id = previous.consent_id if previous is not None and previous.decided else ""
+    return Consent(
+        version=registry.version, decided=True,
+        purposes={p: p in accepted for p in registry.refusable},
+        vendors_refused=frozenset(vendors_refused) & set(registry.vendors),
+        decided_at=int(now if now is not None else time.time()),
+        consent_id=keep_id or secrets.token_urlsafe(12),
+        method=method if method in METHODS else "api",
+    )
+
+
+@dataclass(frozen=True)
+class ConsentCodec:
+    """Signs and verifies the cookie. ``secret_keys`` newest first: the newest signs, all verify."""
+
+    secret_keys: Sequence[str]
+    max_age: int = 180 * 24 * 3600
+    _serializer: URLSafeTimedSerializer = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.secret_keys:
+            raise ValueError("at least one secret key is needed")
+        # itsdangerous wants oldest -> newest and signs with the last one.
+        object.__setattr__(self, "_serializer",
+                           URLSafeTimedSerializer(list(reversed(self.secret_keys)), salt=SALT))
+
+    @property
+    def lifetime(self) -> int:
+        return min(self.max_age, MAX_LIFETIME)
+
+    def dumps(self, consent: Consent) -> str:
+        payload = {
+            "v": consent.version,
+            "a": sorted(p for p, ok in consent.purposes.items() if ok),
+            "r": sorted(consent.vendors_refused),
+            "t": consent.decided_at,
+            "id": consent.consent_id,
+            "m": consent.method,
+        }
+        return self._serializer.dumps(payload)
+
+    def read(self, value: str | None, registry: Registry, *, gpc: bool = False, opt_out_mode: bool = False) -> Consent:
+        """The visitor's consent; anything unreadable or stale is undecided. Never raises."""
+        fallback = undecided(registry, gpc=gpc, opt_out_mode=opt_out_mode)
+        if not value or len(value) > 4096:
+            return fallback
+        try:
+            data = self._serializer.loads(value, max_age=self.lifetime)
+        except (BadData, ValueError, TypeError, json.JSONDecodeError, UnicodeError):
+            return fallback
+        if not isinstance(data, dict) or data.get("v") != registry.version:
+            return fallback
+        accepted, refused = data.get("a"), data.get("r")
+        decided_at, cid, method = data.get("t"), data.get("id"), data.get("m")
+        if not (isinstance(accepted, list) and isinstance(refused, list) and isinstance(decided_at, int)
+                and isinstance(cid, str) and isinstance(method, str)):
+            return fallback
+        refusable = registry.refusable
+        return Consent(
+            version=registry.version, decided=True,
+            purposes={p: p in accepted for p in refusable},
+            vendors_refused=frozenset(v for v in refused if isinstance(v, str) and v in registry.vendors),
+            decided_at=decided_at, consent_id=cid[:64], method=method if method in METHODS else "api",
+        )
+
+    def withdraw(self, consent: Consent) -> Consent:
+        return replace(consent, decided=False)

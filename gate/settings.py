@@ -1,0 +1,219 @@
+"""Settings: parsed once at start-up, frozen, validated. Flags beat environment beat gate.toml beat
+defaults. Secrets are masked in repr. Every key here is in the README's settings table."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from .errors import ConfigError
+
+MODES = ("opt-in", "opt-out")
+CSP_MODES = ("off", "report-only", "enforce")
+DEMO_UPSTREAM = "demo"
+
+
+@dataclass(frozen=True)
+class Site:
+    """One public site and the origin behind it."""
+
+    upstream: str  # "http(s)://host[:port]" or "demo"
+    host: str | None = None  # public Host header; None = the default site
+    public_scheme: str | None = None  # None = as the request came (or X-Forwarded-Proto from a trusted proxy)
+    vendors: tuple[str, ...] | None = None  # vendors this site carries; None = all in vendors.toml
+    tags: tuple[str, ...] | None = None  # tags this site carries; None = all of its vendors' tags
+    tag_purposes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    policy_url: str = "/privacy"
+    mode: str = "opt-in"
+    csp: str = "report-only"
+    upstream_host: str | None = None  # Host header sent upstream; None = the upstream URL's
+
+    @property
+    def is_demo(self) -> bool:
+        return self.upstream == DEMO_UPSTREAM
+
+
+@dataclass(frozen=True)
+class Settings:
+    sites: tuple[Site, ...]
+    secret_keys: tuple[str, ...] = field(repr=False)
+    ephemeral_key: bool = False
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    vendors_path: str | None = None
+    config_path: str | None = None
+    consent_max_age_days: int = 180
+    upstream_connect_timeout: float = 5.0
+    upstream_read_timeout: float = 30.0
+    upstream_max_connections: int = 32
+    carry_over_bytes: int = 256 * 1024
+    max_consent_body: int = 8 * 1024
+    log_level: str = "info"
+
+    def __repr__(self) -> str:  # secrets masked
+        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.name != "secret_keys")
+        return f"Settings({shown}, secret_keys=<{len(self.secret_keys)} masked>)"
+
+    @property
+    def demo(self) -> bool:
+        return any(s.is_demo for s in self.sites)
+
+    def site_for(self, host_header: str | None) -> Site | None:
+        """The site a request's Host belongs to; the default site when none is named."""
+        name = (host_header or "").split(":")[0].lower().rstrip(".")
+        default = None
+        for site in self.sites:
+            if site.host is None:
+                default = site
+            elif site.host == name:
+                return site
+        return default
+
+
+_TOP_KEYS = {f.name for f in fields(Settings)} - {"sites", "secret_keys", "ephemeral_key", "config_path"}
+_TOP_KEYS |= {"upstream", "secret_key_file", "site", "vendors"}
+_SITE_KEYS = {f.name for f in fields(Site)}
+
+
+def _check_upstream(value: Any, file: str, key: str) -> str:
+    if value == DEMO_UPSTREAM:
+        return value
+    if not isinstance(value, str):
+        raise ConfigError(file, key, "expected a URL such as http://127.0.0.1:8000")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(file, key, f"expected an http(s):// URL such as http://127.0.0.1:8000, got {value!r}")
+    return value.rstrip("/")
+
+
+def _site(raw: Any, file: str, i: int, top_upstream: str | None) -> Site:
+    key = f"site[{i}]"
+    if not isinstance(raw, dict):
+        raise ConfigError(file, key, "expected a table ([[site]])")
+    unknown = set(raw) - _SITE_KEYS
+    if unknown:
+        raise ConfigError(file, f"{key}.{sorted(unknown)[0]}", f"unknown key (known: {', '.join(sorted(_SITE_KEYS))})")
+    upstream = raw.get("upstream", top_upstream)
+    if upstream is None:
+        raise ConfigError(file, f"{key}.upstream", "expected the origin's URL")
+    kw: dict[str, Any] = {"upstream": _check_upstream(upstream, file, f"{key}.upstream")}
+    if "host" in raw:
+        if not isinstance(raw["host"], str) or not raw["host"]:
+            raise ConfigError(file, f"{key}.host", "expected a host name such as jobs.example.jp")
+        kw["host"] = raw["host"].lower().rstrip(".")
+    for name, allowed in (("mode", MODES), ("csp", CSP_MODES), ("public_scheme", ("http", "https"))):
+        if name in raw:
+            if raw[name] not in allowed:
+                raise ConfigError(file, f"{key}.{name}", f"expected one of {', '.join(allowed)}, got {raw[name]!r}")
+            kw[name] = raw[name]
+    for name in ("vendors", "tags"):
+        if name in raw:
+            v = raw[name]
+            if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+                raise ConfigError(file, f"{key}.{name}", "expected a list of ids")
+            kw[name] = tuple(v)
+    for name in ("policy_url", "upstream_host"):
+        if name in raw:
+            if not isinstance(raw[name], str):
+                raise ConfigError(file, f"{key}.{name}", "expected a string")
+            kw[name] = raw[name]
+    if "tag_purposes" in raw:
+        tp = raw["tag_purposes"]
+        if not isinstance(tp, dict) or not all(isinstance(v, list) for v in tp.values()):
+            raise ConfigError(file, f"{key}.tag_purposes", 'expected a table such as { "google.tag_manager" = ["improvement"] }')
+        kw["tag_purposes"] = {k: tuple(v) for k, v in tp.items()}
+    return Site(**kw)
+
+
+def _number(value: Any, file: str, key: str, kind: type, minimum: float) -> Any:
+    try:
+        n = kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(file, key, f"expected a number, got {value!r}") from None
+    if isinstance(value, bool) or n < minimum:
+        raise ConfigError(file, key, f"expected a number >= {minimum}, got {value!r}")
+    return n
+
+
+def load(flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from command-line flags (None = not given), the environment and gate.toml."""
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    env = os.environ if env is None else env
+    config_path = flags.get("config") or env.get("GATE_CONFIG")
+    file_data: dict[str, Any] = {}
+    file = config_path or "gate.toml"
+    if config_path:
+        try:
+            file_data = tomllib.loads(Path(config_path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(file, "", "file not found") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError(file, "", f"not valid TOML: {e}") from None
+        unknown = set(file_data) - _TOP_KEYS
+        if unknown:
+            raise ConfigError(file, sorted(unknown)[0], f"unknown key (known: {', '.join(sorted(_TOP_KEYS))})")
+
+    def pick(name: str, env_name: str | None = None) -> Any:
+        if name in flags:
+            return flags[name], "command line", f"--{name}"
+        if env_name and env_name in env and env[env_name] != "":
+            return env[env_name], "environment", env_name
+        if name in file_data:
+            return file_data[name], file, name
+        return None, "", ""
+
+    upstream, where, key = pick("upstream", "GATE_UPSTREAM")
+    if upstream is not None:
+        upstream = _check_upstream(upstream, where, key)
+    site_list = file_data.get("site", [])
+    if not isinstance(site_list, list):
+        raise ConfigError(file, "site", "expected [[site]] tables")
+    sites = [_site(s, file, i, upstream) for i, s in enumerate(site_list)]
+    if upstream is not None and not any(s.host is None for s in sites):
+        sites.append(Site(upstream=upstream))
+    if not sites:
+        sites = [Site(upstream=DEMO_UPSTREAM)]
+    hosts = [s.host for s in sites]
+    if len(set(hosts)) != len(hosts):
+        raise ConfigError(file, "site", "two sites share a host (or two default sites)")
+
+    kw: dict[str, Any] = {}
+    for name, env_name, kind, minimum in (
+        ("port", "GATE_PORT", int, 0), ("workers", "GATE_WORKERS", int, 1),
+        ("consent_max_age_days", None, int, 1), ("upstream_connect_timeout", None, float, 0.01),
+        ("upstream_read_timeout", None, float, 0.01), ("upstream_max_connections", None, int, 1),
+        ("carry_over_bytes", None, int, 4096), ("max_consent_body", None, int, 256),
+    ):
+        value, where, key = pick(name, env_name)
+        if value is not None:
+            kw[name] = _number(value, where, key, kind, minimum)
+    for name, env_name in (("host", "GATE_HOST"), ("log_level", "GATE_LOG_LEVEL")):
+        value, where, key = pick(name, env_name)
+        if value is not None:
+            kw[name] = str(value)
+    vendors_path, _, _ = pick("vendors", "GATE_VENDORS")
+    kw["vendors_path"] = str(vendors_path) if vendors_path else None
+
+    raw_keys = env.get("GATE_SECRET_KEY", "")
+    if not raw_keys and "secret_key_file" in file_data:
+        try:
+            raw_keys = Path(str(file_data["secret_key_file"])).read_text(encoding="utf-8").strip()
+        except OSError as e:
+            raise ConfigError(file, "secret_key_file", f"cannot read: {e.strerror}") from None
+    keys = tuple(k.strip() for k in raw_keys.split(",") if k.strip())
+    ephemeral = False
+    if not keys:
+        if not all(s.is_demo for s in sites):
+            raise ConfigError("environment", "GATE_SECRET_KEY",
+                              "not set: run `gate keys new` and export GATE_SECRET_KEY=<key> (newest first, comma-separated)")
+        keys, ephemeral = (secrets.token_urlsafe(32),), True
+    elif any(len(k) < 16 for k in keys):
+        raise ConfigError("environment", "GATE_SECRET_KEY", "expected keys of at least 16 characters (use `gate keys new`)")
+    return Settings(sites=tuple(sites), secret_keys=keys, ephemeral_key=ephemeral, config_path=config_path, **kw)

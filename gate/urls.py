@@ -1,0 +1,113 @@
+"""The parts of WHATWG URL parsing that decide which host a browser would contact.
+
+Only what matters for gating is computed: the scheme, the host (as the browser would resolve it)
+and the path with query. Anything odd is read the way a browser reads it, never the easy way:
+leading/trailing C0 and spaces stripped, tabs and newlines removed anywhere, backslashes as slashes
+for special schemes, any number of slashes after a special scheme, userinfo, ports, percent-encoded
+and full-width (IDNA-mapped) hosts, trailing dots. Relative URLs resolve against the base.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import NamedTuple
+from urllib.parse import unquote
+
+SPECIAL = frozenset({"http", "https", "ws", "wss", "ftp", "file"})
+_C0_SPACE = "".join(chr(i) for i in range(0x21))
+_TAB_NL = re.compile(r"[\t\n\r]")
+_SCHEME = re.compile(r"([a-zA-Z][a-zA-Z0-9+.\-]*):")
+_IDEOGRAPHIC_DOTS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})
+
+
+class URL(NamedTuple):
+    scheme: str
+    host: str  # lower-case ASCII where possible, no trailing dot; "" when none
+    path: str  # path + query as written (fragment dropped)
+
+    @property
+    def key(self) -> str:
+        """The `//host/path?query` form that vendors.toml url_patterns match."""
+        return "//" + self.host + self.path
+
+
+def clean(raw: str) -> str:
+    return _TAB_NL.sub("", raw.strip(_C0_SPACE))
+
+
+def normalise_host(host: str) -> str:
+    if "%" in host:
+        host = unquote(host, errors="surrogateescape")
+    if not host.isascii():
+        host = unicodedata.normalize("NFKC", host.translate(_IDEOGRAPHIC_DOTS))
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            pass  # keep the mapped Unicode form: it still matches nothing it should not
+    host = host.lower()
+    while host.endswith("."):
+        host = host[:-1]
+    return host
+
+
+def _split_authority(rest: str, special: bool) -> tuple[str, str]:
+    """rest starts right after the slashes; returns (host, path)."""
+    stop = re.search(r"[/?#\\]" if special else r"[/?#]", rest)
+    authority, path = (rest[: stop.start()], rest[stop.start():]) if stop else (rest, "")
+    if "@" in authority:
+        authority = authority.rsplit("@", 1)[1]
+    if authority.startswith("["):
+        host = authority[: authority.find("]") + 1] if "]" in authority else authority
+    else:
+        host = authority.split(":", 1)[0]
+    if special:
+        path = path.replace("\\", "/")
+    if "#" in path:
+        path = path[: path.index("#")]
+    return normalise_host(host), path
+
+
+def parse(raw: str, base: URL | None = None) -> URL | None:
+    """Parse ``raw`` as a browser would (against ``base``); None when it names no fetchable place."""
+    s = clean(raw)
+    m = _SCHEME.match(s)
+    if m:
+        scheme = m.group(1).lower()
+        rest = s[m.end():]
+        if scheme in SPECIAL:
+            stripped = rest.lstrip("/\\")
+            if base is not None and scheme == base.scheme and stripped == rest:
+                # "http:foo" with an http base is relative to it
+                return _relative(rest.replace("\\", "/"), base)
+            host, path = _split_authority(stripped, True)
+            return URL(scheme, host, path or "/")
+        if rest.startswith("//"):
+            host, path = _split_authority(rest[2:], False)
+            return URL(scheme, host, path)
+        return URL(scheme, "", rest)
+    if base is None:
+        return None
+    special = base.scheme in SPECIAL
+    if special:
+        s = s.replace("\\", "/")
+    if s.startswith("//"):
+        host, path = _split_authority(s[2:], special)
+        return URL(base.scheme, host, path or "/")
+    return _relative(s, base)
+
+
+def _relative(s: str, base: URL) -> URL:
+    if "#" in s:
+        s = s[: s.index("#")]
+    if s.startswith("/"):
+        return URL(base.scheme, base.host, s)
+    if s.startswith("?") or not s:
+        return URL(base.scheme, base.host, base.path.split("?", 1)[0] + s)
+    directory = base.path.split("?", 1)[0].rsplit("/", 1)[0]
+    return URL(base.scheme, base.host, directory + "/" + s)
+
+
+def host_matches(host: str, domain: str) -> bool:
+    """True when ``host`` is ``domain`` or a subdomain of it (label-wise)."""
+    return host == domain or host.endswith("." + domain)

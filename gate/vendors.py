@@ -1,0 +1,299 @@
+"""vendors.toml -> frozen Purpose / Vendor / Tag objects and a Registry with compiled matchers.
+
+Everything here is parsed and compiled once at start-up; the request path only calls the Registry's
+matching methods. A mistake in the file is a ConfigError naming the file, the key and what was expected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from . import urls
+from .errors import ConfigError
+
+DEFAULT_PATH = Path(__file__).resolve().parent.parent / "vendors.toml"
+PACKAGED_PATH = Path(__file__).resolve().parent / "data" / "vendors.toml"
+_ID = re.compile(r"^[a-z][a-z0-9_]*$")
+_TAG_ID = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class Purpose:
+    id: str
+    n: int
+    ja: str
+    en: str
+    refusable: bool
+    summary_ja: str = ""
+    summary_en: str = ""
+
+
+@dataclass(frozen=True)
+class Tag:
+    id: str
+    vendor: str
+    service_ja: str
+    service_en: str
+    purposes: frozenset[str]
+    hosts: tuple[str, ...]
+    url_patterns: tuple[re.Pattern[str], ...]
+    signatures: tuple[re.Pattern[str], ...]
+    personal_data_signatures: tuple[re.Pattern[str], ...]
+    cookies: tuple[str, ...]
+    globals: tuple[str, ...] = ()
+    queues: tuple[str, ...] = ()
+    objects: tuple[str, ...] = ()
+    information_ja: tuple[str, ...] = ()
+    information_en: tuple[str, ...] = ()
+    recipient_purpose_ja: str = ""
+    recipient_purpose_en: str = ""
+
+    def cookie_matches(self, name: str) -> bool:
+        return any(name.startswith(c[:-1]) if c.endswith("*") else name == c for c in self.cookies)
+
+
+@dataclass(frozen=True)
+class Vendor:
+    id: str
+    recipient: str
+    contact_ja: str
+    contact_en: str
+    privacy_url: str
+    optout_url: str
+    domains: tuple[str, ...]
+    tags: tuple[str, ...]
+
+
+def _host_index(entries: Iterable[tuple[str, str]]) -> dict[str, tuple[tuple[str, str], ...]]:
+    """{domain: ((path_prefix, owner), ...)} from ("host[/path]", owner) pairs."""
+    index: dict[str, list[tuple[str, str]]] = {}
+    for spec, owner in entries:
+        host, _, path = spec.partition("/")
+        index.setdefault(host.lower(), []).append(("/" + path if path else "", owner))
+    return {k: tuple(v) for k, v in index.items()}
+
+
+def _lookup(index: Mapping[str, tuple[tuple[str, str], ...]], url: urls.URL) -> set[str]:
+    found: set[str] = set()
+    host = url.host
+    while host:
+        for prefix, owner in index.get(host, ()):
+            if not prefix or url.path.lower().startswith(prefix):
+                found.add(owner)
+        dot = host.find(".")
+        host = host[dot + 1:] if dot >= 0 else ""
+    return found
+
+
+@dataclass(frozen=True)
+class Registry:
+    purposes: Mapping[str, Purpose]
+    vendors: Mapping[str, Vendor]
+    tags: Mapping[str, Tag]
+    version: str
+    _tag_hosts: Mapping[str, tuple[tuple[str, str], ...]] = field(repr=False, default_factory=dict)
+    _vendor_domains: Mapping[str, tuple[tuple[str, str], ...]] = field(repr=False, default_factory=dict)
+    _signature: re.Pattern[str] | None = field(repr=False, default=None)
+    _group_tag: Mapping[str, str] = field(repr=False, default_factory=dict)
+    _mention: re.Pattern[str] | None = field(repr=False, default=None)
+    _personal: re.Pattern[str] | None = field(repr=False, default=None)
+
+    @property
+    def refusable(self) -> tuple[str, ...]:
+        return tuple(p.id for p in self.purposes.values() if p.refusable)
+
+    # -- matching (the hot path) -------------------------------------------------------------
+    def tags_for_url(self, url: urls.URL) -> frozenset[str]:
+        """The tags a fetch of ``url`` belongs to; empty when it is no vendor's."""
+        if url.scheme not in urls.SPECIAL or not url.host:
+            return frozenset()
+        key = url.key
+        found = {t.id for t in self.tags.values() if any(p.match(key) for p in t.url_patterns)}
+        if found:
+            return frozenset(found)
+        found = _lookup(self._tag_hosts, url)
+        if found:
+            return frozenset(found)
+        vendors = _lookup(self._vendor_domains, url)
+        return frozenset(t for v in vendors for t in self.vendors[v].tags)
+
+    def tags_in_text(self, text: str) -> frozenset[str]:
+        """Tags whose signature, or a URL on a vendor host, appears in script or attribute text."""
+        found: set[str] = set()
+        assert self._signature is not None and self._mention is not None
+        for m in self._signature.finditer(text):
+            found.add(self._group_tag[m.lastgroup or ""])
+        if "\\/" in text:
+            text = text.replace("\\/", "/")
+        for m in self._mention.finditer(text):
+            url = urls.parse("//" + m.group(1), urls.URL("https", "", "/"))
+            if url is not None:
+                found |= self.tags_for_url(url)
+        return frozenset(found)
+
+    def sends_personal_data(self, text: str) -> bool:
+        return bool(self._personal and self._personal.search(text))
+
+    # -- per site ----------------------------------------------------------------------------
+    def with_tag_purposes(self, overrides: Mapping[str, Iterable[str]]) -> Registry:
+        """A copy where some tags serve other purposes (a site's GTM container, say)."""
+        if not overrides:
+            return self
+        tags = dict(self.tags)
+        for tag_id, purposes in overrides.items():
+            tags[tag_id] = replace(tags[tag_id], purposes=frozenset(purposes))
+        return build(self.purposes, self.vendors, tags, explicit_version=None)
+
+
+def _compile(patterns: Iterable[str], where: str, file: str) -> tuple[re.Pattern[str], ...]:
+    out = []
+    for p in patterns:
+        try:
+            out.append(re.compile(p, re.IGNORECASE))
+        except re.error as e:
+            raise ConfigError(file, where, f"bad regular expression {p!r}: {e}") from None
+    return tuple(out)
+
+
+def _version(purposes: Mapping[str, Purpose], vendors: Mapping[str, Vendor], tags: Mapping[str, Tag]) -> str:
+    shape = {
+        "purposes": sorted((p.id, p.refusable) for p in purposes.values()),
+        "vendors": sorted((v.id, v.recipient) for v in vendors.values()),
+        "tags": sorted((t.id, sorted(t.purposes)) for t in tags.values()),
+    }
+    return hashlib.sha256(json.dumps(shape, ensure_ascii=False).encode()).hexdigest()[:12]
+
+
+def build(purposes: Mapping[str, Purpose], vendors: Mapping[str, Vendor], tags: Mapping[str, Tag],
+          explicit_version: str | None) -> Registry:
+    groups: list[str] = []
+    group_tag: dict[str, str] = {}
+    for i, tag in enumerate(tags.values()):
+        if tag.signatures:
+            name = f"t{i}"
+            group_tag[name] = tag.id
+            groups.append(f"(?P<{name}>" + "|".join(p.pattern for p in tag.signatures) + ")")
+    domains = sorted({d.split("/")[0] for v in vendors.values() for d in v.domains}
+                     | {h.split("/")[0] for t in tags.values() for h in t.hosts}, key=len, reverse=True)
+    mention = r"((?:[a-z0-9-]+\.)*(?:" + "|".join(re.escape(d) for d in domains) + r")(?![a-z0-9-])[^\s\"'<>`)]*)"
+    personal = [p.pattern for t in tags.values() for p in t.personal_data_signatures]
+    return Registry(
+        purposes=dict(sorted(purposes.items(), key=lambda kv: kv[1].n)),
+        vendors=dict(vendors),
+        tags=dict(tags),
+        version=explicit_version or _version(purposes, vendors, tags),
+        _tag_hosts=_host_index((h, t.id) for t in tags.values() for h in t.hosts),
+        _vendor_domains=_host_index((d, v.id) for v in vendors.values() for d in v.domains),
+        _signature=re.compile("|".join(groups) or r"(?!x)x", re.IGNORECASE),
+        _group_tag=group_tag,
+        _mention=re.compile(mention, re.IGNORECASE),
+        _personal=re.compile("|".join(personal), re.IGNORECASE) if personal else None,
+    )
+
+
+# -- loading ---------------------------------------------------------------------------------
+def _str(d: Mapping, key: str, where: str, file: str, default: str | None = None) -> str:
+    v = d.get(key, default)
+    if not isinstance(v, str):
+        raise ConfigError(file, f"{where}.{key}", f"expected a string, got {type(v).__name__ if v is not None else 'nothing'}")
+    return v
+
+
+def _strs(d: Mapping, key: str, where: str, file: str) -> tuple[str, ...]:
+    v = d.get(key, [])
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise ConfigError(file, f"{where}.{key}", "expected a list of strings")
+    return tuple(v)
+
+
+def load(path: str | Path | None = None) -> Registry:
+    """Read and validate vendors.toml (the packaged copy when ``path`` is None)."""
+    p = Path(path) if path else (DEFAULT_PATH if DEFAULT_PATH.exists() else PACKAGED_PATH)
+    file = p.name if path is None else str(path)
+    try:
+        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(file, "", "file not found") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(file, "", f"not valid TOML: {e}") from None
+    return parse(raw, file)
+
+
+def parse(raw: Mapping, file: str = "vendors.toml") -> Registry:
+    purposes: dict[str, Purpose] = {}
+    praw = raw.get("purposes")
+    if not isinstance(praw, dict) or not praw:
+        raise ConfigError(file, "purposes", "expected a table of purposes")
+    for pid, p in praw.items():
+        where = f"purposes.{pid}"
+        if not _ID.match(pid) or not isinstance(p, dict):
+            raise ConfigError(file, where, "expected a lower-case id and a table")
+        refusable = p.get("refusable", True)
+        if not isinstance(refusable, bool):
+            raise ConfigError(file, f"{where}.refusable", "expected true or false")
+        n = p.get("n", len(purposes) + 1)
+        if not isinstance(n, int):
+            raise ConfigError(file, f"{where}.n", "expected an integer")
+        purposes[pid] = Purpose(pid, n, _str(p, "ja", where, file), _str(p, "en", where, file), refusable,
+                                _str(p, "summary_ja", where, file, ""), _str(p, "summary_en", where, file, ""))
+    known = ", ".join(sorted(purposes))
+    vendors: dict[str, Vendor] = {}
+    tags: dict[str, Tag] = {}
+    vraw = raw.get("vendors")
+    if not isinstance(vraw, dict) or not vraw:
+        raise ConfigError(file, "vendors", "expected a table of vendors")
+    for vid, v in vraw.items():
+        where = f"vendors.{vid}"
+        if not _ID.match(vid) or not isinstance(v, dict):
+            raise ConfigError(file, where, "expected a lower-case id and a table")
+        tag_ids = []
+        traw = v.get("tags", [])
+        if not isinstance(traw, list):
+            raise ConfigError(file, f"{where}.tags", "expected an array of tables ([[vendors.X.tags]])")
+        for t in traw:
+            tid = t.get("id") if isinstance(t, dict) else None
+            twhere = f"vendor '{vid}', tag '{tid}'"
+            if not isinstance(tid, str) or not _TAG_ID.match(tid) or not tid.startswith(vid + "."):
+                raise ConfigError(file, twhere, f"expected id '{vid}.<name>'")
+            if tid in tags:
+                raise ConfigError(file, twhere, "duplicate tag id")
+            tp = _strs(t, "purposes", twhere, file)
+            if not tp:
+                raise ConfigError(file, f"{twhere}: purposes", f"expected at least one purpose (known: {known})")
+            for purpose in tp:
+                if purpose not in purposes:
+                    raise ConfigError(file, twhere, f"unknown purpose '{purpose}' (known: {known})")
+            tags[tid] = Tag(
+                id=tid, vendor=vid,
+                service_ja=_str(t, "service_ja", twhere, file), service_en=_str(t, "service_en", twhere, file),
+                purposes=frozenset(tp),
+                hosts=tuple(h.lower() for h in _strs(t, "hosts", twhere, file)),
+                url_patterns=_compile(_strs(t, "url_patterns", twhere, file), f"{twhere}: url_patterns", file),
+                signatures=_compile(_strs(t, "signatures", twhere, file), f"{twhere}: signatures", file),
+                personal_data_signatures=_compile(_strs(t, "personal_data_signatures", twhere, file),
+                                                  f"{twhere}: personal_data_signatures", file),
+                cookies=_strs(t, "cookies", twhere, file),
+                globals=_strs(t, "globals", twhere, file), queues=_strs(t, "queues", twhere, file),
+                objects=_strs(t, "objects", twhere, file),
+                information_ja=_strs(t, "information_ja", twhere, file),
+                information_en=_strs(t, "information_en", twhere, file),
+                recipient_purpose_ja=_str(t, "recipient_purpose_ja", twhere, file, ""),
+                recipient_purpose_en=_str(t, "recipient_purpose_en", twhere, file, ""),
+            )
+            tag_ids.append(tid)
+        vendors[vid] = Vendor(
+            id=vid, recipient=_str(v, "recipient", where, file),
+            contact_ja=_str(v, "contact_ja", where, file, ""), contact_en=_str(v, "contact_en", where, file, ""),
+            privacy_url=_str(v, "privacy_url", where, file, ""), optout_url=_str(v, "optout_url", where, file, ""),
+            domains=tuple(d.lower() for d in _strs(v, "domains", where, file)), tags=tuple(tag_ids),
+        )
+    version = raw.get("policy_version")
+    if version is not None and not isinstance(version, str):
+        raise ConfigError(file, "policy_version", "expected a string")
+    return build(purposes, vendors, tags, version)
