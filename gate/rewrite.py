@@ -1,10 +1,25 @@
-"""Per-response gate: keeps or strips each vendor tag, injects the banner. (INTERFACE STUB: the real
-streaming implementation lands next; the interface below is fixed.)"""
+"""Per-response gate: reads the page as a browser would, keeps or strips each vendor tag, injects
+the stubs and the banner. feed(bytes) -> bytes, close() -> bytes; every byte outside a removed tag
+and the injected elements is the upstream's.
+
+How it reads (see htmlstream for the lexical parts):
+- Text and tags that can neither load nor change tokenization are skipped by one regex (in C).
+- Everything else is read as a tag, with attributes decoded as the attribute states do.
+- Elements whose content decides (script, style, noscript) are held until their end tag, up to
+  ``carry_over`` bytes; past that, and wherever the browser's reading could differ from ours, the
+  element is stripped when anything is refused ("uncertain", counted): fail closed, never read past.
+- noscript is read both ways (scripting on: raw text; off: markup). So are raw-text elements where the
+  tree builder may not switch the tokenizer (foreign content, <select>). Removing an element whose
+  two readings diverge makes them agree again on everything after it.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import base64
+from dataclasses import dataclass, field, replace
+from urllib.parse import unquote_to_bytes
 
+from . import htmlstream as hs
 from . import urls
 from .vendors import Registry
 
@@ -36,20 +51,594 @@ class Outcome:
             parts.append(f"uncertain={self.uncertain}")
         return "; ".join(parts)
 
+    def merge(self, other: Outcome) -> None:
+        self.kept |= other.kept
+        self.stripped |= other.stripped
+        self.uncertain += other.uncertain
+        self.personal_data |= other.personal_data
+
+
+# Elements removed whole when their loading attribute is refused (void ones: just the tag).
+VOID_STRIP = {"img", "image", "embed", "link", "source", "track", "input", "meta", "frame", "portal"}
+RAW_STRIP = {"iframe", "fencedframe"}
+RAWTEXT = {"style", "xmp", "iframe", "noembed", "noframes", "textarea", "title"}
+SCRIPT_DATA_TYPES = {"application/json", "application/ld+json", "text/x-template"}
+BREAKOUT = set(
+    "b big blockquote body br center code dd div dl dt em embed h1 h2 h3 h4 h5 h6 head hr i img li "
+    "listing menu meta nobr ol p pre ruby s small span strong strike sub sup table tt u ul var".split()
+)
+HTML_INTEGRATION = {"foreignobject", "desc", "title", "mi", "mo", "mn", "ms", "mtext", "annotation-xml+"}
+MAX_DEPTH = 6
+
+DATA, STREAM, UNIT, PLAINTEXT = range(4)
+
+
+@dataclass
+class _Stream:
+    """Content being copied through (keep) or dropped, until its end is found."""
+
+    kind: str  # "comment" | "bogus" | "raw" | "script" | "tag"
+    keep: bool
+    name: str = ""
+    sub: int = 0  # script data state
+    tag_state: str = "name"
+    then: str = ""  # for "tag": the element whose content follows ("" = none)
+
+
+@dataclass
+class _Unit:
+    """An element held whole until its end tag: offsets are relative to the unit's first byte."""
+
+    kind: str  # "script" | "style" | "dual"
+    name: str
+    tag_end: int
+    attrs: list
+    scan: int
+    sub: int = 0
+
 
 class PageRewriter:
     """feed(bytes) -> bytes, close() -> bytes; ``encoding`` is a Python codec name."""
 
-    def __init__(self, plan: PagePlan, encoding: str = "utf-8") -> None:
-        self.plan, self.encoding = plan, encoding
+    def __init__(self, plan: PagePlan, encoding: str = "utf-8", *, fragment: bool = False,
+                 foreign: list[str] | None = None, depth: int = 0, base: urls.URL | None = None) -> None:
+        self.plan, self.encoding, self.registry = plan, encoding, plan.registry
+        self.allowed = plan.allowed
+        self.refusing = plan.gating and bool(set(plan.registry.tags) - plan.allowed)
         self.outcome = Outcome()
-        self._buf = b""
+        self.fragment, self.depth = fragment, depth
+        self.buf = b""
+        self.out: list[bytes] = []
+        self.state = DATA
+        self.stream: _Stream | None = None
+        self.unit: _Unit | None = None
+        self.foreign: list[str] = list(foreign or [])
+        self.uncertain_mode = False
+        self.in_select = False
+        self.base = base or plan.base_url
+        self.base_set = base is not None
+        self.head_done = fragment or not plan.head_html
+        self.body_done = fragment or not plan.body_html
 
+    # -- public --------------------------------------------------------------------------------
     def feed(self, data: bytes) -> bytes:
-        self._buf += data
-        return b""
+        if not self.plan.gating:
+            return data
+        self.buf = self.buf + data if self.buf else data
+        self._run(final=False)
+        return self._flush()
 
     def close(self) -> bytes:
-        out, body = self._buf, self.plan.body_html.encode(self.encoding, "xmlcharrefreplace")
-        i = out.lower().rfind(b"</body")
-        return out[:i] + body + out[i:] if i >= 0 else out + body
+        if not self.plan.gating:
+            return b""
+        self._run(final=True)
+        if self.buf:  # whatever could not be read is not a tag a browser acts on
+            self.out.append(self.buf)
+            self.buf = b""
+        if not self.head_done:
+            self._inject_head()
+        if not self.body_done:
+            self._inject_body()
+        return self._flush()
+
+    @property
+    def ended_in_data(self) -> bool:
+        return self.state == DATA and not self.buf
+
+    # -- the loop --------------------------------------------------------------------------------
+    def _flush(self) -> bytes:
+        out = b"".join(self.out)
+        self.out = []
+        return out
+
+    def _run(self, final: bool) -> None:
+        buf, pos, n = self.buf, 0, len(self.buf)
+        while pos < n:
+            if self.state == DATA:
+                fast = hs.BORING_HTML if (self.head_done and self._html_mode() and not self.uncertain_mode) else hs.BORING_TEXT
+                end = fast.match(buf, pos).end()
+                if end > pos:
+                    self.out.append(buf[pos:end])
+                    pos = end
+                    if pos >= n:
+                        break
+                new = self._markup(buf, pos, final)
+            elif self.state == STREAM:
+                new = self._stream(buf, pos, final)
+            elif self.state == UNIT:
+                new = self._unit(buf, pos, final)
+            else:  # PLAINTEXT: nothing after <plaintext> is markup
+                self.out.append(buf[pos:])
+                new = n
+            if new < 0:
+                break
+            pos = new
+        self.buf = buf[pos:]
+
+    def _html_mode(self) -> bool:
+        return not self.foreign or self.foreign[-1] in HTML_INTEGRATION
+
+    # -- at a "<" --------------------------------------------------------------------------------
+    def _markup(self, buf: bytes, pos: int, final: bool) -> int:
+        nxt = buf[pos + 1:pos + 2]
+        if not nxt:
+            return self._text(buf, pos, 1, final)
+        if nxt == b"!":
+            if len(buf) - pos < 9 and not final and (b"<!--".startswith(buf[pos:pos + 4]) or b"<![CDATA[".startswith(buf[pos:])):
+                return -1
+            if buf.startswith(b"<!--", pos):
+                return self._comment(buf, pos, final)
+            if buf.startswith(b"<![CDATA[", pos) and (not self._html_mode() or self.uncertain_mode):
+                return self._cdata(buf, pos, final)
+            return self._start_stream(buf, pos, pos + 2, _Stream("bogus", True), final)
+        if nxt == b"?":
+            return self._start_stream(buf, pos, pos + 1, _Stream("bogus", True), final)
+        if nxt == b"/":
+            c = buf[pos + 2:pos + 3]
+            if not c:
+                return self._text(buf, pos, 2, final)
+            if c == b">":
+                self.out.append(b"</>")
+                return pos + 3
+            if not c.isalpha():
+                return self._start_stream(buf, pos, pos + 2, _Stream("bogus", True), final)
+        elif not nxt.isalpha():
+            return self._text(buf, pos, 1, final)
+        m = hs.TAG.match(buf, pos)
+        if m is None:
+            return self._incomplete_tag(buf, pos, final)
+        name = m.group(2).decode("ascii", "replace").lower()
+        if m.group(1):
+            return self._end_tag(buf, pos, m, name)
+        return self._start_tag(buf, pos, m, name, final)
+
+    def _text(self, buf: bytes, pos: int, size: int, final: bool) -> int:
+        if not final:
+            return -1
+        self.out.append(buf[pos:pos + size])
+        return pos + size
+
+    def _incomplete_tag(self, buf: bytes, pos: int, final: bool) -> int:
+        if final:
+            self.out.append(buf[pos:])  # EOF in a tag: the browser drops it
+            return len(buf)
+        if len(buf) - pos <= self.plan.carry_over:
+            return -1
+        # Past the cap: follow the tag states as bytes stream by. Dropped when anything is refused.
+        raw_name = buf[pos + 1:pos + 64].lstrip(b"/")
+        stop = hs._TAG_NAME_STOP.search(raw_name)
+        name = raw_name[:stop.start() if stop else len(raw_name)].decode("ascii", "replace").lower()
+        is_end = buf[pos + 1:pos + 2] == b"/"
+        then = "" if is_end else ("script" if name == "script" else name if name in RAWTEXT | {"noscript"} else "")
+        keep = not self.refusing
+        if not keep:
+            self.outcome.uncertain += 1
+        return self._start_stream(buf, pos, pos + 2, _Stream("tag", keep, name=name, then=then), final)
+
+    def _comment(self, buf: bytes, pos: int, final: bool) -> int:
+        body = pos + 4
+        if buf.startswith(b">", body) or buf.startswith(b"->", body):  # <!--> and <!--->
+            end = body + (1 if buf[body:body + 1] == b">" else 2)
+            self.out.append(buf[pos:end])
+            return end
+        if len(buf) < body + 2 and not final:
+            return -1
+        return self._start_stream(buf, pos, body, _Stream("comment", True), final)
+
+    def _cdata(self, buf: bytes, pos: int, final: bool) -> int:
+        end = buf.find(b"]]>", pos + 9)
+        if end < 0:
+            if not final and len(buf) - pos <= self.plan.carry_over:
+                return -1
+            end = len(buf) - 3
+        end += 3
+        unit = buf[pos:end]
+        gt = unit.find(b">")  # read as HTML, "<![CDATA[" is a bogus comment ending at the first ">"
+        refused, kept, clean = self._markup_view(unit[gt + 1:], None)
+        if self.refusing and (refused or not clean):
+            self.outcome.stripped |= refused
+            self.outcome.uncertain += 0 if refused else 1
+            return end
+        self.outcome.kept |= kept
+        self.out.append(unit)
+        return end
+
+    # -- streams: content copied or dropped until its end ------------------------------------------
+    def _start_stream(self, buf: bytes, pos: int, body: int, st: _Stream, final: bool) -> int:
+        if st.keep:
+            self.out.append(buf[pos:body])
+        self.stream, self.state = st, STREAM
+        return body
+
+    def _stream(self, buf: bytes, pos: int, final: bool) -> int:
+        st = self.stream
+        assert st is not None
+        n = len(buf)
+        if st.kind in ("comment", "bogus"):
+            m = (hs.COMMENT_END if st.kind == "comment" else hs.BOGUS_END).search(buf, pos)
+            end = m.end() if m else (n if final else max(pos, n - 3))
+            done = m is not None or final
+        elif st.kind == "tag":
+            end, st.tag_state, resume = hs.tag_scan(buf, pos, st.tag_state)
+            done = end >= 0 or final
+            end = end if end >= 0 else (n if final else resume)
+        else:  # raw text or script data: up to the end tag, which is read as a tag
+            if st.kind == "script":
+                idx, st.sub, resume = hs.script_end(buf, pos, st.sub)
+            else:
+                m = hs.RAWTEXT_END[st.name].search(buf, pos)
+                idx = m.start() if m else -1
+                resume = max(pos, n - len(st.name) - 3)
+            if idx < 0:
+                end, done = (n, True) if final else (resume, False)
+            else:
+                tag = hs.TAG.match(buf, idx)
+                if tag is None and not final:
+                    end, done = idx, False
+                else:
+                    end, done = (tag.end() if tag else n), True
+        if st.keep:
+            self.out.append(buf[pos:end])
+        if done:
+            self.stream, self.state = None, DATA
+            if st.kind == "tag" and st.then:
+                return self._continue_after_tag(end, st)
+            return end
+        return end if end > pos else -1
+
+    def _continue_after_tag(self, end: int, st: _Stream) -> int:
+        if st.then == "script":
+            self.stream, self.state = _Stream("script", st.keep), STREAM
+        elif st.then in RAWTEXT or st.then == "noscript":
+            self.stream, self.state = _Stream("raw", st.keep, name=st.then), STREAM
+        return end
+
+    # -- tags ------------------------------------------------------------------------------------
+    def _end_tag(self, buf: bytes, pos: int, m, name: str) -> int:
+        raw = buf[pos:m.end()]
+        if self.foreign and not (self.foreign[-1] in HTML_INTEGRATION and name not in self.foreign):
+            if name in self.foreign or name + "+" in self.foreign:
+                key = name if name in self.foreign else name + "+"
+                del self.foreign[len(self.foreign) - 1 - self.foreign[::-1].index(key):]
+            elif name in ("p", "br"):
+                self._break_out()
+            else:
+                self.uncertain_mode = True  # may close an HTML ancestor, or be ignored
+        elif self.foreign and name in self.foreign:
+            del self.foreign[len(self.foreign) - 1 - self.foreign[::-1].index(name):]
+        elif name == "select":
+            self.in_select = False
+        if name in ("body", "html") and not self.body_done:
+            self._inject_body()
+        self.out.append(raw)
+        return m.end()
+
+    def _break_out(self) -> None:
+        while self.foreign and self.foreign[-1] not in HTML_INTEGRATION:
+            self.foreign.pop()
+        self.uncertain_mode = False
+
+    def _start_tag(self, buf: bytes, pos: int, m, name: str, final: bool) -> int:
+        end = m.end()
+        attrs = hs.parse_attrs(m.group(3))
+        self_closing = m.group(4).endswith(b"/")
+        if not self.head_done and name not in ("html", "head"):
+            self._inject_head()
+        if self.foreign and not self._html_mode():
+            if name in BREAKOUT or (name == "font" and any(a[0] in (b"color", b"face", b"size") for a in attrs)):
+                self._break_out()
+            else:
+                return self._foreign_start(buf, pos, m, name, attrs, self_closing, final)
+        if name in ("svg", "math"):
+            if not self_closing:
+                self.foreign.append(name)
+            return self._emit_tag(buf, pos, m, name, attrs)
+        if name == "noscript":
+            return self._begin_unit(buf, pos, _Unit("dual", name, end - pos, attrs, end - pos), final)
+        if name in RAWTEXT or name == "script":
+            if self.in_select and name != "script" or self.uncertain_mode:
+                return self._begin_unit(buf, pos, _Unit("dual", name, end - pos, attrs, end - pos), final)
+            if name == "script":
+                return self._begin_unit(buf, pos, _Unit("script", name, end - pos, attrs, end - pos), final)
+            if name == "style":
+                return self._begin_unit(buf, pos, _Unit("style", name, end - pos, attrs, end - pos), final)
+            # iframe, textarea, title, xmp, noembed, noframes: the content is inert; the tag decides
+            out = self._decide_tag(buf, pos, m, name, attrs)
+            self.stream, self.state = _Stream("raw", out is not None, name=name), STREAM
+            if out is not None:
+                self.out.append(out)
+            return end
+        if name == "plaintext":
+            self._emit_tag(buf, pos, m, name, attrs)
+            self.state = PLAINTEXT
+            return end
+        if name == "select":
+            self.in_select = True
+        elif name == "base" and not self.base_set:
+            href = self._first(attrs, b"href")
+            if href is not None:
+                self.base_set = True
+                self.base = urls.parse(hs.attr_text(href, self.encoding), self.plan.base_url) or self.base
+        result = self._emit_tag(buf, pos, m, name, attrs)
+        if name == "head" and not self.head_done:
+            self._inject_head()
+        if name == "body" and not self.head_done:
+            self._inject_head()
+        return result
+
+    def _foreign_start(self, buf, pos, m, name, attrs, self_closing, final) -> int:
+        end = m.end()
+        if name in RAWTEXT or name in ("script", "noscript", "plaintext") and not self_closing:
+            return self._begin_unit(buf, pos, _Unit("dual", name, end - pos, attrs, end - pos), final)
+        if not self_closing:
+            enc = (self._first(attrs, b"encoding") or b"").strip(b"\"' ").lower()
+            ip = name == "annotation-xml" and enc in (b"text/html", b"application/xhtml+xml")
+            self.foreign.append(name + "+" if ip else name)
+        return self._emit_tag(buf, pos, m, name, attrs)
+
+    def _emit_tag(self, buf: bytes, pos: int, m, name: str, attrs) -> int:
+        out = self._decide_tag(buf, pos, m, name, attrs)
+        if out is not None:
+            self.out.append(out)
+        return m.end()
+
+    @staticmethod
+    def _first(attrs, key: bytes) -> bytes | None:
+        for a in attrs:
+            if a[0] == key:
+                return a[1] if a[1] is not None else b""
+        return None
+
+    # -- decisions on one start tag ------------------------------------------------------------------
+    def _decide_tag(self, buf: bytes, pos: int, m, name: str, attrs) -> bytes | None:
+        """The tag's bytes as sent: unchanged, without some attributes, or None (element stripped)."""
+        raw = buf[pos:m.end()]
+        remove: list[tuple[int, int]] = []
+        replace_at: list[tuple[int, int, bytes]] = []
+        seen: set[bytes] = set()
+        strip = False
+        for key, value, a_start, a_end in attrs:
+            if key in seen:
+                continue  # the first of duplicate attributes wins; the rest are dropped by the parser
+            seen.add(key)
+            tags, primary = self._attr_tags(name, key, value, attrs)
+            if key == b"srcdoc" and value is not None:
+                new = self._srcdoc(value)
+                if new is not None:
+                    replace_at.append((a_start, a_end, b' srcdoc="' + new + b'"'))
+                continue
+            if not tags:
+                continue
+            refused = tags - self.allowed
+            if refused:
+                self.outcome.stripped |= refused
+                if primary:
+                    strip = True
+                else:
+                    remove.append((a_start, a_end))
+            else:
+                self.outcome.kept |= tags
+        if strip:
+            return None
+        if not remove and not replace_at:
+            return raw
+        attr_base = m.start(3) - m.start()
+        edits = sorted([(s, e, b" ") for s, e in remove] + replace_at)
+        out, last = [], 0
+        for s, e, rep in edits:
+            out.append(raw[last:attr_base + s])
+            out.append(rep)
+            last = attr_base + e
+        out.append(raw[last:])
+        return b"".join(out)
+
+    def _attr_tags(self, name: str, key: bytes, value: bytes | None, attrs) -> tuple[frozenset[str], bool]:
+        """Tags an attribute would contact or run, and whether it is the element's loading attribute."""
+        if value is None:
+            return frozenset(), False
+        if key.startswith(b"on"):
+            return self._text_tags(hs.attr_text(value, self.encoding)), False
+        if key == b"style":
+            return self._text_tags(hs.css_unescape(hs.attr_text(value, self.encoding))), False
+        text = hs.attr_text(value, self.encoding)
+        if key in (b"src", b"data", b"poster", b"background", b"codebase", b"xlink:href") or (
+            key == b"href" and (name in ("link", "image", "use", "feimage", "script") or self.foreign and not self._html_mode())
+        ):
+            return self._url_tags(text, name), name in VOID_STRIP | RAW_STRIP | {"script"}
+        if key == b"srcset":
+            found: set[str] = set()
+            for cand in text.split(","):
+                found |= self._url_tags(cand.strip().split(" ")[0] if cand.strip() else "", name)
+            return frozenset(found), name in VOID_STRIP
+        if key == b"ping":
+            found = set()
+            for u in text.split():
+                found |= self._url_tags(u, name)
+            return frozenset(found), False
+        if key == b"content" and name == "meta":
+            equiv = hs.attr_text(self._first(attrs, b"http-equiv"), self.encoding).strip().lower()
+            if equiv == "refresh" and "url" in text.lower():
+                target = text.split("=", 1)[1] if "=" in text else ""
+                return self._url_tags(target.strip().strip("'\""), name), True
+            return frozenset(), False
+        if key in (b"href", b"action", b"formaction"):
+            url = urls.parse(text, self.base)
+            if url is not None and url.scheme == "javascript":
+                return self._text_tags(unquote_to_bytes(url.path).decode("utf-8", "replace")), False
+        return frozenset(), False
+
+    def _url_tags(self, text: str, element: str) -> frozenset[str]:
+        url = urls.parse(text, self.base)
+        if url is None:
+            return frozenset()
+        if url.scheme == "javascript":
+            return self._text_tags(unquote_to_bytes(url.path).decode("utf-8", "replace"))
+        if url.scheme == "data":
+            return self._text_tags(_data_url_text(url.path))
+        return self.registry.tags_for_url(url)
+
+    def _text_tags(self, text: str) -> frozenset[str]:
+        return self.registry.tags_in_text(text) if text else frozenset()
+
+    def _srcdoc(self, value: bytes) -> bytes | None:
+        """Gate an iframe's srcdoc document; the new escaped value, or None when unchanged."""
+        doc = hs.attr_text(value, self.encoding)
+        if self.depth >= MAX_DEPTH:
+            return None
+        sub = PageRewriter(replace(self.plan, head_html="", body_html=""), "utf-8", fragment=True,
+                           depth=self.depth + 1, base=self.base)
+        out = sub.feed(doc.encode("utf-8", "surrogatepass")) + sub.close()
+        self.outcome.merge(sub.outcome)
+        if out == doc.encode("utf-8", "surrogatepass"):
+            return None
+        return hs.escape_attr(out.decode("utf-8", "replace")).encode(self.encoding, "xmlcharrefreplace")
+
+    # -- units: elements held whole -----------------------------------------------------------------
+    def _begin_unit(self, buf: bytes, pos: int, unit: _Unit, final: bool) -> int:
+        self.unit, self.state = unit, UNIT
+        return self._unit(buf, pos, final)
+
+    def _unit(self, buf: bytes, pos: int, final: bool) -> int:
+        u = self.unit
+        assert u is not None
+        start = pos + u.scan
+        if u.kind == "script" or (u.kind == "dual" and u.name == "script"):
+            idx, u.sub, resume = hs.script_end(buf, start, u.sub)
+        else:
+            pattern = hs.RAWTEXT_END.get(u.name)  # none for plaintext: it runs to the end
+            mm = pattern.search(buf, start) if pattern else None
+            idx = mm.start() if mm else -1
+            resume = max(start, len(buf) - len(u.name) - 3)
+        end_tag = hs.TAG.match(buf, idx) if idx >= 0 else None
+        if end_tag is None:
+            u.scan = resume - pos
+            if final:
+                return self._finish_unit(buf, pos, len(buf), len(buf), u)
+            if len(buf) - pos > self.plan.carry_over:
+                return self._oversized_unit(buf, pos, u, idx if idx >= 0 else resume)
+            return -1
+        return self._finish_unit(buf, pos, idx, end_tag.end(), u)
+
+    def _oversized_unit(self, buf: bytes, pos: int, u: _Unit, upto: int) -> int:
+        """Past the cap: stream the rest. Dropped (and counted) when anything is refused."""
+        keep = not self.refusing
+        if not keep:
+            self.outcome.uncertain += 1
+        else:
+            self.out.append(buf[pos:upto])
+        self.unit = None
+        if u.kind == "script" or u.name == "script":
+            self.stream = _Stream("script", keep, sub=u.sub)
+        else:
+            self.stream = _Stream("raw", keep, name=u.name if u.name in hs.RAWTEXT_END else "title")
+        self.state = STREAM
+        return upto
+
+    def _finish_unit(self, buf: bytes, pos: int, content_end: int, end: int, u: _Unit) -> int:
+        self.unit, self.state = None, DATA
+        content = buf[pos + u.tag_end:content_end]
+        whole = buf[pos:end]
+        tags: set[str] = set()
+        uncertain = False
+        src = self._first(u.attrs, b"src")
+        if u.name == "script":
+            typ = hs.attr_text(self._first(u.attrs, b"type"), self.encoding).strip().lower()
+            if src is not None:
+                tags |= self._url_tags(hs.attr_text(src, self.encoding), "script")
+            if typ not in SCRIPT_DATA_TYPES and content.strip():
+                text = content.decode(self.encoding, "replace")
+                found = self._text_tags(text)
+                tags |= found
+                if found and self.registry.sends_personal_data(text):
+                    self.outcome.personal_data |= found
+        elif u.name == "style":
+            tags |= self._text_tags(hs.css_unescape(content.decode(self.encoding, "replace")))
+        if u.kind == "dual":
+            push = None if u.name == "noscript" else u.name
+            refused_view, kept_view, clean = self._markup_view(content, push)
+            tags |= refused_view | kept_view
+            uncertain = not clean
+        tag_out = self._decide_tag(buf, pos, hs.TAG.match(buf, pos), u.name, u.attrs)
+        refused = tags - self.allowed
+        if refused or tag_out is None or (uncertain and self.refusing):
+            self.outcome.stripped |= refused
+            if uncertain and not refused and tag_out is not None:
+                self.outcome.uncertain += 1
+            return end
+        self.outcome.kept |= tags
+        self.out.append(tag_out + whole[u.tag_end:] if tag_out is not None else whole)
+        return end
+
+    def _markup_view(self, content: bytes, push: str | None) -> tuple[set[str], set[str], bool]:
+        """Read ``content`` as markup (the other reading): tags refused there, tags kept, and whether
+        that reading ends where ours does (in the data state)."""
+        if b"<" not in content:
+            return set(), set(), True
+        if self.depth >= MAX_DEPTH:
+            return set(), set(), False
+        foreign = self.foreign + [push] if push and self.foreign else list(self.foreign)
+        sub = PageRewriter(replace(self.plan, head_html="", body_html=""), self.encoding, fragment=True,
+                           foreign=foreign, depth=self.depth + 1, base=self.base)
+        sub.feed(content)
+        clean = sub.ended_in_data and sub.unit is None
+        sub.close()
+        refused = sub.outcome.stripped
+        return set(refused), set(sub.outcome.kept), clean and not sub.outcome.uncertain
+
+    # -- injection ---------------------------------------------------------------------------------
+    def _inject_head(self) -> None:
+        self.head_done = True
+        if self.plan.head_html:
+            self.out.append(self.plan.head_html.encode(self.encoding, "xmlcharrefreplace"))
+
+    def _inject_body(self) -> None:
+        self.body_done = True
+        if self.plan.body_html:
+            self.out.append(self.plan.body_html.encode(self.encoding, "xmlcharrefreplace"))
+
+
+def _data_url_text(body: str) -> str:
+    """The text of a data: URL (for documents and scripts in iframes, objects, scripts)."""
+    meta, _, payload = body.partition(",")
+    try:
+        raw = base64.b64decode(unquote_to_bytes(payload), validate=False) if meta.lower().endswith(";base64") \
+            else unquote_to_bytes(payload)
+    except ValueError:
+        return payload
+    return raw.decode("utf-8", "replace")
+
+
+def stub_script(registry: Registry, allowed: frozenset[str]) -> str:
+    """No-op stand-ins for the globals of stripped tags, so the page's own calls don't throw.
+    Only for globals that no allowed tag provides (a stub would stop a real loader: fbq checks it)."""
+    provided = {g for t in registry.tags.values() if t.id in allowed for g in (*t.globals, *t.queues, *t.objects)}
+    funcs = sorted({g for t in registry.tags.values() for g in t.globals} - provided)
+    queues = sorted({q for t in registry.tags.values() for q in t.queues} - provided)
+    objects = sorted({o for t in registry.tags.values() for o in t.objects} - provided)
+    if not (funcs or queues or objects):
+        return ""
+    parts = ["var w=window,n=function(){};"]
+    parts += [f"w.{f}=w.{f}||n;" for f in funcs]
+    parts += [f"w.{q}=w.{q}||[];" for q in queues]
+    parts += [f"w.{o}=w.{o}||new Proxy({{}},{{get:function(){{return n}}}});" for o in objects]
+    return "<script data-gate>" + "".join(parts) + "</script>"
