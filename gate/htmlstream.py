@@ -90,9 +90,10 @@ SCRIPT_NORMAL, SCRIPT_ESCAPED, SCRIPT_DOUBLE = 0, 1, 2
 def script_end(buf: bytes, pos: int, state: int) -> tuple[int, int, int]:
     """Scan script data from ``pos``. Returns (index of the ending "</script", state, resume_pos):
     index -1 when the end is not in ``buf`` yet; then resume at resume_pos with the state given."""
+    done = pos  # scanning resumes after the last token read, never reading one twice
     for m in _SCRIPT_TOKENS.finditer(buf, pos):
         tok = m.group()[:4].lower()
-        start = m.start()
+        start, done = m.start(), m.end()
         if tok == b"<!--":
             if state == SCRIPT_NORMAL:
                 state = SCRIPT_ESCAPED
@@ -110,7 +111,7 @@ def script_end(buf: bytes, pos: int, state: int) -> tuple[int, int, int]:
         elif state == SCRIPT_ESCAPED:  # "<script" in escaped state
             state = SCRIPT_DOUBLE
     # Keep a tail long enough to hold a token split across chunks.
-    return -1, state, max(pos, len(buf) - 9)
+    return -1, state, max(done, len(buf) - 9)
 
 
 def parse_attrs(raw: bytes) -> list[tuple[bytes, bytes | None, int, int]]:
@@ -168,6 +169,17 @@ def css_unescape(text: str) -> str:
             return chr(cp) if 0 < cp <= 0x10FFFF and not 0xD800 <= cp <= 0xDFFF else "\ufffd"
         return m.group(2) if m.group(2) != "\n" else ""
     return _CSS_ESCAPE.sub(one, text) if "\\" in text else text
+
+
+_CSS_URL = re.compile(r"""url\(\s*(?:"([^"]*)"|'([^']*)'|([^)\s]*))|@import\s*(?:"([^"]*)"|'([^']*)')""", re.IGNORECASE)
+
+
+def css_urls(text: str) -> list[str]:
+    """The URLs a piece of CSS fetches (url(), @import), after CSS escapes are decoded."""
+    text = css_unescape(text)
+    if "url" not in text.lower() and "@import" not in text.lower():
+        return []
+    return [next(g for g in m.groups() if g is not None) for m in _CSS_URL.finditer(text)]
 
 
 def escape_attr(value: str) -> str:

@@ -320,10 +320,9 @@ class PageRewriter:
             if name in self.foreign or name + "+" in self.foreign:
                 key = name if name in self.foreign else name + "+"
                 del self.foreign[len(self.foreign) - 1 - self.foreign[::-1].index(key):]
-            elif name in ("p", "br"):
-                self._break_out()
-            else:
-                self.uncertain_mode = True  # may close an HTML ancestor, or be ignored
+            else:  # "</p>", "</br>" break out in current browsers, not in older parsers; others may
+                # close an HTML ancestor or be ignored: read what follows both ways until it settles
+                self.uncertain_mode = True
         elif self.foreign and name in self.foreign:
             del self.foreign[len(self.foreign) - 1 - self.foreign[::-1].index(name):]
         elif name == "select":
@@ -344,9 +343,11 @@ class PageRewriter:
         self_closing = m.group(4).endswith(b"/")
         if not self.head_done and name not in ("html", "head"):
             self._inject_head()
+        placeholder = self.in_select and name in ("input", "keygen", "textarea")
         if self.foreign and not self._html_mode():
             if name in BREAKOUT or (name == "font" and any(a[0] in (b"color", b"face", b"size") for a in attrs)):
                 self._break_out()
+                placeholder = True
             else:
                 return self._foreign_start(buf, pos, m, name, attrs, self_closing, final)
         if name in ("svg", "math"):
@@ -379,7 +380,7 @@ class PageRewriter:
             if href is not None:
                 self.base_set = True
                 self.base = urls.parse(hs.attr_text(href, self.encoding), self.plan.base_url) or self.base
-        result = self._emit_tag(buf, pos, m, name, attrs)
+        result = self._emit_tag(buf, pos, m, name, attrs, placeholder)
         if name == "head" and not self.head_done:
             self._inject_head()
         if name == "body" and not self.head_done:
@@ -396,10 +397,14 @@ class PageRewriter:
             self.foreign.append(name + "+" if ip else name)
         return self._emit_tag(buf, pos, m, name, attrs)
 
-    def _emit_tag(self, buf: bytes, pos: int, m, name: str, attrs) -> int:
+    def _emit_tag(self, buf: bytes, pos: int, m, name: str, attrs, placeholder: bool = False) -> int:
         out = self._decide_tag(buf, pos, m, name, attrs)
         if out is not None:
             self.out.append(out)
+        elif placeholder:
+            # The element also closed foreign content (or a <select>): a bare one, which loads
+            # nothing, keeps the parse of everything after it as the upstream wrote it.
+            self.out.append(b"<" + name.encode() + b" data-gate>")
         return m.end()
 
     @staticmethod
@@ -459,7 +464,7 @@ class PageRewriter:
         if key.startswith(b"on"):
             return self._text_tags(hs.attr_text(value, self.encoding)), False
         if key == b"style":
-            return self._text_tags(hs.css_unescape(hs.attr_text(value, self.encoding))), False
+            return self._css_tags(hs.attr_text(value, self.encoding)), False
         text = hs.attr_text(value, self.encoding)
         if key in (b"src", b"data", b"poster", b"background", b"codebase", b"xlink:href") or (
             key == b"href" and (name in ("link", "image", "use", "feimage", "script") or self.foreign and not self._html_mode())
@@ -496,6 +501,12 @@ class PageRewriter:
         if url.scheme == "data":
             return self._text_tags(_data_url_text(url.path))
         return self.registry.tags_for_url(url)
+
+    def _css_tags(self, css: str) -> frozenset[str]:
+        found: set[str] = set()
+        for u in hs.css_urls(css):
+            found |= self._url_tags(u, "style")
+        return frozenset(found)
 
     def _text_tags(self, text: str) -> frozenset[str]:
         return self.registry.tags_in_text(text) if text else frozenset()
@@ -572,7 +583,7 @@ class PageRewriter:
                 if found and self.registry.sends_personal_data(text):
                     self.outcome.personal_data |= found
         elif u.name == "style":
-            tags |= self._text_tags(hs.css_unescape(content.decode(self.encoding, "replace")))
+            tags |= self._css_tags(content.decode(self.encoding, "replace"))
         if u.kind == "dual":
             push = None if u.name == "noscript" else u.name
             refused_view, kept_view, clean = self._markup_view(content, push)
