@@ -20,6 +20,9 @@ from .errors import ConfigError
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "vendors.toml"
 PACKAGED_PATH = Path(__file__).resolve().parent / "data" / "vendors.toml"
 _ID = re.compile(r"^[a-z][a-z0-9_]*$")
+_ASCII_LOWER = {c: c + 32 for c in range(65, 91)}
+_URL_TAIL = re.compile(r"(?:\\/|[^\s\"'<>`)\\])*")
+_NO_BASE = urls.URL("https", "", "/")
 _TAG_ID = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
 
 
@@ -99,10 +102,11 @@ class Registry:
     version: str
     _tag_hosts: Mapping[str, tuple[tuple[str, str], ...]] = field(repr=False, default_factory=dict)
     _vendor_domains: Mapping[str, tuple[tuple[str, str], ...]] = field(repr=False, default_factory=dict)
-    _signature: re.Pattern[str] | None = field(repr=False, default=None)
-    _group_tag: Mapping[str, str] = field(repr=False, default_factory=dict)
-    _mention: re.Pattern[str] | None = field(repr=False, default=None)
     _personal: re.Pattern[str] | None = field(repr=False, default=None)
+    _url_cache: dict[str, frozenset[str]] = field(repr=False, default_factory=dict, compare=False)
+    _signatures: tuple[tuple[str | None, re.Pattern[str], str], ...] = field(repr=False, default=())
+    _domain_words: tuple[str, ...] = field(repr=False, default=())
+    _words: tuple[str, ...] = field(repr=False, default=())
 
     @property
     def refusable(self) -> tuple[str, ...]:
@@ -114,27 +118,54 @@ class Registry:
         if url.scheme not in urls.SPECIAL or not url.host:
             return frozenset()
         key = url.key
-        found = {t.id for t in self.tags.values() if any(p.match(key) for p in t.url_patterns)}
-        if found:
-            return frozenset(found)
-        found = _lookup(self._tag_hosts, url)
-        if found:
-            return frozenset(found)
+        cached = self._url_cache.get(key)
+        if cached is not None:
+            return cached
+        by_host = _lookup(self._tag_hosts, url)
         vendors = _lookup(self._vendor_domains, url)
-        return frozenset(t for v in vendors for t in self.vendors[v].tags)
+        result: frozenset[str] = frozenset()
+        if by_host or vendors:  # url_patterns only ever name hosts on a vendor's domains
+            found = {t.id for t in self.tags.values() if any(p.match(key) for p in t.url_patterns)}
+            result = frozenset(found or by_host or {t for v in vendors for t in self.vendors[v].tags})
+        if len(self._url_cache) >= 4096:
+            self._url_cache.clear()
+        self._url_cache[key] = result
+        return result
 
     def tags_in_text(self, text: str) -> frozenset[str]:
         """Tags whose signature, or a URL on a vendor host, appears in script or attribute text."""
         found: set[str] = set()
-        assert self._signature is not None and self._mention is not None
-        for m in self._signature.finditer(text):
-            found.add(self._group_tag[m.lastgroup or ""])
-        if "\\/" in text:
-            text = text.replace("\\/", "/")
-        for m in self._mention.finditer(text):
-            url = urls.parse("//" + m.group(1), urls.URL("https", "", "/"))
-            if url is not None:
-                found |= self.tags_for_url(url)
+        lowered = text.lower() if text.isascii() else text.translate(_ASCII_LOWER)
+        if not any(w in lowered for w in self._words):
+            return frozenset()  # the common case: a first-party script naming no vendor
+        # Each signature opens with a word it cannot match without: the regex is only tried where
+        # that word stands (Python's engine is slow on case-insensitive scans of long scripts).
+        for word, pattern, tag_id in self._signatures:
+            if tag_id in found:
+                continue
+            if word is None:
+                if pattern.search(text):
+                    found.add(tag_id)
+                continue
+            i = lowered.find(word)
+            while i >= 0:
+                if pattern.match(text, i):
+                    found.add(tag_id)
+                    break
+                i = lowered.find(word, i + 1)
+        for domain in self._domain_words:
+            i = lowered.find(domain)
+            while i >= 0:
+                end = i + len(domain)
+                if not (end < len(lowered) and (lowered[end].isalnum() or lowered[end] == "-")):
+                    start = i
+                    while start > 0 and (lowered[start - 1].isalnum() or lowered[start - 1] in ".-"):
+                        start -= 1
+                    m = _URL_TAIL.match(text, end)
+                    url = urls.parse("//" + text[start:m.end()].replace("\\/", "/"), _NO_BASE)
+                    if url is not None:
+                        found |= self.tags_for_url(url)
+                i = lowered.find(domain, end)
         return frozenset(found)
 
     def sends_personal_data(self, text: str) -> bool:
@@ -172,16 +203,9 @@ def _version(purposes: Mapping[str, Purpose], vendors: Mapping[str, Vendor], tag
 
 def build(purposes: Mapping[str, Purpose], vendors: Mapping[str, Vendor], tags: Mapping[str, Tag],
           explicit_version: str | None) -> Registry:
-    groups: list[str] = []
-    group_tag: dict[str, str] = {}
-    for i, tag in enumerate(tags.values()):
-        if tag.signatures:
-            name = f"t{i}"
-            group_tag[name] = tag.id
-            groups.append(f"(?P<{name}>" + "|".join(p.pattern for p in tag.signatures) + ")")
     domains = sorted({d.split("/")[0] for v in vendors.values() for d in v.domains}
                      | {h.split("/")[0] for t in tags.values() for h in t.hosts}, key=len, reverse=True)
-    mention = r"((?:[a-z0-9-]+\.)*(?:" + "|".join(re.escape(d) for d in domains) + r")(?![a-z0-9-])[^\s\"'<>`)]*)"
+    signatures = tuple((leading_word(p.pattern), p, t.id) for t in tags.values() for p in t.signatures)
     personal = [p.pattern for t in tags.values() for p in t.personal_data_signatures]
     return Registry(
         purposes=dict(sorted(purposes.items(), key=lambda kv: kv[1].n)),
@@ -190,11 +214,38 @@ def build(purposes: Mapping[str, Purpose], vendors: Mapping[str, Vendor], tags: 
         version=explicit_version or _version(purposes, vendors, tags),
         _tag_hosts=_host_index((h, t.id) for t in tags.values() for h in t.hosts),
         _vendor_domains=_host_index((d, v.id) for v in vendors.values() for d in v.domains),
-        _signature=re.compile("|".join(groups) or r"(?!x)x", re.IGNORECASE),
-        _group_tag=group_tag,
-        _mention=re.compile(mention, re.IGNORECASE),
         _personal=re.compile("|".join(personal), re.IGNORECASE) if personal else None,
+        _signatures=signatures,
+        _domain_words=tuple(domains),
+        _words=_minimal_words({w for w, _, _ in signatures if w} | set(domains))
+        if all(w for w, _, _ in signatures) else ("",),
     )
+
+
+def _minimal_words(words: set[str]) -> tuple[str, ...]:
+    """Drop every word that contains a shorter one: finding the shorter one is enough to look closer."""
+    keep = [w for w in words if not any(o != w and o in w for o in words)]
+    return tuple(sorted(keep, key=len))
+
+
+def leading_word(pattern: str) -> str | None:
+    """The plain text every match of ``pattern`` starts with (lower-case, after an optional \\b), or
+    None when it starts otherwise; signatures are matched only where that word stands."""
+    i = 2 if pattern.startswith("\\b") else 0
+    word = ""
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\" and i + 1 < len(pattern) and not pattern[i + 1].isalnum():
+            ch, step = pattern[i + 1], 2
+        elif c.isalnum() or c in "_-/:;=,#@%!<>~`'\"&":
+            ch, step = c, 1
+        else:
+            break
+        if i + step < len(pattern) and pattern[i + step] in "?*{":
+            break  # optional: not part of every match
+        word += ch
+        i += step
+    return word.lower() if len(word) >= 3 else None
 
 
 # -- loading ---------------------------------------------------------------------------------
