@@ -41,7 +41,8 @@ INTERESTING_START = (
 INTERESTING_END = "body html svg math select".split()
 # Attributes that can load or run something on ANY element; `href` is harmless when it plainly
 # navigates (starts with / # ? http(s):// mailto: tel: ./ ../).
-_RISKY_ATTR = rb"(?:on|style|ping|background|src|srcset|poster|data|action|formaction|xlink:|href|content)"
+_RISKY_ATTR = (rb"(?:on[^\t\n\f\r />=]*+|style|ping|background|src|srcset|poster|data|action|formaction|"
+               rb"xlink:href|href|content|srcdoc)(?=[\t\n\f\r />=])")
 _SAFE_HREF = rb"(?:/|#|\?|https?://|mailto:|tel:|\.\.?/)"
 _SAFE_ATTR = (
     rb"[\t\n\f\r /]*+(?:"
