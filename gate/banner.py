@@ -1,19 +1,204 @@
-"""Renders the banner, the settings link and the footer link (INTERFACE STUB, being written)."""
+"""Renders the banner, the settings link and the footer link: escaped by default, data-gate on everything.
+
+The banner is one plain ``<form method=post action=/_gate/consent>``, so it works with JavaScript off;
+gate.js only makes it post in place. Core module: no starlette, no httpx.
+"""
 
 from __future__ import annotations
 
-from .consent import Consent
+import gzip
+import hashlib
+from html import escape
+from pathlib import Path
+from urllib.parse import urlencode
+
+from .consent import Consent, undecided
 from .vendors import Registry
+
+LANGS = ("ja", "en")
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+
+def static_url(name: str) -> str:
+    # The content hash in the query lets /_gate/static/ be cached for a year and still change on upgrade.
+    digest = hashlib.sha256((STATIC_DIR / name).read_bytes()).hexdigest()[:10]
+    return f"/_gate/static/{name}?v={digest}"
+
+
+CSS_URL = static_url("gate.css")
+JS_URL = static_url("gate.js")
+
+TEXT = {
+    "ja": {
+        "title": "Cookieと外部送信について",
+        "data": "当サイトは、Cookie情報、ユーザー識別子、IPアドレス、広告識別子、位置情報、Web閲覧履歴を取り扱い、{mode}次の事業者へ送信します",
+        "opt-in": "あなたが同意した目的に限り、", "opt-out": "あなたが拒否しない限り、",
+        "gpc": "ブラウザのGPC（グローバル・プライバシー・コントロール）の信号に従い、広告と提案の目的は最初から拒否にしています。",
+        "accept": "すべて同意", "reject": "すべて拒否", "settings": "設定", "save": "選択を保存",
+        "choose": "目的ごとに選ぶ", "always": "（常に有効）", "notice": "外部送信について",
+        "policy": "プライバシーポリシー", "cookie_settings": "Cookie設定",
+        "sep": "、", "end": "", "colon": "：",
+    },
+    "en": {
+        "title": "Cookies and data sent to other companies",
+        "data": "This site handles cookie data, user identifiers, IP addresses, advertising identifiers, location "
+                "data and browsing history and, {mode}, sends them to",
+        "opt-in": "only for the purposes you accept", "opt-out": "unless you refuse",
+        "gpc": "Your browser's Global Privacy Control signal was honoured: advertising and suggestions are "
+               "refused by default.",
+        "accept": "Accept all", "reject": "Reject all", "settings": "Settings", "save": "Save my choices",
+        "choose": "Choose by purpose", "always": " (always on)", "notice": "External transmission",
+        "policy": "Privacy policy", "cookie_settings": "Cookie settings",
+        "sep": ", ", "end": ".", "colon": ": ",
+    },
+}
+
+
+class Html(str):
+    """Markup that is already safe. Any other str handed to el() is escaped."""
+
+
+def el(tag: str, *children: str, **attrs: str | bool | None) -> Html:
+    """``<tag data-gate …>children</tag>``. ``class_`` → class, ``aria_label`` → aria-label."""
+    parts = [tag, "data-gate"]
+    for name, value in attrs.items():
+        if value is None or value is False:
+            continue
+        name = name.rstrip("_").replace("_", "-")
+        parts.append(name if value is True else f'{name}="{escape(str(value))}"')
+    opening = "<" + " ".join(parts) + ">"
+    if tag in ("input", "link", "meta", "br"):
+        return Html(opening)
+    return Html(opening + join("", children) + f"</{tag}>")
+
+
+def join(sep: str, items) -> Html:
+    return Html(sep.join(c if isinstance(c, Html) else escape(c) for c in items))
+
+
+def choose_lang(gate_lang: str | None, accept_language: str | None) -> str:
+    """``?gate_lang=`` when it names ja or en, else the Accept-Language preference; Japanese by default."""
+    if gate_lang in LANGS:
+        return gate_lang  # type: ignore[return-value]
+    best, best_q = "ja", 0.0
+    for part in (accept_language or "")[:512].split(","):
+        tag, _, params = part.partition(";")
+        primary = tag.strip().lower().split("-")[0]
+        if primary not in LANGS:
+            continue
+        q = 1.0
+        key, _, value = params.strip().partition("=")
+        if key.strip() == "q":
+            try:
+                q = float(value)
+            except ValueError:
+                q = 0.0
+        if q > best_q:
+            best, best_q = primary, q
+    return best
+
+
+def preferences_url(lang: str, next_path: str) -> str:
+    query = {"next": next_path} | ({"gate_lang": lang} if lang != "ja" else {})
+    return "/_gate/preferences?" + urlencode(query)
+
+
+def notice_url(lang: str) -> str:
+    return "/_gate/notice" + ("?gate_lang=" + lang if lang != "ja" else "")
+
+
+def services_by_vendor(registry: Registry, carried: frozenset[str], purpose: str, lang: str) -> dict[str, list[str]]:
+    """{vendor id: [service names]} of the carried tags that serve ``purpose``, in registry order."""
+    found: dict[str, list[str]] = {}
+    for tag in registry.tags.values():
+        if tag.id in carried and purpose in tag.purposes:
+            found.setdefault(tag.vendor, []).append(tag.service_ja if lang == "ja" else tag.service_en)
+    return found
+
+
+def _purpose_rows(registry: Registry, carried: frozenset[str], lang: str) -> list[Html]:
+    """One switch per refusable purpose that a carried tag uses, with its recipients and services."""
+    t, rows = TEXT[lang], []
+    for p in registry.purposes.values():
+        name = p.ja if lang == "ja" else p.en
+        if not p.refusable:
+            rows.append(el("label", el("input", type="checkbox", checked=True, disabled=True),
+                           " ", el("b", name), t["always"], class_="gate-sw"))
+            continue
+        by_vendor = services_by_vendor(registry, carried, p.id, lang)
+        if not by_vendor:
+            continue  # nothing on this site uses it: a switch for it would be noise
+        who = join("", (el("li", registry.vendors[v].recipient + t["colon"] + t["sep"].join(s))
+                        for v, s in by_vendor.items()))
+        rows.append(el("label", el("input", type="checkbox", name="purposes", value=p.id,
+                                   aria_describedby=f"gate-d-{p.id}"),
+                       " ", el("b", name), class_="gate-sw"))
+        rows.append(el("ul", who, id=f"gate-d-{p.id}", class_="gate-who"))
+    return rows
 
 
 def render_banner(registry: Registry, consent: Consent, *, lang: str, next_path: str, policy_url: str,
                   carried: frozenset[str], nonce: str | None = None) -> str:
-    return '<div data-gate role="dialog" aria-label="Cookie">banner</div>'
+    """The consent dialog: first layer with three equal buttons, settings layer, one plain form."""
+    lang = lang if lang in LANGS else "ja"
+    t = TEXT[lang]
+    vendors = [v for v in registry.vendors.values() if any(tag in carried for tag in v.tags)]
+    who = t["sep"].join(v.recipient for v in vendors)
+    who += "" if who.endswith(t["end"]) else t["end"]  # "Meta Platforms, Inc." needs no second full stop
+    first = [
+        el("h2", t["title"], id="gate-title"),
+        el("p", t["data"].format(mode=t["opt-out" if consent.opt_out_mode else "opt-in"]), t["colon"], el("b", who)),
+    ]
+    if consent.gpc:
+        first.append(el("p", t["gpc"], class_="gate-gpc"))
+    first.append(el("p", el("a", t["notice"], href=notice_url(lang)), " ", el("a", t["policy"], href=policy_url),
+                    class_="gate-links"))
+    buttons = el(
+        "div",
+        el("button", t["accept"], name="choice", value="accept_all", class_="gate-btn"),
+        el("button", t["reject"], name="choice", value="reject_all", class_="gate-btn"),
+        # Without JavaScript this button opens the full preferences page; gate.js turns it into a toggle.
+        el("button", t["settings"], name="choice", value="settings", class_="gate-btn",
+           formaction="/_gate/preferences", formmethod="get", id="gate-settings"),
+        class_="gate-row",
+    )
+    panel = el(
+        "div",
+        el("fieldset", el("legend", t["choose"]), *_purpose_rows(registry, carried, lang)),
+        el("div", el("button", t["save"], name="choice", value="custom", class_="gate-btn"),
+           class_="gate-row"),
+        id="gate-panel", hidden=True,
+    )
+    form = el("form", el("input", type="hidden", name="next", value=next_path), *first, buttons, panel,
+              method="post", action="/_gate/consent", class_="gate-in")
+    return join("", [
+        el("link", rel="stylesheet", href=CSS_URL),
+        el("div", form, role="dialog", aria_labelledby="gate-title", id="gate-banner", class_="gate gate-sheet",
+           lang=lang),
+        el("script", src=JS_URL, defer=True, nonce=nonce),
+    ])
 
 
 def render_settings_link(*, lang: str, next_path: str) -> str:
-    return '<a data-gate href="/_gate/preferences">Cookie設定</a>'
+    """After a decision: a small fixed link back to the preferences."""
+    lang = lang if lang in LANGS else "ja"
+    return join("", [el("link", rel="stylesheet", href=CSS_URL),
+                     el("a", TEXT[lang]["cookie_settings"], href=preferences_url(lang, next_path),
+                        class_="gate-set", lang=lang)])
 
 
 def render_footer_link(*, lang: str) -> str:
-    return '<a data-gate href="/_gate/notice">外部送信について</a>'
+    """「外部送信について」, on every page: the notice one click away (電気通信事業法 27条の12)."""
+    lang = lang if lang in LANGS else "ja"
+    return el("p", el("a", TEXT[lang]["notice"], href=notice_url(lang)), class_="gate-foot", lang=lang)
+
+
+def payload_bytes(registry: Registry, lang: str = "ja") -> dict[str, tuple[int, int]]:
+    """(raw, gzip) bytes a first visit costs: the banner HTML (every tag carried), gate.css and gate.js."""
+    html = render_banner(registry, undecided(registry), lang=lang, next_path="/", policy_url="/privacy",
+                         carried=frozenset(registry.tags))
+    parts = {"banner": html.encode(), "css": (STATIC_DIR / "gate.css").read_bytes(),
+             "js": (STATIC_DIR / "gate.js").read_bytes()}
+    sizes = {k: (len(v), len(gzip.compress(v, 9))) for k, v in parts.items()}
+    sizes["total"] = (sum(r for r, _ in sizes.values()), sum(g for _, g in sizes.values()))
+    return sizes

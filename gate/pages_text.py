@@ -1,0 +1,93 @@
+"""The words of the /_gate/ pages, Japanese and English. Plain Japanese first: no jargon, short sentences."""
+
+from __future__ import annotations
+
+from .banner import TEXT as BANNER
+
+TEXT: dict[str, dict] = {
+    "ja": {
+        "prefs_title": "Cookie設定",
+        "notice_title": "外部送信について",
+        "other_lang": "English",
+        "undecided": "まだ選択していません。",
+        "decided": "{time}に、{method}で選択しました。",
+        "time": "%Y年%m月%d日 %H:%M（日本時間）",
+        "methods": {"banner": "バナー", "page": "この設定ページ", "api": "API", "gpc": "ブラウザのGPC信号"},
+        "consent_id": "同意ID：",
+        "consent_id_help": "（お問い合わせの際にお伝えください）",
+        "opt_out_prefs": "このサイトは、拒否されるまで送信する方式（オプトアウト方式）です。"
+                         "止めたい目的のチェックを外すか、送信先を選んで、保存してください。次のページ表示から反映されます。",
+        "purposes_legend": "目的ごとの設定（チェックあり=送信を許可）",
+        "vendors_legend": "送信先ごとの拒否（チェックあり=送信しない）",
+        "vendors_help": "チェックした送信先には、目的を許可していても送信しません。",
+        "refuse_vendor": "{recipient}には送信しない",
+        "save": "保存", "withdraw": "同意を撤回",
+        "withdraw_help": "「同意を撤回」を押すと選択前の状態に戻り、次のページでもう一度おたずねします。",
+        "back": "元のページへ戻る",
+        "intro": "このサイトでは、あなたの端末から外部の事業者へ情報を送信するプログラム（タグ）を使っています。"
+                 "電気通信事業法第27条の12にもとづき、タグごとに、送信される情報、送信先、利用目的を公表します。",
+        "opt_in_notice": "このサイトでは、あなたが同意するまで、下の表の情報は送信しません。"
+                         "同意した内容は、いつでも変更・撤回できます：",
+        "opt_out_notice": "このサイトでは、下の表の情報を初期設定で送信します（オプトアウト方式）。"
+                          "送信を止めるには、目的または送信先ごとに拒否してください。拒否は次のページ表示から反映されます。"
+                          "送信先ごとのオプトアウトのページも表にあります。拒否の手続き：",
+        "columns": ("サービス", "送信先（取扱者）", "送信される情報", "このサイトの利用目的", "送信先での利用目的",
+                    "送信先のポリシー", "あなたの設定"),
+        "contact": "日本の窓口：{contact}",
+        "privacy": "プライバシーポリシー", "optout": "オプトアウト",
+        "sent": "送信する", "not_sent": "送信しない",
+        "json": "この表のデータ（JSON）",
+    },
+    "en": {
+        "prefs_title": "Cookie settings",
+        "notice_title": "Data sent to other companies",
+        "other_lang": "日本語",
+        "undecided": "You have not chosen yet.",
+        "decided": "You chose on {time}, using {method}.",
+        "time": "%Y-%m-%d %H:%M (Japan time)",
+        "methods": {"banner": "the banner", "page": "this page", "api": "the API", "gpc": "your browser's GPC signal"},
+        "consent_id": "Consent ID: ",
+        "consent_id_help": " (quote it if you contact us)",
+        "opt_out_prefs": "This site sends data unless you refuse (opt-out). Untick the purposes or tick the "
+                         "recipients you want to stop, and save. It takes effect from the next page.",
+        "purposes_legend": "By purpose (ticked = allowed)",
+        "vendors_legend": "By recipient (ticked = never sent)",
+        "vendors_help": "A ticked recipient gets nothing, whatever purposes you allow.",
+        "refuse_vendor": "Send nothing to {recipient}",
+        "save": "Save", "withdraw": "Withdraw consent",
+        "withdraw_help": "“Withdraw consent” takes you back to no choice; we will ask again on the next page.",
+        "back": "Back to the page",
+        "intro": "This site uses programs (tags) that send information from your device to other companies. "
+                 "As Japan's Telecommunications Business Act (article 27-12) requires, this page lists, for "
+                 "each tag, what is sent, to whom, and why.",
+        "opt_in_notice": "Nothing in the table is sent until you agree. You can change or withdraw your choice "
+                         "at any time:",
+        "opt_out_notice": "The information in the table is sent by default (opt-out). To stop it, refuse by "
+                          "purpose or by recipient; a refusal takes effect from the next page. Each "
+                          "recipient's own opt-out page is in the table too. To refuse:",
+        "columns": ("Service", "Recipient", "Information sent", "Our purpose", "Recipient's purpose",
+                    "Recipient's policies", "Your setting"),
+        "contact": "Contact in Japan: {contact}",
+        "privacy": "Privacy policy", "optout": "Opt out",
+        "sent": "Sent", "not_sent": "Not sent",
+        "json": "This table as data (JSON)",
+    },
+}
+for _lang, _words in TEXT.items():  # the banner's words (buttons, links, GPC line) are shared
+    for _key in ("gpc", "reject", "always", "notice", "policy", "sep", "colon", "end"):
+        _words.setdefault(_key, BANNER[_lang][_key])
+
+ERRORS: dict[int, dict[str, str]] = {
+    502: {"title": "Bad Gateway",
+          "ja": "サイトに接続できませんでした。しばらくしてから、もう一度お試しください。",
+          "en": "The site could not be reached. Please try again in a moment."},
+    504: {"title": "Gateway Timeout",
+          "ja": "サイトから時間内に応答がありませんでした。しばらくしてから、もう一度お試しください。",
+          "en": "The site did not answer in time. Please try again in a moment."},
+    421: {"title": "Misdirected Request",
+          "ja": "このアドレスのサイトは、ここでは提供していません。アドレスをご確認ください。",
+          "en": "This server does not serve a site at this address. Please check the address."},
+    0: {"title": "Error",
+        "ja": "エラーが発生しました。しばらくしてから、もう一度お試しください。",
+        "en": "Something went wrong. Please try again in a moment."},
+}

@@ -1,0 +1,46 @@
+/* gate: the banner's plain form, posted in place. Without this file it still works. */
+(function () {
+  "use strict";
+  var d = document.getElementById("gate-banner");
+  if (!d || !window.fetch || !window.URLSearchParams) return;
+  var f = d.querySelector("form"), panel = document.getElementById("gate-panel"),
+      set = document.getElementById("gate-settings"), busy = false;
+
+  // First in the tab order; no focus trap, the page stays usable.
+  document.body.insertBefore(d, document.body.firstChild);
+
+  function show(open) {
+    panel.hidden = !open;
+    set.setAttribute("aria-expanded", open ? "true" : "false");
+  }
+  set.setAttribute("aria-controls", "gate-panel");
+  show(false);
+  set.addEventListener("click", function (e) { e.preventDefault(); show(panel.hidden); });
+  // Escape closes the settings layer; it never answers for the visitor.
+  d.addEventListener("keydown", function (e) {
+    if (e.key === "Escape" && !panel.hidden) { show(false); set.focus(); }
+  });
+
+  f.addEventListener("submit", function (e) {
+    var b = e.submitter || document.activeElement;
+    if (!b || b.name !== "choice" || b === set) return;
+    e.preventDefault();
+    if (busy) return;
+    busy = true;
+    var body = new URLSearchParams(new FormData(f));
+    body.set("choice", b.value);
+    // The form the browser would send; "manual": do not fetch the page the 303 names.
+    fetch(f.action, { method: "POST", body: body, credentials: "same-origin", redirect: "manual" })
+      .then(function (r) {
+        if (r.type !== "opaqueredirect" && !r.ok) throw new Error(r.status);
+        location.reload();
+      })
+      .catch(function () {
+        // Let the browser post it and show the answer.
+        var i = document.createElement("input");
+        i.type = "hidden"; i.name = "choice"; i.value = b.value; i.setAttribute("data-gate", "");
+        f.appendChild(i);
+        f.submit();
+      });
+  });
+})();

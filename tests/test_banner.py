@@ -1,0 +1,224 @@
+"""The banner as a browser would read it (html5lib), its static files, and what it costs."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+from bs4 import BeautifulSoup
+
+from gate import banner, vendors
+from gate.consent import undecided
+
+REGISTRY = vendors.load()
+ALL = frozenset(REGISTRY.tags)
+HOSTILE = '"><script>alert(1)</script>'
+STATIC = Path(banner.__file__).parent / "static"
+
+
+def render(*, lang: str = "ja", next_path: str = "/jobs", carried: frozenset[str] = ALL, gpc: bool = False,
+           opt_out: bool = False, nonce: str | None = None, policy_url: str = "/privacy") -> BeautifulSoup:
+    consent = undecided(REGISTRY, gpc=gpc, opt_out_mode=opt_out)
+    html = banner.render_banner(REGISTRY, consent, lang=lang, next_path=next_path, policy_url=policy_url,
+                                carried=carried, nonce=nonce)
+    return BeautifulSoup(html, "html5lib")
+
+
+def dialog(soup: BeautifulSoup):
+    return soup.find(attrs={"role": "dialog"})
+
+
+def test_dialog_is_labelled_by_its_heading():
+    d = dialog(render())
+    title = d.find(id=d["aria-labelledby"])
+    assert title.name == "h2" and title.get_text(strip=True) == "Cookieと外部送信について"
+    assert d["lang"] == "ja" and d.get("aria-modal") is None  # not a focus trap
+
+
+def test_one_plain_form_posts_to_the_consent_endpoint():
+    forms = dialog(render()).find_all("form")
+    assert len(forms) == 1
+    form = forms[0]
+    assert form["method"] == "post" and form["action"] == "/_gate/consent"
+    assert form.find("input", attrs={"name": "next"})["value"] == "/jobs"
+    choices = [b["value"] for b in form.find_all("button", attrs={"name": "choice"})]
+    assert choices == ["accept_all", "reject_all", "settings", "custom"]
+
+
+def test_three_first_layer_buttons_have_equal_weight():
+    row = dialog(render()).find(class_="gate-row")
+    buttons = row.find_all(True, recursive=False)
+    assert [b.get_text() for b in buttons] == ["すべて同意", "すべて拒否", "設定"]
+    assert {b.name for b in buttons} == {"button"}
+    assert len({tuple(b["class"]) for b in buttons}) == 1
+
+
+def test_settings_button_opens_the_preferences_page_without_javascript():
+    settings = dialog(render()).find("button", attrs={"value": "settings"})
+    assert settings["formaction"] == "/_gate/preferences" and settings["formmethod"] == "get"
+
+
+@pytest.mark.parametrize("gpc,opt_out", [(False, False), (True, False), (False, True), (True, True)],
+                         ids=["plain", "gpc", "opt-out", "gpc+opt-out"])
+def test_no_purpose_is_preticked(gpc, opt_out):
+    boxes = dialog(render(gpc=gpc, opt_out=opt_out)).find_all("input", attrs={"name": "purposes"})
+    assert [b["value"] for b in boxes] == ["improvement", "advertising", "suggestions"]  # content: no tag uses it
+    assert not any(b.has_attr("checked") for b in boxes)
+
+
+def test_security_is_shown_always_on():
+    box = dialog(render()).find("input", attrs={"disabled": True})
+    assert box.has_attr("checked") and not box.has_attr("name")
+    assert "セキュリティ確保" in box.parent.get_text() and "常に有効" in box.parent.get_text()
+
+
+def test_each_purpose_lists_its_services_and_recipients():
+    d = dialog(render())
+    box = d.find("input", attrs={"value": "suggestions"})
+    who = d.find(id=box["aria-describedby"]).get_text(" ")
+    assert "Criteo SA" in who and "Criteo OneTag" in who and "LINEヤフー株式会社" in who
+    assert "Google" not in who
+
+
+@pytest.mark.parametrize("html", [
+    render(), render(lang="en", gpc=True),
+    BeautifulSoup(banner.render_settings_link(lang="ja", next_path="/a"), "html5lib"),
+    BeautifulSoup(banner.render_footer_link(lang="en"), "html5lib"),
+], ids=["banner", "banner-en-gpc", "settings-link", "footer-link"])
+def test_every_injected_element_carries_data_gate(html):
+    injected = [e for e in html.find_all(True) if e.name not in ("html", "head", "body")]
+    assert injected and all(e.has_attr("data-gate") for e in injected)
+
+
+def test_hostile_next_path_stays_a_value():
+    soup = render(next_path=HOSTILE, policy_url='javascript:"><b>')
+    assert soup.find("input", attrs={"name": "next"})["value"] == HOSTILE
+    assert [s["src"] for s in soup.find_all("script")] == [banner.JS_URL]
+    link = BeautifulSoup(banner.render_settings_link(lang="ja", next_path=HOSTILE), "html5lib")
+    assert not link.find("script") and link.a["href"].startswith("/_gate/preferences?next=%22%3E%3Cscript")
+
+
+def test_english_when_asked():
+    d = dialog(render(lang="en"))
+    assert d["lang"] == "en"
+    assert [b.get_text() for b in d.find(class_="gate-row").find_all("button")] == \
+        ["Accept all", "Reject all", "Settings"]
+    assert d.find("a", string="External transmission")["href"] == "/_gate/notice?gate_lang=en"
+
+
+def test_gpc_line_only_when_the_signal_was_sent():
+    assert dialog(render()).find(class_="gate-gpc") is None
+    assert "Global Privacy Control" in dialog(render(lang="en", gpc=True)).find(class_="gate-gpc").get_text()
+    assert "GPC" in dialog(render(gpc=True)).find(class_="gate-gpc").get_text()
+
+
+def test_nonce_lands_on_the_script():
+    assert render(nonce="r4nd0m").find("script")["nonce"] == "r4nd0m"
+    script = render().find("script")
+    assert not script.has_attr("nonce") and script.has_attr("defer")
+    assert render().find("link", rel="stylesheet")["href"] == banner.CSS_URL
+
+
+def test_only_carried_vendors_are_named():
+    text = dialog(render(carried=frozenset({"google.analytics", "criteo.onetag"}))).get_text()
+    assert "Google LLC" in text and "Criteo SA" in text
+    for recipient in ("LINEヤフー株式会社", "Adjust GmbH", "Meta Platforms"):
+        assert recipient not in text
+
+
+def test_all_five_recipients_named_on_the_first_layer():
+    first = dialog(render()).find("p").get_text()
+    for name in ("Google LLC", "LINEヤフー株式会社", "Criteo SA", "Adjust GmbH", "Meta Platforms, Inc."):
+        assert name in first
+    assert "Cookie情報、ユーザー識別子、IPアドレス、広告識別子、位置情報、Web閲覧履歴" in first
+
+
+def test_banner_links_to_the_notice_and_the_policy():
+    hrefs = [a["href"] for a in dialog(render(policy_url="/privacy?x=1&y=2")).find_all("a")]
+    assert hrefs == ["/_gate/notice", "/privacy?x=1&y=2"]
+
+
+def test_settings_link_and_footer_link():
+    a = BeautifulSoup(banner.render_settings_link(lang="ja", next_path="/jobs?id=3"), "html5lib").find("a")
+    assert a.get_text() == "Cookie設定" and a["href"] == "/_gate/preferences?next=%2Fjobs%3Fid%3D3"
+    a = BeautifulSoup(banner.render_settings_link(lang="en", next_path="/"), "html5lib").find("a")
+    assert a.get_text() == "Cookie settings" and a["href"].endswith("&gate_lang=en")
+    a = BeautifulSoup(banner.render_footer_link(lang="ja"), "html5lib").find("a")
+    assert a.get_text() == "外部送信について" and a["href"] == "/_gate/notice"
+
+
+@pytest.mark.parametrize("query,accept,expected", [
+    (None, None, "ja"), ("en", "ja", "en"), ("ja", "en-US", "ja"), ("xx", "en-US,en;q=0.9", "en"),
+    (None, "en-US,en;q=0.9,ja;q=0.8", "en"), (None, "ja,en-US;q=0.9", "ja"), (None, "fr-FR, de", "ja"),
+    (None, "en;q=0.5, ja;q=0.7", "ja"), (None, "en;q=bad", "ja"),
+])
+def test_choose_lang(query, accept, expected):
+    assert banner.choose_lang(query, accept) == expected
+
+
+# -- static files ---------------------------------------------------------------------------------
+def css_selectors(css: str) -> list[str]:
+    css = re.sub(r"/\*.*?\*/", "", css, flags=re.S)
+    css = re.sub(r"@media[^{]*\{", "", css)
+    blocks = re.findall(r"([^{}]+)\{[^{}]*\}", css)
+    return [s.strip() for block in blocks for s in re.split(r",(?![^()]*\))", block)]  # not inside :is()
+
+
+@pytest.mark.parametrize("name", ["gate.css", "pages.css"])
+def test_css_is_scoped_to_data_gate(name):
+    selectors = [s for s in css_selectors((STATIC / name).read_text()) if s]
+    assert selectors and all("[data-gate]" in s for s in selectors), selectors
+
+
+def test_css_base_font_and_line_height():
+    css = (STATIC / "gate.css").read_text()
+    size, height = re.search(r"font:(\d+)px/([\d.]+)", css).groups()
+    assert int(size) >= 16 and float(height) >= 1.5
+    assert all(int(n) >= 16 for n in re.findall(r"font-size:\s*(\d+)px", css))
+
+
+def luminance(colour: str) -> float:
+    if len(colour) == 4:
+        colour = "#" + "".join(c * 2 for c in colour[1:])
+    rgb = [int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+    lin = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
+    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+
+@pytest.mark.parametrize("fg,bg", [("#1b1b1b", "#fff"), ("#fff", "#1a4fa0"), ("#1a4fa0", "#fff"), ("#444", "#fff")],
+                         ids=["text", "button", "link", "muted"])
+def test_colour_pairs_have_contrast(fg, bg):
+    css = (STATIC / "gate.css").read_text().lower()
+    assert f"color:{fg}" in css and f"background:{bg}" in css
+    hi, lo = sorted((luminance(fg), luminance(bg)), reverse=True)
+    assert (hi + 0.05) / (lo + 0.05) >= 4.5
+
+
+def test_script_is_csp_friendly_and_never_accepts_on_escape():
+    js = (STATIC / "gate.js").read_text()
+    for banned in ("eval(", "new Function", "innerHTML", "http://", "https://", "setAttribute(\"on"):
+        assert banned not in js
+    escape_handler = js[js.index('"Escape"'):js.index("});", js.index('"Escape"'))]
+    assert "accept" not in escape_handler and "submit" not in escape_handler
+
+
+def test_script_finds_the_elements_it_enhances():
+    ids = {e["id"] for e in render().find_all(id=True)}
+    wanted = set(re.findall(r'getElementById\("([\w-]+)"\)', (STATIC / "gate.js").read_text()))
+    assert wanted and wanted <= ids
+
+
+def test_banner_core_imports_no_server_library():
+    tree = ast.parse(Path(banner.__file__).read_text())
+    imported = {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not {m for m in imported if m.split(".")[0] in ("starlette", "httpx", "uvicorn")}
+
+
+@pytest.mark.parametrize("lang", ["ja", "en"])
+def test_banner_bytes_stay_small(lang):
+    sizes = banner.payload_bytes(REGISTRY, lang)
+    print(f"\nbanner bytes ({lang}): " + ", ".join(f"{k} {raw} raw / {gz} gzip" for k, (raw, gz) in sizes.items()))
+    assert sizes["total"][1] < 5 * 1024  # the best open-source banner: 15 KB gzip
