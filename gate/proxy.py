@@ -1,0 +1,320 @@
+"""The catch-all endpoint: every request that is not under /_gate/, top to bottom.
+
+site by Host -> consent from the cookie -> forward -> HTML: decode, sniff the charset, rewrite as it
+streams, send identity and private | anything else: the origin's bytes, untouched and streamed.
+
+The ``Gate-Tags`` header. Headers leave before the body, and the rewriter only knows what it met on
+the page once the body has gone through it, so the header cannot report the page's outcome without
+buffering the page (which we refuse to do). It states the decision instead, computed from the
+visitor's consent before the first byte: among the tags this site carries,
+``Gate-Tags: kept=google.analytics; stripped=criteo.onetag,facebook.pixel`` means "let through /
+stripped for this visitor". What the rewriter actually met on this page is logged (debug) and left on
+``request.state.gate_outcome`` after the stream, for whoever keeps the ledger.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import zlib
+from collections.abc import AsyncIterator, Iterator
+
+import anyio
+import brotli
+import httpx
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.types import Receive, Scope, Send
+
+from . import charset, urls
+from .banner import choose_lang, render_banner, render_footer_link, render_settings_link
+from .consent import COOKIE_NAME, Consent, ConsentCodec
+from .errors import UpstreamError, UpstreamUnavailable
+from .rewrite import Outcome, PagePlan, PageRewriter, stub_script
+from .settings import Site
+from .upstream import ChainDecoder, OriginMap, decoder_for, raw_body, response_headers
+from .vendors import Registry
+
+log = logging.getLogger("gate.proxy")
+
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+# What the rewritten body no longer matches: its length, coding, validators and byte ranges.
+_PAGE_DROP = frozenset({b"content-length", b"content-encoding", b"etag", b"last-modified", b"accept-ranges",
+                        b"content-md5", b"digest", b"cache-control", b"vary"})
+_NONCE = re.compile(r"'nonce-([A-Za-z0-9+/=_-]+)'")
+_BODY_ERRORS = (UpstreamError, zlib.error, brotli.error)
+
+
+async def app(scope: Scope, receive: Receive, send: Send) -> None:
+    """The ASGI app behind every path that is not /_gate/, for every method."""
+    response = await handle(Request(scope, receive, send))
+    await response(scope, receive, send)
+
+
+async def handle(request: Request) -> Response | Streamed:
+    state = request.app.state
+    site = state.settings.site_for(request.headers.get("host"))
+    if site is None:
+        return PlainTextResponse("421 Misdirected Request: gate serves no site for this Host.\n", 421)
+    scheme, host = site.public_scheme or request.url.scheme, request.url.netloc
+    try:
+        upstream = await state.upstream.send(request, site, scheme, host)
+    except UpstreamError as e:
+        return error_page(e, request, site)
+    except ClientDisconnect:
+        log.info("client went away during the request body: %s %s", request.method, request.url.path)
+        return Response(status_code=400)
+    try:
+        return await respond(request, site, upstream, scheme, host)
+    except BaseException:  # from here until Streamed takes it over, the upstream response is ours to close
+        await upstream.aclose()
+        raise
+
+
+async def respond(request: Request, site: Site, upstream: httpx.Response, scheme: str,
+                  host: str) -> Response | Streamed:
+    """The visitor's response: the origin's bytes untouched, or, for a page, gated as it streams."""
+    state = request.app.state
+    headers = response_headers(upstream, OriginMap(site, f"{scheme}://{host}"))
+    if not is_page(request.method, upstream):
+        return Streamed(upstream.status_code, headers, raw_body(upstream), upstream)
+    decoder = decoder_for(upstream.headers.get("content-encoding"))
+    if decoder is None:  # a page we cannot read cannot be gated: refuse rather than pass it unread
+        await upstream.aclose()
+        reason = f"Content-Encoding {upstream.headers.get('content-encoding')!r} cannot be decoded for gating"
+        return error_page(UpstreamUnavailable(reason), request, site)
+    registry, carried = state.registries[site.host], state.carried[site.host]
+    consent = read_consent(request, site, registry, state.codec)
+    allowed = consent.allowed_tags(registry, carried)
+    plan = page_plan(request, site, registry, consent, carried, allowed, upstream, scheme, host)
+    page = PageBody(plan, upstream.headers.get("content-type"), decoder)
+    headers = page_headers(headers, carried, allowed)
+    return Streamed(upstream.status_code, headers, _page_chunks(raw_body(upstream), page, request), upstream)
+
+
+def is_page(method: str, upstream: httpx.Response) -> bool:
+    """A page we rewrite: HTML with a body. 206 is a byte range of a file (a resumed download), never a
+    page a browser renders, so it passes through like any other range."""
+    if method == "HEAD" or upstream.status_code in (204, 206, 304) or upstream.status_code < 200:
+        return False
+    media_type = upstream.headers.get("content-type", "").split(";")[0].strip().lower()
+    return media_type in HTML_TYPES
+
+
+def read_consent(request: Request, site: Site, registry: Registry, codec: ConsentCodec) -> Consent:
+    return codec.read(request.cookies.get(COOKIE_NAME), registry, gpc=request.headers.get("sec-gpc") == "1",
+                      opt_out_mode=site.mode == "opt-out")
+
+
+def carried_tags(site: Site, registry: Registry) -> frozenset[str]:
+    """The tags a site carries: its vendors' tags (every vendor when unset), narrowed by ``site.tags``.
+    (Same reading as pages.carried_tags: the banner, the notice and the gate must agree.)"""
+    vendor_ids = registry.vendors if site.vendors is None else [v for v in site.vendors if v in registry.vendors]
+    tags = {t for v in vendor_ids for t in registry.vendors[v].tags}
+    return frozenset(tags if site.tags is None else tags & set(site.tags))
+
+
+def head_html(registry: Registry, allowed: frozenset[str], nonce: str | None = None) -> str:
+    """Injected first in <head>: no-op stubs for the globals of refused tags, so the page's own
+    calls to gtag(), fbq(), ytag() or criteo_q.push() do not throw."""
+    script = stub_script(registry, allowed)
+    if script and nonce:
+        script = script.replace("<script data-gate>", f'<script data-gate nonce="{nonce}">', 1)
+    return script
+
+
+def page_plan(request: Request, site: Site, registry: Registry, consent: Consent, carried: frozenset[str],
+              allowed: frozenset[str], upstream: httpx.Response, scheme: str, host: str) -> PagePlan:
+    query = request.url.query
+    next_path = request.url.path + ("?" + query if query else "")
+    base_url = urls.parse(f"{scheme}://{host}{next_path}") or urls.URL(scheme, host, next_path)
+    lang = choose_lang(request.query_params.get("gate_lang"), request.headers.get("accept-language"))
+    nonce = script_nonce(upstream.headers.get_list("content-security-policy"))
+    if consent.decided:
+        body = render_settings_link(lang=lang, next_path=next_path)
+    else:
+        body = render_banner(registry, consent, lang=lang, next_path=next_path, policy_url=site.policy_url,
+                             carried=carried, nonce=nonce)
+    return PagePlan(registry=registry, allowed=allowed, base_url=base_url, head_html=head_html(registry, allowed, nonce),
+                    body_html=body + render_footer_link(lang=lang),
+                    carry_over=request.app.state.settings.carry_over_bytes)
+
+
+def script_nonce(policies: list[str]) -> str | None:
+    """The nonce the origin's CSP allows scripts with, so the banner's script may run too."""
+    for policy in policies:
+        directives = {d.strip().split(" ", 1)[0].lower(): d for d in policy.split(";") if d.strip()}
+        for name in ("script-src-elem", "script-src", "default-src"):
+            if name in directives:
+                m = _NONCE.search(directives[name])
+                if m:
+                    return m.group(1)
+                break
+    return None
+
+
+# -- the page body ------------------------------------------------------------------------------
+class PageBody:
+    """Upstream bytes in, the gated page out: undo Content-Encoding, sniff the charset on the first
+    bytes (at most 1024 are held back), rewrite in the page's own encoding."""
+
+    def __init__(self, plan: PagePlan, content_type: str | None, decoder: ChainDecoder) -> None:
+        self.plan, self.content_type, self.decoder = plan, content_type, decoder
+        self.need = charset.bytes_needed(content_type)
+        self.head = b""
+        self.rewriter: PageRewriter | None = None
+        self.stream: charset.Stream | None = None
+        self.sniffed: charset.Sniffed | None = None
+
+    @property
+    def outcome(self) -> Outcome | None:
+        return self.rewriter.outcome if self.rewriter else None
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        for piece in self.decoder.feed(data):
+            yield from self._page(piece)
+
+    def close(self) -> Iterator[bytes]:
+        for piece in self.decoder.close():
+            yield from self._page(piece)
+        if self.stream is None:
+            yield from self._page(b"", force=True)
+        assert self.stream is not None
+        if tail := self.stream.close():
+            yield tail
+
+    def _page(self, piece: bytes, force: bool = False) -> Iterator[bytes]:
+        if self.stream is None:
+            self.head += piece
+            if len(self.head) < self.need and not force:
+                return
+            piece, self.head = self.head, b""
+            self._open(piece)
+        assert self.stream is not None
+        if out := self.stream.feed(piece):
+            yield out
+
+    def _open(self, head: bytes) -> None:
+        self.sniffed = charset.detect(self.content_type, head)
+        codec = self.sniffed.codec
+        if self.sniffed.unknown_label:
+            log.info("unknown charset %r, read as %s", self.sniffed.unknown_label, codec)
+        if charset.is_ascii_compatible(codec):
+            self.rewriter = self.stream = PageRewriter(self.plan, codec)
+        else:
+            self.rewriter = PageRewriter(self.plan, "utf-8")
+            self.stream = charset.Transcoder(self.rewriter, codec)
+
+
+async def _page_chunks(chunks: AsyncIterator[bytes], page: PageBody, request: Request) -> AsyncIterator[bytes]:
+    async for chunk in chunks:
+        for out in page.feed(chunk):
+            yield out
+    for out in page.close():
+        yield out
+    request.state.gate_outcome = page.outcome
+    if page.outcome is not None and log.isEnabledFor(logging.DEBUG):
+        log.debug("%s %s: %s", request.method, request.url.path, page.outcome.header())
+
+
+def page_headers(headers: list[tuple[bytes, bytes]], carried: frozenset[str],
+                 allowed: frozenset[str]) -> list[tuple[bytes, bytes]]:
+    """A rewritten page's headers: identity, no validators, private to this visitor, and Gate-Tags."""
+    cache_control = [v.decode("latin-1") for k, v in headers if k == b"cache-control"]
+    vary = [v.decode("latin-1") for k, v in headers if k == b"vary"]
+    out = [(k, v) for k, v in headers if k not in _PAGE_DROP]
+    out.append((b"cache-control", private_cache_control(cache_control).encode("latin-1")))
+    out.append((b"vary", vary_cookie(vary).encode("latin-1")))
+    kept, stripped = ",".join(sorted(carried & allowed)), ",".join(sorted(carried - allowed))
+    out.append((b"gate-tags", f"kept={kept}; stripped={stripped}".encode("latin-1")))
+    return out
+
+
+_DIRECTIVE = re.compile(r'\s*([^=,\s]+)(?:\s*=\s*("[^"]*"|[^,]*))?\s*(?:,|$)')
+
+
+def private_cache_control(values: list[str]) -> str:
+    """The origin's Cache-Control made private: shared-cache directives dropped, the rest kept."""
+    kept = ["private"]
+    for value in values:
+        for m in _DIRECTIVE.finditer(value):
+            name = m.group(1).lower()
+            if name not in ("public", "private", "s-maxage", "proxy-revalidate"):
+                kept.append(m.group(0).strip().rstrip(",").strip())
+    return ", ".join(kept)
+
+
+def vary_cookie(values: list[str]) -> str:
+    """The origin's Vary plus Cookie and Accept-Language (the banner's language follows it)."""
+    names = [n.strip() for v in values for n in v.split(",") if n.strip()]
+    if "*" in names:
+        return "*"
+    lower = {n.lower() for n in names}
+    names += [n for n in ("Cookie", "Accept-Language") if n.lower() not in lower]
+    return ", ".join(names)
+
+
+# -- responses ------------------------------------------------------------------------------------
+class Streamed:
+    """Streams ``body`` to the visitor and closes the upstream response whatever happens: at the end,
+    on a failure mid-body, and when the visitor goes away (uvicorn's send() just returns then, so a
+    watcher on receive() is what notices)."""
+
+    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: AsyncIterator[bytes],
+                 upstream: httpx.Response) -> None:
+        self.status, self.headers, self.body, self.upstream = status, headers, body, upstream
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._watch, receive, tg.cancel_scope)
+                await self._send(send, scope)
+                tg.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.body.aclose()  # type: ignore[attr-defined]
+                await self.upstream.aclose()
+
+    async def _watch(self, receive: Receive, scope: anyio.CancelScope) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        log.debug("client went away mid-stream")
+        scope.cancel()
+
+    async def _send(self, send: Send, scope: Scope) -> None:
+        await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
+        try:
+            async for chunk in self.body:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except _BODY_ERRORS as e:
+            # Headers are gone: ending the body normally would hand the visitor a complete-looking,
+            # truncated page. Returning without the last message makes the server drop the connection.
+            log.warning("upstream failed mid-body for %s %s: %s", scope["method"], scope["path"], _reason(e))
+            return
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def _reason(e: BaseException) -> str:
+    return str(e) or type(e).__name__
+
+
+_ERROR_TEXT = {
+    502: ("ページを表示できません",
+          "サイトのサーバーに接続できませんでした。しばらくしてから、もう一度お試しください。",
+          "Bad gateway", "The site's server could not be reached. Please try again in a moment."),
+    504: ("応答がありません",
+          "サイトのサーバーが時間内に応答しませんでした。しばらくしてから、もう一度お試しください。",
+          "Gateway timeout", "The site's server did not answer in time. Please try again in a moment."),
+}
+
+
+def error_page(error: UpstreamError, request: Request, site: Site) -> HTMLResponse:
+    """502 / 504 in Japanese and English; the reason goes to the log, never to the visitor."""
+    log.warning("upstream %s failed for %s %s: %s", site.upstream, request.method, request.url.path, _reason(error))
+    ja_title, ja_text, en_title, en_text = _ERROR_TEXT[error.status]
+    html = (f'<!doctype html><html lang="ja"><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width,initial-scale=1">'
+            f"<title>{error.status} {en_title}</title>"
+            f"<h1>{ja_title}</h1><p>{ja_text}</p>"
+            f'<h1 lang="en">{en_title}</h1><p lang="en">{en_text}</p></html>\n')
+    return HTMLResponse(html, error.status, headers={"cache-control": "no-store"})

@@ -1,0 +1,284 @@
+"""The outbound request: headers in and out, bodies streamed both ways, upstream failures mapped to
+gate's errors (UpstreamUnavailable -> 502, UpstreamTimeout -> 504), and the content decoders the
+rewriter needs.
+
+One pooled httpx.AsyncClient lives as long as the app. Its pool is capped (an uncapped pool degrades
+badly at 32 concurrent requests) and it never keeps cookies: a proxy's client is shared by every visitor.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import AsyncIterator, Iterator
+from http.cookiejar import CookieJar, DefaultCookiePolicy
+from urllib.parse import urlsplit
+
+import brotli
+import httpx
+from starlette.requests import Request
+
+from .errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from .settings import Settings, Site
+
+DEMO_BASE = "http://demo.invalid"
+HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization",
+    "te", "trailer", "trailers", "transfer-encoding", "upgrade",
+})
+# Not hop-by-hop, but ours to answer: uvicorn already sent the 100 Continue.
+_REQUEST_DROP = frozenset({"host", "expect", "x-forwarded-proto", "x-forwarded-host"})
+DECODABLE = frozenset({"gzip", "x-gzip", "deflate", "br", "identity"})
+_OUTPUT_LIMIT = 64 * 1024  # bound each decompressed piece: a small compressed chunk can inflate a lot
+
+
+class Upstream:
+    """The clients gate talks to origins with, opened once for the app's lifetime."""
+
+    def __init__(self, settings: Settings) -> None:
+        n = settings.upstream_max_connections
+        self.timeout = httpx.Timeout(connect=settings.upstream_connect_timeout, read=settings.upstream_read_timeout,
+                                     write=settings.upstream_read_timeout, pool=settings.upstream_connect_timeout)
+        self.client = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=n, max_keepalive_connections=n, keepalive_expiry=30.0),
+            timeout=self.timeout, http1=True, http2=False, trust_env=False, follow_redirects=False,
+            cookies=_no_cookies(),
+        )
+        self.demo: httpx.AsyncClient | None = None
+        if settings.demo:
+            from .demo import create_demo_app  # only demo mode needs it
+
+            transport = httpx.ASGITransport(app=create_demo_app(), raise_app_exceptions=False)
+            self.demo = httpx.AsyncClient(transport=transport, timeout=self.timeout, trust_env=False,
+                                          cookies=_no_cookies())
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+        if self.demo is not None:
+            await self.demo.aclose()
+
+    async def send(self, request: Request, site: Site, public_scheme: str, public_host: str) -> httpx.Response:
+        """Forward ``request`` to the site's origin; the response's body is not read yet."""
+        base = DEMO_BASE if site.is_demo else site.upstream
+        client = self.demo if site.is_demo and self.demo is not None else self.client
+        target = request.scope.get("raw_path") or request.scope["path"].encode()
+        query = request.scope.get("query_string", b"")
+        url = base + target.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
+        headers = request_headers(request, upstream_host(site), public_scheme, public_host)
+        outbound = httpx.Request(request.method, url, headers=headers, content=_body(request),
+                                 extensions={"timeout": self.timeout.as_dict()})
+        try:
+            return await client.send(outbound, stream=True)
+        except httpx.TransportError as e:
+            raise upstream_error(e) from None
+
+
+def _no_cookies() -> httpx.Cookies:
+    return httpx.Cookies(CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])))
+
+
+def upstream_error(e: httpx.TransportError) -> UpstreamError:
+    reason = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+    return UpstreamTimeout(reason) if isinstance(e, httpx.TimeoutException) else UpstreamUnavailable(reason)
+
+
+def upstream_host(site: Site) -> str:
+    if site.upstream_host:
+        return site.upstream_host
+    return "demo.invalid" if site.is_demo else urlsplit(site.upstream).netloc
+
+
+def _body(request: Request) -> AsyncIterator[bytes] | None:
+    """The request body as a stream (never whole in memory), or None when there is none."""
+    h = request.headers
+    if "transfer-encoding" not in h and h.get("content-length", "0").strip() in ("", "0"):
+        return None
+
+    async def chunks() -> AsyncIterator[bytes]:
+        async for chunk in request.stream():
+            if chunk:
+                yield chunk
+
+    return chunks()
+
+
+async def raw_body(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The response body exactly as the origin sent it; failures mid-body become UpstreamError."""
+    try:
+        async for chunk in response.aiter_raw():
+            yield chunk
+    except httpx.TransportError as e:
+        raise upstream_error(e) from None
+
+
+# -- headers ----------------------------------------------------------------------------------
+def _connection_named(raw: list[tuple[bytes, bytes]]) -> set[str]:
+    names = set()
+    for k, v in raw:
+        if k.lower() == b"connection":
+            names |= {t.strip().lower() for t in v.decode("latin-1").split(",") if t.strip()}
+    return names
+
+
+def request_headers(request: Request, host: str, public_scheme: str, public_host: str) -> list[tuple[bytes, bytes]]:
+    """The visitor's headers as the origin should see them."""
+    raw = request.headers.raw
+    drop = HOP_BY_HOP | _REQUEST_DROP | _connection_named(raw)
+    out: list[tuple[bytes, bytes]] = [(b"host", host.encode("latin-1"))]
+    forwarded_for = []
+    for k, v in raw:
+        name = k.decode("latin-1").lower()
+        if name in drop:
+            continue
+        if name == "x-forwarded-for":
+            forwarded_for.append(v.decode("latin-1"))
+        elif name == "accept-encoding":
+            out.append((b"accept-encoding", _decodable_only(v.decode("latin-1")).encode("latin-1")))
+        else:
+            out.append((name.encode("latin-1"), v))
+    if request.client is not None:
+        forwarded_for.append(request.client.host)
+    if forwarded_for:
+        out.append((b"x-forwarded-for", ", ".join(forwarded_for).encode("latin-1")))
+    out.append((b"x-forwarded-proto", public_scheme.encode("latin-1")))
+    out.append((b"x-forwarded-host", public_host.encode("latin-1")))
+    return out
+
+
+def _decodable_only(accept_encoding: str) -> str:
+    """Ask only for codings we can decode: an HTML page we cannot read cannot be gated."""
+    kept = [t.strip() for t in accept_encoding.split(",")
+            if t.split(";")[0].strip().lower() in DECODABLE]
+    return ", ".join(kept) or "identity"
+
+
+class OriginMap:
+    """Rewrites absolute URLs on the upstream's origin (as the origin knows itself) to the public one."""
+
+    def __init__(self, site: Site, public_origin: str) -> None:
+        base = urlsplit(DEMO_BASE if site.is_demo else site.upstream)
+        scheme = base.scheme
+        self.upstream_scheme = scheme
+        self.origins = {_origin_key(scheme, base.netloc), _origin_key(scheme, upstream_host(site))}
+        self.public = public_origin
+
+    def rewrite(self, value: str) -> str:
+        stripped = value.strip()
+        absolute = ("" if not stripped.startswith("//") else self.upstream_scheme + ":") + stripped
+        parts = urlsplit(absolute)
+        if not parts.scheme or not parts.netloc or _origin_key(parts.scheme, parts.netloc) not in self.origins:
+            return value
+        return self.public + absolute[len(parts.scheme) + 3 + len(parts.netloc):]
+
+
+def _origin_key(scheme: str, netloc: str) -> tuple[str, str]:
+    scheme, netloc = scheme.lower(), netloc.lower().rsplit("@", 1)[-1]
+    default = {"http": ":80", "https": ":443"}.get(scheme)
+    if default and netloc.endswith(default):
+        netloc = netloc[: -len(default)]
+    return scheme, netloc
+
+
+def response_headers(response: httpx.Response, origins: OriginMap) -> list[tuple[bytes, bytes]]:
+    """The origin's headers for the visitor: hop-by-hop dropped, every Set-Cookie kept, Location and
+    Content-Location on the upstream origin pointed at the public one."""
+    raw = response.headers.raw
+    drop = HOP_BY_HOP | _connection_named(raw)
+    out = []
+    for k, v in raw:
+        name = k.decode("latin-1").lower()
+        if name in drop:
+            continue
+        if name in ("location", "content-location"):
+            v = origins.rewrite(v.decode("latin-1")).encode("latin-1")
+        out.append((name.encode("latin-1"), v))
+    return out
+
+
+# -- content decoding -------------------------------------------------------------------------
+class ZlibDecoder:
+    """gzip, zlib-wrapped deflate, or raw deflate (some servers send that as "deflate")."""
+
+    def __init__(self, coding: str) -> None:
+        self.gzip = coding in ("gzip", "x-gzip")
+        self._d = zlib.decompressobj(16 + zlib.MAX_WBITS if self.gzip else zlib.MAX_WBITS)
+        self._first = not self.gzip
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        while True:
+            try:
+                out = self._d.decompress(data, _OUTPUT_LIMIT)
+            except zlib.error:
+                if not self._first:
+                    raise
+                self._d, self._first = zlib.decompressobj(-zlib.MAX_WBITS), False
+                continue
+            self._first = False
+            if out:
+                yield out
+            data = self._d.unconsumed_tail
+            if self.gzip and self._d.eof and self._d.unused_data:  # another gzip member follows
+                data, self._d = self._d.unused_data, zlib.decompressobj(16 + zlib.MAX_WBITS)
+            elif not data and len(out) < _OUTPUT_LIMIT:
+                return
+
+    def close(self) -> Iterator[bytes]:
+        if tail := self._d.flush():
+            yield tail
+
+
+class BrotliDecoder:
+    def __init__(self) -> None:
+        self._d = brotli.Decompressor()
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        out = self._d.process(data, output_buffer_limit=_OUTPUT_LIMIT)
+        while True:
+            if out:
+                yield out
+            if self._d.can_accept_more_data():
+                return
+            out = self._d.process(b"", output_buffer_limit=_OUTPUT_LIMIT)
+
+    def close(self) -> Iterator[bytes]:
+        return iter(())
+
+
+class ChainDecoder:
+    """Content-Encoding lists codings in the order applied; undo them last first."""
+
+    def __init__(self, decoders: list[ZlibDecoder | BrotliDecoder]) -> None:
+        self.decoders = decoders
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        return self._through(0, iter((data,)), final=False)
+
+    def close(self) -> Iterator[bytes]:
+        return self._through(0, iter(()), final=True)
+
+    def _through(self, i: int, pieces: Iterator[bytes], final: bool) -> Iterator[bytes]:
+        """Lazily, so a bomb in any layer still comes out in bounded pieces."""
+        if i == len(self.decoders):
+            yield from pieces
+            return
+        d = self.decoders[i]
+
+        def produced() -> Iterator[bytes]:
+            for p in pieces:
+                yield from d.feed(p)
+            if final:
+                yield from d.close()
+
+        yield from self._through(i + 1, produced(), final)
+
+
+def decoder_for(content_encoding: str | None) -> ChainDecoder | None:
+    """A decoder for the response's Content-Encoding; None when a coding is one we cannot undo."""
+    codings = [c.strip().lower() for c in (content_encoding or "").split(",") if c.strip()]
+    decoders: list[ZlibDecoder | BrotliDecoder] = []
+    for coding in reversed(codings):
+        if coding == "identity":
+            continue
+        if coding not in DECODABLE:
+            return None
+        decoders.append(BrotliDecoder() if coding == "br" else ZlibDecoder(coding))
+    return ChainDecoder(decoders)

@@ -1,0 +1,68 @@
+"""Shared test helpers.
+
+- ``serve(app)``: real uvicorn on 127.0.0.1 in a thread, for streaming, uploads and timing (in-process
+  clients buffer whole bodies). A context manager yielding the base URL; the server is always stopped.
+- ``asgi_client(app)``: an in-process httpx client with the app's lifespan run, for status, headers,
+  cookies and JSON. (starlette's TestClient warns under starlette 1.x, and warnings are errors here.)
+- ``gate_settings(...)``: Settings for one upstream, with a fixed key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from gate import settings
+from gate.settings import Settings
+
+KEY = "test-key-0123456789abcdef"
+CLIENT_IP = "203.0.113.7"
+
+
+@contextmanager
+def serve(app: Any, **config: Any) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on 127.0.0.1 at a free port; yields ``http://127.0.0.1:<port>``."""
+    options: dict[str, Any] = {"host": "127.0.0.1", "port": 0, "log_level": "warning", "loop": "asyncio",
+                               "timeout_graceful_shutdown": 2}  # a test's slow handler must not hold up the next
+    server = uvicorn.Server(uvicorn.Config(app, **(options | config)))
+    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@asynccontextmanager
+async def asgi_client(app: Any, base_url: str = "http://gate.test") -> AsyncIterator[httpx.AsyncClient]:
+    """An in-process client for ``app`` (lifespan included); requests come from CLIENT_IP."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, client=(CLIENT_IP, 50000))
+        async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
+            yield client
+
+
+def gate_settings(upstream: str = "http://origin.test", *, keys: str = KEY, **overrides: Any) -> Settings:
+    """Settings for one default site in front of ``upstream``; ``overrides`` replace Settings fields."""
+    conf = settings.load({"upstream": upstream}, {"GATE_SECRET_KEY": keys})
+    return dataclasses.replace(conf, **overrides)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"

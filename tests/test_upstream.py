@@ -1,0 +1,298 @@
+"""The proxy path with respx as the origin: headers in and out, pass-through of everything that is not
+a page, decoded and private pages, upstream failures as short bilingual 502/504 pages."""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import logging
+import os
+import zlib
+
+import brotli
+import httpx
+import pytest
+import respx
+
+from gate import app as gate_app
+from gate import upstream
+from gate.consent import COOKIE_NAME, ConsentCodec, decide
+from gate.proxy import private_cache_control, script_nonce, vary_cookie
+from gate.settings import Site
+
+from .conftest import CLIENT_IP, KEY, asgi_client, gate_settings
+
+pytestmark = pytest.mark.anyio
+ORIGIN = "http://origin.test"
+PAGE = "<!doctype html><html><head><title>求人</title></head><body><h1>歯科衛生士</h1></body></html>"
+
+
+def html(body: str | bytes = PAGE, **headers: str) -> httpx.Response:
+    content = body.encode() if isinstance(body, str) else body
+    return httpx.Response(200, headers={"content-type": "text/html; charset=utf-8", **headers}, content=content)
+
+
+async def fetch(route_response: httpx.Response, path: str = "/", conf=None,
+                **kwargs) -> tuple[httpx.Response, respx.Route]:
+    """One request through gate to a mocked origin; returns gate's answer and the origin's route."""
+    app = gate_app.create_app(conf or gate_settings(ORIGIN))
+    with respx.mock(assert_all_called=False) as mock:
+        route = mock.route(host="origin.test").mock(return_value=route_response)
+        async with asgi_client(app) as client:
+            response = await client.request(kwargs.pop("method", "GET"), path, **kwargs)
+    return response, route
+
+
+# -- failures ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(("error", "status"), [
+    (httpx.ConnectError("Connection refused"), 502),
+    (httpx.RemoteProtocolError("peer closed connection"), 502),
+    (httpx.ReadError("reset by peer"), 502),
+    (httpx.ConnectTimeout("connect timed out"), 504),
+    (httpx.ReadTimeout("read timed out"), 504),
+], ids=["refused", "protocol", "reset", "connect-timeout", "read-timeout"])
+async def test_upstream_failure_is_a_short_bilingual_page(error, status, caplog) -> None:
+    app = gate_app.create_app(gate_settings(ORIGIN))
+    with respx.mock, caplog.at_level(logging.WARNING, "gate.proxy"):
+        respx.route(host="origin.test").mock(side_effect=error)
+        async with asgi_client(app) as client:
+            r = await client.get("/jobs")
+    assert r.status_code == status
+    assert "もう一度お試しください" in r.text and "Please try again" in r.text
+    assert "Traceback" not in r.text and str(error) not in r.text
+    assert r.headers["cache-control"] == "no-store"
+    assert any(str(error) in rec.getMessage() and "/jobs" in rec.getMessage() for rec in caplog.records)
+
+
+async def test_unknown_host_is_421() -> None:
+    conf = gate_settings(ORIGIN)
+    conf = dataclasses.replace(conf, sites=(Site(upstream=ORIGIN, host="jobs.example.jp"),))
+    r, route = await fetch(html(), conf=conf)
+    assert r.status_code == 421 and not route.called
+
+
+# -- request headers ----------------------------------------------------------------------------
+async def test_request_headers_as_the_origin_should_see_them() -> None:
+    _, route = await fetch(httpx.Response(204), headers={
+        "connection": "keep-alive, x-private", "x-private": "1", "keep-alive": "timeout=5", "te": "trailers",
+        "proxy-authorization": "Basic eA==", "x-forwarded-for": "198.51.100.1", "x-forwarded-host": "evil.test",
+        "accept-encoding": "gzip, zstd, br;q=0.9, *;q=0.1", "cookie": "a=1", "user-agent": "ua/1",
+    })
+    sent = route.calls.last.request.headers
+    for name in ("connection", "x-private", "keep-alive", "te", "proxy-authorization"):
+        assert name not in sent, name
+    assert sent["host"] == "origin.test"
+    assert sent["x-forwarded-for"] == f"198.51.100.1, {CLIENT_IP}"
+    assert sent["x-forwarded-proto"] == "http" and sent["x-forwarded-host"] == "gate.test"
+    assert sent["accept-encoding"] == "gzip, br;q=0.9"  # only codings gate can decode
+    assert sent["cookie"] == "a=1" and sent["user-agent"] == "ua/1"
+
+
+async def test_configured_upstream_host_is_sent() -> None:
+    conf = gate_settings(ORIGIN)
+    conf = dataclasses.replace(conf, sites=(Site(upstream=ORIGIN, upstream_host="jobs.internal"),))
+    _, route = await fetch(httpx.Response(204), conf=conf)
+    assert route.calls.last.request.headers["host"] == "jobs.internal"
+
+
+async def test_request_body_and_query_reach_the_origin() -> None:
+    _, route = await fetch(httpx.Response(204), "/apply?job=42&q=%E6%AD%AF", method="POST", content=b"x" * 70000)
+    sent = route.calls.last.request
+    assert sent.url.raw_path == b"/apply?job=42&q=%E6%AD%AF"
+    assert sent.content == b"x" * 70000
+
+
+# -- response headers ---------------------------------------------------------------------------
+async def test_response_hop_by_hop_dropped_and_every_set_cookie_kept() -> None:
+    r, _ = await fetch(httpx.Response(200, headers=[
+        ("content-type", "image/png"), ("connection", "x-hop"), ("x-hop", "1"), ("keep-alive", "timeout=5"),
+        ("set-cookie", "a=1; Path=/"), ("set-cookie", "b=2; Path=/; HttpOnly"),
+    ], content=b"png"))
+    assert "x-hop" not in r.headers and "keep-alive" not in r.headers
+    assert r.headers.get_list("set-cookie") == ["a=1; Path=/", "b=2; Path=/; HttpOnly"]
+
+
+@pytest.mark.parametrize(("location", "expected"), [
+    ("http://origin.test/login?next=/", "http://gate.test/login?next=/"),
+    ("http://origin.test:80/x", "http://gate.test/x"),
+    ("HTTP://ORIGIN.TEST/x", "http://gate.test/x"),
+    ("//origin.test/x", "http://gate.test/x"),
+    ("/relative", "/relative"),
+    ("https://origin.test/x", "https://origin.test/x"),  # another origin: the scheme differs
+    ("https://elsewhere.example/x", "https://elsewhere.example/x"),
+], ids=["same-origin", "default-port", "case", "protocol-relative", "relative", "other-scheme", "other-site"])
+async def test_location_on_the_upstream_origin_points_at_gate(location: str, expected: str) -> None:
+    r, _ = await fetch(httpx.Response(302, headers={"location": location, "content-location": location}))
+    assert r.status_code == 302
+    assert r.headers["location"] == r.headers["content-location"] == expected
+
+
+def test_location_as_the_origin_knows_itself_is_rewritten() -> None:
+    site = Site(upstream="http://10.0.0.5:8000", upstream_host="jobs.example.jp")
+    origins = upstream.OriginMap(site, "https://jobs.example.jp")
+    assert origins.rewrite("http://jobs.example.jp/a") == "https://jobs.example.jp/a"
+    assert origins.rewrite("http://10.0.0.5:8000/a") == "https://jobs.example.jp/a"
+
+
+# -- pass-through -------------------------------------------------------------------------------
+@pytest.mark.parametrize(("method", "status", "extra"), [
+    ("HEAD", 200, {}),
+    ("GET", 204, {}),
+    ("GET", 304, {}),
+    ("GET", 206, {"content-range": "bytes 0-9/100"}),
+], ids=["head", "204", "304", "range-206"])
+async def test_not_a_page_passes_through_untouched(method: str, status: int, extra: dict) -> None:
+    body = b"" if status in (204, 304) or method == "HEAD" else b"<html>0123"
+    headers = {"content-type": "text/html", "etag": '"v1"', "cache-control": "public, max-age=60", **extra}
+    if body:
+        headers["content-length"] = str(len(body))
+    r, _ = await fetch(httpx.Response(status, headers=headers, content=body), method=method,
+                       headers={"range": "bytes=0-9"})
+    assert r.status_code == status
+    assert r.content == body
+    assert "gate-tags" not in r.headers and r.headers["etag"] == '"v1"'
+    assert r.headers["cache-control"] == "public, max-age=60" and "vary" not in r.headers
+    for name, value in extra.items():
+        assert r.headers[name] == value
+
+
+async def test_non_html_bytes_are_identical_even_when_compressed() -> None:
+    payload = gzip.compress(os.urandom(50_000))
+    app = gate_app.create_app(gate_settings(ORIGIN))
+    with respx.mock:
+        respx.route(host="origin.test").mock(return_value=httpx.Response(200, content=payload, headers={
+            "content-type": "application/octet-stream", "content-encoding": "gzip",
+            "content-length": str(len(payload))}))
+        async with asgi_client(app) as client, client.stream("GET", "/cv.bin") as r:
+            wire = b"".join([chunk async for chunk in r.aiter_raw()])
+    assert wire == payload
+    assert r.headers["content-encoding"] == "gzip" and r.headers["content-length"] == str(len(payload))
+
+
+# -- pages ----------------------------------------------------------------------------------------
+def _raw_deflate(data: bytes) -> bytes:
+    c = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    return c.compress(data) + c.flush()
+
+
+ENCODERS = {"gzip": gzip.compress, "deflate": zlib.compress, "raw-deflate": _raw_deflate, "br": brotli.compress}
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "raw-deflate", "br", "gzip-then-br"])
+async def test_compressed_page_is_decoded_and_sent_identity(coding: str) -> None:
+    body = PAGE.encode()
+    if coding == "gzip-then-br":
+        wire, header = brotli.compress(gzip.compress(body)), "gzip, br"
+    else:
+        wire, header = ENCODERS[coding](body), coding.replace("raw-", "")
+    r, _ = await fetch(html(wire, **{"content-encoding": header, "content-length": str(len(wire))}))
+    assert "content-encoding" not in r.headers and "content-length" not in r.headers
+    assert "<h1>歯科衛生士</h1>" in r.text and "data-gate" in r.text
+
+
+async def test_page_in_an_encoding_gate_cannot_decode_is_refused() -> None:
+    r, _ = await fetch(html(b"\x28\xb5\x2f\xfd", **{"content-encoding": "zstd"}))
+    assert r.status_code == 502
+
+
+async def test_page_is_private_and_varies_on_cookie() -> None:
+    r, _ = await fetch(html(**{"cache-control": "public, max-age=600, s-maxage=3600", "vary": "Accept-Encoding",
+                               "etag": '"v1"', "last-modified": "Mon, 01 Jan 2024 00:00:00 GMT"}))
+    assert r.headers["cache-control"] == "private, max-age=600"
+    assert r.headers["vary"] == "Accept-Encoding, Cookie, Accept-Language"
+    assert "etag" not in r.headers and "last-modified" not in r.headers
+
+
+@pytest.mark.parametrize(("upstream_value", "expected"), [
+    ([], "private"),
+    (["no-store"], "private, no-store"),
+    (["public, max-age=60"], "private, max-age=60"),
+    (['private="set-cookie", no-cache="a, b"', "s-maxage=9"], 'private, no-cache="a, b"'),
+])
+def test_private_cache_control(upstream_value: list[str], expected: str) -> None:
+    assert private_cache_control(upstream_value) == expected
+
+
+@pytest.mark.parametrize(("upstream_value", "expected"), [
+    ([], "Cookie, Accept-Language"), (["cookie"], "cookie, Accept-Language"), (["*"], "*"),
+])
+def test_vary_cookie(upstream_value: list[str], expected: str) -> None:
+    assert vary_cookie(upstream_value) == expected
+
+
+async def test_shift_jis_page_stays_shift_jis() -> None:
+    page = PAGE.replace("<head>", '<head><meta charset="Shift_JIS">')
+    r, _ = await fetch(httpx.Response(200, headers={"content-type": "text/html"}, content=page.encode("cp932")))
+    text = r.content.decode("cp932")  # strict: any UTF-8 in the output would fail here
+    assert "<h1>歯科衛生士</h1>" in text and "data-gate" in text
+
+
+async def test_utf16_page_stays_utf16() -> None:
+    wire = "\ufeff".encode("utf-16-le") + PAGE.encode("utf-16-le")
+    r, _ = await fetch(httpx.Response(200, headers={"content-type": "text/html"}, content=wire))
+    assert r.content.startswith(b"\xff\xfe")
+    assert "<h1>歯科衛生士</h1>" in r.content.decode("utf-16-le") and "data-gate" in r.content.decode("utf-16-le")
+
+
+async def test_gate_tags_reports_the_visitors_decision() -> None:
+    r, _ = await fetch(html())
+    kept, stripped = r.headers["gate-tags"].split("; ")
+    assert kept == "kept=" and "facebook.pixel" in stripped and "google.analytics" in stripped
+
+    conf = gate_settings(ORIGIN)
+    app = gate_app.create_app(conf)
+    registry = app.state.registries[None]
+    cookie = ConsentCodec([KEY]).dumps(decide(registry, ["improvement"]))
+    r, _ = await fetch(html(), conf=conf, headers={"cookie": f"{COOKIE_NAME}={cookie}"})
+    assert r.headers["gate-tags"].startswith("kept=google.analytics; stripped=")
+
+
+async def test_banner_script_carries_the_origins_csp_nonce() -> None:
+    r, _ = await fetch(html(**{"content-security-policy": "default-src 'self'; script-src 'self' 'nonce-abc123'"}))
+    assert 'nonce="abc123"' in r.text
+
+
+@pytest.mark.parametrize(("policies", "expected"), [
+    (["script-src 'nonce-a1'"], "a1"),
+    (["default-src 'nonce-d1'"], "d1"),
+    (["default-src 'nonce-d1'; script-src 'self'"], None),  # script-src wins and has none
+    (["img-src *", "script-src 'nonce-x_Y+/='"], "x_Y+/="),
+    ([], None),
+])
+def test_script_nonce(policies: list[str], expected: str | None) -> None:
+    assert script_nonce(policies) == expected
+
+
+async def test_gate_lang_and_accept_language_pick_the_banner_language() -> None:
+    r, _ = await fetch(html(), "/?gate_lang=en")
+    assert 'lang="en"' in r.text
+    r, _ = await fetch(html(), headers={"accept-language": "en-US,en;q=0.9"})
+    assert 'lang="en"' in r.text
+    r, _ = await fetch(html(), headers={"accept-language": "fr"})
+    assert 'lang="ja"' in r.text and 'lang="en"' not in r.text
+
+
+async def test_opt_out_site_lets_tags_through_until_refused_and_honours_gpc() -> None:
+    conf = gate_settings(ORIGIN)
+    conf = dataclasses.replace(conf, sites=(Site(upstream=ORIGIN, mode="opt-out"),))
+    r, _ = await fetch(html(), conf=conf)
+    assert r.headers["gate-tags"].endswith("; stripped=")
+    r, _ = await fetch(html(), conf=conf, headers={"sec-gpc": "1"})
+    kept, stripped = r.headers["gate-tags"].split("; ")
+    assert "google.analytics" in kept and "facebook.pixel" in stripped and "criteo.onetag" in stripped
+
+
+async def test_page_outcome_is_left_on_request_state_after_the_stream() -> None:
+    app = gate_app.create_app(gate_settings(ORIGIN))
+    seen = []
+
+    async def ledger(scope, receive, send):
+        await app(scope, receive, send)
+        seen.append(scope.get("state", {}).get("gate_outcome"))
+
+    with respx.mock:
+        respx.route(host="origin.test").mock(return_value=html())
+        async with app.router.lifespan_context(app), httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=ledger), base_url="http://gate.test") as client:
+            await client.get("/")
+    assert seen and seen[0] is not None and hasattr(seen[0], "header")
