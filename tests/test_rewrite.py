@@ -1,0 +1,150 @@
+"""The rewriter on realistic pages (the demo site's), on streaming, on caps, and on injection."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import pytest
+
+from gate import urls, vendors
+from gate.demo import bench_page
+from gate.rewrite import PagePlan, PageRewriter, stub_script
+
+from .judge import live_tags
+
+REGISTRY = vendors.load()
+ALL = frozenset(REGISTRY.tags)
+BASE = urls.parse("https://jobs.example.jp/")
+CONSENTS = {
+    "reject_all": frozenset(),
+    "improvement_only": frozenset({"google.analytics"}),
+    "advertising_only": frozenset({"google.ads", "google.floodlight", "yahoo.ads", "facebook.pixel"}),
+    "improvement_and_advertising": ALL - {"criteo.onetag", "yahoo.retargeting"},
+    "accept_all": ALL,
+}
+
+
+def run(page: bytes, allowed: frozenset[str], encoding: str = "utf-8", chunk: int | None = None, **plan) -> tuple[bytes, PageRewriter]:
+    rw = PageRewriter(PagePlan(REGISTRY, allowed, BASE, **plan), encoding)
+    if chunk is None:
+        return rw.feed(page) + rw.close(), rw
+    out = [rw.feed(page[i:i + chunk]) for i in range(0, len(page), chunk)]
+    return b"".join(out) + rw.close(), rw
+
+
+@pytest.mark.parametrize("charset", ["utf-8", "sjis"])
+@pytest.mark.parametrize("consent", list(CONSENTS), ids=list(CONSENTS))
+def test_demo_page_loads_exactly_the_allowed_tags(consent, charset):
+    page = bench_page("100k", charset)
+    encoding = "cp932" if charset == "sjis" else "utf-8"
+    allowed = CONSENTS[consent]
+    before = live_tags(page, REGISTRY, encoding=encoding)
+    out, rw = run(page, allowed, encoding)
+    after = live_tags(out, REGISTRY, encoding=encoding)
+    assert after == before & allowed
+    assert rw.outcome.stripped == before - allowed
+    assert rw.outcome.kept == before & allowed
+
+
+def test_every_byte_outside_stripped_tags_is_the_upstreams():
+    page = bench_page("20k")
+    out, _ = run(page, frozenset())
+    # What is left is the page with whole elements cut out: every output byte appears in order.
+    it = iter(page)
+    assert all(b in it for b in out)
+    assert len(out) < len(page)
+
+
+def test_injection_lands_first_in_head_and_before_body_end():
+    page = b"<!doctype html><html><head><title>x</title></head><body><p>a</p></body></html>"
+    out, _ = run(page, frozenset(), head_html="<script data-gate>S</script>", body_html="<div data-gate>B</div>")
+    assert out == (b"<!doctype html><html><head><script data-gate>S</script><title>x</title></head>"
+                   b"<body><p>a</p><div data-gate>B</div></body></html>")
+
+
+@pytest.mark.parametrize("page", [b"<p>no head or body", b"", b"<body>x", b"<script>if(a</body>b)</script>"],
+                         ids=["fragment", "empty", "no-head", "body-end-inside-script"])
+def test_injection_happens_once_whatever_the_page(page):
+    out, _ = run(page, frozenset(), head_html="<i data-gate>S</i>", body_html="<i data-gate>B</i>")
+    assert out.count(b"<i data-gate>S</i>") == 1 and out.count(b"<i data-gate>B</i>") == 1
+    assert out.index(b"<i data-gate>S</i>") < out.index(b"<i data-gate>B</i>")
+
+
+def test_banner_not_injected_inside_a_script_that_mentions_body_end():
+    page = b"<html><body><script>var s='</body>';</script><p>x</p></body></html>"
+    out, _ = run(page, ALL, body_html="<b data-gate>B</b>")
+    assert out == b"<html><body><script>var s='</body>';</script><p>x</p><b data-gate>B</b></body></html>"
+
+
+def test_shift_jis_banner_is_encoded_in_the_pages_charset():
+    page = "<html><body><p>歯科衛生士</p></body></html>".encode("cp932")
+    out, _ = run(page, frozenset(), encoding="cp932", body_html="<p data-gate>すべて同意</p>")
+    assert "すべて同意".encode("cp932") in out
+    assert out.decode("cp932").count("歯科衛生士") == 1
+
+
+def test_stubs_only_for_globals_no_allowed_tag_provides():
+    none = stub_script(REGISTRY, frozenset())
+    assert "w.fbq=w.fbq||n" in none and "w.gtag=w.gtag||n" in none and "w.criteo_q=w.criteo_q||[]" in none
+    assert "w.Adjust=" in none
+    with_ga = stub_script(REGISTRY, frozenset({"google.analytics"}))
+    assert "w.gtag=" not in with_ga  # the real gtag.js must define it: a stub would shadow nothing, but
+    assert "w.fbq=" in with_ga        # fbq's loader returns early when fbq exists, so never stub it when allowed
+    assert stub_script(REGISTRY, ALL) == ""
+
+
+def test_oversized_inline_script_is_stripped_as_uncertain_when_anything_is_refused():
+    big = b"<html><body><script>var a='" + b"x" * 300_000 + b"';fbq('init','1');</script><p>after</p></body></html>"
+    out, rw = run(big, ALL - {"facebook.pixel"}, chunk=16_384, carry_over=64 * 1024)
+    assert b"fbq(" not in out and b"<p>after</p>" in out
+    assert rw.outcome.uncertain == 1
+    same, rw2 = run(big, ALL, chunk=16_384, carry_over=64 * 1024)
+    assert same == big and rw2.outcome.uncertain == 0
+
+
+def test_ten_megabyte_attribute_streams_in_bounded_memory():
+    head = b'<html><body><img alt="'
+    filler = b"a" * (10 * 1024 * 1024)
+    tail = b'" src="https://www.facebook.com/tr?id=1"><p>after</p><img src="https://www.facebook.com/tr?x"></body></html>'
+    rw = PageRewriter(PagePlan(REGISTRY, frozenset(), BASE, carry_over=256 * 1024))
+    tracemalloc.start()
+    out = [rw.feed(head)]
+    for i in range(0, len(filler), 65536):
+        out.append(rw.feed(filler[i:i + 65536]))
+    out.append(rw.feed(tail) + rw.close())
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    body = b"".join(out)
+    assert peak < 4 * 1024 * 1024, peak  # the 10 MB value never sits in memory whole
+    assert b"facebook.com" not in body and b"<p>after</p>" in body
+    assert rw.outcome.uncertain == 1
+
+
+def test_twenty_megabyte_page_streams_in_constant_memory():
+    card = bench_page("100k")
+    start, end = card.index(b"<body"), card.rindex(b"</body>")
+    middle = card[start:end]
+    rw = PageRewriter(PagePlan(REGISTRY, frozenset(), BASE))
+    tracemalloc.start()
+    out_bytes = len(rw.feed(card[:start]))
+    for _ in range(200):
+        for i in range(0, len(middle), 65536):
+            out_bytes += len(rw.feed(middle[i:i + 65536]))
+    out_bytes += len(rw.feed(card[end:]) + rw.close())
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert out_bytes > 10 * 1024 * 1024
+    assert peak < 8 * 1024 * 1024, peak
+
+
+def test_gating_off_is_a_pure_pass_through():
+    page = bench_page("20k")
+    out, rw = run(page, frozenset(), gating=False, body_html="<b>B</b>")
+    assert out == page and not rw.outcome.stripped
+
+
+def test_personal_data_signatures_are_flagged():
+    page = (b"<html><body><script>fbq('init','100000000000001',{em:'a@example.jp'});</script>"
+            b"<script>window.criteo_q=[];criteo_q.push({event:'setAccount',account:1},{event:'setEmail',email:'x'});</script></body></html>")
+    _, rw = run(page, ALL)
+    assert rw.outcome.personal_data == {"facebook.pixel", "criteo.onetag"}
