@@ -65,6 +65,8 @@ def _split_authority(rest: str, special: bool) -> tuple[str, str]:
         path = path.replace("\\", "/")
     if "#" in path:
         path = path[: path.index("#")]
+    if special:
+        path = normalise_path(path)
     return normalise_host(host), path
 
 
@@ -81,7 +83,7 @@ def parse(raw: str, base: URL | None = None) -> URL | None:
                 # "http:foo" with an http base is relative to it
                 return _relative(rest.replace("\\", "/"), base)
             host, path = _split_authority(stripped, True)
-            return URL(scheme, host, path or "/")
+            return URL(scheme, host, path)
         if rest.startswith("//"):
             host, path = _split_authority(rest[2:], False)
             return URL(scheme, host, path)
@@ -93,7 +95,7 @@ def parse(raw: str, base: URL | None = None) -> URL | None:
         s = s.replace("\\", "/")
     if s.startswith("//"):
         host, path = _split_authority(s[2:], special)
-        return URL(base.scheme, host, path or "/")
+        return URL(base.scheme, host, path if special else path or "/")
     return _relative(s, base)
 
 
@@ -101,11 +103,40 @@ def _relative(s: str, base: URL) -> URL:
     if "#" in s:
         s = s[: s.index("#")]
     if s.startswith("/"):
-        return URL(base.scheme, base.host, s)
+        return URL(base.scheme, base.host, normalise_path(s))
     if s.startswith("?") or not s:
         return URL(base.scheme, base.host, base.path.split("?", 1)[0] + s)
     directory = base.path.split("?", 1)[0].rsplit("/", 1)[0]
-    return URL(base.scheme, base.host, directory + "/" + s)
+    return URL(base.scheme, base.host, normalise_path(directory + "/" + s))
+
+
+_SINGLE_DOT = {".", "%2e"}
+_DOUBLE_DOT = {"..", ".%2e", "%2e.", "%2e%2e"}
+
+
+def normalise_path(path: str) -> str:
+    """Resolve "." and ".." segments (also percent-encoded) as a browser does for special schemes;
+    an empty path is "/"."""
+    p, sep, query = path.partition("?")
+    if not p.startswith("/"):
+        p = "/" + p
+    if "." in p or "%" in p:
+        out: list[str] = []
+        segments = p.split("/")[1:]
+        for i, seg in enumerate(segments):
+            low, last = seg.lower(), i == len(segments) - 1
+            if low in _DOUBLE_DOT:
+                if out:
+                    out.pop()
+                if last:
+                    out.append("")
+            elif low in _SINGLE_DOT:
+                if last:
+                    out.append("")
+            else:
+                out.append(seg)
+        p = "/" + "/".join(out)
+    return p + sep + query
 
 
 def host_matches(host: str, domain: str) -> bool:
