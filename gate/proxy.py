@@ -57,22 +57,26 @@ async def handle(request: Request) -> Response | Streamed:
     if site is None:
         return PlainTextResponse("421 Misdirected Request: gate serves no site for this Host.\n", 421)
     scheme, host = site.public_scheme or request.url.scheme, request.url.netloc
+    registry, carried = state.registries[site.host], state.carried[site.host]
+    consent = read_consent(request, site, registry, state.codec)
+    allowed = consent.allowed_tags(registry, carried)
     try:
-        upstream = await state.upstream.send(request, site, scheme, host)
+        upstream = await state.upstream.send(request, site, scheme, host, cookie_filter(registry, allowed),
+                                             [(b"gate-consent", consent_header(consent).encode())])
     except UpstreamError as e:
         return error_page(e, request, site)
     except ClientDisconnect:
         log.info("client went away during the request body: %s %s", request.method, request.url.path)
         return Response(status_code=400)
     try:
-        return await respond(request, site, upstream, scheme, host)
+        return await respond(request, site, upstream, scheme, host, consent, allowed)
     except BaseException:  # from here until Streamed takes it over, the upstream response is ours to close
         await upstream.aclose()
         raise
 
 
 async def respond(request: Request, site: Site, upstream: httpx.Response, scheme: str,
-                  host: str) -> Response | Streamed:
+                  host: str, consent: Consent, allowed: frozenset[str]) -> Response | Streamed:
     """The visitor's response: the origin's bytes untouched, or, for a page, gated as it streams."""
     state = request.app.state
     headers = response_headers(upstream, OriginMap(site, f"{scheme}://{host}"))
@@ -84,8 +88,6 @@ async def respond(request: Request, site: Site, upstream: httpx.Response, scheme
         reason = f"Content-Encoding {upstream.headers.get('content-encoding')!r} cannot be decoded for gating"
         return error_page(UpstreamUnavailable(reason), request, site)
     registry, carried = state.registries[site.host], state.carried[site.host]
-    consent = read_consent(request, site, registry, state.codec)
-    allowed = consent.allowed_tags(registry, carried)
     plan = page_plan(request, site, registry, consent, carried, allowed, upstream, scheme, host)
     page = PageBody(plan, upstream.headers.get("content-type"), decoder)
     headers = page_headers(headers, carried, allowed)
@@ -104,6 +106,26 @@ def is_page(method: str, upstream: httpx.Response) -> bool:
 def read_consent(request: Request, site: Site, registry: Registry, codec: ConsentCodec) -> Consent:
     return codec.read(request.cookies.get(COOKIE_NAME), registry, gpc=request.headers.get("sec-gpc") == "1",
                       opt_out_mode=site.mode == "opt-out")
+
+
+def cookie_filter(registry: Registry, allowed: frozenset[str]):
+    """Cookies the origin must not see: gate's own, and those of every tag this visitor refuses (a
+    server-side integration could otherwise read _fbp or _ga the visitor said no to)."""
+    refused = [t for t in registry.tags.values() if t.id not in allowed and t.cookies]
+
+    def drop(name: str) -> bool:
+        return name == COOKIE_NAME or any(t.cookie_matches(name) for t in refused)
+    return drop
+
+
+def consent_header(consent: Consent) -> str:
+    """The Gate-Consent request header the origin receives, e.g.
+    ``decided=1; improvement=1; advertising=0; suggestions=0; content=0``: server-side tags
+    (conversion APIs) must honour it, gate cannot see them."""
+    parts = [f"decided={int(consent.decided)}"] + [f"{p}={int(ok)}" for p, ok in consent.purposes.items()]
+    if consent.vendors_refused:
+        parts.append("vendors_refused=" + ",".join(sorted(consent.vendors_refused)))
+    return "; ".join(parts)
 
 
 def carried_tags(site: Site, registry: Registry) -> frozenset[str]:

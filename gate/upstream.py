@@ -9,7 +9,7 @@ badly at 32 concurrent requests) and it never keeps cookies: a proxy's client is
 from __future__ import annotations
 
 import zlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Callable
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from urllib.parse import urlsplit
 
@@ -56,14 +56,17 @@ class Upstream:
         if self.demo is not None:
             await self.demo.aclose()
 
-    async def send(self, request: Request, site: Site, public_scheme: str, public_host: str) -> httpx.Response:
-        """Forward ``request`` to the site's origin; the response's body is not read yet."""
+    async def send(self, request: Request, site: Site, public_scheme: str, public_host: str,
+                   drop_cookie: Callable[[str], bool] | None = None,
+                   extra: list[tuple[bytes, bytes]] | None = None) -> httpx.Response:
+        """Forward ``request`` to the site's origin; the response's body is not read yet.
+        ``drop_cookie`` names request cookies the origin must not see; ``extra`` headers are added."""
         base = DEMO_BASE if site.is_demo else site.upstream
         client = self.demo if site.is_demo and self.demo is not None else self.client
         target = request.scope.get("raw_path") or request.scope["path"].encode()
         query = request.scope.get("query_string", b"")
         url = base + target.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
-        headers = request_headers(request, upstream_host(site), public_scheme, public_host)
+        headers = request_headers(request, upstream_host(site), public_scheme, public_host, drop_cookie) + (extra or [])
         outbound = httpx.Request(request.method, url, headers=headers, content=_body(request),
                                  extensions={"timeout": self.timeout.as_dict()})
         try:
@@ -119,8 +122,9 @@ def _connection_named(raw: list[tuple[bytes, bytes]]) -> set[str]:
     return names
 
 
-def request_headers(request: Request, host: str, public_scheme: str, public_host: str) -> list[tuple[bytes, bytes]]:
-    """The visitor's headers as the origin should see them."""
+def request_headers(request: Request, host: str, public_scheme: str, public_host: str,
+                    drop_cookie: Callable[[str], bool] | None = None) -> list[tuple[bytes, bytes]]:
+    """The visitor's headers as the origin should see them (without the cookies ``drop_cookie`` names)."""
     raw = request.headers.raw
     drop = HOP_BY_HOP | _REQUEST_DROP | _connection_named(raw)
     out: list[tuple[bytes, bytes]] = [(b"host", host.encode("latin-1"))]
@@ -131,6 +135,10 @@ def request_headers(request: Request, host: str, public_scheme: str, public_host
             continue
         if name == "x-forwarded-for":
             forwarded_for.append(v.decode("latin-1"))
+        elif name == "cookie" and drop_cookie is not None:
+            kept = filter_cookie_header(v.decode("latin-1"), drop_cookie)
+            if kept:
+                out.append((b"cookie", kept.encode("latin-1")))
         elif name == "accept-encoding":
             out.append((b"accept-encoding", _decodable_only(v.decode("latin-1")).encode("latin-1")))
         else:
@@ -142,6 +150,12 @@ def request_headers(request: Request, host: str, public_scheme: str, public_host
     out.append((b"x-forwarded-proto", public_scheme.encode("latin-1")))
     out.append((b"x-forwarded-host", public_host.encode("latin-1")))
     return out
+
+
+def filter_cookie_header(value: str, drop: Callable[[str], bool]) -> str:
+    """A Cookie header without the pairs whose name ``drop`` names (the rest byte for byte)."""
+    pairs = [p for p in value.split(";") if p.strip()]
+    return ";".join(p for p in pairs if not drop(p.split("=", 1)[0].strip())).strip()
 
 
 def _decodable_only(accept_encoding: str) -> str:
