@@ -1,0 +1,175 @@
+"""`gate ...` commands -> Settings -> uvicorn. A user's mistake is one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import secrets
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from . import __version__, settings, vendors
+from .errors import ConfigError
+
+# Flags of `gate serve`, the environment variable each one travels in to --workers processes.
+SERVE_FLAGS = {"upstream": "GATE_UPSTREAM", "host": "GATE_HOST", "port": "GATE_PORT",
+               "config": "GATE_CONFIG", "vendors": "GATE_VENDORS", "workers": "GATE_WORKERS"}
+EPHEMERAL_ENV = "GATE_EPHEMERAL_KEY"  # set by the parent only: the key in GATE_SECRET_KEY is the demo's
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+DEMO_WARNING = """\
+gate: WARNING ============================================================
+gate: WARNING  Demo mode without GATE_SECRET_KEY: consent cookies are signed
+gate: WARNING  with a random key made at this start. Every consent given now
+gate: WARNING  is lost on restart (visitors see the banner again).
+gate: WARNING  Outside a trial:  gate keys new  and  export GATE_SECRET_KEY=<key>
+gate: WARNING ============================================================"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gate", description="A consent-gating reverse proxy.")
+    parser.add_argument("--version", action="version", version=f"gate {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def files(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", metavar="FILE", help="gate.toml (env GATE_CONFIG; default: none)")
+        p.add_argument("--vendors", metavar="FILE", help="vendors.toml (env GATE_VENDORS; default: the shipped one)")
+
+    serve = commands.add_parser("serve", help="run the proxy (the demo site when no upstream is set)")
+    serve.add_argument("--upstream", metavar="URL", help="origin to proxy, e.g. http://127.0.0.1:8000 (env GATE_UPSTREAM)")
+    serve.add_argument("--host", help="address to listen on (env GATE_HOST; default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (env GATE_PORT; default 8080)")
+    files(serve)
+    serve.add_argument("--workers", type=int, metavar="N", help="worker processes (env GATE_WORKERS; default 1)")
+    keys = commands.add_parser("keys", help="signing keys")
+    keys.add_argument("action", choices=["new"], help="new: print a fresh key for GATE_SECRET_KEY")
+    files(commands.add_parser("check", help="validate gate.toml and vendors.toml, show the effective settings"))
+    commands.add_parser("version", help="print the version")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, usage errors: argparse has printed already
+        return e.code if isinstance(e.code, int) else 2
+    if args.command is None:
+        parser.print_usage(sys.stderr)
+        return 2
+    try:
+        return {"serve": serve, "keys": keys_new, "check": check, "version": version}[args.command](args)
+    except ConfigError as e:
+        print(f"gate: {e}", file=sys.stderr)
+        return 2
+
+
+def _flags(args: argparse.Namespace) -> dict[str, Any]:
+    return {name: getattr(args, name, None) for name in SERVE_FLAGS}
+
+
+def load_all(flags: Mapping[str, Any], env: Mapping[str, str]) -> tuple[settings.Settings, vendors.Registry]:
+    """Settings and the registry, cross-checked; raises ConfigError."""
+    conf = settings.load(flags, env)
+    registry = vendors.load(conf.vendors_path)
+    file = conf.config_path or "gate.toml"
+    if conf.log_level.lower() not in LOG_LEVELS:
+        where = ("environment", "GATE_LOG_LEVEL") if env.get("GATE_LOG_LEVEL") else (file, "log_level")
+        raise ConfigError(*where, f"expected one of {', '.join(LOG_LEVELS)}, got {conf.log_level!r}")
+    for i, site in enumerate(conf.sites):
+        for key, ids, known in (("vendors", site.vendors, registry.vendors), ("tags", site.tags, registry.tags),
+                                ("tag_purposes", site.tag_purposes, registry.tags)):
+            unknown = [x for x in ids or () if x not in known]
+            if unknown:
+                raise ConfigError(file, f"site[{i}].{key}", f"unknown id '{unknown[0]}' (known: {', '.join(known)})")
+        for tag_id, purposes in site.tag_purposes.items():
+            unknown = [p for p in purposes if p not in registry.purposes]
+            if unknown:
+                raise ConfigError(file, f"site[{i}].tag_purposes.{tag_id}",
+                                  f"unknown purpose '{unknown[0]}' (known: {', '.join(registry.purposes)})")
+    return conf, registry
+
+
+def worker_env(flags: Mapping[str, Any], conf: settings.Settings) -> dict[str, str]:
+    """The environment that makes every --workers process load the same Settings as this one."""
+    env = {var: str(flags[name]) for name, var in SERVE_FLAGS.items() if flags.get(name) is not None}
+    if conf.ephemeral_key:  # made once here, so all workers sign and verify with the same key
+        env["GATE_SECRET_KEY"] = conf.secret_keys[0]
+        env[EPHEMERAL_ENV] = "1"
+    return env
+
+
+def _app_from_env() -> Any:
+    """uvicorn factory (`gate.cli:_app_from_env`) run in each worker process."""
+    from .app import create_app
+
+    conf = settings.load({}, os.environ)
+    if os.environ.get(EPHEMERAL_ENV) == "1":
+        conf = dataclasses.replace(conf, ephemeral_key=True)
+    return create_app(conf)
+
+
+def _public_url(conf: settings.Settings) -> str:
+    host = f"[{conf.host}]" if ":" in conf.host else conf.host
+    return f"http://{host}:{conf.port}"
+
+
+def serve(args: argparse.Namespace) -> int:
+    flags = _flags(args)
+    conf, _ = load_all(flags, os.environ)
+    if conf.ephemeral_key:
+        print(DEMO_WARNING, file=sys.stderr)
+    import uvicorn  # imported late: `gate check` and `gate keys new` need no server
+
+    options: dict[str, Any] = dict(host=conf.host, port=conf.port, loop="auto", http="auto",
+                                   proxy_headers=False, server_header=False, log_level=conf.log_level.lower())
+    app: Any
+    if conf.workers > 1:
+        os.environ.update(worker_env(flags, conf))
+        app = "gate.cli:_app_from_env"
+        options.update(workers=conf.workers, factory=True)
+    else:
+        from .app import create_app
+
+        app = create_app(conf)
+    upstreams = ", ".join(f"{s.host or 'any host'} -> {s.upstream}" for s in conf.sites)
+    print(f"gate: serving on {_public_url(conf)} ({upstreams})", flush=True)
+    uvicorn.run(app, **options)
+    return 0
+
+
+def keys_new(args: argparse.Namespace) -> int:
+    print(secrets.token_urlsafe(32))
+    return 0
+
+
+def check(args: argparse.Namespace) -> int:
+    conf, registry = load_all(_flags(args), os.environ)
+    print(f"gate {__version__}: configuration OK")
+    for f in dataclasses.fields(conf):
+        if f.name == "sites":
+            continue
+        value = f"<{len(conf.secret_keys)} masked>" if f.name == "secret_keys" else repr(getattr(conf, f.name))
+        print(f"  {f.name} = {value}")
+    from .proxy import carried_tags  # the reading the proxy itself uses
+
+    for i, site in enumerate(conf.sites):
+        carried = [t for t in registry.tags if t in carried_tags(site, registry)]
+        print(f"  site[{i}] host={site.host or '(default)'} upstream={site.upstream} mode={site.mode} "
+              f"csp={site.csp} policy_url={site.policy_url} tags={len(carried)}: {', '.join(carried)}")
+    purposes = [p.id + ("" if p.refusable else " (always on)") for p in registry.purposes.values()]
+    print(f"vendors.toml: policy version {registry.version}")
+    print(f"  purposes ({len(purposes)}): {', '.join(purposes)}")
+    print(f"  vendors ({len(registry.vendors)}): {', '.join(registry.vendors)}")
+    print(f"  tags ({len(registry.tags)}): {', '.join(registry.tags)}")
+    return 0
+
+
+def version(args: argparse.Namespace) -> int:
+    print(f"gate {__version__}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
