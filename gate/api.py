@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,6 @@ from .vendors import Registry
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 CHOICES = ("accept_all", "reject_all", "custom", "withdraw")
 _NO_STORE = {"cache-control": "no-store"}
-_UNSAFE_NEXT = re.compile(r"[\x00-\x20\x7f]")
 
 
 class _SiteContext:
@@ -98,7 +96,7 @@ async def post_consent(request: Request) -> Response:
         choice = (values("choice") or [""])[-1]
         method = "page" if "page" in values("source") else "banner"
         consent = _decision(ctx, choice, values("purposes"), values("refuse_vendor"), method)
-        response = RedirectResponse(safe_next((values("next") or ["/"])[-1], ctx.origin), 303, headers=_NO_STORE)
+        response = RedirectResponse(urls.safe_next((values("next") or ["/"])[-1], ctx.origin), 303, headers=_NO_STORE)
     else:
         raise RequestError(415, "expected an application/x-www-form-urlencoded form or application/json")
     return _with_cookie(response, ctx, consent)
@@ -196,17 +194,6 @@ def _with_cookie(response: Response, ctx: _SiteContext, consent: Consent) -> Res
     else:
         response.delete_cookie(COOKIE_NAME, path="/", secure=secure, httponly=True, samesite="lax")
     return response
-
-
-def safe_next(value: str, origin: str) -> str:
-    """``next`` when it is a path on this site; "/" for anything a browser could read as elsewhere."""
-    if not value.startswith("/") or value[1:2] in ("/", "\\") or len(value) > 2048 or _UNSAFE_NEXT.search(value):
-        return "/"
-    base = urls.parse(origin + "/")
-    target = urls.parse(value, base)
-    if base is None or target is None or (target.scheme, target.host) != (base.scheme, base.host):
-        return "/"
-    return value
 
 
 # -- the rest ---------------------------------------------------------------------------------------

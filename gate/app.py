@@ -37,5 +37,5 @@ def create_app(settings: Settings) -> Starlette:
     app.state.codec = ConsentCodec(settings.secret_keys, max_age=settings.consent_max_age_days * 24 * 3600)
     # Per site, once: a site's GTM container may serve other purposes, which changes its policy version.
     app.state.registries = {s.host: registry.with_tag_purposes(s.tag_purposes) for s in settings.sites}
-    app.state.carried = {s.host: proxy.carried_tags(s, app.state.registries[s.host]) for s in settings.sites}
+    app.state.carried = {s.host: app.state.registries[s.host].carried(s.vendors, s.tags) for s in settings.sites}
     return app

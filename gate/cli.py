@@ -152,10 +152,9 @@ def check(args: argparse.Namespace) -> int:
             continue
         value = f"<{len(conf.secret_keys)} masked>" if f.name == "secret_keys" else repr(getattr(conf, f.name))
         print(f"  {f.name} = {value}")
-    from .proxy import carried_tags  # the reading the proxy itself uses
 
     for i, site in enumerate(conf.sites):
-        carried = [t for t in registry.tags if t in carried_tags(site, registry)]
+        carried = [t for t in registry.tags if t in registry.carried(site.vendors, site.tags)]
         print(f"  site[{i}] host={site.host or '(default)'} upstream={site.upstream} mode={site.mode} "
               f"csp={site.csp} policy_url={site.policy_url} tags={len(carried)}: {', '.join(carried)}")
     purposes = [p.id + ("" if p.refusable else " (always on)") for p in registry.purposes.values()]

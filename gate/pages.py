@@ -19,6 +19,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from .banner import (CSS_URL, Html, choose_lang, el, join, notice_url, preferences_url, services_by_vendor,
                      static_url)
+from . import urls
 from .consent import COOKIE_NAME, Consent
 from .pages_text import ERRORS, TEXT
 from .settings import Site
@@ -33,21 +34,6 @@ HEADERS = {
                                "frame-ancestors 'none'; base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
 }
-
-
-def carried_tags(registry: Registry, site: Site) -> frozenset[str]:
-    """The tag ids a site carries: its vendors' tags (all vendors when unset), narrowed by ``site.tags``."""
-    vendor_ids = registry.vendors if site.vendors is None else [v for v in site.vendors if v in registry.vendors]
-    tags = {t for v in vendor_ids for t in registry.vendors[v].tags}
-    return frozenset(tags if site.tags is None else tags & set(site.tags))
-
-
-def safe_next(value: str | None) -> str:
-    """A same-origin path to go back to; anything else is "/"."""
-    if (not value or len(value) > 2048 or not value.startswith("/") or value.startswith("//")
-            or "\\" in value or any(ord(c) < 0x20 for c in value)):
-        return "/"
-    return value
 
 
 @dataclass(frozen=True)
@@ -68,11 +54,11 @@ def _visit(request: Request) -> Visit | Response:
     site = state.settings.site_for(request.headers.get("host"))
     if site is None:
         return HTMLResponse(error_page(421, lang), status_code=421, headers=HEADERS)
-    registry = state.registry.with_tag_purposes(site.tag_purposes)
+    registry = state.registries[site.host]
     consent = state.codec.read(request.cookies.get(COOKIE_NAME), registry,
                                gpc=request.headers.get("sec-gpc") == "1", opt_out_mode=site.mode == "opt-out")
     query = dict(request.query_params) | {"gate_lang": "en" if lang == "ja" else "ja"}
-    return Visit(site, registry, consent, carried_tags(registry, site), lang,
+    return Visit(site, registry, consent, state.carried[site.host], lang,
                  request.url.path + "?" + urlencode(query))
 
 
@@ -149,7 +135,7 @@ async def preferences(request: Request) -> Response:
     if isinstance(v, Response):
         return v
     t = TEXT[v.lang]
-    next_path = safe_next(request.query_params.get("next"))
+    next_path = urls.safe_next(request.query_params.get("next") or "/", f"{request.url.scheme}://{request.url.netloc}")
     buttons = [el("button", t["save"], type="submit", name="choice", value="custom", class_="gate-btn"),
                el("button", t["reject"], type="submit", name="choice", value="reject_all", class_="gate-btn")]
     if v.site.mode != "opt-out":  # in opt-out mode "no choice" means "sent": withdrawing would not stop anything

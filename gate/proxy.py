@@ -128,14 +128,6 @@ def consent_header(consent: Consent) -> str:
     return "; ".join(parts)
 
 
-def carried_tags(site: Site, registry: Registry) -> frozenset[str]:
-    """The tags a site carries: its vendors' tags (every vendor when unset), narrowed by ``site.tags``.
-    (Same reading as pages.carried_tags: the banner, the notice and the gate must agree.)"""
-    vendor_ids = registry.vendors if site.vendors is None else [v for v in site.vendors if v in registry.vendors]
-    tags = {t for v in vendor_ids for t in registry.vendors[v].tags}
-    return frozenset(tags if site.tags is None else tags & set(site.tags))
-
-
 def head_html(registry: Registry, allowed: frozenset[str], nonce: str | None = None) -> str:
     """Injected first in <head>: no-op stubs for the globals of refused tags, so the page's own
     calls to gtag(), fbq(), ytag() or criteo_q.push() do not throw."""

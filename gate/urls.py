@@ -142,3 +142,17 @@ def normalise_path(path: str) -> str:
 def host_matches(host: str, domain: str) -> bool:
     """True when ``host`` is ``domain`` or a subdomain of it (label-wise)."""
     return host == domain or host.endswith("." + domain)
+
+
+_UNSAFE_NEXT = re.compile(r"[\x00-\x20\x7f]")
+
+
+def safe_next(value: str, origin: str) -> str:
+    """``next`` when it is a path on this site; "/" for anything a browser could read as elsewhere."""
+    if not value.startswith("/") or value[1:2] in ("/", "\\") or len(value) > 2048 or _UNSAFE_NEXT.search(value):
+        return "/"
+    base = parse(origin + "/")
+    target = parse(value, base)
+    if base is None or target is None or (target.scheme, target.host) != (base.scheme, base.host):
+        return "/"
+    return value

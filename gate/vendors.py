@@ -172,6 +172,13 @@ class Registry:
         return bool(self._personal and self._personal.search(text))
 
     # -- per site ----------------------------------------------------------------------------
+    def carried(self, vendors: Iterable[str] | None, tags: Iterable[str] | None) -> frozenset[str]:
+        """The tags a site carries: its vendors' tags (every vendor when None), narrowed by ``tags``.
+        The banner, the notice and the gate all read it from here, so they cannot disagree."""
+        vendor_ids = self.vendors if vendors is None else [v for v in vendors if v in self.vendors]
+        found = {t for v in vendor_ids for t in self.vendors[v].tags}
+        return frozenset(found if tags is None else found & set(tags))
+
     def with_tag_purposes(self, overrides: Mapping[str, Iterable[str]]) -> Registry:
         """A copy where some tags serve other purposes (a site's GTM container, say)."""
         if not overrides:

@@ -27,6 +27,8 @@ def make_client(sites: tuple[Site, ...] | None = None, cookie: consent.Consent |
         s = dataclasses.replace(s, sites=sites)
     app = Starlette(routes=[Route("/_gate/preferences", pages.preferences), Route("/_gate/notice", pages.notice)])
     app.state.settings, app.state.registry = s, REGISTRY
+    app.state.registries = {site.host: REGISTRY.with_tag_purposes(site.tag_purposes) for site in s.sites}
+    app.state.carried = {site.host: app.state.registries[site.host].carried(site.vendors, site.tags) for site in s.sites}
     app.state.codec = consent.ConsentCodec(s.secret_keys)
     client = TestClient(app)
     if cookie is not None:
