@@ -1,7 +1,10 @@
 """The visitor's choice, kept in one signed cookie.
 
 read() never raises: a tampered, truncated, foreign-key, expired or old-version cookie reads as
-"undecided" (the banner again), like starlette's session middleware treats a bad signature.
+"undecided" (the banner again), like starlette's session middleware treats a bad signature. So does a
+decision older than the re-consent age (182 days by default, never above 13 months): the visitor is
+asked again. Any change of the policy version asks again too, even one that only adds a tag serving
+purposes the visitor already accepted: a new recipient is news the visitor has not seen.
 """
 
 from __future__ import annotations
@@ -88,6 +91,7 @@ class ConsentCodec:
 
     secret_keys: Sequence[str]
     max_age: int = 180 * 24 * 3600
+    reconsent_age: int = 182 * 24 * 3600  # a decision older than this is asked again
     _serializer: URLSafeTimedSerializer = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -100,6 +104,11 @@ class ConsentCodec:
     @property
     def lifetime(self) -> int:
         return min(self.max_age, MAX_LIFETIME)
+
+    @property
+    def reconsent_after(self) -> int:
+        """Seconds after the decision that the visitor is asked again (never more than 13 months)."""
+        return min(self.reconsent_age, MAX_LIFETIME)
 
     def dumps(self, consent: Consent) -> str:
         payload = {
@@ -128,6 +137,8 @@ class ConsentCodec:
         if not (isinstance(accepted, list) and isinstance(refused, list) and isinstance(decided_at, int)
                 and isinstance(cid, str) and isinstance(method, str)):
             return fallback
+        if time.time() - decided_at > self.reconsent_after:
+            return fallback  # time to ask again, even if the cookie itself lives longer
         refusable = registry.refusable
         return Consent(
             version=registry.version, decided=True,

@@ -35,6 +35,7 @@ class PagePlan:
     body_html: str = ""  # injected before </body> (banner or settings link, footer link)
     carry_over: int = 256 * 1024
     gating: bool = True  # False: pass through untouched (benchmark baseline)
+    personal_data_allowed: bool = False  # False: a script sending hashed e-mail/phone is stripped
 
 
 @dataclass
@@ -570,6 +571,7 @@ class PageRewriter:
         content = buf[pos + u.tag_end:content_end]
         whole = buf[pos:end]
         tags: set[str] = set()
+        personal: set[str] = set()  # tags this script would send personal data to, when that is not allowed
         uncertain = False
         src = self._first(u.attrs, b"src")
         if u.name == "script":
@@ -582,6 +584,8 @@ class PageRewriter:
                 tags |= found
                 if found and self.registry.sends_personal_data(text):
                     self.outcome.personal_data |= found
+                    if not self.plan.personal_data_allowed:
+                        personal = set(found)
         elif u.name == "style":
             tags |= self._css_tags(content.decode(self.encoding, "replace"))
         if u.kind == "dual":
@@ -590,7 +594,7 @@ class PageRewriter:
             tags |= refused_view | kept_view
             uncertain = not clean
         tag_out = self._decide_tag(buf, pos, hs.TAG.match(buf, pos), u.name, u.attrs)
-        refused = tags - self.allowed
+        refused = (tags - self.allowed) | personal
         if refused or tag_out is None or (uncertain and self.refusing):
             self.outcome.stripped |= refused
             if uncertain and not refused and tag_out is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 import warnings
 
 import pytest
@@ -178,14 +179,16 @@ def test_preferences_undecided():
 
 
 def test_preferences_reflects_the_current_choice():
+    # Today 00:00 UTC: a fixed date would soon be older than the re-consent age and read as undecided.
+    midnight = int(time.time()) // 86400 * 86400
     cookie = consent.decide(REGISTRY, ["improvement", "suggestions"], vendors_refused=["criteo"], method="page",
-                            now=1_767_225_600)  # 2026-01-01 00:00 UTC
+                            now=midnight)
     page = soup(make_client(cookie=cookie).get("/_gate/preferences"))
     f = form(page)
     assert checked(f, "purposes") == ["improvement", "suggestions"]
     assert checked(f, "refuse_vendor") == ["criteo"]
     text = page.get_text()
-    assert "2026年01月01日 09:00（日本時間）" in text and "この設定ページ" in text
+    assert time.strftime("%Y年%m月%d日 09:00（日本時間）", time.gmtime(midnight)) in text and "この設定ページ" in text
     assert page.find("code").get_text() == cookie.consent_id
 
 

@@ -143,8 +143,21 @@ def test_gating_off_is_a_pure_pass_through():
     assert out == page and not rw.outcome.stripped
 
 
+PERSONAL_DATA_PAGE = (
+    b"<html><body><script>fbq('init','100000000000001',{em:'a@example.jp'});</script>"
+    b"<script>window.criteo_q=[];criteo_q.push({event:'setAccount',account:1},{event:'setEmail',email:'x'});</script>"
+    b"<script>fbq('init','100000000000001');</script></body></html>")
+
+
 def test_personal_data_signatures_are_flagged():
-    page = (b"<html><body><script>fbq('init','100000000000001',{em:'a@example.jp'});</script>"
-            b"<script>window.criteo_q=[];criteo_q.push({event:'setAccount',account:1},{event:'setEmail',email:'x'});</script></body></html>")
-    _, rw = run(page, ALL)
+    out, rw = run(PERSONAL_DATA_PAGE, ALL, personal_data_allowed=True)
     assert rw.outcome.personal_data == {"facebook.pixel", "criteo.onetag"}
+    assert out == PERSONAL_DATA_PAGE  # the site allows it: flagged, kept
+
+
+def test_personal_data_scripts_are_stripped_by_default_even_when_their_tag_is_allowed():
+    out, rw = run(PERSONAL_DATA_PAGE, ALL)
+    assert rw.outcome.personal_data == {"facebook.pixel", "criteo.onetag"}
+    assert rw.outcome.stripped == {"facebook.pixel", "criteo.onetag"}
+    assert b"em:" not in out and b"setEmail" not in out
+    assert b"<script>fbq('init','100000000000001');</script>" in out  # the same tag without personal data stays
