@@ -1,0 +1,180 @@
+"""POST /_gate/beacon: the third-party hosts one page view contacted, as the visitor's browser saw them.
+
+gate/static/beacon.js (injected into every rewritten page while recording is on) watches resource
+timing and sends, once per page view, ``{"v": 1, "page": "/path", "hosts": ["connect.facebook.net", …]}``.
+gate turns each host into the tags it belongs to and counts, for the site the request came to:
+
+- fired: a tag reached the network;
+- field leak: it did although the visitor (by the cookie sent with the beacon) refused every tag that
+  could have caused it;
+- undeclared host: a host that vendors.toml does not know, a recipient the notice does not name.
+
+The endpoint trusts nothing: same origin only (403), a 4 KB body cap (413), a strict schema (400),
+text/plain or JSON only (415), a per-client token bucket (429). It never reads or changes consent
+beyond reading the cookie, and the beacon carries no personal data: hosts and a path, no query.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections import OrderedDict
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from . import metrics, urls
+from .api import check_origin, read_body
+from .banner import el, static_url
+from .consent import COOKIE_NAME
+from .errors import RequestError
+from .ledger import site_label
+from .vendors import Registry
+
+MAX_BODY = 4096
+MAX_HOSTS = 64
+PER_MINUTE, BURST = 30.0, 30.0  # one page view every two seconds, sustained, per client
+MAX_CLIENTS = 10_000
+SCRIPT_URL = static_url("beacon.js")
+_SCRIPT = el("script", src=SCRIPT_URL, defer=True)
+_HOST = re.compile(r"^(?=.{1,253}$)[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?(?:\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?)*$")
+_NO_STORE = {"cache-control": "no-store"}
+
+
+def script_tag(request: Request, nonce: str | None = None) -> str:
+    """The beacon's <script> for a rewritten page's body; empty while recording is off."""
+    if getattr(request.app.state, "recorder", None) is None:
+        return ""
+    return _SCRIPT if nonce is None else el("script", src=SCRIPT_URL, defer=True, nonce=nonce)
+
+
+class RateLimit:
+    """A token bucket per client, in memory, for at most MAX_CLIENTS clients (least recent dropped)."""
+
+    def __init__(self, per_minute: float = PER_MINUTE, burst: float = BURST) -> None:
+        self.rate, self.burst = per_minute / 60.0, burst
+        self.buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def allow(self, client: str, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        tokens, last = self.buckets.pop(client, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        allowed = tokens >= 1.0
+        self.buckets[client] = (tokens - 1.0 if allowed else tokens, now)
+        if len(self.buckets) > MAX_CLIENTS:
+            self.buckets.popitem(last=False)
+        return allowed
+
+
+def parse(body: bytes) -> tuple[str, list[str]]:
+    """(page path, hosts) from a beacon body; RequestError(400) for anything off-schema."""
+    try:
+        data: Any = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise RequestError(400, "body is not valid JSON") from None
+    if not isinstance(data, dict) or set(data) != {"v", "page", "hosts"} or data["v"] != 1:
+        raise RequestError(400, 'expected {"v": 1, "page": "/path", "hosts": [host, …]}')
+    page, hosts = data["page"], data["hosts"]
+    if not isinstance(page, str) or not page.startswith("/") or page.startswith("//") or len(page) > 512:
+        raise RequestError(400, '"page" must be a path starting with one "/"')
+    if not isinstance(hosts, list) or len(hosts) > MAX_HOSTS:
+        raise RequestError(400, f'"hosts" must be a list of at most {MAX_HOSTS} host names')
+    clean = []
+    for host in hosts:
+        if not isinstance(host, str) or not _HOST.match(host.lower().rstrip(".")):
+            raise RequestError(400, '"hosts" must hold host names such as "connect.facebook.net"')
+        clean.append(host.lower().rstrip("."))
+    return page.split("?")[0].split("#")[0], sorted(set(clean))
+
+
+class Attribution:
+    """Host -> the tags it belongs to, and every tag that could have caused a request there."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self._candidates: dict[str, frozenset[str]] = {}
+
+    def claimed(self, host: str) -> frozenset[str]:
+        return self.registry.tags_for_url(urls.URL("https", host, "/"))
+
+    def candidates(self, host: str) -> frozenset[str]:
+        """Tags claiming the host, plus tags whose URL patterns name it (gtag.js on www.googletagmanager.com
+        is Google Analytics as much as Tag Manager: seeing the host must not call GA4 a leak)."""
+        found = self._candidates.get(host)
+        if found is None:
+            names = {re.escape(host), re.escape(host.removeprefix("www."))}
+            found = self.claimed(host) | {t.id for t in self.registry.tags.values()
+                                          if any(n in p.pattern for p in t.url_patterns for n in names)}
+            if len(self._candidates) > 4096:
+                self._candidates.clear()
+            self._candidates[host] = found
+        return found
+
+    def attribute(self, hosts: list[str], allowed: frozenset[str], own_host: str
+                  ) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+        """(fired, leaked, undeclared hosts) for one page view."""
+        fired: set[str] = set()
+        leaked: set[str] = set()
+        undeclared: set[str] = set()
+        for host in hosts:
+            if host == own_host or host.endswith("." + own_host):
+                continue  # the site's own subdomains are first party
+            claimed = self.claimed(host)
+            if not claimed:
+                undeclared.add(host)
+                continue
+            # The tag that claims the host when it was allowed; else any allowed tag that loads from it.
+            consented = (claimed & allowed) or (self.candidates(host) & allowed)
+            if consented:
+                fired |= consented
+            else:
+                fired |= claimed
+                leaked |= claimed
+        return frozenset(fired), frozenset(leaked), frozenset(undeclared)
+
+
+def endpoint() -> Any:
+    limit = RateLimit()  # per app: every test app, and every worker, has its own
+    attributions: dict[str | None, Attribution] = {}
+
+    async def beacon(request: Request) -> Response:
+        try:
+            response = await _beacon(request, limit, attributions)
+        except RequestError as e:
+            metrics.BEACONS.labels(str(e.status)).inc()
+            return PlainTextResponse(e.message + "\n", e.status, headers=_NO_STORE)
+        metrics.BEACONS.labels("204").inc()
+        return response
+    return beacon
+
+
+async def _beacon(request: Request, limit: RateLimit, attributions: dict[str | None, Attribution]) -> Response:
+    state = request.app.state
+    site = state.settings.site_for(request.headers.get("host"))
+    if site is None:
+        raise RequestError(421, "gate serves no site for this Host")
+    scheme = site.public_scheme or request.url.scheme
+    check_origin(request, f"{scheme}://{request.url.netloc}")
+    if not limit.allow(request.client.host if request.client else ""):
+        raise RequestError(429, "too many beacons from this client; slow down")
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type not in ("text/plain", "application/json"):
+        raise RequestError(415, "expected text/plain (navigator.sendBeacon) or application/json")
+    page, hosts = parse(await read_body(request, MAX_BODY))
+    recorder = getattr(state, "recorder", None)
+    if recorder is not None:
+        registry = state.registries[site.host]
+        consent = state.codec.read(request.cookies.get(COOKIE_NAME), registry, gpc=request.headers.get("sec-gpc") == "1",
+                                   opt_out_mode=site.mode == "opt-out")
+        allowed = consent.allowed_tags(registry, state.carried[site.host])
+        attribution = attributions.get(site.host) or attributions.setdefault(site.host, Attribution(registry))
+        own = (request.url.hostname or "").lower().rstrip(".")
+        recorder.ledger.beacon(site_label(site), page, *attribution.attribute(hosts, allowed, own))
+    return Response(status_code=204, headers=_NO_STORE)
+
+
+def routes() -> list[BaseRoute]:
+    return [Route("/_gate/beacon", endpoint(), methods=["POST"])]

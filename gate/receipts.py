@@ -1,0 +1,112 @@
+"""Proof of consent: every decision writes a receipt (consent id, time, site, policy version, choices,
+how it was given, the page's path). No IP address, no user agent.
+
+api.py calls ``record_decision`` after each decision, before the cookie is set: the receipt is queued
+(no I/O on the request path) and written by the flusher, which retries while the store is slow or
+down. The cookie never waits for it. The same call counts the decision in the ledger.
+
+Look-ups: ``GET /_gate/receipts/<consent id>`` (report token), ``gate receipts show <id>`` and
+``gate receipts export --since … --format csv|jsonl``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import secrets
+import time
+from collections.abc import Iterable
+from typing import IO
+from urllib.parse import urlsplit
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from .consent import Consent
+from .ledger import site_label
+from .settings import Site
+from .store import RECEIPT_COLUMNS, Receipt
+
+FORMATS = ("csv", "jsonl")
+
+
+def record_decision(request: Request, site: Site, previous: Consent, consent: Consent, choice: str) -> None:
+    """Queue the receipt of one decision and count it; ``previous`` is the consent before it (a
+    withdrawal keeps the id of the consent it withdraws)."""
+    recorder = getattr(request.app.state, "recorder", None)
+    if recorder is None:
+        return
+    registry = request.app.state.registries[site.host]
+    accepted = sorted(p for p, ok in consent.purposes.items() if ok) if consent.decided else []
+    method = consent.method if consent.decided else _method(request)
+    label = site_label(site)
+    recorder.queue_receipt(Receipt(
+        rid=receipt_id(),
+        consent_id=consent.consent_id or previous.consent_id,
+        at=consent.decided_at if consent.decided and consent.decided_at else int(time.time()),
+        site=label,
+        policy_version=consent.version,
+        choice=choice,
+        accepted=",".join(accepted),
+        refused=",".join(p for p in registry.refusable if p not in accepted),
+        vendors_refused=",".join(sorted(consent.vendors_refused)),
+        method=method,
+        page=recorder.expander.template(page) if (page := page_path(request)) else "",
+    ))
+    recorder.ledger.decision(label, choice, method, frozenset(accepted) if consent.decided else None,
+                             registry.refusable)
+
+
+def receipt_id() -> str:
+    """Random, and sorting as made: receipts of one second keep their order."""
+    return f"{time.time_ns():016x}-{secrets.token_hex(6)}"
+
+
+def page_path(request: Request) -> str:
+    """The path (never the query) of the page the decision came from: the Referer, already checked to be
+    the site's own. Empty when the site's Referrer-Policy withholds it."""
+    referer = request.headers.get("referer", "")
+    return (urlsplit(referer).path or "/")[:512] if referer else ""
+
+
+def _method(request: Request) -> str:
+    """How a withdrawal was made: forms come from the banner or the preferences page, the rest is API."""
+    if request.method == "POST" and request.headers.get("content-type", "").startswith("application/x-www-form"):
+        return "page" if page_path(request).startswith("/_gate/preferences") else "banner"
+    return "api"
+
+
+# -- reading them back ------------------------------------------------------------------------------
+def write(receipts: Iterable[Receipt], out: IO[str], fmt: str) -> int:
+    """Receipts as CSV (with a header row) or JSON lines; returns how many were written."""
+    n = 0
+    if fmt == "csv":
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(RECEIPT_COLUMNS)
+        for n, r in enumerate(receipts, 1):
+            writer.writerow([getattr(r, c) for c in RECEIPT_COLUMNS])
+    elif fmt == "jsonl":
+        for n, r in enumerate(receipts, 1):
+            out.write(json.dumps(r.as_dict(), ensure_ascii=False) + "\n")
+    else:
+        raise ValueError(f"expected one of {', '.join(FORMATS)}, got {fmt!r}")
+    return n
+
+
+async def lookup(request: Request) -> Response:
+    from .report import unauthorized  # the same guard as the report
+
+    if (denied := unauthorized(request)) is not None:
+        return denied
+    recorder = getattr(request.app.state, "recorder", None)
+    if recorder is None:
+        return JSONResponse({"error": "recording is off"}, 404, headers={"cache-control": "no-store"})
+    consent_id = request.path_params["consent_id"][:64]
+    rows = [r.as_dict() for r in await recorder.find_receipts(consent_id)]
+    return JSONResponse({"consent_id": consent_id, "receipts": rows}, 200 if rows else 404,
+                        headers={"cache-control": "no-store"})
+
+
+def routes() -> list[BaseRoute]:
+    return [Route("/_gate/receipts/{consent_id}", lookup, methods=["GET"])]

@@ -1,0 +1,171 @@
+"""POST /_gate/beacon: fired tags, field leaks and undeclared hosts, from what the browser reports; and a
+crafted beacon can neither change consent, nor count for another site, nor exceed its limits."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from gate import beacon
+from gate.beacon import Attribution, RateLimit
+from gate.settings import Site
+from gate.vendors import load
+
+from .conftest import asgi_client
+from .store_support import AUTH, SELF, consent_cookie, recording_app
+
+pytestmark = pytest.mark.anyio
+TEXT = {"content-type": "text/plain;charset=UTF-8"}
+
+
+def body(page: str = "/jobs/dh-001", hosts: list[str] | None = None, **extra) -> bytes:
+    return json.dumps({"v": 1, "page": page, "hosts": hosts or []} | extra).encode()
+
+
+async def report(app, client, site: str = "*") -> dict:
+    await app.state.recorder.flush()
+    return (await client.get("/_gate/report.json", params={"site": site}, headers=AUTH)).json()
+
+
+def tag(data: dict, tag_id: str) -> dict:
+    return next(r for r in data["tags"] if r["tag"] == tag_id)
+
+
+def findings(data: dict, kind: str) -> dict[str, dict]:
+    return {f["subject"]: f for f in data["findings"] if f["kind"] == kind}
+
+
+@pytest.fixture
+def app(tmp_path):
+    return recording_app(str(tmp_path / "gate.sqlite3"))
+
+
+# -- what it counts -----------------------------------------------------------------------------------
+async def test_fired_tags_are_counted_for_the_visitors_consent(app):
+    async with asgi_client(app) as client:
+        client.cookies.update(consent_cookie(app, ["improvement", "advertising"]))
+        r = await client.post("/_gate/beacon", content=body(hosts=["connect.facebook.net", "www.google-analytics.com"]),
+                              headers=SELF | TEXT)
+        assert r.status_code == 204
+        data = await report(app, client)
+    assert tag(data, "facebook.pixel")["fired"] == 1 and tag(data, "google.analytics")["fired"] == 1
+    assert data["totals"]["field_leaks"] == 0 and data["totals"]["beacons"] == 1
+
+
+async def test_a_refused_tag_that_fired_is_a_field_leak_with_its_page(app):
+    async with asgi_client(app) as client:  # undecided: everything refused
+        await client.post("/_gate/beacon", content=body("/jobs/dh-002", ["connect.facebook.net"]), headers=SELF | TEXT)
+        data = await report(app, client)
+    leak = findings(data, "leak")["facebook.pixel"]
+    assert leak["count"] == 1 and leak["examples"][0]["path"] == "/jobs/{id}"
+    assert tag(data, "facebook.pixel")["field_leaks"] == 1
+
+
+async def test_gtag_host_is_no_leak_when_only_analytics_is_accepted(app):
+    """www.googletagmanager.com serves gtag.js for GA4 too: Tag Manager is refused, GA4 is not."""
+    async with asgi_client(app) as client:
+        client.cookies.update(consent_cookie(app, ["improvement"]))
+        await client.post("/_gate/beacon", content=body(hosts=["www.googletagmanager.com"]), headers=SELF | TEXT)
+        data = await report(app, client)
+    assert data["totals"]["field_leaks"] == 0 and tag(data, "google.analytics")["fired"] == 1
+
+
+async def test_an_unknown_third_party_host_is_undeclared_and_own_hosts_are_not(app):
+    async with asgi_client(app) as client:
+        hosts = ["cdn.example.org", "gate.test", "img.gate.test"]
+        await client.post("/_gate/beacon", content=body(hosts=hosts), headers=SELF | TEXT)
+        data = await report(app, client)
+    assert set(findings(data, "undeclared_host")) == {"cdn.example.org"}
+
+
+async def test_a_beacon_never_changes_consent(app):
+    async with asgi_client(app) as client:
+        before = (await client.get("/_gate/consent")).json()
+        r = await client.post("/_gate/beacon", content=body(hosts=["connect.facebook.net"], ), headers=SELF | TEXT)
+        assert r.status_code == 204 and "set-cookie" not in r.headers and r.headers["cache-control"] == "no-store"
+        assert (await client.get("/_gate/consent")).json() == before
+
+
+# -- what it refuses ----------------------------------------------------------------------------------
+@pytest.mark.parametrize(("headers", "content", "status"), [
+    (TEXT, body(), 403),
+    ({"origin": "http://evil.example"} | TEXT, body(), 403),
+    ({"referer": "http://evil.example/x"} | TEXT, body(), 403),
+    (SELF | TEXT, b"x" * (beacon.MAX_BODY + 1), 413),
+    (SELF | {"content-type": "application/x-www-form-urlencoded"}, b"hosts=a", 415),
+    (SELF | TEXT, b"not json", 400),
+    (SELF | TEXT, b"[]", 400),
+    (SELF | TEXT, body(v=2), 400),
+    (SELF | TEXT, json.dumps({"v": 1, "page": "/", "hosts": [], "site": "b.test"}).encode(), 400),
+    (SELF | TEXT, json.dumps({"v": 1, "page": "/"}).encode(), 400),
+    (SELF | TEXT, body(page="https://evil.example/"), 400),
+    (SELF | TEXT, body(page="//evil.example/"), 400),
+    (SELF | TEXT, body(hosts=["bad host!"]), 400),
+    (SELF | TEXT, json.dumps({"v": 1, "page": "/", "hosts": [1]}).encode(), 400),
+    (SELF | TEXT, body(hosts=[f"h{i}.example" for i in range(beacon.MAX_HOSTS + 1)]), 400),
+], ids=["no-origin", "foreign-origin", "foreign-referer", "too-large", "form", "not-json", "not-an-object",
+        "wrong-version", "names-a-site", "no-hosts", "absolute-page", "scheme-relative-page", "bad-host",
+        "host-not-a-string", "too-many-hosts"])
+async def test_bad_beacons_are_refused_and_count_nothing(app, headers, content, status):
+    async with asgi_client(app) as client:
+        r = await client.post("/_gate/beacon", content=content, headers=headers)
+        assert r.status_code == status and r.headers["cache-control"] == "no-store"
+        data = await report(app, client)
+    assert data["totals"]["beacons"] == 0 and not data["findings"]
+
+
+async def test_beacons_are_rate_limited_per_client(app):
+    async with asgi_client(app) as client:
+        statuses = [(await client.post("/_gate/beacon", content=body(hosts=["connect.facebook.net"]),
+                                       headers=SELF | TEXT)).status_code for _ in range(int(beacon.BURST) + 5)]
+        data = await report(app, client)
+    assert statuses == [204] * int(beacon.BURST) + [429] * 5
+    assert data["totals"]["beacons"] == beacon.BURST
+
+
+def test_rate_limit_refills_over_time():
+    limit = RateLimit(per_minute=60, burst=2)
+    assert [limit.allow("a", now=0.0) for _ in range(3)] == [True, True, False]
+    assert limit.allow("b", now=0.0)  # another client has its own bucket
+    assert limit.allow("a", now=1.0) and not limit.allow("a", now=1.0)
+
+
+async def test_a_crafted_beacon_cannot_count_for_another_site(tmp_path):
+    app = recording_app(str(tmp_path / "gate.sqlite3"))
+    sites = (Site(upstream="demo", host="a.test"), Site(upstream="demo", host="b.test"))
+    conf = dataclasses.replace(app.state.settings, sites=sites)
+    from gate.app import create_app
+
+    app = create_app(conf)
+    async with asgi_client(app, base_url="http://a.test") as client:
+        leak = body(hosts=["connect.facebook.net", "cdn.example.org"])
+        # Sent to a.test claiming to come from b.test's pages, or with b.test's Host from a.test: refused.
+        assert (await client.post("/_gate/beacon", content=leak, headers={"origin": "http://b.test"} | TEXT)).status_code == 403
+        assert (await client.post("/_gate/beacon", content=leak,
+                                  headers={"host": "b.test", "origin": "http://a.test"} | TEXT)).status_code == 403
+        assert (await client.post("/_gate/beacon", content=leak, headers={"origin": "http://a.test"} | TEXT)).status_code == 204
+        a = await report(app, client, "a.test")
+        b = await report(app, client, "b.test")
+    assert a["totals"]["beacons"] == 1 and a["totals"]["field_leaks"] == 1
+    assert b["totals"]["beacons"] == 0 and b["totals"]["field_leaks"] == 0 and not b["findings"]
+
+
+# -- the script -------------------------------------------------------------------------------------------
+async def test_rewritten_pages_carry_the_beacon_script(app):
+    async with asgi_client(app) as client:
+        page = await client.get("/jobs/dh-001")
+        script = await client.get(beacon.SCRIPT_URL)
+    assert f'src="{beacon.SCRIPT_URL}"' in page.text
+    assert script.status_code == 200 and "immutable" in script.headers["cache-control"]
+    text = script.text
+    assert "sendBeacon" in text and "PerformanceObserver" in text and "/_gate/beacon" in text
+    assert "document.cookie" not in text and "location.search" not in text  # nothing about the visitor
+    assert len(script.content) < 2048
+
+
+def test_attribution_prefers_the_tag_that_claims_the_host():
+    a = Attribution(load())
+    fired, leaked, undeclared = a.attribute(["www.googletagmanager.com"], frozenset(load().tags), "gate.test")
+    assert fired == {"google.tag_manager"} and not leaked and not undeclared

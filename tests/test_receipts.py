@@ -1,0 +1,155 @@
+"""Proof of consent: every decision writes a receipt (no IP, no user agent), the cookie never waits for
+the store, queued receipts survive a store outage and a shutdown, and they can be looked up and exported."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gate.store import open_store
+
+from . import store_support
+from .conftest import CLIENT_IP, asgi_client
+from .store_support import AUTH, SELF, recording_app
+
+pytestmark = pytest.mark.anyio
+ROOT = Path(__file__).resolve().parent.parent
+FORM = {"content-type": "application/x-www-form-urlencoded"} | SELF
+UA = "Mozilla/5.0 (receipt-test-agent)"
+
+postgres_url = store_support.postgres_url  # a fixture
+store_url = store_support.store_url  # a fixture
+
+
+def consent_id(app, response) -> str:
+    value = response.cookies.get("gate_consent")
+    return app.state.codec.read(value, app.state.registries[None]).consent_id
+
+
+async def three_decisions(app, client) -> str:
+    """Accept all from the banner, then narrow by API, then withdraw; returns the consent id."""
+    client.headers["user-agent"] = UA
+    r = await client.post("/_gate/consent", content="choice=accept_all&next=/jobs/dh-001",
+                          headers=FORM | {"referer": "http://gate.test/jobs/dh-001?utm_source=mail&email=a@b.jp"})
+    assert r.status_code == 303 and "gate_consent=" in r.headers["set-cookie"]
+    cid = consent_id(app, r)
+    r = await client.post("/_gate/consent", json={"purposes": {"improvement": True, "advertising": False}},
+                          headers=SELF | {"referer": "http://gate.test/_gate/preferences?next=/"})
+    assert r.status_code == 200 and consent_id(app, r) == cid
+    assert (await client.delete("/_gate/consent", headers=SELF)).status_code == 200
+    return cid
+
+
+async def test_every_decision_writes_a_receipt_without_ip_or_user_agent(store_url):
+    app = recording_app(store_url)
+    async with asgi_client(app) as client:
+        cid = await three_decisions(app, client)
+        assert await app.state.recorder.flush()
+        found = app.state.recorder.store.receipts_for(cid)
+    version = app.state.registries[None].version
+    assert [(r.choice, r.method, r.page, r.policy_version) for r in found] == [
+        ("accept_all", "banner", "/jobs/{id}", version),
+        ("custom", "api", "/_gate/preferences", version),
+        ("withdraw", "api", "", version),
+    ]
+    assert found[0].accepted == "advertising,content,improvement,suggestions" and found[0].refused == ""
+    assert found[1].accepted == "improvement" and found[1].refused == "advertising,suggestions,content"
+    assert found[2].accepted == "" and found[0].site == "*" and found[0].at > 1_700_000_000
+    stored = json.dumps([r.as_dict() for r in found])
+    assert CLIENT_IP not in stored and "receipt-test-agent" not in stored and "utm_source" not in stored
+    assert "a@b.jp" not in stored
+
+
+async def test_the_cookie_is_set_while_the_store_is_down_and_the_receipt_follows(tmp_path):
+    (tmp_path / "file").write_text("in the store's way")
+    app = recording_app(str(tmp_path / "file" / "gate.sqlite3"))
+    async with asgi_client(app) as client:
+        r = await client.post("/_gate/consent", content="choice=reject_all", headers=FORM)
+        assert r.status_code == 303 and "gate_consent=" in r.headers["set-cookie"]
+        recorder = app.state.recorder
+        assert await recorder.flush() is False and len(recorder.unwritten.receipts) == 1  # queued
+        assert await recorder.flush() is False and len(recorder.unwritten.receipts) == 1  # retried, kept once
+        recorder.where = str(tmp_path / "back" / "gate.sqlite3")  # the store comes back
+        assert await recorder.flush() is True
+        assert [r.choice for r in recorder.store.receipts_for(consent_id(app, r))] == ["reject_all"]
+
+
+async def test_receipts_left_at_shutdown_are_spooled_then_written_at_the_next_start(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    down = recording_app("postgresql://gate@127.0.0.1:1/gate")  # nothing listens there
+    async with asgi_client(down) as client:
+        r = await client.post("/_gate/consent", content="choice=accept_all", headers=FORM)
+        cid = consent_id(down, r)
+    spooled = list((tmp_path / "gate-data" / "receipts-spool").glob("receipts-*.jsonl"))
+    assert len(spooled) == 1 and cid in spooled[0].read_text()
+    up = recording_app("gate-data/gate.sqlite3")  # its spool is the same folder
+    async with asgi_client(up):
+        assert await up.state.recorder.flush()
+        assert [r.choice for r in up.state.recorder.store.receipts_for(cid)] == ["accept_all"]
+    assert not list((tmp_path / "gate-data" / "receipts-spool").iterdir())
+
+
+async def test_a_receipt_is_looked_up_by_consent_id_with_the_report_token(tmp_path):
+    app = recording_app(str(tmp_path / "gate.sqlite3"))
+    async with asgi_client(app) as client:
+        cid = await three_decisions(app, client)
+        assert (await client.get(f"/_gate/receipts/{cid}")).status_code == 401
+        r = await client.get(f"/_gate/receipts/{cid}", headers=AUTH)  # still queued: found all the same
+        assert r.status_code == 200 and [x["choice"] for x in r.json()["receipts"]] == ["accept_all", "custom", "withdraw"]
+        await app.state.recorder.flush()
+        r = await client.get(f"/_gate/receipts/{cid}", headers=AUTH)
+        assert r.status_code == 200 and len(r.json()["receipts"]) == 3 and r.headers["cache-control"] == "no-store"
+        assert (await client.get("/_gate/receipts/no-such-id", headers=AUTH)).status_code == 404
+
+
+def gate(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "gate.cli", *args], cwd=ROOT, capture_output=True, text=True, check=False,
+                          timeout=60, env={"PATH": "/usr/bin:/bin"})
+
+
+async def test_receipts_export_as_csv_and_jsonl_and_show(tmp_path):
+    store = str(tmp_path / "gate.sqlite3")
+    app = recording_app(store)
+    async with asgi_client(app) as client:
+        cid = await three_decisions(app, client)
+    done = gate("receipts", "export", "--since", "1d", "--format", "csv", "--store", store)
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader(io.StringIO(done.stdout)))
+    assert [r["choice"] for r in rows] == ["accept_all", "custom", "withdraw"] and rows[0]["consent_id"] == cid
+    done = gate("receipts", "export", "--since", "2000-01-01", "--until", "2000-12-31", "--store", store)
+    assert done.returncode == 0 and done.stdout == ""
+    done = gate("receipts", "export", "--since", "1d", "--store", store)  # JSON lines, the default
+    assert [json.loads(line)["method"] for line in done.stdout.splitlines()] == ["banner", "api", "api"]
+    done = gate("receipts", "show", cid, "--store", store)
+    assert done.returncode == 0 and len(done.stdout.splitlines()) == 3
+    assert gate("receipts", "show", "nope", "--store", store).returncode == 1
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["receipts", "export", "--since", "yesterday"], "gate: --since: expected 2025-04-01, 2025-04-01T09:00 or 30d"),
+    (["receipts", "export", "--since", "1d", "--store", "off"], 'gate: store: recording is off (store = "off")'),
+    (["receipts", "show", "x", "--store", "/nonexistent/gate.sqlite3"], "gate: store: no store at /nonexistent"),
+], ids=["bad-since", "recording-off", "no-store"])
+def test_receipts_command_mistakes_are_one_line(args, message):
+    done = gate(*args)
+    assert done.returncode == 2 and done.stderr.startswith(message) and done.stderr.count("\n") == 1
+
+
+def test_export_reads_postgresql_too(postgres_url):
+    from gate.store import Batch, Receipt
+
+    store = open_store(postgres_url)
+    try:
+        store.write(Batch(receipts=[Receipt("r1", "c1", 1_900_000_000, "*", "v", "reject_all", "", "advertising",
+                                            "", "banner", "/")]))
+    finally:
+        store.close()
+    done = gate("receipts", "export", "--since", "2030-01-01", "--format", "jsonl", "--store", postgres_url)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["rid"] == "r1"
