@@ -15,7 +15,22 @@
   }
   set.setAttribute("aria-controls", "gate-panel");
   show(false);
-  set.addEventListener("click", function (e) { e.preventDefault(); show(panel.hidden); });
+  set.addEventListener("click", function (e) { e.preventDefault(); show(panel.hidden); room(); });
+  // The sheet covers the bottom of the window: give the page that much room at its end and keep
+  // focused elements clear of it (WCAG 2.4.11), so nothing is reachable only behind the banner.
+  var root = document.documentElement, pad = document.body.style.paddingBottom;
+  function room() {
+    var h = d.offsetHeight + "px";
+    root.style.scrollPaddingBottom = h;
+    document.body.style.paddingBottom = "calc(" + (pad || "0px") + " + " + h + ")";
+  }
+  room();
+  window.addEventListener("resize", room);
+  document.addEventListener("focusin", function (e) {
+    if (d.contains(e.target)) return;
+    var r = e.target.getBoundingClientRect(), top = window.innerHeight - d.offsetHeight;
+    if (r.bottom > top) window.scrollBy(0, r.bottom - top + 8);
+  });
   // Escape closes the settings layer; it never answers for the visitor.
   d.addEventListener("keydown", function (e) {
     if (e.key === "Escape" && !panel.hidden) { show(false); set.focus(); }
