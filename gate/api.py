@@ -11,6 +11,7 @@
     DELETE /_gate/consent      -> 200, undecided again (cookie deleted)
     GET    /_gate/preferences, /_gate/notice   -> gate.pages
     GET    /_gate/healthz      -> 200 "ok"
+    GET    /_gate/readyz       -> 200 "ready" | 503 "not ready: <reasons>" (draining, no origin answers)
     GET    /_gate/static/*     -> gate/static/, cached for a year (URLs carry a content hash)
 """
 
@@ -28,7 +29,9 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
-from . import urls
+from . import readiness, urls
+from . import receipts
+from . import expiry
 from .consent import COOKIE_NAME, Consent, decide, undecided
 from .errors import RequestError
 from .settings import Site
@@ -46,6 +49,8 @@ class _SiteContext:
         self.registry: Registry = state.registries[site.host]
         self.scheme = site.public_scheme or request.url.scheme
         self.origin = f"{self.scheme}://{request.url.netloc}"
+        self.carried: frozenset[str] = state.carried[site.host]
+        self.host, self.sent_cookies = request.url.hostname or "", list(request.cookies)  # for expiry
         self.current = self.codec.read(request.cookies.get(COOKIE_NAME), self.registry,
                                        gpc=request.headers.get("sec-gpc") == "1", opt_out_mode=site.mode == "opt-out")
 
@@ -99,6 +104,7 @@ async def post_consent(request: Request) -> Response:
         response = RedirectResponse(urls.safe_next((values("next") or ["/"])[-1], ctx.origin), 303, headers=_NO_STORE)
     else:
         raise RequestError(415, "expected an application/x-www-form-urlencoded form or application/json")
+    receipts.record_decision(request, ctx.site, ctx.current, consent, choice)  # queued: never delays the cookie
     return _with_cookie(response, ctx, consent)
 
 
@@ -107,6 +113,7 @@ async def delete_consent(request: Request) -> Response:
     ctx = _context(request)
     check_origin(request, ctx.origin)
     consent = _decision(ctx, "withdraw", [], [], "api")
+    receipts.record_decision(request, ctx.site, ctx.current, consent, "withdraw")
     return _with_cookie(JSONResponse(consent.as_public(), headers=_NO_STORE), ctx, consent)
 
 
@@ -193,6 +200,10 @@ def _with_cookie(response: Response, ctx: _SiteContext, consent: Consent) -> Res
                             secure=secure, httponly=True, samesite="lax")
     else:
         response.delete_cookie(COOKIE_NAME, path="/", secure=secure, httponly=True, samesite="lax")
+    # The cookies of every tag this decision refuses, HttpOnly ones included (gate/expiry.py).
+    refused = expiry.refused_cookies(ctx.registry, consent.allowed_tags(ctx.registry, ctx.carried), ctx.sent_cookies)
+    for line in expiry.expiry_headers(refused, ctx.host, secure):
+        response.headers.append("set-cookie", line)
     return response
 
 
@@ -231,5 +242,6 @@ def routes() -> list[BaseRoute]:
         Route("/preferences", preferences, methods=["GET"]),
         Route("/notice", notice, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readiness.readyz, methods=["GET"]),
         Mount("/static", app=Static(directory=STATIC_DIR, check_dir=False), name="static"),
     ])]

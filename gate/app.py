@@ -6,10 +6,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import Mount
 
 from . import api, proxy, vendors
+from . import beacon, metrics, receipts, recorder, report
+from . import csp
 from .consent import ConsentCodec
+from .forwarded import ForwardedMiddleware
+from .logs import AccessLog
+from .readiness import Readiness, draining_on_signals
 from .settings import Settings
 from .upstream import Upstream
 
@@ -18,23 +24,37 @@ def create_app(settings: Settings) -> Starlette:
     """The ASGI app for ``settings``: /_gate/ first, then every other path and method to the proxy.
 
     Shared state on ``app.state``: settings, registry, codec, registries and carried (per site, keyed
-    by Site.host), and upstream (the pooled clients, opened and closed by the lifespan)."""
+    by Site.host), upstream (the pooled clients, opened and closed by the lifespan) and readiness
+    (/_gate/readyz: draining from SIGTERM or the start of shutdown, origin and store checks)."""
     registry = vendors.load(settings.vendors_path)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.upstream = Upstream(settings)
+        await recorder.start(app)  # the ledger's flusher and the store (app.state.recorder; None when off)
         try:
-            yield
+            with draining_on_signals(app.state.readiness):
+                yield
+                app.state.readiness.drain()
         finally:
             await app.state.upstream.aclose()
+            await recorder.stop(app)  # the last flush: what was counted since the previous one
 
     # A Mount, not a Route: a Route lists its methods, and the proxy takes every method there is.
     catch_all = Mount("", app=proxy.app)
-    app = Starlette(routes=[*api.routes(), catch_all], lifespan=lifespan)
+    # Outermost first: the request as the visitor made it (trusted X-Forwarded-*), then the access line.
+    middleware = [Middleware(ForwardedMiddleware, proxies=settings.trusted_proxies),
+                  Middleware(AccessLog, settings=settings)]
+    middleware.append(Middleware(metrics.Timing))  # origin latency and rewrite time, for /_gate/metrics
+    recording = [*beacon.routes(), *report.routes(), *metrics.routes(), *receipts.routes()]  # before the /_gate mount
+    app = Starlette(routes=[*recording, *csp.routes(), *api.routes(), catch_all], middleware=middleware,
+                    lifespan=lifespan)
     app.state.settings = settings
+    app.state.readiness = Readiness(settings)
     app.state.registry = registry
-    app.state.codec = ConsentCodec(settings.secret_keys, max_age=settings.consent_max_age_days * 24 * 3600)
+    app.state.codec = ConsentCodec(settings.secret_keys, max_age=settings.consent_max_age_days * 24 * 3600,
+                                   reconsent_age=settings.reconsent_days * 24 * 3600)
+    app.state.attempts = csp.Attempts()  # CSP and guard reports; the ledger reads attempted_counts()
     # Per site, once: a site's GTM container may serve other purposes, which changes its policy version.
     app.state.registries = {s.host: registry.with_tag_purposes(s.tag_purposes) for s in settings.sites}
     app.state.carried = {s.host: app.state.registries[s.host].carried(s.vendors, s.tags) for s in settings.sites}

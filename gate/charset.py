@@ -53,6 +53,17 @@ def lookup(label: str) -> str | None:
     return _LABELS.get(label.strip(_SPACE).lower())
 
 
+# The label a rewritten page declares in its Content-Type (WHATWG names browsers know).
+_CODEC_LABEL = {"utf-8": "utf-8", "cp932": "Shift_JIS", "shift_jis": "Shift_JIS", "euc_jp": "EUC-JP",
+                "iso2022_jp": "ISO-2022-JP", "cp1252": "windows-1252", "utf-16-le": "UTF-16LE",
+                "utf-16-be": "UTF-16BE"}
+
+
+def label_for(codec: str) -> str | None:
+    """The WHATWG label for a Python codec name, or None when there is no sure one."""
+    return _CODEC_LABEL.get(codec.lower())
+
+
 def header_charset(content_type: str | None) -> str | None:
     m = _CT_CHARSET.search(content_type or "")
     return m.group(2) if m else None

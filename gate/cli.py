@@ -6,11 +6,13 @@ import argparse
 import dataclasses
 import os
 import secrets
+import signal
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from . import __version__, settings, vendors
+from . import cli_report
 from .errors import ConfigError
 
 # Flags of `gate serve`, the environment variable each one travels in to --workers processes.
@@ -45,6 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
     keys = commands.add_parser("keys", help="signing keys")
     keys.add_argument("action", choices=["new"], help="new: print a fresh key for GATE_SECRET_KEY")
     files(commands.add_parser("check", help="validate gate.toml and vendors.toml, show the effective settings"))
+    scan = commands.add_parser("scan", help="show the tags on one page, kept or stripped under a consent")
+    scan.add_argument("target", metavar="URL|FILE", help="an http(s) URL to fetch, or an HTML file")
+    scan.add_argument("--consent", default="reject_all", metavar="CHOICE",
+                      help="accept_all, reject_all (default) or purposes=a,b (the purposes accepted)")
+    scan.add_argument("--json", action="store_true", help="machine-readable output")
+    scan.add_argument("--base", metavar="URL", help="the page's public URL, for a FILE (default: file://…)")
+    scan.add_argument("--vendors", metavar="FILE", help="vendors.toml (env GATE_VENDORS; default: the shipped one)")
+    cli_report.add_parsers(commands, files)
     commands.add_parser("version", help="print the version")
     return parser
 
@@ -59,7 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_usage(sys.stderr)
         return 2
     try:
-        return {"serve": serve, "keys": keys_new, "check": check, "version": version}[args.command](args)
+        return {"serve": serve, "keys": keys_new, "check": check, "scan": scan_page,
+                "version": version, **cli_report.COMMANDS}[args.command](args)
     except ConfigError as e:
         print(f"gate: {e}", file=sys.stderr)
         return 2
@@ -122,11 +133,20 @@ def serve(args: argparse.Namespace) -> int:
         print(DEMO_WARNING, file=sys.stderr)
     import uvicorn  # imported late: `gate check` and `gate keys new` need no server
 
+    from . import logs
+
+    # proxy_headers off: gate.forwarded believes X-Forwarded-* from trusted_proxies only. SIGTERM: stop
+    # accepting, give in-flight responses shutdown_timeout seconds, then the lifespan's shutdown.
     options: dict[str, Any] = dict(host=conf.host, port=conf.port, loop="auto", http="auto",
-                                   proxy_headers=False, server_header=False, log_level=conf.log_level.lower())
+                                   proxy_headers=False, server_header=False, log_level=conf.log_level.lower(),
+                                   access_log=False, log_config=logs.config(conf.log_level),
+                                   timeout_graceful_shutdown=conf.shutdown_timeout)
     app: Any
     if conf.workers > 1:
         os.environ.update(worker_env(flags, conf))
+        from .metrics_setup import prepare_multiprocess
+
+        prepare_multiprocess()  # every worker's metric files in one directory (PROMETHEUS_MULTIPROC_DIR)
         app = "gate.cli:_app_from_env"
         options.update(workers=conf.workers, factory=True)
     else:
@@ -135,7 +155,27 @@ def serve(args: argparse.Namespace) -> int:
         app = create_app(conf)
     upstreams = ", ".join(f"{s.host or 'any host'} -> {s.upstream}" for s in conf.sites)
     print(f"gate: serving on {_public_url(conf)} ({upstreams})", flush=True)
-    uvicorn.run(app, **options)
+    previous = signal.signal(signal.SIGTERM, _stopped)
+    try:
+        uvicorn.run(app, **options)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return 0
+
+
+def _stopped(signum: int, frame: Any) -> None:
+    """SIGTERM before uvicorn takes over, or the one uvicorn raises again after draining: a clean stop
+    (exit 0), not death by signal."""
+    raise SystemExit(0)
+
+
+def scan_page(args: argparse.Namespace) -> int:
+    from . import scan  # imported late: html5lib is only needed here
+
+    registry = vendors.load(args.vendors or os.environ.get("GATE_VENDORS") or None)
+    body, page_url, content_type = scan.read(args.target, args.base)
+    report = scan.scan(body, page_url, registry, args.consent, content_type, source=args.target)
+    print(scan.dumps(report) if args.json else scan.as_text(report))
     return 0
 
 
@@ -150,7 +190,7 @@ def check(args: argparse.Namespace) -> int:
     for f in dataclasses.fields(conf):
         if f.name == "sites":
             continue
-        value = f"<{len(conf.secret_keys)} masked>" if f.name == "secret_keys" else repr(getattr(conf, f.name))
+        value = f"<{len(conf.secret_keys)} masked>" if f.name == "secret_keys" else settings.shown_value(conf, f.name)
         print(f"  {f.name} = {value}")
 
     for i, site in enumerate(conf.sites):

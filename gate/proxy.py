@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import zlib
 from collections.abc import AsyncIterator, Iterator
 
@@ -26,10 +27,11 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from . import charset, urls
+from . import beacon, charset, consentmode, csp, guard, ledger, urls
 from .banner import choose_lang, render_banner, render_footer_link, render_settings_link
 from .consent import COOKIE_NAME, Consent, ConsentCodec
 from .errors import UpstreamError, UpstreamUnavailable
+from .logs import Stopwatch
 from .rewrite import Outcome, PagePlan, PageRewriter, stub_script
 from .settings import Site
 from .upstream import ChainDecoder, OriginMap, decoder_for, raw_body, response_headers
@@ -59,7 +61,9 @@ async def handle(request: Request) -> Response | Streamed:
     scheme, host = site.public_scheme or request.url.scheme, request.url.netloc
     registry, carried = state.registries[site.host], state.carried[site.host]
     consent = read_consent(request, site, registry, state.codec)
+    request.state.gate_site, request.state.gate_consent = site, consent  # for the ledger, after the stream
     allowed = consent.allowed_tags(registry, carried)
+    started = time.perf_counter()
     try:
         upstream = await state.upstream.send(request, site, scheme, host, cookie_filter(registry, allowed),
                                              [(b"gate-consent", consent_header(consent).encode())])
@@ -68,6 +72,8 @@ async def handle(request: Request) -> Response | Streamed:
     except ClientDisconnect:
         log.info("client went away during the request body: %s %s", request.method, request.url.path)
         return Response(status_code=400)
+    finally:
+        request.state.gate_upstream_seconds = time.perf_counter() - started  # for the access line
     try:
         return await respond(request, site, upstream, scheme, host, consent, allowed)
     except BaseException:  # from here until Streamed takes it over, the upstream response is ours to close
@@ -89,9 +95,12 @@ async def respond(request: Request, site: Site, upstream: httpx.Response, scheme
         return error_page(UpstreamUnavailable(reason), request, site)
     registry, carried = state.registries[site.host], state.carried[site.host]
     plan = page_plan(request, site, registry, consent, carried, allowed, upstream, scheme, host)
-    page = PageBody(plan, upstream.headers.get("content-type"), decoder)
+    page = request.state.gate_page = PageBody(plan, upstream.headers.get("content-type"), decoder)
     headers = page_headers(headers, carried, allowed)
-    return Streamed(upstream.status_code, headers, _page_chunks(raw_body(upstream), page, request), upstream)
+    headers += csp.response_headers(site, registry, allowed, script_nonce(upstream.headers.get_list(
+        "content-security-policy")), f"{scheme}://{host}")
+    return Streamed(upstream.status_code, headers, _page_chunks(raw_body(upstream), page, request), upstream,
+                    page=page)
 
 
 def is_page(method: str, upstream: httpx.Response) -> bool:
@@ -128,12 +137,16 @@ def consent_header(consent: Consent) -> str:
     return "; ".join(parts)
 
 
-def head_html(registry: Registry, allowed: frozenset[str], nonce: str | None = None) -> str:
-    """Injected first in <head>: no-op stubs for the globals of refused tags, so the page's own
-    calls to gtag(), fbq(), ytag() or criteo_q.push() do not throw."""
-    script = stub_script(registry, allowed)
+def head_html(registry: Registry, allowed: frozenset[str], nonce: str | None = None,
+              consent: Consent | None = None) -> str:
+    """Injected first in <head>, in this order: the guard that stops refused tags' hosts at run time;
+    Google Consent Mode defaults when a Google tag is let through (needs ``consent``); no-op stubs for
+    the globals of refused tags, so the page's own calls to gtag(), fbq(), ytag() or criteo_q.push()
+    do not throw."""
+    defaults = consentmode.script(registry, consent, allowed) if consent is not None else ""
+    script = guard.script(registry, allowed) + defaults + stub_script(registry, allowed)
     if script and nonce:
-        script = script.replace("<script data-gate>", f'<script data-gate nonce="{nonce}">', 1)
+        script = script.replace("<script data-gate>", f'<script data-gate nonce="{nonce}">')
     return script
 
 
@@ -149,9 +162,29 @@ def page_plan(request: Request, site: Site, registry: Registry, consent: Consent
     else:
         body = render_banner(registry, consent, lang=lang, next_path=next_path, policy_url=site.policy_url,
                              carried=carried, nonce=nonce)
-    return PagePlan(registry=registry, allowed=allowed, base_url=base_url, head_html=head_html(registry, allowed, nonce),
-                    body_html=body + render_footer_link(lang=lang),
-                    carry_over=request.app.state.settings.carry_over_bytes)
+    return PagePlan(registry=registry, allowed=allowed, base_url=base_url, head_html=head_html(registry, allowed, nonce, consent),
+                    body_html=body + render_footer_link(lang=lang) + beacon.script_tag(request, nonce),
+                    carry_over=request.app.state.settings.carry_over_bytes,
+                    personal_data_allowed=site.personal_data)
+
+
+_personal_data_warned: set[tuple[str | None, str]] = set()
+
+
+def warn_personal_data(request: Request, outcome: Outcome | None) -> None:
+    """Once per site and tag: a page carries a script sending hashed e-mail or phone numbers to a
+    vendor (a provision of personal data, APPI art. 27/31), and whether gate stripped it."""
+    if outcome is None or not outcome.personal_data:
+        return
+    site = request.app.state.settings.site_for(request.headers.get("host"))
+    for tag in sorted(outcome.personal_data):
+        if site is None or (site.host, tag) in _personal_data_warned:
+            continue
+        _personal_data_warned.add((site.host, tag))
+        action = ("let through: the site sets personal_data = true" if site.personal_data else
+                  "stripped: set personal_data = true for this site only with the visitor's consent to it")
+        log.warning("site %s, tag %s: a script on %s sends hashed e-mail or phone numbers (personal data); %s",
+                    site.host or "(default)", tag, request.url.path, action)
 
 
 def script_nonce(policies: list[str]) -> str | None:
@@ -179,6 +212,7 @@ class PageBody:
         self.rewriter: PageRewriter | None = None
         self.stream: charset.Stream | None = None
         self.sniffed: charset.Sniffed | None = None
+        self.stopwatch = Stopwatch()  # time spent rewriting, for the access line
 
     @property
     def outcome(self) -> Outcome | None:
@@ -194,7 +228,9 @@ class PageBody:
         if self.stream is None:
             yield from self._page(b"", force=True)
         assert self.stream is not None
-        if tail := self.stream.close():
+        with self.stopwatch:
+            tail = self.stream.close()
+        if tail:
             yield tail
 
     def _page(self, piece: bytes, force: bool = False) -> Iterator[bytes]:
@@ -205,7 +241,9 @@ class PageBody:
             piece, self.head = self.head, b""
             self._open(piece)
         assert self.stream is not None
-        if out := self.stream.feed(piece):
+        with self.stopwatch:
+            out = self.stream.feed(piece)
+        if out:
             yield out
 
     def _open(self, head: bytes) -> None:
@@ -227,6 +265,8 @@ async def _page_chunks(chunks: AsyncIterator[bytes], page: PageBody, request: Re
     for out in page.close():
         yield out
     request.state.gate_outcome = page.outcome
+    warn_personal_data(request, page.outcome)
+    ledger.record_page(request, page.outcome)
     if page.outcome is not None and log.isEnabledFor(logging.DEBUG):
         log.debug("%s %s: %s", request.method, request.url.path, page.outcome.header())
 
@@ -275,8 +315,9 @@ class Streamed:
     watcher on receive() is what notices)."""
 
     def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: AsyncIterator[bytes],
-                 upstream: httpx.Response) -> None:
+                 upstream: httpx.Response, page: PageBody | None = None) -> None:
         self.status, self.headers, self.body, self.upstream = status, headers, body, upstream
+        self.page = page
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -296,16 +337,50 @@ class Streamed:
         scope.cancel()
 
     async def _send(self, send: Send, scope: Scope) -> None:
-        await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
+        started = self.page is None
+        if started:
+            await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
         try:
             async for chunk in self.body:
+                if not started:  # a page: its first bytes are out of the sniffer, so its charset is known
+                    await send({"type": "http.response.start", "status": self.status, "headers": self._page_headers()})
+                    started = True
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except _BODY_ERRORS as e:
-            # Headers are gone: ending the body normally would hand the visitor a complete-looking,
-            # truncated page. Returning without the last message makes the server drop the connection.
             log.warning("upstream failed mid-body for %s %s: %s", scope["method"], scope["path"], _reason(e))
+            if not started:  # nothing sent yet: the visitor can still get a proper 502 page
+                page = error_page(UpstreamUnavailable(_reason(e)), Request(scope), self._site(scope))
+                await page(scope, _no_receive, send)
+            # Otherwise headers are gone: ending the body normally would hand the visitor a
+            # complete-looking, truncated page. Returning without the last message drops the connection.
             return
+        if not started:
+            await send({"type": "http.response.start", "status": self.status, "headers": self._page_headers()})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    @staticmethod
+    def _site(scope: Scope) -> Site:
+        return scope["app"].state.settings.site_for(dict(scope["headers"]).get(b"host", b"").decode("latin-1"))
+
+    def _page_headers(self) -> list[tuple[bytes, bytes]]:
+        """The page's headers, its Content-Type naming the charset it was read in: gate injects its
+        scripts first in <head>, which can push a <meta charset> past the 1024 bytes a browser
+        prescans, so the header must say it."""
+        sniffed = self.page.sniffed if self.page is not None else None
+        label = charset.label_for(sniffed.codec) if sniffed is not None else None
+        if label is None:
+            return self.headers
+        out = []
+        for k, v in self.headers:
+            if k.lower() == b"content-type":
+                media = v.split(b";")[0].strip()
+                v = media + b"; charset=" + label.encode()
+            out.append((k, v))
+        return out
+
+
+async def _no_receive() -> dict:
+    return {"type": "http.disconnect"}
 
 
 def _reason(e: BaseException) -> str:

@@ -3,7 +3,9 @@ defaults. Secrets are masked in repr. Every key here is in the README's settings
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import secrets
 import tomllib
 from collections.abc import Mapping
@@ -32,6 +34,8 @@ class Site:
     policy_url: str = "/privacy"
     mode: str = "opt-in"
     csp: str = "report-only"
+    csp_hosts: tuple[str, ...] = ()  # the site's own other hosts (CDN, API) its pages may load from
+    personal_data: bool = False  # let scripts send hashed e-mail / phone numbers to an allowed vendor
     upstream_host: str | None = None  # Host header sent upstream; None = the upstream URL's
 
     @property
@@ -50,15 +54,23 @@ class Settings:
     vendors_path: str | None = None
     config_path: str | None = None
     consent_max_age_days: int = 180
+    reconsent_days: int = 182  # ask again after this many days (capped at 13 months)
     upstream_connect_timeout: float = 5.0
     upstream_read_timeout: float = 30.0
     upstream_max_connections: int = 32
     carry_over_bytes: int = 256 * 1024
     max_consent_body: int = 8 * 1024
     log_level: str = "info"
+    trusted_proxies: tuple[str, ...] = ()  # IPs / CIDR networks whose X-Forwarded-* gate believes
+    shutdown_timeout: float = 25.0  # seconds in-flight responses get to finish after SIGTERM
+    store: str = "gate-data/gate.sqlite3"  # the ledger and receipts: SQLite path, postgresql:// URL, or "off"
+    report_token: str | None = None  # GET /_gate/report, /_gate/metrics: bearer token or basic-auth password
+    retention_days: int = 400
+    flush_interval: float = 5.0  # seconds between the ledger's batched writes
+    path_templates: tuple[str, ...] = ()  # e.g. "/jobs/{id}": how the ledger collapses paths
 
     def __repr__(self) -> str:  # secrets masked
-        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.name != "secret_keys")
+        shown = ", ".join(f"{f.name}={shown_value(self, f.name)}" for f in fields(self) if f.name != "secret_keys")
         return f"Settings({shown}, secret_keys=<{len(self.secret_keys)} masked>)"
 
     @property
@@ -80,6 +92,8 @@ class Settings:
 _TOP_KEYS = {f.name for f in fields(Settings)} - {"sites", "secret_keys", "ephemeral_key", "config_path"}
 _TOP_KEYS |= {"upstream", "secret_key_file", "site", "vendors"}
 _SITE_KEYS = {f.name for f in fields(Site)}
+# A CSP host-source: [scheme://]host-or-*.host[:port][/path]. Nothing that could end the directive.
+_CSP_HOST = re.compile(r"^(?:https?://)?(?:\*\.)?[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*(?::(?:\d{1,5}|\*))?(?:/[^\s;,']*)?$")
 
 
 def _check_upstream(value: Any, file: str, key: str) -> str:
@@ -129,6 +143,16 @@ def _site(raw: Any, file: str, i: int, top_upstream: str | None) -> Site:
         if not isinstance(tp, dict) or not all(isinstance(v, list) for v in tp.values()):
             raise ConfigError(file, f"{key}.tag_purposes", 'expected a table such as { "google.tag_manager" = ["improvement"] }')
         kw["tag_purposes"] = {k: tuple(v) for k, v in tp.items()}
+    if "csp_hosts" in raw:
+        hosts = raw["csp_hosts"]
+        if not isinstance(hosts, list) or not all(isinstance(h, str) and _CSP_HOST.match(h) for h in hosts):
+            raise ConfigError(file, f"{key}.csp_hosts", 'expected a list of hosts such as ["cdn.example.jp", '
+                                                        '"*.example.jp", "https://api.example.jp"]')
+        kw["csp_hosts"] = tuple(h.lower() for h in hosts)
+    if "personal_data" in raw:
+        if not isinstance(raw["personal_data"], bool):
+            raise ConfigError(file, f"{key}.personal_data", "expected true or false")
+        kw["personal_data"] = raw["personal_data"]
     return Site(**kw)
 
 
@@ -140,6 +164,61 @@ def _number(value: Any, file: str, key: str, kind: type, minimum: float) -> Any:
     if isinstance(value, bool) or n < minimum:
         raise ConfigError(file, key, f"expected a number >= {minimum}, got {value!r}")
     return n
+
+
+def _networks(value: Any, file: str, key: str) -> tuple[str, ...]:
+    """trusted_proxies: a list (gate.toml) or a comma-separated string (environment) of IPs / CIDRs."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(x, str) for x in items):
+        raise ConfigError(file, key, 'expected a list of IP addresses or networks such as ["10.0.0.0/8"]')
+    out = []
+    for item in (x.strip() for x in items if x.strip()):
+        try:
+            out.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ConfigError(file, key, f"expected an IP address or network such as 10.0.0.0/8, got {item!r}") from None
+    return tuple(out)
+
+
+def shown_value(conf: Settings, name: str) -> str:
+    """A setting as `gate check` and repr show it: the report token masked, a store URL's password hidden."""
+    value = getattr(conf, name)
+    if name == "report_token" and value:
+        return "<masked>"
+    if name == "store":
+        from .store import mask_url
+
+        return repr(mask_url(value))
+    return repr(value)
+
+
+_TEMPLATE = re.compile(r"^(/([^/{}]*|\{[A-Za-z_][A-Za-z0-9_]*\}))+/?$")
+
+
+def _recording(pick: Any) -> dict[str, Any]:
+    """The ledger's settings: store, report_token, retention_days, flush_interval, path_templates."""
+    kw: dict[str, Any] = {}
+    value, where, key = pick("store", "GATE_STORE")
+    if value is not None:
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(where, key, 'expected a file path, a postgresql:// URL or "off"')
+        kw["store"] = value.strip()
+    value, where, key = pick("report_token", "GATE_REPORT_TOKEN")
+    if value is not None:
+        if not isinstance(value, str) or len(value.strip()) < 16:
+            raise ConfigError(where, key, "expected a token of at least 16 characters (use `gate keys new`)")
+        kw["report_token"] = value.strip()
+    for name, kind, minimum in (("retention_days", int, 1), ("flush_interval", float, 0.05)):
+        value, where, key = pick(name)
+        if value is not None:
+            kw[name] = _number(value, where, key, kind, minimum)
+    value, where, key = pick("path_templates")
+    if value is not None:
+        if not isinstance(value, list) or not all(isinstance(t, str) and _TEMPLATE.match(t) for t in value):
+            raise ConfigError(where, key, 'expected a list of paths such as ["/jobs/{id}"], {name} standing for '
+                                          "one path segment")
+        kw["path_templates"] = tuple(value)
+    return kw
 
 
 def load(flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Settings:
@@ -190,6 +269,8 @@ def load(flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None =
         ("consent_max_age_days", None, int, 1), ("upstream_connect_timeout", None, float, 0.01),
         ("upstream_read_timeout", None, float, 0.01), ("upstream_max_connections", None, int, 1),
         ("carry_over_bytes", None, int, 4096), ("max_consent_body", None, int, 256),
+        ("reconsent_days", None, int, 1),
+        ("shutdown_timeout", None, float, 0),
     ):
         value, where, key = pick(name, env_name)
         if value is not None:
@@ -198,6 +279,10 @@ def load(flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None =
         value, where, key = pick(name, env_name)
         if value is not None:
             kw[name] = str(value)
+    value, where, key = pick("trusted_proxies", "GATE_TRUSTED_PROXIES")
+    if value is not None:
+        kw["trusted_proxies"] = _networks(value, where, key)
+    kw.update(_recording(pick))
     vendors_path, _, _ = pick("vendors", "GATE_VENDORS")
     kw["vendors_path"] = str(vendors_path) if vendors_path else None
 

@@ -17,6 +17,7 @@ import brotli
 import httpx
 from starlette.requests import Request
 
+from . import forwarded
 from .errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from .settings import Settings, Site
 
@@ -25,8 +26,9 @@ HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization",
     "te", "trailer", "trailers", "transfer-encoding", "upgrade",
 })
-# Not hop-by-hop, but ours to answer: uvicorn already sent the 100 Continue.
-_REQUEST_DROP = frozenset({"host", "expect", "x-forwarded-proto", "x-forwarded-host"})
+# Not hop-by-hop, but ours to answer: uvicorn already sent the 100 Continue. X-Forwarded-*: gate.forwarded
+# decided what to believe; we send our own.
+_REQUEST_DROP = frozenset({"host", "expect", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"})
 DECODABLE = frozenset({"gzip", "x-gzip", "deflate", "br", "identity"})
 _OUTPUT_LIMIT = 64 * 1024  # bound each decompressed piece: a small compressed chunk can inflate a lot
 
@@ -128,14 +130,11 @@ def request_headers(request: Request, host: str, public_scheme: str, public_host
     raw = request.headers.raw
     drop = HOP_BY_HOP | _REQUEST_DROP | _connection_named(raw)
     out: list[tuple[bytes, bytes]] = [(b"host", host.encode("latin-1"))]
-    forwarded_for = []
     for k, v in raw:
         name = k.decode("latin-1").lower()
         if name in drop:
             continue
-        if name == "x-forwarded-for":
-            forwarded_for.append(v.decode("latin-1"))
-        elif name == "cookie" and drop_cookie is not None:
+        if name == "cookie" and drop_cookie is not None:
             kept = filter_cookie_header(v.decode("latin-1"), drop_cookie)
             if kept:
                 out.append((b"cookie", kept.encode("latin-1")))
@@ -143,8 +142,7 @@ def request_headers(request: Request, host: str, public_scheme: str, public_host
             out.append((b"accept-encoding", _decodable_only(v.decode("latin-1")).encode("latin-1")))
         else:
             out.append((name.encode("latin-1"), v))
-    if request.client is not None:
-        forwarded_for.append(request.client.host)
+    forwarded_for = forwarded.forwarded_for(request.scope)
     if forwarded_for:
         out.append((b"x-forwarded-for", ", ".join(forwarded_for).encode("latin-1")))
     out.append((b"x-forwarded-proto", public_scheme.encode("latin-1")))

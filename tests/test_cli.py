@@ -156,8 +156,10 @@ def test_serve_demo_warns_loudly_and_runs_uvicorn(capsys, uvicorn_run, fake_app)
     assert one_line(captured.out).startswith("gate: serving on http://127.0.0.1:8123 ")
     [(app, options)] = uvicorn_run
     assert app == ("app", fake_app[0]) and fake_app[0].ephemeral_key
+    log_config = options.pop("log_config")
     assert options == dict(host="127.0.0.1", port=8123, loop="auto", http="auto", proxy_headers=False,
-                           server_header=False, log_level="info")
+                           server_header=False, log_level="info", access_log=False, timeout_graceful_shutdown=25.0)
+    assert log_config["loggers"]["uvicorn.access"] == {"handlers": [], "propagate": False}  # ours replaces it
 
 
 def test_serve_with_a_key_is_quiet(capsys, monkeypatch, uvicorn_run, fake_app):

@@ -1,5 +1,7 @@
-"""deploy/: every `gate` flag and /_gate/ path the files name exists; the probe works against a real gate;
-systemd-analyze and nginx -t pass where those tools are installed."""
+"""deploy/: every `gate` flag, /_gate/ path and GATE_* variable the files name exists; the probe works
+against a real gate; systemd-analyze and nginx -t pass where those tools are installed; compose.yaml and
+the Kubernetes manifests parse, and the manifests validate against the Kubernetes JSON schemas
+(kubernetes-validate ships them, so no network is needed) and agree with each other and with gate."""
 
 from __future__ import annotations
 
@@ -16,7 +18,9 @@ import tomllib
 from pathlib import Path
 
 import httpx
+import kubernetes_validate
 import pytest
+import yaml
 
 from gate import cli, settings
 from gate.app import create_app
@@ -28,6 +32,9 @@ DEPLOY = ROOT / "deploy"
 DOCKERFILE = (DEPLOY / "Dockerfile").read_text(encoding="utf-8")
 UNIT = (DEPLOY / "systemd" / "gate.service").read_text(encoding="utf-8")
 NGINX = (DEPLOY / "nginx" / "gate.conf").read_text(encoding="utf-8")
+COMPOSE_TEXT = (DEPLOY / "compose.yaml").read_text(encoding="utf-8")
+K8S_FILES = sorted((DEPLOY / "k8s").glob("*.yaml"))
+K8S_TEXT = "".join(f.read_text(encoding="utf-8") for f in K8S_FILES)
 GATE_PATH = re.compile(r"/_gate/[A-Za-z0-9_./-]*[A-Za-z0-9_]")
 
 
@@ -72,7 +79,7 @@ def get_status(path: str) -> int:
 
 
 def mentioned_paths() -> set[str]:
-    return set(GATE_PATH.findall(DOCKERFILE + UNIT + NGINX))
+    return set(GATE_PATH.findall(DOCKERFILE + UNIT + NGINX + COMPOSE_TEXT + K8S_TEXT))
 
 
 # -- what the files name exists -------------------------------------------------------------------
@@ -240,3 +247,179 @@ def test_nginx_accepts_the_config(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "test is successful" in done.stderr
+
+
+# -- every GATE_* variable the deploy files name is one gate reads ----------------------------------
+GATE_SOURCES = "".join(f.read_text(encoding="utf-8") for f in (ROOT / "gate").glob("*.py"))
+
+
+def deploy_variables() -> set[str]:
+    texts = [DOCKERFILE, UNIT, NGINX, COMPOSE_TEXT, K8S_TEXT, (DEPLOY / "README.md").read_text(encoding="utf-8")]
+    return set(re.findall(r"\bGATE_[A-Z_]+[A-Z]\b", "".join(texts)))
+
+
+def test_deploy_files_name_gate_variables():
+    assert {"GATE_SECRET_KEY", "GATE_STORE", "GATE_TRUSTED_PROXIES"} <= deploy_variables()
+
+
+@pytest.mark.parametrize("name", sorted(deploy_variables()))
+def test_every_variable_in_deploy_is_read_by_gate(name):
+    assert f'"{name}"' in GATE_SOURCES, f"{name} is named in deploy/ but gate never reads it"
+
+
+def test_systemd_trusts_the_local_nginx_and_waits_for_the_drain():
+    [trusted] = [v for v in unit_values("Environment") if v.startswith("GATE_TRUSTED_PROXIES=")]
+    conf = settings.load({}, {"GATE_TRUSTED_PROXIES": trusted.split("=", 1)[1]})
+    assert conf.trusted_proxies == ("127.0.0.1/32", "::1/128")
+    [stop] = unit_values("TimeoutStopSec")
+    assert int(stop.removesuffix("s")) > conf.shutdown_timeout
+
+
+def test_image_works_in_a_directory_of_its_own():
+    stage = final_stage()
+    [workdir] = [a for n, a in stage if n == "WORKDIR"]
+    assert workdir == "/var/lib/gate" and any("install -d -o gate" in a and workdir in a for n, a in stage if n == "RUN")
+
+
+# -- compose ----------------------------------------------------------------------------------------
+COMPOSE = yaml.safe_load(COMPOSE_TEXT)
+
+
+def test_compose_builds_this_image_and_runs_a_valid_command():
+    service = COMPOSE["services"]["gate"]
+    assert (DEPLOY / service["build"]["context"] / service["build"]["dockerfile"]).resolve() == DEPLOY / "Dockerfile"
+    gate_argv_is_valid(service["command"])
+
+
+def test_compose_gate_uses_the_postgres_service_once_it_is_healthy():
+    service = COMPOSE["services"]["gate"]
+    store = service["environment"]["GATE_STORE"]
+    assert store.startswith("postgresql://") and "@postgres:5432/" in store
+    assert service["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert "healthcheck" in COMPOSE["services"]["postgres"]
+    env = {k: str(v) for k, v in service["environment"].items() if "${" not in str(v)}
+    settings.load({}, env)  # the environment gate gets is valid
+
+
+def test_compose_waits_for_the_drain():
+    grace = COMPOSE["services"]["gate"]["stop_grace_period"]
+    assert int(grace.removesuffix("s")) > settings.load({}, {}).shutdown_timeout
+
+
+def test_compose_publishes_on_loopback_only():
+    assert all(p.startswith("127.0.0.1:") for p in COMPOSE["services"]["gate"]["ports"])
+
+
+# -- Kubernetes -------------------------------------------------------------------------------------
+def k8s_documents() -> list[tuple[str, dict]]:
+    return [(f.name, d) for f in K8S_FILES for d in yaml.safe_load_all(f.read_text(encoding="utf-8")) if d]
+
+
+K8S = {d["kind"]: d for _, d in k8s_documents()}
+MANIFESTS = [(name, d) for name, d in k8s_documents() if d["kind"] != "Kustomization"]
+SCHEMA_VERSIONS = ["1.29.0", kubernetes_validate.latest_version()]
+
+
+@pytest.mark.parametrize("version", SCHEMA_VERSIONS)
+@pytest.mark.parametrize(("name", "manifest"), MANIFESTS, ids=[n for n, _ in MANIFESTS])
+def test_k8s_manifest_matches_the_kubernetes_schema(name, manifest, version):
+    """Strict: an unknown field (a typo such as readinesProbe) fails, as kubectl --validate=strict would."""
+    try:
+        kubernetes_validate.validate(manifest, version, strict=True)
+    except kubernetes_validate.ValidationError as e:
+        pytest.fail(f"{name}: {'.'.join(map(str, e.path))}: {e.message}")
+
+
+def test_k8s_has_every_part():
+    assert {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "ConfigMap", "Secret",
+            "Kustomization"} <= set(K8S)
+
+
+def test_kustomization_applies_every_manifest_but_the_secret_template():
+    listed = set(K8S["Kustomization"]["resources"])
+    assert listed == {f.name for f in K8S_FILES} - {"kustomization.yaml", "secret.yaml"}
+
+
+POD = K8S["Deployment"]["spec"]["template"]
+[CONTAINER] = POD["spec"]["containers"]
+
+
+def test_deployment_probes_readiness_and_liveness_on_gates_paths():
+    assert CONTAINER["readinessProbe"]["httpGet"]["path"] == "/_gate/readyz"
+    assert CONTAINER["livenessProbe"]["httpGet"]["path"] == "/_gate/healthz"
+    port_names = {p["name"]: p["containerPort"] for p in CONTAINER["ports"]}
+    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+        assert CONTAINER[probe]["httpGet"]["port"] in port_names
+    assert port_names["http"] == settings.Settings(sites=(), secret_keys=("x",)).port  # the image's GATE_PORT
+
+
+def test_deployment_is_replicated_bounded_and_locked_down():
+    assert K8S["Deployment"]["spec"]["replicas"] >= 3
+    resources = CONTAINER["resources"]
+    assert {"cpu", "memory"} <= set(resources["requests"]) and {"cpu", "memory"} <= set(resources["limits"])
+    security = CONTAINER["securityContext"]
+    assert security["readOnlyRootFilesystem"] and not security["allowPrivilegeEscalation"]
+    assert POD["spec"]["securityContext"]["runAsNonRoot"]
+
+
+def cluster_gate_toml() -> str:
+    return K8S["ConfigMap"]["data"]["gate.toml"]
+
+
+def test_termination_grace_covers_pre_stop_and_the_drain(tmp_path):
+    (tmp_path / "gate.toml").write_text(cluster_gate_toml(), encoding="utf-8")
+    conf = settings.load({"config": str(tmp_path / "gate.toml")}, {"GATE_SECRET_KEY": "k" * 32})
+    command = CONTAINER["lifecycle"]["preStop"]["exec"]["command"]
+    assert command[0] == "sleep"
+    assert POD["spec"]["terminationGracePeriodSeconds"] > int(command[1]) + conf.shutdown_timeout
+
+
+def test_deployment_command_line_and_files_exist_in_gate_and_the_configmap():
+    gate_argv_is_valid(CONTAINER["args"])
+    args = cli.build_parser().parse_args(CONTAINER["args"])
+    [mount] = [m for m in CONTAINER["volumeMounts"] if m["name"] == "config"]
+    [volume] = [v for v in POD["spec"]["volumes"] if v["name"] == "config"]
+    assert volume["configMap"]["name"] == K8S["ConfigMap"]["metadata"]["name"]
+    for path in (args.config, args.vendors):
+        assert Path(path).parent.as_posix() == mount["mountPath"] and Path(path).name in K8S["ConfigMap"]["data"]
+
+
+def test_configmap_gate_toml_is_valid_and_trusts_a_network(tmp_path):
+    (tmp_path / "gate.toml").write_text(cluster_gate_toml(), encoding="utf-8")
+    (tmp_path / "vendors.toml").write_text(K8S["ConfigMap"]["data"]["vendors.toml"], encoding="utf-8")
+    conf, _ = cli.load_all({"config": str(tmp_path / "gate.toml"), "vendors": str(tmp_path / "vendors.toml")},
+                                  {"GATE_SECRET_KEY": "k" * 32})
+    assert conf.trusted_proxies and all(s.public_scheme == "https" for s in conf.sites)
+
+
+def test_configmap_carries_the_repositorys_registry():
+    assert K8S["ConfigMap"]["data"]["vendors.toml"] == (ROOT / "vendors.toml").read_text(encoding="utf-8"), (
+        "deploy/k8s/configmap.yaml's vendors.toml differs from vendors.toml: copy the registry there")
+
+
+def test_the_secret_template_cannot_run_gate():
+    """Applied unchanged, gate refuses the placeholder key: it never runs with a key everyone knows."""
+    data = K8S["Secret"]["stringData"]
+    with pytest.raises(settings.ConfigError, match="at least 16 characters"):
+        settings.load({"upstream": "http://origin.test"}, {"GATE_SECRET_KEY": data["GATE_SECRET_KEY"]})
+
+
+def test_secret_keys_the_deployment_needs_are_in_the_template():
+    refs = [e["valueFrom"]["secretKeyRef"] for e in CONTAINER["env"] if "valueFrom" in e]
+    assert {r["name"] for r in refs} == {K8S["Secret"]["metadata"]["name"]}
+    required = {r["key"] for r in refs if not r.get("optional")}
+    assert required <= set(K8S["Secret"]["stringData"])
+
+
+def labels_match(selector: dict) -> bool:
+    return selector.items() <= POD["metadata"]["labels"].items()
+
+
+def test_service_pdb_and_autoscaler_point_at_the_deployment():
+    assert labels_match(K8S["Service"]["spec"]["selector"])
+    assert labels_match(K8S["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"])
+    assert labels_match(K8S["Deployment"]["spec"]["selector"]["matchLabels"])
+    target = K8S["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]
+    assert (target["kind"], target["name"]) == ("Deployment", K8S["Deployment"]["metadata"]["name"])
+    assert K8S["Service"]["spec"]["ports"][0]["targetPort"] in {p["name"] for p in CONTAINER["ports"]}
+    assert K8S["HorizontalPodAutoscaler"]["spec"]["minReplicas"] > K8S["PodDisruptionBudget"]["spec"]["maxUnavailable"]

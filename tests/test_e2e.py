@@ -14,12 +14,18 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from urllib.parse import parse_qsl
 
 import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
+from starlette.responses import (
+    JSONResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.routing import Route
 
 from gate.app import create_app
@@ -96,12 +102,14 @@ class Origin:
 
 
 class DiesMidBody:
-    """Promises a 1 MB page, sends 9 bytes and returns: uvicorn then drops the connection."""
+    """Promises a 1 MB page, sends ``?sent=N`` bytes of it and returns: uvicorn then drops the connection."""
 
     async def __call__(self, scope, receive, send) -> None:
+        sent = int(dict(parse_qsl(scope["query_string"].decode())).get("sent", "9"))
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"text/html"), (b"content-length", b"1048576")]})
-        await send({"type": "http.response.body", "body": b"<html><p>", "more_body": True})
+        body = (b"<html><p>" + b"x" * sent)[:sent]
+        await send({"type": "http.response.body", "body": body, "more_body": True})
 
 
 @contextmanager
@@ -218,10 +226,16 @@ def test_slow_origin_is_504() -> None:
     assert r.status_code == 504 and took < 1.0
 
 
-def test_origin_dying_mid_body_breaks_the_transfer(running) -> None:
+def test_origin_dying_before_the_page_starts_is_a_502(running) -> None:
+    _, gate = running
+    r = httpx.get(f"{gate}/dies?sent=9")  # gate still holds the first bytes (charset sniffing)
+    assert r.status_code == 502 and "Bad gateway" in r.text
+
+
+def test_origin_dying_mid_page_breaks_the_transfer(running) -> None:
     _, gate = running
     with pytest.raises(httpx.RemoteProtocolError):
-        httpx.get(f"{gate}/dies")  # a complete-looking, truncated page would be worse
+        httpx.get(f"{gate}/dies?sent=200000")  # a complete-looking, truncated page would be worse
 
 
 def test_client_going_away_closes_the_upstream_response(running) -> None:
