@@ -90,6 +90,17 @@ class Recorder:
             await anyio.to_thread.run_sync(self._open)
         return self.store
 
+    async def check_store(self) -> None:
+        """For /_gate/readyz: the store answers a query within 2 s (the report and the receipts need
+        it; a decision is never lost meanwhile, its receipt waits in the queue)."""
+        assert self._lock is not None
+        with anyio.fail_after(2):
+            async with self._lock:
+                store = await self.open_store()
+                if store is None:
+                    raise ConnectionError("the store cannot be opened")
+                await anyio.to_thread.run_sync(store.schema_version)
+
     async def find_receipts(self, consent_id: str) -> list[Receipt]:
         """One consent's receipts: stored, and still queued (a look-up must not miss a receipt in flight)."""
         assert self._lock is not None
@@ -233,6 +244,9 @@ async def start(app: Any) -> None:
     recorder = Recorder(settings, app.state.registries)
     await recorder.start()
     app.state.recorder = recorder
+    readiness = getattr(app.state, "readiness", None)
+    if readiness is not None:
+        readiness.checks["store"] = recorder.check_store
     attempts = getattr(app.state, "attempts", None)  # gate.csp's counts of guard stops and CSP reports
     if attempts is not None and not getattr(app.state, "ledger_listens", False):
         app.state.ledger_listens = True  # once per app, however often its lifespan runs

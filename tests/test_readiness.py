@@ -178,3 +178,17 @@ def test_a_real_gate_with_its_origin_down_is_not_ready():
         assert r.status_code == 503 and r.text == "not ready: upstream of the default site unreachable (ConnectError)"
         assert httpx.get(gate.url + "/_gate/healthz").status_code == 200  # alive, just not ready
     assert f"readiness: upstream {down} failed: ConnectError" in gate.stderr  # the detail is in the log
+
+
+@pytest.mark.anyio
+async def test_a_store_that_cannot_be_reached_is_not_ready():
+    conf = dataclasses.replace(gate_settings(ORIGIN), store="/proc/no-such-dir/gate.sqlite3")
+    r = await readyz(conf, httpx.Response(200))
+    assert r.status_code == 503 and r.text.startswith("not ready: store:")
+    assert "/proc" not in r.text  # where the store lives is for the log
+
+
+@pytest.mark.anyio
+async def test_a_working_store_is_ready(tmp_path):
+    conf = dataclasses.replace(gate_settings(ORIGIN), store=str(tmp_path / "gate.sqlite3"))
+    assert (await readyz(conf, httpx.Response(200))).status_code == 200
