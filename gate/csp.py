@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from . import urls
 from .errors import RequestError
 from .settings import Site
-from .vendors import Registry, Tag
+from .vendors import Registry, Tag, per_consent
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -136,22 +136,10 @@ def accepted_sources(registry: Registry, allowed: frozenset[str]) -> list[Source
 
 
 # -- the policy -----------------------------------------------------------------------------------
-_cache: dict[tuple[int, frozenset[str]], tuple[Registry, str]] = {}
-_cache_lock = threading.Lock()
-
-
+@per_consent
 def host_list(registry: Registry, allowed: frozenset[str]) -> str:
     """The CSP host-sources of the accepted tags, space-separated (cached per registry and consent)."""
-    key = (id(registry), allowed)
-    hit = _cache.get(key)
-    if hit is not None and hit[0] is registry:
-        return hit[1]
-    value = " ".join(dict.fromkeys(s for src in accepted_sources(registry, allowed) for s in src.csp()))
-    with _cache_lock:
-        if len(_cache) > 1024:
-            _cache.clear()
-        _cache[key] = (registry, value)  # the registry is held, so its id cannot be reused meanwhile
-    return value
+    return " ".join(dict.fromkeys(s for src in accepted_sources(registry, allowed) for s in src.csp()))
 
 
 def policy(site: Site, registry: Registry, allowed: frozenset[str], nonce: str | None = None,

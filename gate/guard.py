@@ -23,11 +23,10 @@ from __future__ import annotations
 import json
 import logging
 import re
-import threading
 from pathlib import Path
 
 from .csp import Source, pattern_sources, spec_source, tag_sources
-from .vendors import Registry
+from .vendors import Registry, per_consent
 
 log = logging.getLogger("gate.guard")
 
@@ -107,23 +106,11 @@ def _order(s: Source) -> tuple[str, str]:
     return s.host, s.path
 
 
-_cache: dict[tuple[int, frozenset[str]], tuple[Registry, str]] = {}
-_cache_lock = threading.Lock()
-
-
+@per_consent
 def script(registry: Registry, allowed: frozenset[str]) -> str:
     """``<script data-gate>`` with the guard for this consent; "" when nothing is refused."""
-    key = (id(registry), allowed)
-    hit = _cache.get(key)
-    if hit is not None and hit[0] is registry:
-        return hit[1]
     config = refusals(registry, allowed)
-    html = "" if config is None else f"<script data-gate>{MINIFIED}({script_json(config)});</script>"
-    with _cache_lock:
-        if len(_cache) > 1024:
-            _cache.clear()
-        _cache[key] = (registry, html)  # the registry is held, so its id cannot be reused meanwhile
-    return html
+    return "" if config is None else f"<script data-gate>{MINIFIED}({script_json(config)});</script>"
 
 
 def script_json(value: object) -> str:

@@ -6,12 +6,15 @@ matching methods. A mistake in the file is a ConfigError naming the file, the ke
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
+import threading
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 from pathlib import Path
 
 from . import urls
@@ -19,6 +22,7 @@ from .errors import ConfigError
 
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "vendors.toml"
 PACKAGED_PATH = Path(__file__).resolve().parent / "data" / "vendors.toml"
+T = TypeVar("T")
 _ID = re.compile(r"^[a-z][a-z0-9_]*$")
 _ASCII_LOWER = {c: c + 32 for c in range(65, 91)}
 _URL_TAIL = re.compile(r"(?:\\/|[^\s\"'<>`)\\])*")
@@ -71,6 +75,27 @@ class Vendor:
     optout_url: str
     domains: tuple[str, ...]
     tags: tuple[str, ...]
+
+
+def per_consent(fn: Callable[[Registry, frozenset[str]], T]) -> Callable[[Registry, frozenset[str]], T]:
+    """Cache ``fn(registry, allowed)``: what gate derives from a visitor's consent (guard, CSP hosts)
+    depends on nothing else, and a site sees only a handful of distinct consents."""
+    cache: dict[tuple[int, frozenset[str]], tuple[Registry, T]] = {}
+    lock = threading.Lock()
+
+    @functools.wraps(fn)
+    def cached(registry: Registry, allowed: frozenset[str]) -> T:
+        key = (id(registry), allowed)
+        hit = cache.get(key)
+        if hit is not None and hit[0] is registry:
+            return hit[1]
+        value = fn(registry, allowed)
+        with lock:
+            if len(cache) > 1024:
+                cache.clear()
+            cache[key] = (registry, value)  # the registry is held, so its id cannot be reused meanwhile
+        return value
+    return cached
 
 
 def _host_index(entries: Iterable[tuple[str, str]]) -> dict[str, tuple[tuple[str, str], ...]]:
