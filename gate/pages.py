@@ -46,6 +46,7 @@ class Visit:
     carried: frozenset[str]
     lang: str
     switch_href: str  # this page in the other language
+    recording: bool = False  # a store is on: each decision's receipt can be looked up by its consent id
 
 
 def _visit(request: Request) -> Visit | Response:
@@ -59,7 +60,7 @@ def _visit(request: Request) -> Visit | Response:
                                gpc=request.headers.get("sec-gpc") == "1", opt_out_mode=site.mode == "opt-out")
     query = dict(request.query_params) | {"gate_lang": "en" if lang == "ja" else "ja"}
     return Visit(site, registry, consent, state.carried[site.host], lang,
-                 request.url.path + "?" + urlencode(query))
+                 request.url.path + "?" + urlencode(query), getattr(state, "recorder", None) is not None)
 
 
 def _page(v: Visit | None, lang: str, title: str, *body: str) -> str:
@@ -84,8 +85,10 @@ def _state(v: Visit, t: dict) -> list[Html]:
         lines = [el("p", t["undecided"])]
     else:
         when = datetime.fromtimestamp(c.decided_at, JST).strftime(t["time"])
+        # The receipt of each decision is filed under this id (gate/receipts.py), unless store = "off"
         lines = [el("p", t["decided"].format(time=when, method=t["methods"].get(c.method, c.method))),
-                 el("p", t["consent_id"], el("code", c.consent_id), t["consent_id_help"])]
+                 el("p", t["consent_id"], el("code", c.consent_id),
+                    t["consent_id_receipt" if v.recording else "consent_id_help"], class_="gate-consent-id")]
     if not c.decided and c.gpc:
         lines.append(el("p", t["gpc"], class_="gate-note"))
     if v.site.mode == "opt-out":

@@ -15,6 +15,8 @@ TEXT: dict[str, dict] = {
         "methods": {"banner": "バナー", "page": "この設定ページ", "api": "API", "gpc": "ブラウザのGPC信号"},
         "consent_id": "同意ID：",
         "consent_id_help": "（お問い合わせの際にお伝えください）",
+        "consent_id_receipt": "（このサイトの運営者は、このIDであなたの選択の記録を確認できます。"
+                              "お問い合わせの際にお伝えください）",
         "opt_out_prefs": "このサイトは、拒否されるまで送信する方式（オプトアウト方式）です。"
                          "止めたい目的のチェックを外すか、送信先を選んで、保存してください。次のページ表示から反映されます。",
         "purposes_legend": "目的ごとの設定（チェックあり=送信を許可）",
@@ -48,6 +50,8 @@ TEXT: dict[str, dict] = {
         "methods": {"banner": "the banner", "page": "this page", "api": "the API", "gpc": "your browser's GPC signal"},
         "consent_id": "Consent ID: ",
         "consent_id_help": " (quote it if you contact us)",
+        "consent_id_receipt": " (with it, the site's operator can look up the record of your choice; quote it "
+                              "if you contact us)",
         "opt_out_prefs": "This site sends data unless you refuse (opt-out). Untick the purposes or tick the "
                          "recipients you want to stop, and save. It takes effect from the next page.",
         "purposes_legend": "By purpose (ticked = allowed)",

@@ -158,7 +158,8 @@ def demo_gate(config: Path | None = None, app_state: dict[str, Any] | None = Non
     from gate.app import create_app
     from tests.conftest import serve
 
-    app = create_app(settings.load({"config": str(config)} if config else {}, {}))
+    # No report store: browser tests that need one make their own (a test run writes nothing here).
+    app = create_app(settings.load({"config": str(config)} if config else {}, {"GATE_STORE": "off"}))
     if app_state is not None:
         app_state["state"] = app.state
     with serve(app) as base:

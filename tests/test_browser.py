@@ -8,16 +8,18 @@ tests. Each assertion is about what a visitor sees or what leaves their browser.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 from gate import vendors
 
-from .browser_support import (AXE_JS, SCRIPT_LOADERS, Traffic, chromium_missing, demo_gate, horizontal_overflow,
-                              launch, new_context, page_errors, run_axe)
+from .browser_support import (AXE_JS, LOADERS, SCRIPT_LOADERS, Traffic, chromium_missing, demo_gate,
+                              horizontal_overflow, launch, new_context, page_errors, run_axe)
 
 if (_reason := chromium_missing()) is not None:
     pytest.skip(_reason, allow_module_level=True)
@@ -524,3 +526,139 @@ def test_axe_finds_no_serious_violation(visitor, path, open_settings, include):
     violations = [{"id": x["id"], "impact": x["impact"], "targets": [n["target"] for n in x["nodes"]]}
                   for x in run_axe(page, include) if x["impact"] in ("serious", "critical")]
     assert violations == []
+
+
+# -- the report: what the visitor's browser really fired -------------------------------------------
+REPORT_TOKEN = "browser-report-token-0123456789"
+
+
+class RecordingGate:
+    """gate in front of the demo site, recording into its own SQLite file; the ledger is written only
+    when ``flush()`` forces it, as tests/test_report.py does."""
+
+    def __init__(self, base: str, state: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self.base, self.state, self.loop = base, state, loop
+
+    def flush(self) -> None:
+        """``await recorder.flush()`` on the server's own event loop (uvicorn runs in a thread)."""
+        assert asyncio.run_coroutine_threadsafe(self.state.recorder.flush(), self.loop).result(timeout=10)
+
+    def report(self) -> dict[str, Any]:
+        """/_gate/report.json, asked as marketing would: with the token, from outside the browser."""
+        r = httpx.get(self.base + "/_gate/report.json", headers={"authorization": f"Bearer {REPORT_TOKEN}"},
+                      timeout=10)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+
+@pytest.fixture(scope="module")
+def recording_gate(tmp_path_factory) -> Iterator[RecordingGate]:
+    from gate import settings
+    from gate.app import create_app
+
+    from .conftest import serve
+
+    folder = tmp_path_factory.mktemp("recording")
+    config = folder / "gate.toml"
+    config.write_text(f'store = "{folder / "gate.sqlite3"}"\nreport_token = "{REPORT_TOKEN}"\n'
+                      'flush_interval = 3600.0\n[[site]]\nupstream = "demo"\n')
+    app = create_app(settings.load({"config": str(config)}, {}))
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    async def remember_loop(scope, receive, send):  # the lifespan comes first: uvicorn's loop, once
+        if not loops:
+            loops.append(asyncio.get_running_loop())
+        await app(scope, receive, send)
+
+    with serve(remember_loop) as url:
+        yield RecordingGate(url, app.state, loops[0])
+
+
+def tag_row(report: dict[str, Any], tag: str) -> dict[str, Any]:
+    return next(r for r in report["tags"] if r["tag"] == tag)
+
+
+def test_report_counts_ga4_as_fired_from_the_browsers_beacon_and_never_a_refused_tag(browser, recording_gate):
+    gate = recording_gate
+    context, traffic = new_context(browser, gate.base)
+    try:
+        v = Visitor(context, traffic, gate.base, True)
+        v.goto(JOB_PAGES[0])
+        v.decide("custom", ("improvement",))  # GA4 only: Meta's pixel (advertising) is refused
+        assert traffic.loaded == {"ga4"} and traffic.unexplained == []
+        # beacon.js reads resource timing, so the stubbed vendor answer must show there (Chromium lists
+        # requests that Playwright fulfils like any other: the name is the URL, the timings are zero).
+        timed = v.page.evaluate("performance.getEntriesByType('resource').map(e => e.name)")
+        assert [u for u in timed if "www.googletagmanager.com/gtag/js" in u], timed
+
+        # Leaving the page (pagehide) sends its beacon. Chromium sends it from the browser process after the
+        # page is gone, so Playwright neither sees nor routes it: we wait for it where it lands, in the report.
+        v.goto(JOB_PAGES[1])
+        assert v.errors == []
+
+        report = gate.report()
+        deadline = time.monotonic() + 10
+        while tag_row(report, "google.analytics")["fired"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+            gate.flush()
+            report = gate.report()
+    finally:
+        context.close()
+
+    assert report["totals"]["beacons"] >= 1
+    assert tag_row(report, "google.analytics")["fired"] >= 1, report["totals"]
+    assert tag_row(report, "facebook.pixel")["fired"] == 0  # refused tags never fire
+    assert report["totals"]["field_leaks"] == 0
+
+
+# -- Global Privacy Control on an opt-out site -----------------------------------------------------
+@pytest.fixture(scope="module")
+def opt_out_base(tmp_path_factory) -> Iterator[str]:
+    config = tmp_path_factory.mktemp("opt-out") / "gate.toml"
+    config.write_text('store = "off"\n[[site]]\nupstream = "demo"\nmode = "opt-out"\n')
+    with demo_gate(config) as url:
+        yield url
+
+
+def test_opt_out_site_without_gpc_sends_everything_before_any_choice(browser, opt_out_base):
+    """The control for the test below: on the same site, it is the signal that holds advertising back."""
+    context, traffic = new_context(browser, opt_out_base)
+    try:
+        page = Visitor(context, traffic, opt_out_base, True).goto(JOB_PAGES[0])
+        expect(banner(page)).to_be_visible()
+        expect(banner(page).locator(".gate-gpc")).to_have_count(0)
+        assert traffic.loaded == SCRIPT_LOADERS and traffic.unexplained == []
+    finally:
+        context.close()
+
+
+GPC_LINE = "ブラウザのGPC（グローバル・プライバシー・コントロール）の信号に従い、広告と提案の目的は最初から拒否にしています。"
+ADVERTISING_HOSTS = ("googleads.", "doubleclick.", "yimg.jp", "yahoo.", "criteo.", "facebook.", "adjust.")
+
+
+def test_gpc_on_an_opt_out_site_refuses_advertising_until_the_visitor_accepts_all(browser, opt_out_base):
+    context, traffic = new_context(browser, opt_out_base, extra_http_headers={"Sec-GPC": "1"})
+    try:
+        v = Visitor(context, traffic, opt_out_base, True)
+        page = v.goto(JOB_PAGES[0])
+        expect(banner(page)).to_be_visible()
+        gpc = banner(page).locator(".gate-gpc")
+        expect(gpc).to_have_count(1)  # one line of the banner says so
+        expect(gpc).to_be_visible()
+        expect(gpc).to_have_text(GPC_LINE)
+        # Opt-out: improvement is sent before any choice; GPC refused advertising and suggestions.
+        assert traffic.loaded == {"ga4"}
+        # Nothing else left the browser: no Google Ads, Yahoo!, Criteo, Meta, GTM or Adjust.
+        assert [u for u in traffic.vendor_urls if LOADERS["ga4"] not in u] == []
+        assert not [u for u in traffic.vendor_urls if any(h in u for h in ADVERTISING_HOSTS)]
+
+        traffic.clear()
+        v.decide("accept_all")  # an explicit choice overrides the signal
+        assert traffic.loaded == SCRIPT_LOADERS and traffic.unexplained == []
+        expect(banner(page)).to_have_count(0)
+        traffic.clear()
+        v.goto(JOB_PAGES[1])  # the browser still sends Sec-GPC: 1; the choice holds
+        assert traffic.loaded == SCRIPT_LOADERS
+        assert v.errors == []
+    finally:
+        context.close()

@@ -192,6 +192,30 @@ def test_preferences_reflects_the_current_choice():
     assert page.find("code").get_text() == cookie.consent_id
 
 
+CONSENT_ID_TEXT = {  # lang: (label, the hint while receipts are recorded, the hint with store = "off")
+    "ja": ("同意ID：", "運営者は、このIDであなたの選択の記録を確認できます", "お問い合わせの際にお伝えください"),
+    "en": ("Consent ID: ", "the site's operator can look up the record of your choice", "quote it if you contact us"),
+}
+
+
+@pytest.mark.parametrize("lang", ["ja", "en"])
+@pytest.mark.parametrize("recording", [True, False], ids=["recording", "store-off"])
+def test_preferences_shows_the_consent_id_its_receipt_is_filed_under(lang, recording):
+    cookie = consent.decide(REGISTRY, ["improvement"], method="banner")
+    client = make_client(cookie=cookie)
+    if recording:
+        client.app.state.recorder = object()  # the page only asks whether receipts are being kept
+    line = soup(client.get("/_gate/preferences", params={"gate_lang": lang})).find("p", class_="gate-consent-id")
+    label, receipt_hint, contact_hint = CONSENT_ID_TEXT[lang]
+    assert line.code.get_text() == cookie.consent_id and len(cookie.consent_id) >= 16
+    assert line.get_text().startswith(label + cookie.consent_id)
+    assert (receipt_hint in line.get_text()) is recording  # never promise a record that is not kept
+    assert contact_hint in line.get_text()
+
+    undecided = soup(make_client().get("/_gate/preferences", params={"gate_lang": lang}))
+    assert undecided.find("p", class_="gate-consent-id") is None and not undecided.find("code")
+
+
 def test_preferences_opt_out_mode_shows_what_is_sent_and_no_withdraw():
     client = make_client((Site(upstream="demo", mode="opt-out"),))
     f = form(soup(client.get("/_gate/preferences")))
