@@ -86,8 +86,16 @@ async def respond(request: Request, site: Site, upstream: httpx.Response, scheme
     """The visitor's response: the origin's bytes untouched, or, for a page, gated as it streams."""
     state = request.app.state
     headers = response_headers(upstream, OriginMap(site, f"{scheme}://{host}"))
+    body = raw_body(upstream)
+    if has_body(request.method, upstream) and "content-type" not in upstream.headers:
+        # No Content-Type: the browser sniffs, and would render an HTML page ungated. Sniff it too.
+        body, sniffed_html = await sniff_unlabelled(body, upstream.headers.get("content-encoding"))
+        if sniffed_html:
+            headers = [(k, v) for k, v in headers if k.lower() != b"content-type"]
+            headers.append((b"content-type", b"text/html"))
+            upstream.headers["content-type"] = "text/html"
     if not is_page(request.method, upstream):
-        return Streamed(upstream.status_code, headers, raw_body(upstream), upstream)
+        return Streamed(upstream.status_code, headers, body, upstream)
     decoder = decoder_for(upstream.headers.get("content-encoding"))
     if decoder is None:  # a page we cannot read cannot be gated: refuse rather than pass it unread
         await upstream.aclose()
@@ -99,17 +107,56 @@ async def respond(request: Request, site: Site, upstream: httpx.Response, scheme
     headers = page_headers(headers, carried, allowed)
     headers += csp.response_headers(site, registry, allowed, script_nonce(upstream.headers.get_list(
         "content-security-policy")), f"{scheme}://{host}")
-    return Streamed(upstream.status_code, headers, _page_chunks(raw_body(upstream), page, request), upstream,
-                    page=page)
+    return Streamed(upstream.status_code, headers, _page_chunks(body, page, request), upstream, page=page)
+
+
+def has_body(method: str, upstream: httpx.Response) -> bool:
+    """A response a browser could render. 206 is a byte range of a file (a resumed download), never a
+    page a browser renders, so it passes through like any other range."""
+    return not (method == "HEAD" or upstream.status_code in (204, 206, 304) or upstream.status_code < 200)
 
 
 def is_page(method: str, upstream: httpx.Response) -> bool:
-    """A page we rewrite: HTML with a body. 206 is a byte range of a file (a resumed download), never a
-    page a browser renders, so it passes through like any other range."""
-    if method == "HEAD" or upstream.status_code in (204, 206, 304) or upstream.status_code < 200:
-        return False
+    """A page we rewrite: HTML with a body."""
     media_type = upstream.headers.get("content-type", "").split(";")[0].strip().lower()
-    return media_type in HTML_TYPES
+    return has_body(method, upstream) and media_type in HTML_TYPES
+
+
+# WHATWG MIME sniffing, "rules for identifying an unknown MIME type": the HTML signatures.
+_HTML_SIGNATURES = tuple(s.encode() for s in (
+    "<!DOCTYPE HTML", "<HTML", "<HEAD", "<SCRIPT", "<IFRAME", "<H1", "<DIV", "<FONT", "<TABLE", "<A",
+    "<STYLE", "<TITLE", "<B", "<BODY", "<BR", "<P", "<!--"))
+SNIFF_BYTES = 512
+
+
+def looks_like_html(head: bytes) -> bool:
+    """What a browser would render as HTML when no Content-Type says otherwise."""
+    head = head.lstrip(b"\t\n\x0c\r ").upper()
+    return any(head.startswith(sig) and head[len(sig):len(sig) + 1] in (b" ", b">")
+               for sig in _HTML_SIGNATURES)
+
+
+async def sniff_unlabelled(body: AsyncIterator[bytes], content_encoding: str | None
+                           ) -> tuple[AsyncIterator[bytes], bool]:
+    """Read up to SNIFF_BYTES of an unlabelled body (decoded) to tell whether it is HTML; the body is
+    handed back whole, with what was read put back in front."""
+    decoder = decoder_for(content_encoding)
+    if decoder is None:
+        return body, False  # the browser cannot decode it either: it will not render it
+    held: list[bytes] = []
+    head = b""
+    async for chunk in body:
+        held.append(chunk)
+        head += b"".join(decoder.feed(chunk))
+        if len(head) >= SNIFF_BYTES:
+            break
+
+    async def chained() -> AsyncIterator[bytes]:
+        for chunk in held:
+            yield chunk
+        async for chunk in body:
+            yield chunk
+    return chained(), looks_like_html(head[:SNIFF_BYTES])
 
 
 def read_consent(request: Request, site: Site, registry: Registry, codec: ConsentCodec) -> Consent:

@@ -300,3 +300,27 @@ async def test_page_outcome_is_left_on_request_state_after_the_stream() -> None:
                 transport=httpx.ASGITransport(app=ledger), base_url="http://gate.test") as client:
             await client.get("/")
     assert seen and seen[0] is not None and hasattr(seen[0], "header")
+
+
+FB_SCRIPT = '<script src="https://connect.facebook.net/en_US/fbevents.js"></script>'
+
+
+@pytest.mark.parametrize("start", ["<!doctype html>", "\n  <HTML>", "<p>", "<!-- x -->", "<script>var a = 1</script>"])
+async def test_unlabelled_html_is_sniffed_and_gated_like_a_browser_would_render_it(start: str) -> None:
+    page = f"{start}<body><p>求人</p>{FB_SCRIPT}</body>"
+    r, _ = await fetch(httpx.Response(200, content=page.encode()))  # no Content-Type at all
+    assert r.headers["content-type"].startswith("text/html")
+    assert "connect.facebook.net/en_US" not in r.text and "求人" in r.text and "data-gate" in r.text
+
+
+async def test_unlabelled_gzip_html_is_sniffed_after_decoding() -> None:
+    page = ("<!DOCTYPE html><html><body>" + FB_SCRIPT + "x" * 2000 + "</body></html>").encode()
+    r, _ = await fetch(httpx.Response(200, headers={"content-encoding": "gzip"}, content=gzip.compress(page)))
+    assert r.headers["content-type"].startswith("text/html") and "connect.facebook.net/en_US" not in r.text
+
+
+@pytest.mark.parametrize("body", [b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4, b"plain text <html> later",
+                                  b"<htmlfoo>not a signature"], ids=["png", "text", "not-a-tag"])
+async def test_unlabelled_non_html_passes_untouched(body: bytes) -> None:
+    r, _ = await fetch(httpx.Response(200, content=body))
+    assert r.content == body and "content-type" not in r.headers
