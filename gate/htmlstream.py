@@ -67,6 +67,17 @@ BORING_HTML = re.compile(
     rb")*+",
     re.IGNORECASE,
 )
+try:  # the same scan in C (gate/_fastscan.c), built when a compiler was there at install time
+    from ._fastscan import boring_html as _boring_html_c
+except ImportError:  # pragma: no cover - depends on the install
+    _boring_html_c = None
+
+
+def boring_html_end(buf: bytes, pos: int) -> int:
+    """``BORING_HTML.match(buf, pos).end()``, in C when the extension is built."""
+    return _boring_html_c(buf, pos) if _boring_html_c is not None else BORING_HTML.match(buf, pos).end()
+
+
 # In foreign content every tag matters (the open-element stack decides when it ends): skip text only.
 BORING_TEXT = re.compile(rb"(?:[^<]++|<(?=[^a-zA-Z!/?]))*+")
 

@@ -156,8 +156,10 @@ class PageRewriter:
         buf, pos, n = self.buf, 0, len(self.buf)
         while pos < n:
             if self.state == DATA:
-                fast = hs.BORING_HTML if (self.head_done and self._html_mode() and not self.uncertain_mode) else hs.BORING_TEXT
-                end = fast.match(buf, pos).end()
+                if self.head_done and self._html_mode() and not self.uncertain_mode:
+                    end = hs.boring_html_end(buf, pos)
+                else:
+                    end = hs.BORING_TEXT.match(buf, pos).end()
                 if end > pos:
                     self.out.append(buf[pos:end])
                     pos = end
