@@ -21,7 +21,7 @@ from urllib.parse import unquote_to_bytes
 
 from . import htmlstream as hs
 from . import urls
-from .vendors import Registry
+from .vendors import Registry, per_consent
 
 
 @dataclass(frozen=True)
@@ -645,6 +645,7 @@ def _data_url_text(body: str) -> str:
     return raw.decode("utf-8", "replace")
 
 
+@per_consent
 def stub_script(registry: Registry, allowed: frozenset[str]) -> str:
     """No-op stand-ins for the globals of stripped tags, so the page's own calls don't throw.
     Only for globals that no allowed tag provides (a stub would stop a real loader: fbq checks it)."""

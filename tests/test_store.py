@@ -179,16 +179,22 @@ WRITER = textwrap.dedent("""
 """)
 
 
+
+def assert_all_exit_cleanly(procs: list[subprocess.Popen]) -> None:
+    """Every writer process exits 0 within a minute; none is left running whatever happens."""
+    try:
+        assert [p.wait(timeout=60) for p in procs] == [0] * len(procs)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+
+
 def test_two_processes_share_one_store_and_counts_add_up(store_url):
     open_store(store_url).close()
     writers = [subprocess.Popen([sys.executable, "-c", WRITER, store_url, "150", str(i)], cwd=ROOT)
                for i in range(2)]
-    try:
-        assert [w.wait(timeout=60) for w in writers] == [0, 0]
-    finally:
-        for w in writers:
-            if w.poll() is None:
-                w.kill()
+    assert_all_exit_cleanly(writers)
     store = open_store(store_url)
     try:
         rows = store.query("paths", "*", DAY, DAY)
@@ -199,12 +205,7 @@ def test_two_processes_share_one_store_and_counts_add_up(store_url):
 
 def test_two_processes_migrating_a_new_store_at_once(store_url):
     writers = [subprocess.Popen([sys.executable, "-c", WRITER, store_url, "5", str(i)], cwd=ROOT) for i in range(3)]
-    try:
-        assert [w.wait(timeout=60) for w in writers] == [0, 0, 0]
-    finally:
-        for w in writers:
-            if w.poll() is None:
-                w.kill()
+    assert_all_exit_cleanly(writers)
     store = open_store(store_url)
     try:
         assert store.schema_version() == SCHEMA_VERSION and dict(store.query("paths", "*", DAY, DAY))["/"] == 15
