@@ -127,7 +127,7 @@ class Registry:
     version: str
     _tag_hosts: Mapping[str, tuple[tuple[str, str], ...]] = field(repr=False, default_factory=dict)
     _vendor_domains: Mapping[str, tuple[tuple[str, str], ...]] = field(repr=False, default_factory=dict)
-    _personal: re.Pattern[str] | None = field(repr=False, default=None)
+    _personal: tuple[tuple[str | None, re.Pattern[str], str], ...] = field(repr=False, default=())
     _url_cache: dict[str, frozenset[str]] = field(repr=False, default_factory=dict, compare=False)
     _signatures: tuple[tuple[str | None, re.Pattern[str], str], ...] = field(repr=False, default=())
     _domain_words: tuple[str, ...] = field(repr=False, default=())
@@ -159,25 +159,10 @@ class Registry:
 
     def tags_in_text(self, text: str) -> frozenset[str]:
         """Tags whose signature, or a URL on a vendor host, appears in script or attribute text."""
-        found: set[str] = set()
-        lowered = text.lower() if text.isascii() else text.translate(_ASCII_LOWER)
+        lowered = _lower(text)
         if not any(w in lowered for w in self._words):
             return frozenset()  # the common case: a first-party script naming no vendor
-        # Each signature opens with a word it cannot match without: the regex is only tried where
-        # that word stands (Python's engine is slow on case-insensitive scans of long scripts).
-        for word, pattern, tag_id in self._signatures:
-            if tag_id in found:
-                continue
-            if word is None:
-                if pattern.search(text):
-                    found.add(tag_id)
-                continue
-            i = lowered.find(word)
-            while i >= 0:
-                if pattern.match(text, i):
-                    found.add(tag_id)
-                    break
-                i = lowered.find(word, i + 1)
+        found = _anchored_matches(self._signatures, text, lowered)
         for domain in self._domain_words:
             i = lowered.find(domain)
             while i >= 0:
@@ -194,7 +179,7 @@ class Registry:
         return frozenset(found)
 
     def sends_personal_data(self, text: str) -> bool:
-        return bool(self._personal and self._personal.search(text))
+        return bool(self._personal) and bool(_anchored_matches(self._personal, text, _lower(text), first=True))
 
     # -- per site ----------------------------------------------------------------------------
     def carried(self, vendors: Iterable[str] | None, tags: Iterable[str] | None) -> frozenset[str]:
@@ -238,7 +223,7 @@ def build(purposes: Mapping[str, Purpose], vendors: Mapping[str, Vendor], tags: 
     domains = sorted({d.split("/")[0] for v in vendors.values() for d in v.domains}
                      | {h.split("/")[0] for t in tags.values() for h in t.hosts}, key=len, reverse=True)
     signatures = tuple((leading_word(p.pattern), p, t.id) for t in tags.values() for p in t.signatures)
-    personal = [p.pattern for t in tags.values() for p in t.personal_data_signatures]
+    personal = tuple((leading_word(p.pattern), p, t.id) for t in tags.values() for p in t.personal_data_signatures)
     return Registry(
         purposes=dict(sorted(purposes.items(), key=lambda kv: kv[1].n)),
         vendors=dict(vendors),
@@ -246,12 +231,48 @@ def build(purposes: Mapping[str, Purpose], vendors: Mapping[str, Vendor], tags: 
         version=explicit_version or _version(purposes, vendors, tags),
         _tag_hosts=_host_index((h, t.id) for t in tags.values() for h in t.hosts),
         _vendor_domains=_host_index((d, v.id) for v in vendors.values() for d in v.domains),
-        _personal=re.compile("|".join(personal), re.IGNORECASE) if personal else None,
+        _personal=personal,
         _signatures=signatures,
         _domain_words=tuple(domains),
         _words=_minimal_words({w for w, _, _ in signatures if w} | set(domains))
         if all(w for w, _, _ in signatures) else ("",),
     )
+
+
+def _lower(text: str) -> str:
+    """Lower case, index for index with ``text``, to find the (ASCII) leading words in.
+
+    str.lower() only ever lengthens a string (U+0130 becomes two characters); when the length is
+    unchanged every index still lines up. Otherwise each ASCII letter is lowered alone (translate
+    measured about 15 times slower than lower(): 0.06 ms on an 862-character script with Japanese
+    comments)."""
+    lowered = text.lower()
+    return lowered if len(lowered) == len(text) else text.translate(_ASCII_LOWER)
+
+
+def _anchored_matches(entries: tuple[tuple[str | None, re.Pattern[str], str], ...], text: str, lowered: str,
+                      first: bool = False) -> set[str]:
+    """The labels of the (leading word, pattern, label) entries whose pattern matches ``text``.
+
+    Each pattern opens with a word it cannot match without: the regex is only tried where that word
+    stands in ``lowered`` (Python's engine is slow on case-insensitive scans of long scripts: a search
+    of one alternation over a 2 KB script measured 0.1 ms). ``first``: stop at the first label found."""
+    found: set[str] = set()
+    for word, pattern, label in entries:
+        if label in found:
+            continue
+        if word is None:
+            hit = pattern.search(text) is not None
+        else:
+            hit, i = False, lowered.find(word)
+            while i >= 0 and not hit:
+                hit = pattern.match(text, i) is not None
+                i = lowered.find(word, i + 1)
+        if hit:
+            found.add(label)
+            if first:
+                break
+    return found
 
 
 def _minimal_words(words: set[str]) -> tuple[str, ...]:

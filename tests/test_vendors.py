@@ -137,7 +137,20 @@ def test_tags_in_text(registry, text, expected):
 
 def test_personal_data_signatures(registry):
     assert registry.sends_personal_data("fbq('init', '123', {em: 'a@example.jp'})")
+    assert registry.sends_personal_data("gtag('set', 'user_data', {email: h});")
+    assert registry.sends_personal_data("window.criteo_q.push({ event: 'setHashedEmail', email: h });")
     assert not registry.sends_personal_data("fbq('init', '123')")
+    assert not registry.sends_personal_data("window.criteo_q.push({ event: 'viewItem', item: 1 });")
+
+
+# Text whose lower case is longer than itself (U+0130 lowers to two characters), Japanese text, and
+# letters a case-insensitive regex folds (U+212A KELVIN SIGN is "k"): the words are still found
+# where they stand, so nothing before them shifts a match away.
+@pytest.mark.parametrize("prefix", ["", "/* \u0130stanbul \u0130 */ ", "/* 求人の閲覧を計測 */ ", "/* \u212a */ "])
+def test_signatures_found_after_any_text(registry, prefix):
+    assert registry.tags_in_text(prefix + "fbq('init', '1234567890');") == {"facebook.pixel"}
+    assert registry.sends_personal_data(prefix + "fbq('init', '123', {em: 'a@example.jp'})")
+    assert not registry.sends_personal_data(prefix + "fbq('init', '123')")
 
 
 @pytest.mark.parametrize(("tag_id", "cookie", "expected"), [
