@@ -4,6 +4,10 @@
  * end of the longest run, from pos, of text and of tags that need no decision. The regex stays the
  * definition (and the fallback when this module is not built); tests/test_fastscan.py checks that both
  * agree on generated input. Every index is checked against the buffer's length before it is read.
+ *
+ * word_positions(text, words) finds where any of a registry's words (ASCII, lower case) stands in a
+ * script or attribute text, ASCII letters compared case-insensitively: the candidates where a
+ * signature is tried (vendors.Registry). vendors._word_positions_py is the definition.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -23,33 +27,44 @@ static int eq_ci(bytes_t b, Py_ssize_t n, Py_ssize_t p, const char *word, Py_ssi
     return 1;
 }
 
-static const char *INTERESTING_START[] = {
-    "script", "style", "noscript", "iframe", "frame", "frameset", "img", "image", "link", "source", "track",
-    "embed", "object", "input", "video", "audio", "base", "meta", "textarea", "title", "xmp", "noembed",
-    "noframes", "plaintext", "svg", "math", "select", "head", "body", "portal", "fencedframe", "applet", NULL};
-static const char *INTERESTING_END[] = {"body", "html", "svg", "math", "select", NULL};
-static const char *RISKY[] = {"style", "ping", "background", "src", "srcset", "poster", "data", "action",
-                              "formaction", "xlink:href", "href", "content", "srcdoc", NULL};
+/* Word lists, each word in lower case with its length. A token is compared only with words of its
+ * own length and first letter (a strcmp over every word of every tag cost more than the rest of the
+ * scan). */
+typedef struct { const char *w; Py_ssize_t len; } word_t;
+#define W(s) {s, sizeof(s) - 1}
+static const word_t INTERESTING_START[] = {
+    W("script"), W("style"), W("noscript"), W("iframe"), W("frame"), W("frameset"), W("img"), W("image"),
+    W("link"), W("source"), W("track"), W("embed"), W("object"), W("input"), W("video"), W("audio"),
+    W("base"), W("meta"), W("textarea"), W("title"), W("xmp"), W("noembed"), W("noframes"), W("plaintext"),
+    W("svg"), W("math"), W("select"), W("head"), W("body"), W("portal"), W("fencedframe"), W("applet"),
+    {NULL, 0}};
+static const word_t INTERESTING_END[] = {W("body"), W("html"), W("svg"), W("math"), W("select"), {NULL, 0}};
+static const word_t RISKY[] = {W("style"), W("ping"), W("background"), W("src"), W("srcset"), W("poster"),
+                               W("data"), W("action"), W("formaction"), W("xlink:href"), W("href"),
+                               W("content"), W("srcdoc"), {NULL, 0}};
+#undef W
 static const char *SAFE_HREF[] = {"/", "#", "?", "http://", "https://", "mailto:", "tel:", "./", "../", NULL};
+#define LONGEST_WORD 15 /* longer than every listed word */
 
 /* Is buf[p:p+len] one of words, compared case-insensitively and as a whole? */
-static int in_list(bytes_t b, Py_ssize_t n, Py_ssize_t p, Py_ssize_t len, const char **words) {
-    for (const char **w = words; *w; w++)
-        if ((Py_ssize_t)strlen(*w) == len && eq_ci(b, n, p, *w, len)) return 1;
+static int in_list(bytes_t b, Py_ssize_t n, Py_ssize_t p, Py_ssize_t len, const word_t *words) {
+    if (len <= 0 || len > LONGEST_WORD || p + len > n) return 0;
+    unsigned char low[LONGEST_WORD];
+    for (Py_ssize_t i = 0; i < len; i++) low[i] = lower(b[p + i]);
+    for (const word_t *w = words; w->w; w++)
+        if (w->len == len && (unsigned char)w->w[0] == low[0] && memcmp(low, w->w, (size_t)len) == 0) return 1;
     return 0;
 }
 
-/* The regex's lookahead "(?!(?:names)[\t\n\f\r />])": a listed name followed by a delimiter. A name
- * that runs to the end of the buffer matches no alternative (the lookahead needs the delimiter). */
-static int names_listed(bytes_t b, Py_ssize_t n, Py_ssize_t p, const char **words) {
-    for (const char **w = words; *w; w++) {
-        Py_ssize_t len = (Py_ssize_t)strlen(*w);
-        if (eq_ci(b, n, p, *w, len) && p + len < n) {
-            unsigned char d = b[p + len];
-            if (is_ws(d) || d == '/' || d == '>') return 1;
-        }
-    }
-    return 0;
+/* The regex's lookahead "(?!(?:names)[\t\n\f\r />])": the tag name, up to its delimiter, is a listed
+ * word. A name that runs to the end of the buffer matches no alternative (the lookahead needs the
+ * delimiter). */
+static int names_listed(bytes_t b, Py_ssize_t n, Py_ssize_t p, const word_t *words) {
+    Py_ssize_t t = p;
+    while (t < n && t - p <= LONGEST_WORD && !is_ws(b[t]) && b[t] != '/' && b[t] != '>') t++;
+    if (t >= n) return 0;
+    if (!(is_ws(b[t]) || b[t] == '/' || b[t] == '>')) return 0;  /* longer than every word */
+    return in_list(b, n, p, t - p, words);
 }
 
 /* NAME_REST: [^\t\n\f\r />=]*  */
@@ -176,9 +191,86 @@ static PyObject *py_boring_html(PyObject *self, PyObject *args) {
     return PyLong_FromSsize_t(end);
 }
 
+/* word_positions(text: str, words: tuple[str, ...]) -> dict[str, list[int]]: for every word found,
+ * each index of text where it starts, overlapping ones included. A character above U+007F never
+ * equals a word's character (the words are ASCII); only A-Z are lowered. */
+static PyObject *py_word_positions(PyObject *self, PyObject *args) {
+    PyObject *text, *words;
+    if (!PyArg_ParseTuple(args, "UO!", &text, &PyTuple_Type, &words)) return NULL;
+    Py_ssize_t nw = PyTuple_GET_SIZE(words);
+    /* words by their first character: first[c] .. first[c+1] index into order[] */
+    Py_ssize_t count[129] = {0}, start[129], *order = NULL;
+    const char **wd = NULL;
+    Py_ssize_t *wl = NULL;
+    PyObject *result = NULL;
+    if (nw == 0) return PyDict_New();
+    order = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)nw);
+    wd = PyMem_Malloc(sizeof(char *) * (size_t)nw);
+    wl = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)nw);
+    if (!order || !wd || !wl) { PyErr_NoMemory(); goto done; }
+    for (Py_ssize_t k = 0; k < nw; k++) {
+        PyObject *w = PyTuple_GET_ITEM(words, k);
+        if (!PyUnicode_Check(w) || !PyUnicode_IS_ASCII(w) || PyUnicode_GET_LENGTH(w) == 0) {
+            PyErr_SetString(PyExc_ValueError, "words must be non-empty ASCII strings");
+            goto done;
+        }
+        wd[k] = (const char *)PyUnicode_1BYTE_DATA(w);
+        wl[k] = PyUnicode_GET_LENGTH(w);
+        count[(unsigned char)wd[k][0]]++;
+    }
+    start[0] = 0;
+    for (int c = 0; c < 128; c++) start[c + 1] = start[c] + count[c];
+    {
+        Py_ssize_t fill[128];
+        for (int c = 0; c < 128; c++) fill[c] = start[c];
+        for (Py_ssize_t k = 0; k < nw; k++) order[fill[(unsigned char)wd[k][0]]++] = k;
+    }
+    result = PyDict_New();
+    if (!result) goto done;
+    int kind = PyUnicode_KIND(text);
+    const void *data = PyUnicode_DATA(text);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, i);
+        if (c >= 128) continue;
+        c = lower((unsigned char)c);
+        for (Py_ssize_t j = start[c]; j < start[c + 1]; j++) {
+            Py_ssize_t k = order[j], len = wl[k], m = 1;
+            if (i + len > n) continue;
+            while (m < len) {
+                Py_UCS4 d = PyUnicode_READ(kind, data, i + m);
+                if (d >= 128 || lower((unsigned char)d) != (unsigned char)wd[k][m]) break;
+                m++;
+            }
+            if (m < len) continue;
+            PyObject *key = PyTuple_GET_ITEM(words, k);
+            PyObject *list = PyDict_GetItemWithError(result, key);
+            if (!list) {
+                if (PyErr_Occurred()) goto fail;
+                list = PyList_New(0);
+                if (!list || PyDict_SetItem(result, key, list) < 0) { Py_XDECREF(list); goto fail; }
+                Py_DECREF(list);  /* the dict holds it */
+            }
+            PyObject *at = PyLong_FromSsize_t(i);
+            if (!at || PyList_Append(list, at) < 0) { Py_XDECREF(at); goto fail; }
+            Py_DECREF(at);
+        }
+    }
+    goto done;
+fail:
+    Py_CLEAR(result);
+done:
+    PyMem_Free(order);
+    PyMem_Free(wd);
+    PyMem_Free(wl);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"boring_html", py_boring_html, METH_VARARGS,
      "boring_html(buf, pos) -> int: the end of htmlstream.BORING_HTML.match(buf, pos)."},
+    {"word_positions", py_word_positions, METH_VARARGS,
+     "word_positions(text, words) -> dict: each word found (ASCII case-insensitively) -> its start indices."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "gate._fastscan", NULL, -1, methods};

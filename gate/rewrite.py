@@ -496,6 +496,9 @@ class PageRewriter:
         return frozenset(), False
 
     def _url_tags(self, text: str, element: str) -> frozenset[str]:
+        if text[:8].lower().startswith(("https://", "http://")) or (
+                text[:2] == "//" and self.base.scheme in urls.SPECIAL):
+            return self.registry.tags_for_link(text, self.base)
         url = urls.parse(text, self.base)
         if url is None:
             return frozenset()
@@ -575,16 +578,12 @@ class PageRewriter:
         tags: set[str] = set()
         personal: set[str] = set()  # tags this script would send personal data to, when that is not allowed
         uncertain = False
-        src = self._first(u.attrs, b"src")
-        if u.name == "script":
+        if u.name == "script":  # its src is read with the other attributes, by _decide_tag
             typ = hs.attr_text(self._first(u.attrs, b"type"), self.encoding).strip().lower()
-            if src is not None:
-                tags |= self._url_tags(hs.attr_text(src, self.encoding), "script")
             if typ not in SCRIPT_DATA_TYPES and content.strip():
-                text = content.decode(self.encoding, "replace")
-                found = self._text_tags(text)
+                found, sends = self.registry.judge_script(content, self.encoding)
                 tags |= found
-                if found and self.registry.sends_personal_data(text):
+                if sends:
                     self.outcome.personal_data |= found
                     if not self.plan.personal_data_allowed:
                         personal = set(found)
