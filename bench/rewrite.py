@@ -37,7 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gate import demo, urls, vendors
+from gate import demo, htmlstream, urls, vendors
 from gate.rewrite import PagePlan, PageRewriter
 
 SIZES = ("20k", "100k", "1m")
@@ -94,6 +94,7 @@ def gate_job(allowed: frozenset[str], chunk: int = 0, cold: bool = False) -> Job
     def run(page: bytes, codec: str) -> bytes:
         if cold:
             REGISTRY.clear_caches()  # as on the first page a worker sees
+            htmlstream.forget_attrs()
         rw = PageRewriter(plan, codec)
         if not chunk:
             return rw.feed(page) + rw.close()

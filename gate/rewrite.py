@@ -59,6 +59,8 @@ class Outcome:
         self.personal_data |= other.personal_data
 
 
+_NOTHING = Outcome()  # a decision that found no tag
+
 # Elements removed whole when their loading attribute is refused (void ones: just the tag).
 VOID_STRIP = {"img", "image", "embed", "link", "source", "track", "input", "meta", "frame", "portal"}
 RAW_STRIP = {"iframe", "fencedframe"}
@@ -70,6 +72,11 @@ BREAKOUT = set(
 )
 HTML_INTEGRATION = {"foreignobject", "desc", "title", "mi", "mo", "mn", "ms", "mtext", "annotation-xml+"}
 MAX_DEPTH = 6
+# Tag decisions remembered per registry: at most this many (a full cache is emptied and refills), of
+# tags up to this long.
+_CACHED_TAGS = 1024
+_CACHED_TAG_MAX = 2048
+_BASE_DEPENDENT = object()  # in the cache: look again with the base URL in the key
 
 DATA, STREAM, UNIT, PLAINTEXT = range(4)
 
@@ -120,6 +127,7 @@ class PageRewriter:
         self.base_set = base is not None
         self.head_done = fragment or not plan.head_html
         self.body_done = fragment or not plan.body_html
+        self._base_read = False  # set while deciding a tag when a URL was resolved against self.base
 
     # -- public --------------------------------------------------------------------------------
     def feed(self, data: bytes) -> bytes:
@@ -419,8 +427,44 @@ class PageRewriter:
 
     # -- decisions on one start tag ------------------------------------------------------------------
     def _decide_tag(self, buf: bytes, pos: int, m, name: str, attrs) -> bytes | None:
-        """The tag's bytes as sent: unchanged, without some attributes, or None (element stripped)."""
+        """The tag's bytes as sent: unchanged, without some attributes, or None (element stripped).
+
+        Remembered per registry (a site sends the same tags on every page): by the tag's bytes and
+        what else the decision reads (consent, encoding, nesting, foreign content), and by the base
+        URL only when an attribute's URL was resolved against it (an absolute https:// URL is not)."""
         raw = buf[pos:m.end()]
+        attr_base = m.start(3) - m.start()
+        if len(raw) > _CACHED_TAG_MAX:
+            return self._decide_tag_now(raw, attr_base, name, attrs)
+        key = (raw, name, self.allowed, self.encoding, self.depth, self.plan.carry_over,
+               bool(self.foreign) and not self._html_mode())
+        cache = self.registry._tag_cache
+        hit = cache.get(key)
+        if hit is _BASE_DEPENDENT:
+            hit = cache.get((key, self.base))
+        if hit is not None:
+            out, delta = hit
+            if delta is not None:
+                self.outcome.merge(delta)
+            return out
+        outer, self.outcome, self._base_read = self.outcome, Outcome(), False
+        try:
+            out = self._decide_tag_now(raw, attr_base, name, attrs)
+        finally:
+            delta, self.outcome = self.outcome, outer
+        self.outcome.merge(delta)
+        if delta == _NOTHING:
+            delta = None
+        if len(cache) >= _CACHED_TAGS:
+            cache.clear()
+        if self._base_read:
+            cache[key] = _BASE_DEPENDENT
+            cache[(key, self.base)] = (out, delta)
+        else:
+            cache[key] = (out, delta)
+        return out
+
+    def _decide_tag_now(self, raw: bytes, attr_base: int, name: str, attrs) -> bytes | None:
         remove: list[tuple[int, int]] = []
         replace_at: list[tuple[int, int, bytes]] = []
         seen: set[bytes] = set()
@@ -450,7 +494,6 @@ class PageRewriter:
             return None
         if not remove and not replace_at:
             return raw
-        attr_base = m.start(3) - m.start()
         edits = sorted([(s, e, b" ") for s, e in remove] + replace_at)
         out, last = [], 0
         for s, e, rep in edits:
@@ -490,6 +533,7 @@ class PageRewriter:
                 return self._url_tags(target.strip().strip("'\""), name), True
             return frozenset(), False
         if key in (b"href", b"action", b"formaction"):
+            self._base_read = True
             url = urls.parse(text, self.base)
             if url is not None and url.scheme == "javascript":
                 return self._text_tags(unquote_to_bytes(url.path).decode("utf-8", "replace")), False
@@ -498,7 +542,10 @@ class PageRewriter:
     def _url_tags(self, text: str, element: str) -> frozenset[str]:
         if text[:8].lower().startswith(("https://", "http://")) or (
                 text[:2] == "//" and self.base.scheme in urls.SPECIAL):
+            if text[:2] == "//":
+                self._base_read = True  # its scheme
             return self.registry.tags_for_link(text, self.base)
+        self._base_read = True
         url = urls.parse(text, self.base)
         if url is None:
             return frozenset()
@@ -522,6 +569,7 @@ class PageRewriter:
         doc = hs.attr_text(value, self.encoding)
         if self.depth >= MAX_DEPTH:
             return None
+        self._base_read = True
         sub = PageRewriter(replace(self.plan, head_html="", body_html=""), "utf-8", fragment=True,
                            depth=self.depth + 1, base=self.base)
         out = sub.feed(doc.encode("utf-8", "surrogatepass")) + sub.close()

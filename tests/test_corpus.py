@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gate import urls, vendors
+from gate import htmlstream, urls, vendors
 from gate.rewrite import PagePlan, PageRewriter
 
 from .corpus import CASES
@@ -58,3 +58,23 @@ def test_any_chunking_gives_the_same_bytes(case):
     whole, _ = rewrite(html, ALL - {case.tag})
     for size in (1, 2, 3, 7, 64):
         assert rewrite(html, ALL - {case.tag}, chunk=size)[0] == whole
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_remembered_decisions_change_nothing(case):
+    """The registry remembers script judgments and absolute links across pages: a case read with
+    empty caches, then again with them filled (by itself and by every case before it), and then read
+    against another page's URL, gives the same bytes and the same outcome."""
+    html = case.html.encode()
+    allowed = ALL - {case.tag}
+    REGISTRY.clear_caches()
+    htmlstream.forget_attrs()
+    cold, cold_outcome = rewrite(html, allowed)
+    warm, warm_outcome = rewrite(html, allowed)
+    assert (warm, warm_outcome) == (cold, cold_outcome)
+    other = PageRewriter(PagePlan(REGISTRY, allowed, urls.parse("http://careers.example.jp/events/")))
+    REGISTRY.clear_caches()
+    expected = other.feed(html) + other.close(), other.outcome
+    rewrite(html, allowed)  # fill the caches from the first page's URL
+    again = PageRewriter(PagePlan(REGISTRY, allowed, urls.parse("http://careers.example.jp/events/")))
+    assert (again.feed(html) + again.close(), again.outcome) == expected

@@ -50,3 +50,42 @@ def test_c_scan_equals_the_regex_at_every_stop_of_a_real_page(size, charset):
         end = htmlstream.BORING_HTML.match(page, pos).end()
         assert fastscan.boring_html(page, pos) == end
         pos = end + 1
+
+
+WORDS = ("fbq", "fbqfbq", "gtag(", "adjust", "adjust.initsdk", "facebook.net", "n.version", "_fbq.push(")
+TEXT_PIECES = ["fbq", "FBQ", "fBq", "gtag(", "GTAG (", "adjust", "ADJUST.initSdk", "facebook.net", "FACEBOOK.NET",
+               "n.version", "_fbq.push(", "f", "b", "q", ".", "(", " ", "\n", "é", "\u0130", "\u212a", "求人",
+               "\U0001f600", "\x00"]
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(st.lists(st.sampled_from(TEXT_PIECES), max_size=30))
+def test_c_word_positions_equal_the_python_definition(parts):
+    from gate import vendors
+    text = "".join(parts)
+    assert fastscan.word_positions(text, WORDS) == vendors._word_positions_py(text, WORDS)
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(st.text(max_size=120))
+def test_c_word_positions_equal_the_python_definition_on_any_text(text):
+    from gate import vendors
+    assert fastscan.word_positions(text, WORDS) == vendors._word_positions_py(text, WORDS)
+
+
+def test_c_word_positions_on_the_registry_and_a_real_page():
+    from gate import vendors
+    registry = vendors.load()
+    page = bench_page("100k").decode("utf-8")
+    found = fastscan.word_positions(page, registry._words)
+    assert found == vendors._word_positions_py(page, registry._words)
+    assert "fbq" in found and "googletagmanager.com" in found
+
+
+def test_c_word_positions_rejects_words_it_cannot_compare():
+    with pytest.raises(ValueError):
+        fastscan.word_positions("abc", ("é",))
+    with pytest.raises(ValueError):
+        fastscan.word_positions("abc", ("",))
+    with pytest.raises(TypeError):
+        fastscan.word_positions(b"abc", ("a",))

@@ -273,3 +273,35 @@ def test_readme_lists_every_tag_with_its_purposes(registry):
     assert set(rows) == set(registry.tags)
     for tag in registry.tags.values():
         assert set(re.findall(r"[a-z]+", rows[tag.id])) == tag.purposes, tag.id
+
+
+def test_script_judgments_are_remembered_and_bounded():
+    registry = vendors.load()
+    snippet = "fbq('init', '123', {em: 'a@example.jp'}); fbq('track', 'PageView');".encode()
+    assert registry.judge_script(snippet, "utf-8") == (frozenset({"facebook.pixel"}), True)
+    assert registry.judge_script(snippet, "utf-8") == (frozenset({"facebook.pixel"}), True)
+    assert registry.judge_script(b"console.log(1)", "utf-8") == (frozenset(), False)
+    for i in range(vendors._CACHE_ENTRIES * 2):  # a page that varies its inline scripts never grows it past the bound
+        registry.judge_script(f"var n = {i};".encode(), "utf-8")
+        assert len(registry._script_cache) <= vendors._CACHE_ENTRIES
+    huge = b"/*" + b"x" * vendors._CACHED_TEXT_MAX + b"*/ fbq('init', '1');"
+    assert registry.judge_script(huge, "utf-8") == (frozenset({"facebook.pixel"}), False)
+    assert ("utf-8", huge) not in registry._script_cache
+
+
+@pytest.mark.parametrize(("text", "base", "expected"), [
+    ("https://connect.facebook.net/en_US/fbevents.js", "https://jobs.example.jp/", {"facebook.pixel"}),
+    ("HTTPS://CONNECT.FACEBOOK.NET/en_US/fbevents.js", "http://jobs.example.jp/", {"facebook.pixel"}),
+    ("//connect.facebook.net/en_US/fbevents.js", "https://jobs.example.jp/", {"facebook.pixel"}),
+    ("//connect.facebook.net/en_US/fbevents.js", "http://jobs.example.jp/", {"facebook.pixel"}),
+    ("https://connect.facebook.net.example.org/x.js", "https://jobs.example.jp/", set()),
+    ("https://jobs.example.jp/static/site.js", "https://jobs.example.jp/", set()),
+])
+def test_links_read_the_same_remembered_or_not(text, base, expected):
+    registry = vendors.load()
+    base_url = urls.parse(base)
+    assert registry.tags_for_link(text, base_url) == expected  # read
+    assert registry.tags_for_link(text, base_url) == expected  # remembered
+    assert registry.tags_for_link(text, base_url) == registry.tags_for_url(urls.parse(text, base_url))
+    registry.clear_caches()
+    assert not registry._link_cache and not registry._script_cache and not registry._url_cache
