@@ -161,6 +161,30 @@ static Py_ssize_t boring_tag(bytes_t b, Py_ssize_t n, Py_ssize_t p) {
     return (q < n && b[q] == '>') ? q + 1 : -1;
 }
 
+/* A whole comment from p (at "<!" or "<?"), as the regex reads it: "<!-->", "<!--->", or "<!--" up to
+ * the first "-->" or "--!>" after it; any other "<!" or "<?" up to the first ">". Returns its end, or
+ * -1 when the buffer does not hold it all. */
+static Py_ssize_t comment_end(bytes_t b, Py_ssize_t n, Py_ssize_t p) {
+    if (b[p + 1] == '!' && p + 3 < n && b[p + 2] == '-' && b[p + 3] == '-') {
+        Py_ssize_t q = p + 4;
+        if (q < n && b[q] == '>') return q + 1;
+        if (q + 1 < n && b[q] == '-' && b[q + 1] == '>') return q + 2;
+        while (q + 2 < n) {
+            const unsigned char *d = memchr(b + q, '-', (size_t)(n - q));
+            if (!d) return -1;
+            q = (Py_ssize_t)(d - b);
+            if (q + 2 < n && b[q + 1] == '-') {
+                if (b[q + 2] == '>') return q + 3;
+                if (b[q + 2] == '!' && q + 3 < n && b[q + 3] == '>') return q + 4;
+            }
+            q++;
+        }
+        return -1;
+    }
+    const unsigned char *gt = memchr(b + p + 2, '>', (size_t)(n - p - 2));
+    return gt ? (Py_ssize_t)(gt - b) + 1 : -1;
+}
+
 static Py_ssize_t boring_html(bytes_t b, Py_ssize_t n, Py_ssize_t p) {
     while (p < n) {
         if (b[p] != '<') {
@@ -172,7 +196,12 @@ static Py_ssize_t boring_html(bytes_t b, Py_ssize_t n, Py_ssize_t p) {
         if (p + 1 >= n) return p;
         unsigned char c = b[p + 1];
         if (!is_alpha(c) && c != '!' && c != '/' && c != '?') { p += 1; continue; }  /* "<" as text */
-        if (c == '!' || c == '?') return p;
+        if (c == '!' || c == '?') {  /* a comment, or a bogus one (doctype, "<?", CDATA in HTML) */
+            Py_ssize_t e = comment_end(b, n, p);
+            if (e < 0) return p;
+            p = e;
+            continue;
+        }
         Py_ssize_t e = boring_tag(b, n, p);
         if (e < 0) return p;
         p = e;

@@ -56,10 +56,13 @@ def _names(names: list[str]) -> bytes:
     return b"|".join(n.encode() for n in names)
 
 
-# In HTML content: a maximal run of text and tags that need no decision. Stops at anything else.
+# In HTML content: a maximal run of text, comments and tags that need no decision. Stops at anything
+# else, and at a comment the buffer does not hold whole.
 BORING_HTML = re.compile(
     rb"(?:[^<]++"
     rb"|<(?=[^a-zA-Z!/?])"
+    rb"|<!--(?:-?>|[\s\S]*?--!?>)"  # a comment: "<!-->", "<!--->", or to the first "-->" / "--!>"
+    rb"|<!(?!--)[^>]*+>|<\?[^>]*+>"  # a bogus comment (doctype, "<?", CDATA outside foreign content)
     rb"|<(?!(?:" + _names(INTERESTING_START) + rb")[\t\n\f\r />])[a-zA-Z][^\t\n\f\r />]*+(?>" + _SAFE_ATTR
     + rb")*+[\t\n\f\r /]*+>"
     rb"|</(?!(?:" + _names(INTERESTING_END) + rb")[\t\n\f\r />])[a-zA-Z][^\t\n\f\r />]*+(?>" + _ATTR

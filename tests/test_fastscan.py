@@ -23,6 +23,7 @@ PIECES = [
     " src", " srcset", " data", " data-x", " ping", " content", " class", " =x", " xlink:href", " action",
     '"/x"', '"#a"', '"?q"', '"http://e.jp/"', '"HTTPS://e.jp/"', '"mailto:a@b"', '"tel:1"', '"./x"', '"../x"',
     '"javascript:x"', "'/y'", "/z", "javascript:x", "https://x", "ftp://x", '""', "''",
+    "<!-->", "<!--->", "-->", "--!>", "--", "<!-", "<!DOCTYPE html>", "<![CDATA[", "]]>", "<?xml ?>",
 ]
 
 
