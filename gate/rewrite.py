@@ -16,7 +16,9 @@ How it reads (see htmlstream for the lexical parts):
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 from urllib.parse import unquote_to_bytes
 
 from . import htmlstream as hs
@@ -60,6 +62,7 @@ class Outcome:
 
 
 _NOTHING = Outcome()  # a decision that found no tag
+T = TypeVar("T")
 
 # Elements removed whole when their loading attribute is refused (void ones: just the tag).
 VOID_STRIP = {"img", "image", "embed", "link", "source", "track", "input", "meta", "frame", "portal"}
@@ -128,6 +131,9 @@ class PageRewriter:
         self.head_done = fragment or not plan.head_html
         self.body_done = fragment or not plan.body_html
         self._base_read = False  # set while deciding a tag when a URL was resolved against self.base
+        # What a decision reads besides the element's bytes and the base URL (see _remembered).
+        self._context = (self.allowed, self.refusing, encoding, depth, plan.carry_over,
+                         plan.personal_data_allowed)
 
     # -- public --------------------------------------------------------------------------------
     def feed(self, data: bytes) -> bytes:
@@ -426,43 +432,47 @@ class PageRewriter:
         return None
 
     # -- decisions on one start tag ------------------------------------------------------------------
-    def _decide_tag(self, buf: bytes, pos: int, m, name: str, attrs) -> bytes | None:
-        """The tag's bytes as sent: unchanged, without some attributes, or None (element stripped).
+    def _remembered(self, key: tuple, compute: Callable[[], T]) -> T:
+        """``compute()``, remembered per registry (a site sends the same tags on every page) under
+        ``key``, which holds the element's bytes and what else the decision reads (self._context);
+        the base URL joins the key only when a URL was resolved against it (an absolute https://
+        one is not). What ``compute`` adds to the outcome is replayed on every later hit."""
+        cache = self.registry._tag_cache
+        hit = cache.get(key)
+        if hit is _BASE_DEPENDENT:
+            self._base_read = True
+            hit = cache.get((key, self.base))
+        if hit is not None:
+            value, delta = hit
+            if delta is not None:
+                self.outcome.merge(delta)
+            return value
+        outer, outer_read = self.outcome, self._base_read
+        self.outcome, self._base_read = Outcome(), False
+        try:
+            value = compute()
+        finally:
+            delta, read = self.outcome, self._base_read
+            self.outcome, self._base_read = outer, outer_read or read
+        outer.merge(delta)
+        if len(cache) >= _CACHED_TAGS:
+            cache.clear()
+        entry = (value, None if delta == _NOTHING else delta)
+        if read:
+            cache[key] = _BASE_DEPENDENT
+            cache[(key, self.base)] = entry
+        else:
+            cache[key] = entry
+        return value
 
-        Remembered per registry (a site sends the same tags on every page): by the tag's bytes and
-        what else the decision reads (consent, encoding, nesting, foreign content), and by the base
-        URL only when an attribute's URL was resolved against it (an absolute https:// URL is not)."""
+    def _decide_tag(self, buf: bytes, pos: int, m, name: str, attrs) -> bytes | None:
+        """The tag's bytes as sent: unchanged, without some attributes, or None (element stripped)."""
         raw = buf[pos:m.end()]
         attr_base = m.start(3) - m.start()
         if len(raw) > _CACHED_TAG_MAX:
             return self._decide_tag_now(raw, attr_base, name, attrs)
-        key = (raw, name, self.allowed, self.encoding, self.depth, self.plan.carry_over,
-               bool(self.foreign) and not self._html_mode())
-        cache = self.registry._tag_cache
-        hit = cache.get(key)
-        if hit is _BASE_DEPENDENT:
-            hit = cache.get((key, self.base))
-        if hit is not None:
-            out, delta = hit
-            if delta is not None:
-                self.outcome.merge(delta)
-            return out
-        outer, self.outcome, self._base_read = self.outcome, Outcome(), False
-        try:
-            out = self._decide_tag_now(raw, attr_base, name, attrs)
-        finally:
-            delta, self.outcome = self.outcome, outer
-        self.outcome.merge(delta)
-        if delta == _NOTHING:
-            delta = None
-        if len(cache) >= _CACHED_TAGS:
-            cache.clear()
-        if self._base_read:
-            cache[key] = _BASE_DEPENDENT
-            cache[(key, self.base)] = (out, delta)
-        else:
-            cache[key] = (out, delta)
-        return out
+        key = ("tag", raw, name, self._context, bool(self.foreign) and not self._html_mode())
+        return self._remembered(key, lambda: self._decide_tag_now(raw, attr_base, name, attrs))
 
     def _decide_tag_now(self, raw: bytes, attr_base: int, name: str, attrs) -> bytes | None:
         remove: list[tuple[int, int]] = []
@@ -569,11 +579,11 @@ class PageRewriter:
         doc = hs.attr_text(value, self.encoding)
         if self.depth >= MAX_DEPTH:
             return None
-        self._base_read = True
         sub = PageRewriter(replace(self.plan, head_html="", body_html=""), "utf-8", fragment=True,
                            depth=self.depth + 1, base=self.base)
         out = sub.feed(doc.encode("utf-8", "surrogatepass")) + sub.close()
         self.outcome.merge(sub.outcome)
+        self._base_read = self._base_read or sub._base_read
         if out == doc.encode("utf-8", "surrogatepass"):
             return None
         return hs.escape_attr(out.decode("utf-8", "replace")).encode(self.encoding, "xmlcharrefreplace")
@@ -621,6 +631,19 @@ class PageRewriter:
 
     def _finish_unit(self, buf: bytes, pos: int, content_end: int, end: int, u: _Unit) -> int:
         self.unit, self.state = None, DATA
+        if end - pos > _CACHED_TAG_MAX:
+            out = self._unit_out(buf, pos, content_end, end, u)
+        else:
+            key = ("unit", buf[pos:end], u.tag_end, content_end - pos, u.name, u.kind, self._context)
+            if u.kind == "dual":  # the other reading starts from the open elements
+                key += (tuple(self.foreign), self.in_select, self.uncertain_mode)
+            out = self._remembered(key, lambda: self._unit_out(buf, pos, content_end, end, u))
+        if out is not None:
+            self.out.append(out)
+        return end
+
+    def _unit_out(self, buf: bytes, pos: int, content_end: int, end: int, u: _Unit) -> bytes | None:
+        """The element as sent, or None when it is stripped."""
         content = buf[pos + u.tag_end:content_end]
         whole = buf[pos:end]
         tags: set[str] = set()
@@ -648,10 +671,9 @@ class PageRewriter:
             self.outcome.stripped |= refused
             if uncertain and not refused and tag_out is not None:
                 self.outcome.uncertain += 1
-            return end
+            return None
         self.outcome.kept |= tags
-        self.out.append(tag_out + whole[u.tag_end:] if tag_out is not None else whole)
-        return end
+        return tag_out + whole[u.tag_end:]
 
     def _markup_view(self, content: bytes, push: str | None) -> tuple[set[str], set[str], bool]:
         """Read ``content`` as markup (the other reading): tags refused there, tags kept, and whether
@@ -666,6 +688,7 @@ class PageRewriter:
         sub.feed(content)
         clean = sub.ended_in_data and sub.unit is None
         sub.close()
+        self._base_read = self._base_read or sub._base_read
         refused = sub.outcome.stripped
         return set(refused), set(sub.outcome.kept), clean and not sub.outcome.uncertain
 

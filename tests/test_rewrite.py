@@ -161,3 +161,38 @@ def test_personal_data_scripts_are_stripped_by_default_even_when_their_tag_is_al
     assert rw.outcome.stripped == {"facebook.pixel", "criteo.onetag"}
     assert b"em:" not in out and b"setEmail" not in out
     assert b"<script>fbq('init','100000000000001');</script>" in out  # the same tag without personal data stays
+
+
+PIXEL = "/tr?id=100000000000001&ev=PageView"
+# The same element bytes, read against a first-party base URL and against a vendor's (a <base href> or
+# a page URL on the vendor's host): decisions remembered under the first must not decide the second.
+SAME_BYTES_OTHER_BASE = {
+    "img": f'<img src="{PIXEL}">',
+    "script src": f'<script src="{PIXEL}"></script>',
+    "noscript": f'<noscript><img src="{PIXEL}"></noscript>',
+    "srcdoc": f'<iframe srcdoc="&lt;img src={PIXEL}&gt;"></iframe>',
+    "style url()": f'<style>body {{ background: url({PIXEL}) }}</style>',
+    "a ping": f'<a href="/jobs" ping="{PIXEL}">jobs</a>',
+}
+
+
+@pytest.mark.parametrize("element", list(SAME_BYTES_OTHER_BASE), ids=list(SAME_BYTES_OTHER_BASE))
+def test_remembered_decisions_follow_the_base_url(element):
+    html = ("<!doctype html><html><head><title>t</title></head><body>"
+            + SAME_BYTES_OTHER_BASE[element] + "</body></html>").encode()
+    allowed = ALL - {"facebook.pixel"}
+    first_party = urls.parse("https://jobs.example.jp/jobs/1")
+    vendor = urls.parse("https://www.facebook.com/careers/")
+    with_base = html.replace(b"<title>", b'<base href="https://www.facebook.com/"><title>')
+
+    def rewrite(page: bytes, base: urls.URL) -> tuple[bytes, PageRewriter]:
+        rw = PageRewriter(PagePlan(REGISTRY, allowed, base))
+        return rw.feed(page) + rw.close(), rw
+
+    for _ in range(2):  # the second round reads with every decision remembered
+        kept, rw = rewrite(html, first_party)
+        assert kept == html and not rw.outcome.stripped
+        for page, base in ((html, vendor), (with_base, first_party)):
+            out, rw = rewrite(page, base)
+            assert "facebook.pixel" in rw.outcome.stripped
+            assert "facebook.pixel" not in live_tags(out, REGISTRY, base="https://" + base.host + base.path)
