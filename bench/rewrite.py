@@ -37,7 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gate import demo, htmlstream, urls, vendors
+from gate import demo, urls, vendors
 from gate.rewrite import PagePlan, PageRewriter
 
 SIZES = ("20k", "100k", "1m")
@@ -89,12 +89,15 @@ def codec_round_trip(page: bytes, codec: str) -> bytes:
 
 
 def gate_job(allowed: frozenset[str], chunk: int = 0, cold: bool = False) -> Job:
-    plan = PagePlan(REGISTRY, allowed, BASE)
+    # The registry remembers decisions (bounded caches, see gate/rewrite.py): every row but the cold
+    # one runs as a worker does after its first page. The cold row has a registry of its own, emptied
+    # before every run, as on the first page a worker sees.
+    registry = vendors.load() if cold else REGISTRY
+    plan = PagePlan(registry, allowed, BASE)
 
     def run(page: bytes, codec: str) -> bytes:
         if cold:
-            REGISTRY.clear_caches()  # as on the first page a worker sees
-            htmlstream.forget_attrs()
+            registry.clear_caches()
         rw = PageRewriter(plan, codec)
         if not chunk:
             return rw.feed(page) + rw.close()

@@ -46,25 +46,23 @@ static const word_t RISKY[] = {W("style"), W("ping"), W("background"), W("src"),
 static const char *SAFE_HREF[] = {"/", "#", "?", "http://", "https://", "mailto:", "tel:", "./", "../", NULL};
 #define LONGEST_WORD 15 /* longer than every listed word */
 
-/* Is buf[p:p+len] one of words, compared case-insensitively and as a whole? */
-static int in_list(bytes_t b, Py_ssize_t n, Py_ssize_t p, Py_ssize_t len, const word_t *words) {
-    if (len <= 0 || len > LONGEST_WORD || p + len > n) return 0;
+/* Bit k set: some word of the list is k long. Filled by lengths_of() at import. */
+static unsigned int START_LENGTHS, END_LENGTHS, RISKY_LENGTHS;
+
+static unsigned int lengths_of(const word_t *words) {
+    unsigned int mask = 0;
+    for (const word_t *w = words; w->w; w++) mask |= 1u << w->len;
+    return mask;
+}
+
+/* Is buf[p:p+len] one of words (whose lengths are in mask), compared case-insensitively and whole? */
+static int in_list(bytes_t b, Py_ssize_t n, Py_ssize_t p, Py_ssize_t len, const word_t *words, unsigned int mask) {
+    if (len <= 0 || len > LONGEST_WORD || p + len > n || !(mask & (1u << len))) return 0;
     unsigned char low[LONGEST_WORD];
     for (Py_ssize_t i = 0; i < len; i++) low[i] = lower(b[p + i]);
     for (const word_t *w = words; w->w; w++)
         if (w->len == len && (unsigned char)w->w[0] == low[0] && memcmp(low, w->w, (size_t)len) == 0) return 1;
     return 0;
-}
-
-/* The regex's lookahead "(?!(?:names)[\t\n\f\r />])": the tag name, up to its delimiter, is a listed
- * word. A name that runs to the end of the buffer matches no alternative (the lookahead needs the
- * delimiter). */
-static int names_listed(bytes_t b, Py_ssize_t n, Py_ssize_t p, const word_t *words) {
-    Py_ssize_t t = p;
-    while (t < n && t - p <= LONGEST_WORD && !is_ws(b[t]) && b[t] != '/' && b[t] != '>') t++;
-    if (t >= n) return 0;
-    if (!(is_ws(b[t]) || b[t] == '/' || b[t] == '>')) return 0;  /* longer than every word */
-    return in_list(b, n, p, t - p, words);
 }
 
 /* NAME_REST: [^\t\n\f\r />=]*  */
@@ -138,7 +136,8 @@ static Py_ssize_t safe_attr(bytes_t b, Py_ssize_t n, Py_ssize_t p) {
     Py_ssize_t name_end = name_rest(b, n, p + 1);
     Py_ssize_t len = name_end - p;
     int delimited = name_end < n;  /* the regex's (?=[\t\n\f\r />=]) needs a character */
-    if (delimited && ((len >= 2 && lower(b[p]) == 'o' && lower(b[p + 1]) == 'n') || in_list(b, n, p, len, RISKY)))
+    if (delimited && ((len >= 2 && lower(b[p]) == 'o' && lower(b[p + 1]) == 'n') ||
+                      in_list(b, n, p, len, RISKY, RISKY_LENGTHS)))
         return -1;
     /* a name starting with "on" or a risky word that the buffer cuts off is not yet risky for the regex
        either; the tag cannot complete in this buffer anyway */
@@ -150,8 +149,14 @@ static Py_ssize_t boring_tag(bytes_t b, Py_ssize_t n, Py_ssize_t p) {
     int end_tag = b[p + 1] == '/';
     Py_ssize_t q = p + 1 + end_tag;
     if (q >= n || !is_alpha(b[q])) return -1;
-    if (names_listed(b, n, q, end_tag ? INTERESTING_END : INTERESTING_START)) return -1;
+    Py_ssize_t name = q;
     while (q < n && !is_ws(b[q]) && b[q] != '/' && b[q] != '>') q++;  /* the tag name */
+    /* The regex's lookahead "(?!(?:names)[\t\n\f\r />])": the name, up to its delimiter, is a listed
+       word. A name that runs to the end of the buffer leaves the tag incomplete either way. */
+    if (q >= n) return -1;
+    if (end_tag ? in_list(b, n, name, q - name, INTERESTING_END, END_LENGTHS)
+                : in_list(b, n, name, q - name, INTERESTING_START, START_LENGTHS))
+        return -1;
     for (;;) {
         Py_ssize_t a = end_tag ? any_attr(b, n, q) : safe_attr(b, n, q);
         if (a < 0) break;
@@ -304,4 +309,9 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "gate._fastscan", NULL, -1, methods};
 
-PyMODINIT_FUNC PyInit__fastscan(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__fastscan(void) {
+    START_LENGTHS = lengths_of(INTERESTING_START);
+    END_LENGTHS = lengths_of(INTERESTING_END);
+    RISKY_LENGTHS = lengths_of(RISKY);
+    return PyModule_Create(&module);
+}

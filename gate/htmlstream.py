@@ -129,33 +129,14 @@ def script_end(buf: bytes, pos: int, state: int) -> tuple[int, int, int]:
     return -1, state, max(done, len(buf) - 9)
 
 
-_ATTRS_SEEN: dict[bytes, tuple[tuple[bytes, bytes | None, int, int], ...]] = {}
-_ATTRS_SEEN_MAX = 1024  # entries; a full memo is emptied and refills
-_ATTRS_SEEN_LEN = 2048  # longest attribute text remembered
-
-
-def forget_attrs() -> None:
-    """Empty parse_attrs' memo (the benchmark's cold runs)."""
-    _ATTRS_SEEN.clear()
-
-
 def parse_attrs(raw: bytes) -> tuple[tuple[bytes, bytes | None, int, int], ...]:
-    """(lower-case name, raw value or None, start, end) for each attribute, in order, duplicates kept.
-    Remembered by the bytes: a site's pages repeat their tags."""
-    hit = _ATTRS_SEEN.get(raw)
-    if hit is not None:
-        return hit
+    """(lower-case name, raw value or None, start, end) for each attribute, in order, duplicates kept."""
     out = []
     for m in ATTR.finditer(raw):
         if m.end() == m.start():
             break
         out.append((m.group(1).lower(), m.group(2), m.start(), m.end()))
-    result = tuple(out)
-    if len(raw) <= _ATTRS_SEEN_LEN:
-        if len(_ATTRS_SEEN) >= _ATTRS_SEEN_MAX:
-            _ATTRS_SEEN.clear()
-        _ATTRS_SEEN[raw] = result
-    return result
+    return tuple(out)
 
 
 _REF = re.compile(r"&(#[xX][0-9a-fA-F]+;?|#[0-9]+;?|[a-zA-Z][a-zA-Z0-9]*;?)")

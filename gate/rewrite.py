@@ -356,7 +356,14 @@ class PageRewriter:
 
     def _start_tag(self, buf: bytes, pos: int, m, name: str, final: bool) -> int:
         end = m.end()
-        attrs = hs.parse_attrs(m.group(3))
+        raw_attrs = m.group(3)
+        attrs = self.registry._attrs_cache.get(raw_attrs)  # a site's pages repeat their tags
+        if attrs is None:
+            attrs = hs.parse_attrs(raw_attrs)
+            if len(raw_attrs) <= _CACHED_TAG_MAX:
+                if len(self.registry._attrs_cache) >= _CACHED_TAGS:
+                    self.registry._attrs_cache.clear()
+                self.registry._attrs_cache[raw_attrs] = attrs
         self_closing = m.group(4).endswith(b"/")
         if not self.head_done and name not in ("html", "head"):
             self._inject_head()

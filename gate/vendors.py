@@ -141,6 +141,7 @@ class Registry:
     _script_cache: dict[tuple[str, bytes], tuple[frozenset[str], bool]] = field(
         repr=False, default_factory=dict, compare=False)
     _tag_cache: dict = field(repr=False, default_factory=dict, compare=False)  # rewrite.PageRewriter's
+    _attrs_cache: dict = field(repr=False, default_factory=dict, compare=False)  # rewrite.PageRewriter's
     _signatures: _Signatures = field(repr=False, default_factory=lambda: _Signatures({}, ()))
     _domain_words: frozenset[str] = field(repr=False, default=frozenset())
     _words: tuple[str, ...] = field(repr=False, default=())  # every word looked for: signatures', domains
@@ -215,6 +216,7 @@ class Registry:
         self._link_cache.clear()
         self._script_cache.clear()
         self._tag_cache.clear()
+        self._attrs_cache.clear()
 
     def word_positions(self, text: str) -> dict[str, list[int]]:
         """Where each of the registry's words stands in ``text`` (see tags_in_text); one search serves
