@@ -225,6 +225,63 @@ static PyObject *py_boring_html(PyObject *self, PyObject *args) {
     return PyLong_FromSsize_t(end);
 }
 
+/* script_end(buf, pos, state) -> (index, state, resume): htmlstream.script_end_py, the definition. The
+ * tokens, tried in this order at each index and never overlapping: "<!--", "-->", "</script" and
+ * "<script" each followed by a delimiter (script case-insensitive). States: 0 normal, 1 escaped,
+ * 2 double escaped. */
+static int script_word(bytes_t b, Py_ssize_t n, Py_ssize_t p) {  /* "script" + delimiter at p? */
+    if (!eq_ci(b, n, p, "script", 6) || p + 6 >= n) return 0;
+    unsigned char d = b[p + 6];
+    return is_ws(d) || d == '/' || d == '>';
+}
+
+static PyObject *py_script_end(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    Py_ssize_t pos;
+    int state;
+    if (!PyArg_ParseTuple(args, "y*ni", &view, &pos, &state)) return NULL;
+    bytes_t b = (bytes_t)view.buf;
+    Py_ssize_t n = view.len, done = pos < 0 ? 0 : pos, i = done, found = -1;
+    while (i < n) {
+        unsigned char c = b[i];
+        if (c != '<' && c != '-') { i++; continue; }
+        if (c == '<' && i + 3 < n && b[i + 1] == '!' && b[i + 2] == '-' && b[i + 3] == '-') {
+            if (state == 0) {
+                state = 1;
+                /* "<!-->" and "<!--->" return to normal at once */
+                if ((i + 4 < n && b[i + 2] == '-' && b[i + 3] == '-' && b[i + 4] == '>') ||
+                    (i + 5 < n && b[i + 3] == '-' && b[i + 4] == '-' && b[i + 5] == '>'))
+                    state = 0;
+            }
+            i += 4;
+            done = i;
+        } else if (c == '-' && i + 2 < n && b[i + 1] == '-' && b[i + 2] == '>') {
+            state = 0;
+            i += 3;
+            done = i;
+        } else if (c == '<' && i + 1 < n && b[i + 1] == '/' && script_word(b, n, i + 2)) {
+            if (state == 2) {
+                state = 1;
+                i += 9;
+                done = i;
+            } else {
+                found = i;
+                break;
+            }
+        } else if (c == '<' && script_word(b, n, i + 1)) {
+            if (state == 1) state = 2;
+            i += 8;
+            done = i;
+        } else {
+            i++;
+        }
+    }
+    PyBuffer_Release(&view);
+    if (found >= 0) return Py_BuildValue("nin", found, state, found);
+    Py_ssize_t tail = n - 9;
+    return Py_BuildValue("nin", (Py_ssize_t)-1, state, done > tail ? done : tail);
+}
+
 /* word_positions(text: str, words: tuple[str, ...]) -> dict[str, list[int]]: for every word found,
  * each index of text where it starts, overlapping ones included. A character above U+007F never
  * equals a word's character (the words are ASCII); only A-Z are lowered. */
@@ -303,6 +360,8 @@ done:
 static PyMethodDef methods[] = {
     {"boring_html", py_boring_html, METH_VARARGS,
      "boring_html(buf, pos) -> int: the end of htmlstream.BORING_HTML.match(buf, pos)."},
+    {"script_end", py_script_end, METH_VARARGS,
+     "script_end(buf, pos, state) -> (index, state, resume): htmlstream.script_end_py in C."},
     {"word_positions", py_word_positions, METH_VARARGS,
      "word_positions(text, words) -> dict: each word found (ASCII case-insensitively) -> its start indices."},
     {NULL, NULL, 0, NULL}};

@@ -102,9 +102,10 @@ RAWTEXT_END = {n: rawtext_end(n) for n in
 SCRIPT_NORMAL, SCRIPT_ESCAPED, SCRIPT_DOUBLE = 0, 1, 2
 
 
-def script_end(buf: bytes, pos: int, state: int) -> tuple[int, int, int]:
+def script_end_py(buf: bytes, pos: int, state: int) -> tuple[int, int, int]:
     """Scan script data from ``pos``. Returns (index of the ending "</script", state, resume_pos):
-    index -1 when the end is not in ``buf`` yet; then resume at resume_pos with the state given."""
+    index -1 when the end is not in ``buf`` yet; then resume at resume_pos with the state given.
+    The definition; script_end is the same scan in C when the extension is built."""
     done = pos  # scanning resumes after the last token read, never reading one twice
     for m in _SCRIPT_TOKENS.finditer(buf, pos):
         tok = m.group()[:4].lower()
@@ -127,6 +128,12 @@ def script_end(buf: bytes, pos: int, state: int) -> tuple[int, int, int]:
             state = SCRIPT_DOUBLE
     # Keep a tail long enough to hold a token split across chunks.
     return -1, state, max(done, len(buf) - 9)
+
+
+try:  # the same scan in C (gate/_fastscan.c)
+    from ._fastscan import script_end
+except ImportError:  # pragma: no cover - depends on the install
+    script_end = script_end_py
 
 
 def parse_attrs(raw: bytes) -> tuple[tuple[bytes, bytes | None, int, int], ...]:

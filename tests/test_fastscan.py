@@ -90,3 +90,27 @@ def test_c_word_positions_rejects_words_it_cannot_compare():
         fastscan.word_positions("abc", ("",))
     with pytest.raises(TypeError):
         fastscan.word_positions(b"abc", ("a",))
+
+
+SCRIPT_PIECES = ["<!--", "-->", "<!-->", "<!--->", "--", "-", "<", ">", "!", "/", " ", "\t",
+                 "</script>", "</SCRIPT ", "</script/", "</scripts>", "</script", "<script>", "<Script ", "<scriptx",
+                 "</", "<s", "x", "é", "if (a<b) {}", "</style>"]
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(st.lists(st.sampled_from(SCRIPT_PIECES), max_size=30), st.integers(min_value=0, max_value=8),
+       st.sampled_from([htmlstream.SCRIPT_NORMAL, htmlstream.SCRIPT_ESCAPED, htmlstream.SCRIPT_DOUBLE]))
+def test_c_script_end_equals_the_python_definition(parts, start, state):
+    buf = "".join(parts).encode("utf-8")
+    pos = min(start, len(buf))
+    assert fastscan.script_end(buf, pos, state) == htmlstream.script_end_py(buf, pos, state)
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(st.binary(max_size=120), st.integers(min_value=0, max_value=130), st.integers(min_value=0, max_value=2))
+def test_c_script_end_equals_the_python_definition_on_any_bytes(buf, pos, state):
+    assert fastscan.script_end(buf, pos, state) == htmlstream.script_end_py(buf, pos, state)
+
+
+def test_the_rewriter_uses_the_c_script_scan():
+    assert htmlstream.script_end is fastscan.script_end
