@@ -196,3 +196,18 @@ def test_remembered_decisions_follow_the_base_url(element):
             out, rw = rewrite(page, base)
             assert "facebook.pixel" in rw.outcome.stripped
             assert "facebook.pixel" not in live_tags(out, REGISTRY, base="https://" + base.host + base.path)
+
+
+def test_remembered_decisions_stay_bounded():
+    """A page of thousands of distinct tags (relative links, each read against the base) never grows
+    the registry's caches past their bounds, and what they hold still decides correctly."""
+    from gate import rewrite
+    registry = vendors.load()
+    rows = "".join(f'<img src="/photos/{i}.jpg" alt="{i}"><script src="/js/{i}.js"></script>' for i in range(3000))
+    page = f"<!doctype html><head></head><body>{rows}<img src=\"https://www.facebook.com/tr?id=1\"></body>".encode()
+    rw = PageRewriter(PagePlan(registry, frozenset(), BASE))
+    out = rw.feed(page) + rw.close()
+    assert len(registry._tag_cache) <= rewrite._CACHED_TAGS + 1
+    assert len(registry._attrs_cache) <= rewrite._CACHED_TAGS
+    assert rw.outcome.stripped == {"facebook.pixel"}
+    assert out == page.replace(b'<img src="https://www.facebook.com/tr?id=1">', b"")
