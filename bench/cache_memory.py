@@ -2,10 +2,10 @@
 
 Each worker remembers, per registry, the decisions it made on tags, whole script/style/noscript
 elements, attribute parses, inline scripts and absolute links. Every cache is bounded by entries and
-by the size of what it keeps, and a full cache is emptied and refills. This script feeds pages built
-to fill every cache with entries close to the largest it keeps (40 tags of about 2 KB, one inline
-script of about 16 KB and one 1.5 KB external script URL a page, every page different) and prints the
-largest traced memory the caches reached over the start, with how many entries each held then.
+by the size of what it keeps; a full cache forgets what it used least recently. This script feeds
+pages built to fill every cache with entries close to the largest it keeps (40 tags of about 2 KB, one
+inline script of about 16 KB and one 1.5 KB external script URL a page, every page different) and
+prints the largest traced memory the caches reached over the start, with how many entries each held.
 
     python bench/cache_memory.py
 """

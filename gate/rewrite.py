@@ -75,9 +75,8 @@ BREAKOUT = set(
 )
 HTML_INTEGRATION = {"foreignobject", "desc", "title", "mi", "mo", "mn", "ms", "mtext", "annotation-xml+"}
 MAX_DEPTH = 6
-# Tag decisions remembered per registry: at most this many (a full cache is emptied and refills), of
-# tags up to this long.
-_CACHED_TAGS = 1024
+# Tag and element decisions are remembered per registry (vendors.Memo, 1,024 entries) for tags and
+# elements up to this long.
 _CACHED_TAG_MAX = 2048
 _BASE_DEPENDENT = object()  # in the cache: look again with the base URL in the key
 
@@ -361,9 +360,7 @@ class PageRewriter:
         if attrs is None:
             attrs = hs.parse_attrs(raw_attrs)
             if len(raw_attrs) <= _CACHED_TAG_MAX:
-                if len(self.registry._attrs_cache) >= _CACHED_TAGS:
-                    self.registry._attrs_cache.clear()
-                self.registry._attrs_cache[raw_attrs] = attrs
+                self.registry._attrs_cache.put(raw_attrs, attrs)
         self_closing = m.group(4).endswith(b"/")
         if not self.head_done and name not in ("html", "head"):
             self._inject_head()
@@ -462,14 +459,12 @@ class PageRewriter:
             delta, read = self.outcome, self._base_read
             self.outcome, self._base_read = outer, outer_read or read
         outer.merge(delta)
-        if len(cache) >= _CACHED_TAGS:
-            cache.clear()
         entry = (value, None if delta == _NOTHING else delta)
         if read:
-            cache[key] = _BASE_DEPENDENT
-            cache[(key, self.base)] = entry
+            cache.put(key, _BASE_DEPENDENT)
+            cache.put((key, self.base), entry)
         else:
-            cache[key] = entry
+            cache.put(key, entry)
         return value
 
     def _decide_tag(self, buf: bytes, pos: int, m, name: str, attrs) -> bytes | None:

@@ -7,6 +7,7 @@ matching methods. A mistake in the file is a ConfigError naming the file, the ke
 from __future__ import annotations
 
 import functools
+from collections import OrderedDict
 import hashlib
 import json
 import re
@@ -32,9 +33,43 @@ except ImportError:  # pragma: no cover - depends on the install
 _URL_TAIL = re.compile(r"(?:\\/|[^\s\"'<>`)\\])*")
 _NO_BASE = urls.URL("https", "", "/")
 # The decision caches (per registry, per process): at most this many entries each, of texts up to this
-# long; a full cache is emptied and refills (4 MB of script text at most).
+# long (4 MB of script text at most); a full cache forgets what it used least recently.
 _CACHE_ENTRIES = 256
 _CACHED_TEXT_MAX = 16 * 1024
+_CACHED_TAGS = 1024  # tags, elements and attribute parses, of up to 2 KB each (see rewrite.py)
+
+
+class Memo:
+    """A bounded cache that forgets the entry used least recently. A site's own tags come back on
+    every page and stay; what only one page carries (its job photos, say) passes through. Values are
+    never None. One worker thread uses it at a time (the event loop)."""
+
+    __slots__ = ("_entries", "size")
+
+    def __init__(self, size: int) -> None:
+        self._entries: OrderedDict = OrderedDict()
+        self.size = size
+
+    def get(self, key):
+        value = self._entries.get(key)
+        if value is not None:
+            self._entries.move_to_end(key)
+        return value
+
+    def put(self, key, value) -> None:
+        self._entries[key] = value
+        self._entries.move_to_end(key)
+        if len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key) -> bool:
+        return key in self._entries
 _TAG_ID = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
 
 
@@ -136,12 +171,12 @@ class Registry:
     _tag_hosts: Mapping[str, tuple[tuple[str, str], ...]] = field(repr=False, default_factory=dict)
     _vendor_domains: Mapping[str, tuple[tuple[str, str], ...]] = field(repr=False, default_factory=dict)
     _personal: _Signatures = field(repr=False, default_factory=lambda: _Signatures({}, ()))
-    _url_cache: dict[str, frozenset[str]] = field(repr=False, default_factory=dict, compare=False)
-    _link_cache: dict[tuple[str, str], frozenset[str]] = field(repr=False, default_factory=dict, compare=False)
-    _script_cache: dict[tuple[str, bytes], tuple[frozenset[str], bool]] = field(
-        repr=False, default_factory=dict, compare=False)
-    _tag_cache: dict = field(repr=False, default_factory=dict, compare=False)  # rewrite.PageRewriter's
-    _attrs_cache: dict = field(repr=False, default_factory=dict, compare=False)  # rewrite.PageRewriter's
+    _url_cache: Memo = field(repr=False, default_factory=lambda: Memo(4096), compare=False)
+    _link_cache: Memo = field(repr=False, default_factory=lambda: Memo(_CACHE_ENTRIES), compare=False)
+    _script_cache: Memo = field(repr=False, default_factory=lambda: Memo(_CACHE_ENTRIES), compare=False)
+    # rewrite.PageRewriter's: its decisions on tags and elements, and its attribute parses
+    _tag_cache: Memo = field(repr=False, default_factory=lambda: Memo(_CACHED_TAGS), compare=False)
+    _attrs_cache: Memo = field(repr=False, default_factory=lambda: Memo(_CACHED_TAGS), compare=False)
     _signatures: _Signatures = field(repr=False, default_factory=lambda: _Signatures({}, ()))
     _domain_words: frozenset[str] = field(repr=False, default=frozenset())
     _words: tuple[str, ...] = field(repr=False, default=())  # every word looked for: signatures', domains
@@ -168,9 +203,7 @@ class Registry:
             of_vendors = {t for v in vendors for t in self.vendors[v].tags}
             found = {t for t in by_host | of_vendors if any(p.match(key) for p in self.tags[t].url_patterns)}
             result = frozenset(found or by_host or of_vendors)
-        if len(self._url_cache) >= 4096:
-            self._url_cache.clear()
-        self._url_cache[key] = result
+        self._url_cache.put(key, result)
         return result
 
     def tags_for_link(self, text: str, base: urls.URL) -> frozenset[str]:
@@ -190,9 +223,7 @@ class Registry:
         url = urls.parse(text, base)
         result = self.tags_for_url(url) if url is not None else frozenset()
         if key is not None and len(text) <= _CACHED_TEXT_MAX:
-            if len(self._link_cache) >= _CACHE_ENTRIES:
-                self._link_cache.clear()
-            self._link_cache[key] = result
+            self._link_cache.put(key, result)
         return result
 
     def judge_script(self, content: bytes, encoding: str) -> tuple[frozenset[str], bool]:
@@ -207,9 +238,7 @@ class Registry:
         tags = self.tags_in_text(text, at)
         result = (tags, bool(tags) and self.sends_personal_data(text, at))
         if len(content) <= _CACHED_TEXT_MAX:
-            if len(self._script_cache) >= _CACHE_ENTRIES:
-                self._script_cache.clear()
-            self._script_cache[key] = result
+            self._script_cache.put(key, result)
         return result
 
     def clear_caches(self) -> None:

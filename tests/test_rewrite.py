@@ -201,13 +201,43 @@ def test_remembered_decisions_follow_the_base_url(element):
 def test_remembered_decisions_stay_bounded():
     """A page of thousands of distinct tags (relative links, each read against the base) never grows
     the registry's caches past their bounds, and what they hold still decides correctly."""
-    from gate import rewrite
     registry = vendors.load()
     rows = "".join(f'<img src="/photos/{i}.jpg" alt="{i}"><script src="/js/{i}.js"></script>' for i in range(3000))
     page = f"<!doctype html><head></head><body>{rows}<img src=\"https://www.facebook.com/tr?id=1\"></body>".encode()
     rw = PageRewriter(PagePlan(registry, frozenset(), BASE))
     out = rw.feed(page) + rw.close()
-    assert len(registry._tag_cache) <= rewrite._CACHED_TAGS + 1
-    assert len(registry._attrs_cache) <= rewrite._CACHED_TAGS
+    assert len(registry._tag_cache) <= vendors._CACHED_TAGS
+    assert len(registry._attrs_cache) <= vendors._CACHED_TAGS
     assert rw.outcome.stripped == {"facebook.pixel"}
     assert out == page.replace(b'<img src="https://www.facebook.com/tr?id=1">', b"")
+
+
+def test_a_sites_own_tags_stay_remembered_while_each_page_brings_new_ones():
+    """Job pages each carry their own photos (relative URLs, judged per page URL): over many pages
+    they pass through the caches, while the tags every page carries stay remembered."""
+    from gate import rewrite
+    registry = vendors.load()
+    head = (b'<head><script async src="https://www.googletagmanager.com/gtag/js?id=G-DEMO12345"></script>'
+            b'<script>fbq("init", "100000000000001"); fbq("track", "PageView");</script></head>')
+    decided: list[bytes] = []
+    real = rewrite.PageRewriter._decide_tag_now
+
+    def counting(self, raw, attr_base, name, attrs):
+        decided.append(raw)
+        return real(self, raw, attr_base, name, attrs)
+
+    rewrite.PageRewriter._decide_tag_now = counting
+    try:
+        for page_no in range(40):  # 40 pages x 150 photos: several times what the caches hold
+            photos = b"".join(b'<img src="/photos/%d-%d.jpg">' % (page_no, i) for i in range(150))
+            page = b"<!doctype html>" + head + b"<body>" + photos + b"</body>"
+            base = urls.parse(f"https://jobs.example.jp/jobs/{page_no}")
+            rw = PageRewriter(PagePlan(registry, frozenset(), base))
+            out = rw.feed(page) + rw.close()
+            assert rw.outcome.stripped == {"google.analytics", "facebook.pixel"}
+            assert b"googletagmanager" not in out and b"fbq" not in out
+    finally:
+        rewrite.PageRewriter._decide_tag_now = real
+    vendor_decisions = [raw for raw in decided if b"googletagmanager" in raw]
+    assert len(vendor_decisions) == 1  # the first page's; every later page found it remembered
+    assert len(decided) >= 40 * 150  # every photo was judged on its own page
