@@ -487,6 +487,11 @@ class PageRewriter:
             seen.add(key)
             tags, primary = self._attr_tags(name, key, value, attrs)
             if key == b"srcdoc" and value is not None:
+                if self.depth >= MAX_DEPTH:  # a document nested deeper than gate reads: fail closed
+                    if self.refusing and name == "iframe":  # the one element whose srcdoc is a document
+                        self.outcome.uncertain += 1
+                        strip = True
+                    continue
                 new = self._srcdoc(value)
                 if new is not None:
                     replace_at.append((a_start, a_end, b' srcdoc="' + new + b'"'))
@@ -579,8 +584,6 @@ class PageRewriter:
     def _srcdoc(self, value: bytes) -> bytes | None:
         """Gate an iframe's srcdoc document; the new escaped value, or None when unchanged."""
         doc = hs.attr_text(value, self.encoding)
-        if self.depth >= MAX_DEPTH:
-            return None
         sub = PageRewriter(replace(self.plan, head_html="", body_html=""), "utf-8", fragment=True,
                            depth=self.depth + 1, base=self.base)
         out = sub.feed(doc.encode("utf-8", "surrogatepass")) + sub.close()

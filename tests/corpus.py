@@ -23,6 +23,13 @@ def page(body: str, head: str = "") -> str:
     return f"<!DOCTYPE html><html><head><meta charset=utf-8>{head}</head><body><p>求人</p>{body}</body></html>"
 
 
+def nested_srcdoc(html: str, depth: int) -> str:
+    """``html`` inside ``depth`` iframes, each the srcdoc document of the one around it."""
+    for _ in range(depth):
+        html = '<iframe srcdoc="' + html.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;") + '"></iframe>'
+    return html
+
+
 P = "facebook.pixel"
 CASES = [
     # -- tag and attribute tokenization ------------------------------------------------------------
@@ -91,6 +98,8 @@ CASES = [
     Case("picture-source-srcset", page(f'<picture><source srcset="{FB_PX}"><img src="/a.png"></picture>'), P, "strip"),
     Case("iframe-src", page('<iframe src="https://www.googletagmanager.com/ns.html?id=GTM-DEMO123"></iframe>'), "google.tag_manager", "strip"),
     Case("iframe-srcdoc", page(f'<iframe srcdoc="&lt;script src=&quot;{FB_JS}&quot;&gt;&lt;/script&gt;&lt;p&gt;x"></iframe>'), P, "strip"),
+    # srcdoc inside srcdoc, deeper than gate reads (rewrite.MAX_DEPTH): the outer iframe goes, uncertain
+    Case("iframe-srcdoc-nested-9-deep", page(nested_srcdoc(f'<img src="{FB_PX}">', 9)), P, "strip"),
     Case("iframe-data-url", page('<iframe src="data:text/html,%3Cscript%20src%3D%22https%3A//connect.facebook.net/en_US/fbevents.js%22%3E%3C/script%3E"></iframe>'), P, "strip"),
     Case("link-preload", page("", f'<link rel="preload" as="script" href="{FB_JS}">'), P, "strip"),
     Case("link-rel-tokens", page("", f'<link rel="Stylesheet  PRELOAD" href="{FB_JS}">'), P, "strip"),
