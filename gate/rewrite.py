@@ -67,6 +67,8 @@ T = TypeVar("T")
 # Elements removed whole when their loading attribute is refused (void ones: just the tag).
 VOID_STRIP = {"img", "image", "embed", "link", "source", "track", "input", "meta", "frame", "portal"}
 RAW_STRIP = {"iframe", "fencedframe"}
+# Elements that load their URL as a document of its own (a data: URL's HTML is read for tags).
+DOCUMENT_ELEMENTS = {"iframe", "frame", "object", "embed", "fencedframe", "portal"}
 RAWTEXT = {"style", "xmp", "iframe", "noembed", "noframes", "textarea", "title"}
 SCRIPT_DATA_TYPES = {"application/json", "application/ld+json", "text/x-template"}
 BREAKOUT = set(
@@ -130,6 +132,8 @@ class PageRewriter:
         self.head_done = fragment or not plan.head_html
         self.body_done = fragment or not plan.body_html
         self._base_read = False  # set while deciding a tag when a URL was resolved against self.base
+        self._unsure = False  # set by _url_tags when a document it read could not be read to its end
+        self._doc_personal: frozenset[str] = frozenset()  # ... and when that document sends personal data
         # What a decision reads besides the element's bytes and the base URL (see _remembered).
         self._context = (self.allowed, self.refusing, encoding, depth, plan.carry_over,
                          plan.personal_data_allowed)
@@ -486,6 +490,16 @@ class PageRewriter:
                 continue  # the first of duplicate attributes wins; the rest are dropped by the parser
             seen.add(key)
             tags, primary = self._attr_tags(name, key, value, attrs)
+            unsure, personal = self._unsure, self._doc_personal  # from a frame's data: document
+            if unsure or personal:
+                self._unsure, self._doc_personal = False, frozenset()
+            if unsure and self.refusing and not personal:  # it could not be read to its end
+                self.outcome.uncertain += 1
+                if primary:
+                    strip = True
+                else:
+                    remove.append((a_start, a_end))
+                continue
             if key == b"srcdoc" and value is not None:
                 if self.depth >= MAX_DEPTH:  # a document nested deeper than gate reads: fail closed
                     if self.refusing and name == "iframe":  # the one element whose srcdoc is a document
@@ -498,7 +512,7 @@ class PageRewriter:
                 continue
             if not tags:
                 continue
-            refused = tags - self.allowed
+            refused = (tags - self.allowed) | personal
             if refused:
                 self.outcome.stripped |= refused
                 if primary:
@@ -569,8 +583,31 @@ class PageRewriter:
         if url.scheme == "javascript":
             return self._text_tags(unquote_to_bytes(url.path).decode("utf-8", "replace"))
         if url.scheme == "data":
-            return self._text_tags(_data_url_text(url.path))
+            text = _data_url_text(url.path)
+            found = self._text_tags(text)
+            if element in DOCUMENT_ELEMENTS and "<" in text:
+                found |= self._document_tags(text)
+            return found
         return self.registry.tags_for_url(url)
+
+    def _document_tags(self, doc: str) -> frozenset[str]:
+        """The tags a document loaded in a frame would load (a data: URL's), read as gate reads a page.
+        Where it cannot be read to its end (nested too deep, uncertain inside) self._unsure is set."""
+        if self.depth >= MAX_DEPTH:
+            self._unsure = True
+            return frozenset()
+        sub = PageRewriter(replace(self.plan, head_html="", body_html=""), "utf-8", fragment=True,
+                           depth=self.depth + 1, base=self.base)
+        sub.feed(doc.encode("utf-8", "surrogatepass"))
+        sub.close()
+        self._base_read = self._base_read or sub._base_read
+        if sub.outcome.uncertain:
+            self._unsure = True
+        if sub.outcome.personal_data:  # the document cannot be rewritten in place: the frame goes
+            self.outcome.personal_data |= sub.outcome.personal_data
+            if not self.plan.personal_data_allowed:
+                self._doc_personal = frozenset(sub.outcome.personal_data)
+        return frozenset(sub.outcome.stripped | sub.outcome.kept)
 
     def _css_tags(self, css: str) -> frozenset[str]:
         found: set[str] = set()

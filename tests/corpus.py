@@ -5,6 +5,7 @@ every case must come out byte-identical."""
 
 from __future__ import annotations
 
+import base64
 from typing import NamedTuple
 
 FB_JS = "https://connect.facebook.net/en_US/fbevents.js"
@@ -100,6 +101,11 @@ CASES = [
     Case("iframe-srcdoc", page(f'<iframe srcdoc="&lt;script src=&quot;{FB_JS}&quot;&gt;&lt;/script&gt;&lt;p&gt;x"></iframe>'), P, "strip"),
     # srcdoc inside srcdoc, deeper than gate reads (rewrite.MAX_DEPTH): the outer iframe goes, uncertain
     Case("iframe-srcdoc-nested-9-deep", page(nested_srcdoc(f'<img src="{FB_PX}">', 9)), P, "strip"),
+    # a data: document whose host is a character reference: only a reading as HTML finds it
+    Case("iframe-data-url-char-ref-host", page('<iframe src="data:text/html,%3Cimg%20src%3D%22https://www.&%23102;acebook.com/tr?id=1%22%3E"></iframe>'), P, "strip"),
+    Case("object-data-url-base64", page('<object data="data:text/html;base64,'
+                                        + base64.b64encode(f'<img src="https://www.&#102;acebook.com/tr?id=1">'.encode()).decode()
+                                        + '"></object>'), P, "strip"),
     Case("iframe-data-url", page('<iframe src="data:text/html,%3Cscript%20src%3D%22https%3A//connect.facebook.net/en_US/fbevents.js%22%3E%3C/script%3E"></iframe>'), P, "strip"),
     Case("link-preload", page("", f'<link rel="preload" as="script" href="{FB_JS}">'), P, "strip"),
     Case("link-rel-tokens", page("", f'<link rel="Stylesheet  PRELOAD" href="{FB_JS}">'), P, "strip"),

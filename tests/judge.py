@@ -4,6 +4,9 @@ vendor tag a live element would contact or run."""
 
 from __future__ import annotations
 
+import base64
+from urllib.parse import unquote_to_bytes
+
 import html5lib
 
 from gate import htmlstream, urls
@@ -13,6 +16,19 @@ HTML = "{http://www.w3.org/1999/xhtml}"
 SVG = "{http://www.w3.org/2000/svg}"
 XLINK = "{http://www.w3.org/1999/xlink}href"
 DATA_TYPES = {"application/json", "application/ld+json"}
+
+
+FRAMES = {"iframe", "frame", "object", "embed"}  # they show a data: URL as a document of its own
+
+
+def data_url_document(value: str) -> str:
+    """The text of a data: URL (RFC 2397): percent-decoded, base64-decoded when marked so."""
+    meta, _, payload = value.strip().partition(",")
+    raw = unquote_to_bytes(payload)
+    if meta.lower().replace(" ", "").endswith(";base64"):
+        raw = b"".join(raw.split())
+        raw = base64.b64decode(raw + b"=" * (-len(raw) % 4), validate=False)
+    return raw.decode("utf-8", "replace")
 
 
 def live_tags(page: bytes | str, registry: Registry, base: str = "https://jobs.example.jp/",
@@ -64,6 +80,8 @@ def live_tags(page: bytes | str, registry: Registry, base: str = "https://jobs.e
                 found |= css(value)
             elif k in ("src", "data", "poster", "background", XLINK.lower()):
                 found |= url(value)
+                if name in FRAMES and value.lstrip().lower().startswith("data:"):
+                    found |= live_tags(data_url_document(value), registry, base)
             elif k == "href" and (name in ("link", "image", "use", "feimage", "script") or ns.endswith("svg") and name != "a"):
                 found |= url(value)
             elif k == "href" or k in ("action", "formaction"):

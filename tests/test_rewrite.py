@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tracemalloc
+from urllib.parse import quote
 
 import pytest
 
@@ -10,6 +11,7 @@ from gate import urls, vendors
 from gate.demo import bench_page
 from gate.rewrite import PagePlan, PageRewriter, stub_script
 
+from .corpus import nested_srcdoc
 from .judge import live_tags
 
 REGISTRY = vendors.load()
@@ -241,3 +243,25 @@ def test_a_sites_own_tags_stay_remembered_while_each_page_brings_new_ones():
     vendor_decisions = [raw for raw in decided if b"googletagmanager" in raw]
     assert len(vendor_decisions) == 1  # the first page's; every later page found it remembered
     assert len(decided) >= 40 * 150  # every photo was judged on its own page
+
+
+def _data_frame_page(document: str) -> bytes:
+    return f'<!doctype html><body><p>a</p><iframe src="data:text/html,{quote(document)}"></iframe><p>b</p></body>'.encode()
+
+
+def test_a_frames_data_document_read_too_deep_is_removed_while_anything_is_refused():
+    page = _data_frame_page("<p>x</p>" + nested_srcdoc('<img src="https://www.facebook.com/tr?id=1">', 9))
+    out, rw = run(page, ALL)
+    assert out == page
+    out, rw = run(page, frozenset({"google.analytics"}))
+    assert b"<iframe" not in out and b"<p>a</p><p>b</p>" in out
+    assert rw.outcome.uncertain >= 1 and "facebook.pixel" not in live_tags(out, REGISTRY)
+
+
+def test_a_frames_data_document_sending_personal_data_is_removed_unless_the_site_allows_it():
+    page = _data_frame_page("<script>fbq('init', '100000000000001', {em: 'a@example.jp'});</script>")
+    out, rw = run(page, ALL)
+    assert b"<iframe" not in out and b"<p>a</p><p>b</p>" in out
+    assert "facebook.pixel" in rw.outcome.stripped and "facebook.pixel" in rw.outcome.personal_data
+    out, rw = run(page, ALL, personal_data_allowed=True)
+    assert out == page
