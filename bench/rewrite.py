@@ -20,6 +20,7 @@ import argparse
 import datetime
 import gc
 import importlib.metadata
+import itertools
 import json
 import os
 import platform
@@ -88,17 +89,22 @@ def codec_round_trip(page: bytes, codec: str) -> bytes:
     return page.decode(codec).encode(codec, "xmlcharrefreplace")
 
 
-def gate_job(allowed: frozenset[str], chunk: int = 0, cold: bool = False) -> Job:
+def gate_job(allowed: frozenset[str], chunk: int = 0, cold: bool = False, new_url: bool = False) -> Job:
     # The registry remembers decisions (bounded caches, see gate/rewrite.py): every row but the cold
     # one runs as a worker does after its first page. The cold row has a registry of its own, emptied
-    # before every run, as on the first page a worker sees.
+    # before every run, as on the first page a worker sees. The new-URL row reads the page under a
+    # URL it has not seen before on every run (/jobs/1, /jobs/2, ...), as a site's next job page:
+    # what was decided against the page's URL is decided again.
     registry = vendors.load() if cold else REGISTRY
     plan = PagePlan(registry, allowed, BASE)
+    runs = itertools.count(1)
 
     def run(page: bytes, codec: str) -> bytes:
         if cold:
             registry.clear_caches()
-        rw = PageRewriter(plan, codec)
+        page_plan = PagePlan(registry, allowed, urls.parse(f"https://demo.example/jobs/{next(runs)}")) \
+            if new_url else plan
+        rw = PageRewriter(page_plan, codec)
         if not chunk:
             return rw.feed(page) + rw.close()
         out = [rw.feed(page[i:i + chunk]) for i in range(0, len(page), chunk)]
@@ -237,6 +243,7 @@ def build_rows() -> list[Row]:
         Row("floor: decode+encode in charset", codec_round_trip),
         Row("gate, refused everything", gate_job(frozenset())),
         Row("gate, refused, cold caches", gate_job(frozenset(), cold=True)),
+        Row("gate, refused, new page URL", gate_job(frozenset(), new_url=True)),
         Row("gate, refused, 16 KB chunks", gate_job(frozenset(), chunk=16 * 1024)),
         Row("gate, accepted everything", gate_job(ALL_TAGS)),
         optional("lol-html (python-lolhtml)", lambda: lolhtml_job, "lolhtml", LOLHTML_LIMITS),
@@ -486,8 +493,8 @@ def report(rows: list[Row], pages: dict[tuple[str, str], bytes]) -> str:
     lol = by_name.get("lol-html (python-lolhtml)")
     if lol is not None and lol.job is not None:
         ratios = []
-        for name in ("gate, refused everything", "gate, refused, cold caches", "gate, refused, 16 KB chunks",
-                     "gate, accepted everything"):
+        for name in ("gate, refused everything", "gate, refused, cold caches", "gate, refused, new page URL",
+                     "gate, refused, 16 KB chunks", "gate, accepted everything"):
             gate = by_name[name]
             ratios.append((name, [f"{statistics.median(lol.times[k]) / statistics.median(gate.times[k]):.2f}"
                                   for k in PAGES]))
