@@ -80,7 +80,19 @@ MAX_DEPTH = 6
 # Tag and element decisions are remembered per registry (vendors.Memo, 1,024 entries) for tags and
 # elements up to this long.
 _CACHED_TAG_MAX = 2048
-_BASE_DEPENDENT = object()  # in the cache: look again with the base URL in the key
+
+
+class _ByBase:
+    """In the decision cache in place of a decision: look again with this much of the base URL
+    (a urls.READS_* level) added to the key."""
+
+    __slots__ = ("read",)
+
+    def __init__(self, read: int) -> None:
+        self.read = read
+
+
+_BY_BASE = {read: _ByBase(read) for read in (urls.READS_SCHEME, urls.READS_ORIGIN, urls.READS_ALL)}
 
 DATA, STREAM, UNIT, PLAINTEXT = range(4)
 
@@ -131,7 +143,7 @@ class PageRewriter:
         self.base_set = base is not None
         self.head_done = fragment or not plan.head_html
         self.body_done = fragment or not plan.body_html
-        self._base_read = False  # set while deciding a tag when a URL was resolved against self.base
+        self._base_read = urls.READS_NOTHING  # while deciding: how much of self.base a URL was resolved against
         self._unsure = False  # set by _url_tags when a document it read could not be read to its end
         self._doc_personal: frozenset[str] = frozenset()  # ... and when that document sends personal data
         # What a decision reads besides the element's bytes and the base URL (see _remembered).
@@ -442,34 +454,47 @@ class PageRewriter:
     # -- decisions on one start tag ------------------------------------------------------------------
     def _remembered(self, key: tuple, compute: Callable[[], T]) -> T:
         """``compute()``, remembered per registry (a site sends the same tags on every page) under
-        ``key``, which holds the element's bytes and what else the decision reads (self._context);
-        the base URL joins the key only when a URL was resolved against it (an absolute https://
-        one is not). What ``compute`` adds to the outcome is replayed on every later hit."""
+        ``key``, which holds the element's bytes and what else the decision reads (self._context).
+        The base URL joins the key only as far as a URL was resolved against it: not at all for an
+        absolute https:// URL, its scheme for //host, its origin for /path, all of it otherwise
+        (urls.base_read). What ``compute`` adds to the outcome is replayed on every later hit."""
         cache = self.registry._tag_cache
         hit = cache.get(key)
-        if hit is _BASE_DEPENDENT:
-            self._base_read = True
-            hit = cache.get((key, self.base))
+        if hit.__class__ is _ByBase:
+            self._base_read = max(self._base_read, hit.read)
+            hit = cache.get(self._with_base(key, hit.read))
         if hit is not None:
             value, delta = hit
             if delta is not None:
                 self.outcome.merge(delta)
             return value
         outer, outer_read = self.outcome, self._base_read
-        self.outcome, self._base_read = Outcome(), False
+        self.outcome, self._base_read = Outcome(), urls.READS_NOTHING
         try:
             value = compute()
         finally:
             delta, read = self.outcome, self._base_read
-            self.outcome, self._base_read = outer, outer_read or read
+            self.outcome, self._base_read = outer, max(outer_read, read)
         outer.merge(delta)
         entry = (value, None if delta == _NOTHING else delta)
         if read:
-            cache.put(key, _BASE_DEPENDENT)
-            cache.put((key, self.base), entry)
+            cache.put(key, _BY_BASE[read])
+            cache.put(self._with_base(key, read), entry)
         else:
             cache.put(key, entry)
         return value
+
+    def _with_base(self, key: tuple, read: int) -> tuple:
+        base = self.base
+        if read == urls.READS_SCHEME:
+            return key, base.scheme
+        if read == urls.READS_ORIGIN:
+            return key, base.scheme, base.host
+        return key, base
+
+    def _reads_base(self, text: str) -> None:
+        """Note that ``text`` is about to be resolved against self.base (see _remembered)."""
+        self._base_read = max(self._base_read, urls.base_read(text, self.base))
 
     def _decide_tag(self, buf: bytes, pos: int, m, name: str, attrs) -> bytes | None:
         """The tag's bytes as sent: unchanged, without some attributes, or None (element stripped)."""
@@ -564,7 +589,7 @@ class PageRewriter:
                 return self._url_tags(target.strip().strip("'\""), name), True
             return frozenset(), False
         if key in (b"href", b"action", b"formaction"):
-            self._base_read = True
+            self._reads_base(text)
             url = urls.parse(text, self.base)
             if url is not None and url.scheme == "javascript":
                 return self._text_tags(unquote_to_bytes(url.path).decode("utf-8", "replace")), False
@@ -574,9 +599,9 @@ class PageRewriter:
         if text[:8].lower().startswith(("https://", "http://")) or (
                 text[:2] == "//" and self.base.scheme in urls.SPECIAL):
             if text[:2] == "//":
-                self._base_read = True  # its scheme
+                self._base_read = max(self._base_read, urls.READS_SCHEME)
             return self.registry.tags_for_link(text, self.base)
-        self._base_read = True
+        self._reads_base(text)
         url = urls.parse(text, self.base)
         if url is None:
             return frozenset()
@@ -600,7 +625,7 @@ class PageRewriter:
                            depth=self.depth + 1, base=self.base)
         sub.feed(doc.encode("utf-8", "surrogatepass"))
         sub.close()
-        self._base_read = self._base_read or sub._base_read
+        self._base_read = max(self._base_read, sub._base_read)
         if sub.outcome.uncertain:
             self._unsure = True
         if sub.outcome.personal_data:  # the document cannot be rewritten in place: the frame goes
@@ -625,7 +650,7 @@ class PageRewriter:
                            depth=self.depth + 1, base=self.base)
         out = sub.feed(doc.encode("utf-8", "surrogatepass")) + sub.close()
         self.outcome.merge(sub.outcome)
-        self._base_read = self._base_read or sub._base_read
+        self._base_read = max(self._base_read, sub._base_read)
         if out == doc.encode("utf-8", "surrogatepass"):
             return None
         return hs.escape_attr(out.decode("utf-8", "replace")).encode(self.encoding, "xmlcharrefreplace")
@@ -730,7 +755,7 @@ class PageRewriter:
         sub.feed(content)
         clean = sub.ended_in_data and sub.unit is None
         sub.close()
-        self._base_read = self._base_read or sub._base_read
+        self._base_read = max(self._base_read, sub._base_read)
         refused = sub.outcome.stripped
         return set(refused), set(sub.outcome.kept), clean and not sub.outcome.uncertain
 

@@ -78,11 +78,11 @@ def parse(raw: str, base: URL | None = None) -> URL | None:
         scheme = m.group(1).lower()
         rest = s[m.end():]
         if scheme in SPECIAL:
-            stripped = rest.lstrip("/\\")
-            if base is not None and scheme == base.scheme and stripped == rest:
-                # "http:foo" with an http base is relative to it
+            if base is not None and scheme == base.scheme and not _two_slashes(rest):
+                # "https:foo" and "https:/foo" with an https base are relative to it (the special
+                # relative or authority state, then the relative slash state)
                 return _relative(rest.replace("\\", "/"), base)
-            host, path = _split_authority(stripped, True)
+            host, path = _split_authority(rest.lstrip("/\\"), True)
             return URL(scheme, host, path)
         if rest.startswith("//"):
             host, path = _split_authority(rest[2:], False)
@@ -97,6 +97,42 @@ def parse(raw: str, base: URL | None = None) -> URL | None:
         host, path = _split_authority(s[2:], special)
         return URL(base.scheme, host, path if special else path or "/")
     return _relative(s, base)
+
+
+# How much of the base URL parse() reads for a given input (what a cache of its results must key on).
+READS_NOTHING, READS_SCHEME, READS_ORIGIN, READS_ALL = range(4)
+
+
+def base_read(raw: str, base: URL) -> int:
+    """How much of ``base`` ``parse(raw, base)`` reads: nothing (an absolute URL), its scheme (a
+    scheme-relative one), its scheme and host (an absolute path), or all of it. Follows parse()."""
+    s = clean(raw)
+    m = _SCHEME.match(s)
+    if m:
+        scheme = m.group(1).lower()
+        if scheme not in SPECIAL:
+            return READS_NOTHING
+        rest = s[m.end():]
+        if scheme == base.scheme and not _two_slashes(rest):
+            return _relative_read(rest.replace("\\", "/"))
+        return READS_SCHEME  # parse compared it with the base's scheme
+    if base.scheme in SPECIAL:
+        s = s.replace("\\", "/")
+    if s.startswith("//"):
+        return READS_SCHEME
+    return _relative_read(s)
+
+
+def _two_slashes(rest: str) -> bool:
+    """Does what follows a special scheme open with two slashes (either way round)? Only then is it
+    an authority when the base has the same scheme."""
+    return len(rest) >= 2 and rest[0] in "/\\" and rest[1] in "/\\"
+
+
+def _relative_read(s: str) -> int:
+    if "#" in s:
+        s = s[: s.index("#")]
+    return READS_ORIGIN if s.startswith("/") else READS_ALL
 
 
 def _relative(s: str, base: URL) -> URL:

@@ -101,6 +101,10 @@ CASES = [
     Case("iframe-srcdoc", page(f'<iframe srcdoc="&lt;script src=&quot;{FB_JS}&quot;&gt;&lt;/script&gt;&lt;p&gt;x"></iframe>'), P, "strip"),
     # srcdoc inside srcdoc, deeper than gate reads (rewrite.MAX_DEPTH): the outer iframe goes, uncertain
     Case("iframe-srcdoc-nested-9-deep", page(nested_srcdoc(f'<img src="{FB_PX}">', 9)), P, "strip"),
+    # "https:/x" after a base of the same scheme is a path on the base's host, not a host "x"
+    Case("same-scheme-one-slash-under-vendor-base",
+         page('<img src="https:/tr?id=100000000000001&ev=PageView">', head='<base href="https://www.facebook.com/">'),
+         P, "strip"),
     # a data: document whose host is a character reference: only a reading as HTML finds it
     Case("iframe-data-url-char-ref-host", page('<iframe src="data:text/html,%3Cimg%20src%3D%22https://www.&%23102;acebook.com/tr?id=1%22%3E"></iframe>'), P, "strip"),
     Case("object-data-url-base64", page('<object data="data:text/html;base64,'

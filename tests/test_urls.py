@@ -52,6 +52,12 @@ TABLE = [
     ("app.js", PAGE, URL("https", "jobs.example.jp", "/jobs/app.js")),
     ("?page=2", PAGE, URL("https", "jobs.example.jp", "/jobs/42?page=2")),
     ("https:app.js", PAGE, URL("https", "jobs.example.jp", "/jobs/app.js")),
+    # one slash after the base's own scheme is a path on the base's host (node's URL agrees:
+    # new URL("https:/tr?id=1", "https://www.facebook.com/x/").href is "https://www.facebook.com/tr?id=1")
+    ("https:/tr?id=1", URL("https", "www.facebook.com", "/x/"), URL("https", "www.facebook.com", "/tr?id=1")),
+    ("https:\\tr", URL("https", "www.facebook.com", "/x/"), URL("https", "www.facebook.com", "/tr")),
+    ("https:/\\tr", URL("https", "www.facebook.com", "/x/"), URL("https", "tr", "/")),
+    ("http:/tr", URL("https", "www.facebook.com", "/x/"), URL("http", "tr", "/")),
     ("http:connect.facebook.net/x.js", PAGE, URL("http", "connect.facebook.net", "/x.js")),
     ("wss://connect.facebook.net/", None, URL("wss", "connect.facebook.net", "/")),
     # dot segments are removed before the request is made
@@ -101,3 +107,55 @@ def test_key_is_the_form_url_patterns_match():
 ])
 def test_host_matches_by_label(host, domain, expected):
     assert urls.host_matches(host, domain) is expected
+
+
+# -- how much of the base a URL reads (what gate's decision cache keys on) -------------------------
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+import os  # noqa: E402
+
+EXAMPLES = int(os.environ.get("GATE_HYPOTHESIS_EXAMPLES", "1500"))
+
+
+@pytest.mark.parametrize(("raw", "read"), [
+    ("https://connect.facebook.net/x.js", urls.READS_SCHEME),  # compared with the base's scheme
+    ("javascript:fbq('init')", urls.READS_NOTHING),
+    ("data:text/html,<p>", urls.READS_NOTHING),
+    ("//connect.facebook.net/x.js", urls.READS_SCHEME),
+    ("\\\\connect.facebook.net/x.js", urls.READS_SCHEME),
+    ("/tr?id=1", urls.READS_ORIGIN),
+    (" \t/tr?id=1", urls.READS_ORIGIN),
+    ("https:/tr", urls.READS_ORIGIN),  # same scheme, one slash: a path on the base's host
+    ("https:tr", urls.READS_ALL),
+    ("https://tr", urls.READS_SCHEME),
+    ("https:/\\tr", urls.READS_SCHEME),
+    ("tr?id=1", urls.READS_ALL),
+    ("../tr", urls.READS_ALL),
+    ("?id=1", urls.READS_ALL),
+    ("", urls.READS_ALL),
+    ("#top", urls.READS_ALL),
+])
+def test_base_read(raw, read):
+    assert urls.base_read(raw, PAGE) == read
+
+
+BASES = [URL("https", "jobs.example.jp", "/jobs/42?ref=top"), URL("https", "jobs.example.jp", "/"),
+         URL("https", "jobs.example.jp", "/events/a/b"), URL("https", "www.facebook.com", "/tr/"),
+         URL("http", "jobs.example.jp", "/jobs/42"), URL("http", "connect.facebook.net", "/x/")]
+RAW_PIECES = ["https:", "http:", "HTTPS:", "javascript:", "data:", "//", "/", "\\", "\t", "\n", " ", "\x00",
+              "connect.facebook.net", "jobs.example.jp", "tr", "?id=1", "#f", "..", ".", "%2e", "x@", ":443"]
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(st.lists(st.sampled_from(RAW_PIECES), max_size=8), st.sampled_from(BASES), st.sampled_from(BASES))
+def test_bases_that_agree_on_what_is_read_give_the_same_url(pieces, a, b):
+    raw = "".join(pieces)
+    read = urls.base_read(raw, a)
+    agree = (read == urls.READS_NOTHING
+             or read == urls.READS_SCHEME and a.scheme == b.scheme
+             or read == urls.READS_ORIGIN and (a.scheme, a.host) == (b.scheme, b.host)
+             or a == b)
+    if agree:
+        assert urls.base_read(raw, b) == read
+        assert urls.parse(raw, a) == urls.parse(raw, b)
