@@ -94,7 +94,8 @@ def parse(raw: str, base: URL | None = None) -> URL | None:
     if special:
         s = s.replace("\\", "/")
     if s.startswith("//"):
-        host, path = _split_authority(s[2:], special)
+        # a special base: the special authority ignore slashes state skips every further slash
+        host, path = _split_authority(s.lstrip("/") if special else s[2:], special)
         return URL(base.scheme, host, path if special else path or "/")
     return _relative(s, base)
 
