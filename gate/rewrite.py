@@ -143,6 +143,7 @@ class PageRewriter:
         self.base_set = base is not None
         self.head_done = fragment or not plan.head_html
         self.body_done = fragment or not plan.body_html
+        self._sent_tail = b""  # the last byte already returned by feed()
         self._base_read = urls.READS_NOTHING  # while deciding: how much of self.base a URL was resolved against
         self._unsure = False  # set by _url_tags when a document it read could not be read to its end
         self._doc_personal: frozenset[str] = frozenset()  # ... and when that document sends personal data
@@ -179,7 +180,22 @@ class PageRewriter:
     def _flush(self) -> bytes:
         out = b"".join(self.out)
         self.out = []
+        if out:
+            self._sent_tail = out[-1:]
         return out
+
+    def _removed(self) -> None:
+        """An element was removed here. A "<" just before it was text only because the element's own
+        "<" followed it: with the element gone it would open a tag with whatever follows ("<" "<script
+        …></script>" "img src=…>" would become a live <img>). An empty comment keeps it text and
+        shows nothing."""
+        tail = self._sent_tail
+        for chunk in reversed(self.out):
+            if chunk:
+                tail = chunk[-1:]
+                break
+        if tail == b"<":
+            self.out.append(b"<!---->")
 
     def _run(self, final: bool) -> None:
         buf, pos, n = self.buf, 0, len(self.buf)
@@ -265,6 +281,7 @@ class PageRewriter:
         keep = not self.refusing
         if not keep:
             self.outcome.uncertain += 1
+            self._removed()
         return self._start_stream(buf, pos, pos + 2, _Stream("tag", keep, name=name, then=then), final)
 
     def _comment(self, buf: bytes, pos: int, final: bool) -> int:
@@ -290,6 +307,7 @@ class PageRewriter:
         if self.refusing and (refused or not clean):
             self.outcome.stripped |= refused
             self.outcome.uncertain += 0 if refused else 1
+            self._removed()
             return end
         self.outcome.kept |= kept
         self.out.append(unit)
@@ -405,6 +423,8 @@ class PageRewriter:
             self.stream, self.state = _Stream("raw", out is not None, name=name), STREAM
             if out is not None:
                 self.out.append(out)
+            else:
+                self._removed()
             return end
         if name == "plaintext":
             self._emit_tag(buf, pos, m, name, attrs)
@@ -442,6 +462,8 @@ class PageRewriter:
             # The element also closed foreign content (or a <select>): a bare one, which loads
             # nothing, keeps the parse of everything after it as the upstream wrote it.
             self.out.append(b"<" + name.encode() + b" data-gate>")
+        else:
+            self._removed()
         return m.end()
 
     @staticmethod
@@ -686,6 +708,7 @@ class PageRewriter:
         keep = not self.refusing
         if not keep:
             self.outcome.uncertain += 1
+            self._removed()
         else:
             self.out.append(buf[pos:upto])
         self.unit = None
@@ -707,6 +730,8 @@ class PageRewriter:
             out = self._remembered(key, lambda: self._unit_out(buf, pos, content_end, end, u))
         if out is not None:
             self.out.append(out)
+        else:
+            self._removed()
         return end
 
     def _unit_out(self, buf: bytes, pos: int, content_end: int, end: int, u: _Unit) -> bytes | None:

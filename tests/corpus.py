@@ -101,6 +101,8 @@ CASES = [
     Case("iframe-srcdoc", page(f'<iframe srcdoc="&lt;script src=&quot;{FB_JS}&quot;&gt;&lt;/script&gt;&lt;p&gt;x"></iframe>'), P, "strip"),
     # srcdoc inside srcdoc, deeper than gate reads (rewrite.MAX_DEPTH): the outer iframe goes, uncertain
     Case("iframe-srcdoc-nested-9-deep", page(nested_srcdoc(f'<img src="{FB_PX}">', 9)), P, "strip"),
+    # a "<" that is text only because the removed element's "<" follows it must stay text
+    Case("lt-before-removed-element", page(f'<<script src="{FB_JS}"></script>img src="{FB_PX}">'), P, "strip"),
     # a scheme-relative URL skips every further slash and backslash before its host
     Case("scheme-relative-four-slashes", page('<script src="////connect.facebook.net/en_US/fbevents.js"></script>'), P, "strip"),
     Case("scheme-relative-mixed-slashes", page('<img src="/\\\\www.facebook.com/tr?id=100000000000001&ev=PageView">'), P, "strip"),

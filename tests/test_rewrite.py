@@ -5,6 +5,7 @@ from __future__ import annotations
 import tracemalloc
 from urllib.parse import quote
 
+import html5lib
 import pytest
 
 from gate import urls, vendors
@@ -265,3 +266,14 @@ def test_a_frames_data_document_sending_personal_data_is_removed_unless_the_site
     assert "facebook.pixel" in rw.outcome.stripped and "facebook.pixel" in rw.outcome.personal_data
     out, rw = run(page, ALL, personal_data_allowed=True)
     assert out == page
+
+
+@pytest.mark.parametrize("chunk", [None, 1, 7])
+def test_a_removed_element_leaves_the_text_around_it_as_text(chunk):
+    """"<" followed by a removed element, then "!-- … -->": in the upstream's page the "<" and the
+    "!--" are text. With the element gone they must not become a comment that hides what follows."""
+    page = b'<!doctype html><body><p>x <<script src="https://connect.facebook.net/en_US/fbevents.js"></script>!-- shown --> y</p>'
+    out, rw = run(page, frozenset(), chunk=chunk)
+    assert rw.outcome.stripped == {"facebook.pixel"}
+    text = "".join(html5lib.parse(out, treebuilder="etree").itertext())
+    assert text == "x <!-- shown --> y"
