@@ -11,6 +11,9 @@ How it reads (see htmlstream for the lexical parts):
 - noscript is read both ways (scripting on: raw text; off: markup). So are raw-text elements where the
   tree builder may not switch the tokenizer (foreign content, <select>). Removing an element whose
   two readings diverge makes them agree again on everything after it.
+- Decisions on tags and whole elements are remembered per registry (_remembered): a site's pages repeat
+  their tags, so after the first page most stops are a dictionary lookup.
+- Removing an element never lets what was around it join into new markup (_removed).
 """
 
 from __future__ import annotations
