@@ -646,8 +646,7 @@ class PageRewriter:
         if self.depth >= MAX_DEPTH:
             self._unsure = True
             return frozenset()
-        sub = PageRewriter(replace(self.plan, head_html="", body_html=""), "utf-8", fragment=True,
-                           depth=self.depth + 1, base=self.base)
+        sub = self._nested("utf-8")
         sub.feed(doc.encode("utf-8", "surrogatepass"))
         sub.close()
         self._base_read = max(self._base_read, sub._base_read)
@@ -665,14 +664,19 @@ class PageRewriter:
             found |= self._url_tags(u, "style")
         return frozenset(found)
 
+    def _nested(self, encoding: str, foreign: list[str] | None = None) -> PageRewriter:
+        """A reader for a document or fragment inside this page (srcdoc, a frame's data: document,
+        the other reading of an element): nothing injected, one level deeper, against this base."""
+        return PageRewriter(replace(self.plan, head_html="", body_html=""), encoding, fragment=True,
+                            foreign=foreign, depth=self.depth + 1, base=self.base)
+
     def _text_tags(self, text: str) -> frozenset[str]:
         return self.registry.tags_in_text(text) if text else frozenset()
 
     def _srcdoc(self, value: bytes) -> bytes | None:
         """Gate an iframe's srcdoc document; the new escaped value, or None when unchanged."""
         doc = hs.attr_text(value, self.encoding)
-        sub = PageRewriter(replace(self.plan, head_html="", body_html=""), "utf-8", fragment=True,
-                           depth=self.depth + 1, base=self.base)
+        sub = self._nested("utf-8")
         out = sub.feed(doc.encode("utf-8", "surrogatepass")) + sub.close()
         self.outcome.merge(sub.outcome)
         self._base_read = max(self._base_read, sub._base_read)
@@ -778,8 +782,7 @@ class PageRewriter:
         if self.depth >= MAX_DEPTH:
             return set(), set(), False
         foreign = self.foreign + [push] if push and self.foreign else list(self.foreign)
-        sub = PageRewriter(replace(self.plan, head_html="", body_html=""), self.encoding, fragment=True,
-                           foreign=foreign, depth=self.depth + 1, base=self.base)
+        sub = self._nested(self.encoding, foreign)
         sub.feed(content)
         clean = sub.ended_in_data and sub.unit is None
         sub.close()
