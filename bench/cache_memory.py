@@ -1,7 +1,7 @@
 """How much memory the rewriter's decision caches can hold (gate/rewrite.py, gate/vendors.py).
 
 Each worker remembers, per registry, the decisions it made on tags, whole script/style/noscript
-elements, attribute parses, inline scripts and absolute links. Every cache is bounded by entries and
+elements, attribute parses, inline scripts and the URLs it looked up. Every cache is bounded by entries and
 by the size of what it keeps; a full cache forgets what it used least recently. This script feeds
 pages built to fill every cache with entries close to the largest it keeps (40 tags of about 2 KB, one
 inline script of about 16 KB and one 1.5 KB external script URL a page, every page different) and
@@ -23,7 +23,7 @@ from gate import urls, vendors  # noqa: E402
 from gate.rewrite import PagePlan, PageRewriter  # noqa: E402
 
 PAGES = 400
-CACHES = ("_tag_cache", "_attrs_cache", "_script_cache", "_link_cache")
+CACHES = ("_tag_cache", "_attrs_cache", "_script_cache", "_url_cache")
 
 
 def page(i: int) -> bytes:

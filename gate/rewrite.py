@@ -621,11 +621,6 @@ class PageRewriter:
         return frozenset(), False
 
     def _url_tags(self, text: str, element: str) -> frozenset[str]:
-        if text[:8].lower().startswith(("https://", "http://")) or (
-                text[:2] == "//" and self.base.scheme in urls.SPECIAL):
-            if text[:2] == "//":
-                self._base_read = max(self._base_read, urls.READS_SCHEME)
-            return self.registry.tags_for_link(text, self.base)
         self._reads_base(text)
         url = urls.parse(text, self.base)
         if url is None:

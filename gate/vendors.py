@@ -7,12 +7,12 @@ matching methods. A mistake in the file is a ConfigError naming the file, the ke
 from __future__ import annotations
 
 import functools
-from collections import OrderedDict
 import hashlib
 import json
 import re
 import threading
 import tomllib
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
@@ -172,7 +172,6 @@ class Registry:
     _vendor_domains: Mapping[str, tuple[tuple[str, str], ...]] = field(repr=False, default_factory=dict)
     _personal: _Signatures = field(repr=False, default_factory=lambda: _Signatures({}, ()))
     _url_cache: Memo = field(repr=False, default_factory=lambda: Memo(4096), compare=False)
-    _link_cache: Memo = field(repr=False, default_factory=lambda: Memo(_CACHE_ENTRIES), compare=False)
     _script_cache: Memo = field(repr=False, default_factory=lambda: Memo(_CACHE_ENTRIES), compare=False)
     # rewrite.PageRewriter's: its decisions on tags and elements, and its attribute parses
     _tag_cache: Memo = field(repr=False, default_factory=lambda: Memo(_CACHED_TAGS), compare=False)
@@ -206,26 +205,6 @@ class Registry:
         self._url_cache.put(key, result)
         return result
 
-    def tags_for_link(self, text: str, base: urls.URL) -> frozenset[str]:
-        """tags_for_url(urls.parse(text, base)), for a ``text`` that starts with http:// or https://, or
-        with // against a base of a special scheme. Remembered by the text (and for // the base's
-        scheme): such a link reads the same on every page."""
-        head = text[:8].lower()
-        key = None
-        if head.startswith(("https://", "http://")):
-            key = (text, "")  # the base is not read
-        elif head.startswith("//"):
-            key = (text, base.scheme)  # only the base's scheme is read
-        if key is not None:
-            hit = self._link_cache.get(key)
-            if hit is not None:
-                return hit
-        url = urls.parse(text, base)
-        result = self.tags_for_url(url) if url is not None else frozenset()
-        if key is not None and len(text) <= _CACHED_TEXT_MAX:
-            self._link_cache.put(key, result)
-        return result
-
     def judge_script(self, content: bytes, encoding: str) -> tuple[frozenset[str], bool]:
         """(tags_in_text, sends_personal_data) of an inline script's bytes. Remembered by the bytes:
         a site sends the same tag snippets on every page."""
@@ -245,7 +224,6 @@ class Registry:
         """Forget every remembered decision (the benchmark's cold runs; a reloaded vendors.toml is a
         new Registry and starts empty anyway)."""
         self._url_cache.clear()
-        self._link_cache.clear()
         self._script_cache.clear()
         self._tag_cache.clear()
         self._attrs_cache.clear()
@@ -280,7 +258,7 @@ class Registry:
         return frozenset(found)
 
     def sends_personal_data(self, text: str, at: dict[str, list[int]] | None = None) -> bool:
-        return self._personal.matches(text, self.word_positions(text) if at is None else at, first=True) != set()
+        return bool(self._personal.matches(text, self.word_positions(text) if at is None else at, first=True))
 
     # -- per site ----------------------------------------------------------------------------
     def carried(self, vendors: Iterable[str] | None, tags: Iterable[str] | None) -> frozenset[str]:

@@ -3,7 +3,11 @@ which host would be contacted, and which path. Each row is a trick a page could 
 
 from __future__ import annotations
 
+import os
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gate import urls
 from gate.urls import URL
@@ -110,11 +114,6 @@ def test_host_matches_by_label(host, domain, expected):
 
 
 # -- how much of the base a URL reads (what gate's decision cache keys on) -------------------------
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-import os  # noqa: E402
-
 EXAMPLES = int(os.environ.get("GATE_HYPOTHESIS_EXAMPLES", "1500"))
 
 
