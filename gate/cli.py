@@ -198,11 +198,21 @@ def check(args: argparse.Namespace) -> int:
         print(f"  site[{i}] host={site.host or '(default)'} upstream={site.upstream} mode={site.mode} "
               f"csp={site.csp} policy_url={site.policy_url} tags={len(carried)}: {', '.join(carried)}")
     purposes = [p.id + ("" if p.refusable else " (always on)") for p in registry.purposes.values()]
+    print(f"scan: {scan_backend()}")
     print(f"vendors.toml: policy version {registry.version}")
     print(f"  purposes ({len(purposes)}): {', '.join(purposes)}")
     print(f"  vendors ({len(registry.vendors)}): {', '.join(registry.vendors)}")
     print(f"  tags ({len(registry.tags)}): {', '.join(registry.tags)}")
     return 0
+
+
+def scan_backend() -> str:
+    """Which page scan this install runs: the C extension, or the pure-Python one it falls back to."""
+    try:
+        from . import _fastscan  # noqa: F401  (built at install time when a C compiler was there)
+    except ImportError:
+        return "pure Python (gate._fastscan was not built: no C compiler at install time; pages read slower)"
+    return "C extension (gate._fastscan)"
 
 
 def version(args: argparse.Namespace) -> int:
