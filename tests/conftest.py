@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -79,3 +80,24 @@ def pytest_runtest_makereport(item, call):
         report.outcome = "failed"
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.longrepr = f"skipped in CI, where nothing may be skipped: {reason}"
+
+
+def missing_parts() -> list[str]:
+    """One line for each outside part some tests need and this machine lacks (tests/run provisions them)."""
+    chromium = os.environ.get("GATE_CHROMIUM") or "/usr/bin/chromium"
+    checks = [
+        (os.access(chromium, os.X_OK), f"Chromium at {chromium} (browser tests; apt-get install chromium)"),
+        (shutil.which("node") is not None, "node (the WHATWG URL oracle; apt-get install nodejs)"),
+        (shutil.which("nginx") is not None or os.access("/usr/sbin/nginx", os.X_OK),
+         "nginx (deploy config and real-origin tests; tests/run unpacks it)"),
+        (bool(os.environ.get("GATE_TEST_POSTGRES_URL")), "GATE_TEST_POSTGRES_URL (PostgreSQL store tests)"),
+        (bool(os.environ.get("GATE_AXE_JS")), "GATE_AXE_JS (accessibility checks; tests/run installs axe-core)"),
+    ]
+    return [what for present, what in checks if not present]
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    missing = missing_parts()
+    if not missing:
+        return ["gate: every outside part the tests use is here"]
+    return [f"gate: missing {what}: its tests will skip (run `bash tests/run` to provision)" for what in missing]
