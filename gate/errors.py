@@ -6,6 +6,10 @@
       UpstreamError           the origin could not be reached or answered badly
         UpstreamUnavailable   refused, reset, DNS failure, bad response      -> 502 Bad Gateway
         UpstreamTimeout       no answer within the configured timeout        -> 504 Gateway Timeout
+        IncompleteBody        the body cannot be delivered whole: its coding ends early or is
+                              corrupt (``reason``: truncated, corrupt)       -> 502 before the first
+                              byte went out; after it, the visitor's response is cut (never ended)
+          PageTooLarge        a page decodes to more than max_page_bytes     -> same as its parent
       RequestError            the visitor's request is unacceptable          -> its ``status``
                               (400 bad form/JSON, 403 foreign origin, 413 too large, 421 unknown host)
 """
@@ -36,6 +40,24 @@ class UpstreamUnavailable(UpstreamError):
 
 class UpstreamTimeout(UpstreamError):
     status = 504
+
+
+class IncompleteBody(UpstreamError):
+    """The origin's body cannot be delivered whole; ``reason`` (a metrics label) says why."""
+
+    status = 502
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        self.reason = reason
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+class PageTooLarge(IncompleteBody):
+    """A page decodes to more bytes than ``max_page_bytes``."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__("too_large", f"the page decodes to more than max_page_bytes ({limit:,} bytes)")
 
 
 class RequestError(GateError):

@@ -1,7 +1,8 @@
 """GET /_gate/metrics: Prometheus text format through prometheus-client.
 
 The counters move at flush time, from the ledger's batch, never on the request path; so a scrape lags
-the traffic by at most ``flush_interval``. With ``--workers N`` every worker writes its values to files
+the traffic by at most ``flush_interval``. (The beacon results and the incomplete responses are counted
+as they happen: they are rare, and not the ledger's.) With ``--workers N`` every worker writes its values to files
 in PROMETHEUS_MULTIPROC_DIR (``gate serve`` prepares one) and a scrape, whichever worker answers it, adds
 them all up. The endpoint needs the report token, like the report: the numbers are the business's.
 """
@@ -33,6 +34,9 @@ UNCERTAIN = Counter("gate_uncertain_strips", "Elements stripped because gate cou
 DECISIONS = Counter("gate_decisions", "Consent decisions", ["site", "choice", "method"])
 BEACONS = Counter("gate_beacons", "POST /_gate/beacon by result", ["result"])
 STORE_FAILURES = Counter("gate_store_failures", "Flushes the store refused or could not take (retried)")
+INCOMPLETE = Counter("gate_incomplete_responses", "Responses gate could not deliver whole, by reason: truncated or "
+                     "corrupt coding, too_large (max_page_bytes), origin_closed (reset, short of Content-Length), "
+                     "timeout", ["reason"])
 RECEIPTS_SPOOLED = Counter("gate_receipts_spooled", "Receipts written to the spool file at shutdown, store unreachable")
 UPSTREAM = Histogram("gate_upstream_seconds", "From the request to the origin's response headers", buckets=_SECONDS)
 REWRITE = Histogram("gate_rewrite_seconds", "Time the rewriter spent on one page", buckets=_SECONDS)

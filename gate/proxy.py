@@ -17,24 +17,23 @@ from __future__ import annotations
 import logging
 import re
 import time
-import zlib
 from collections.abc import AsyncIterator, Iterator
 
 import anyio
-import brotli
 import httpx
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from . import beacon, charset, consentmode, csp, guard, ledger, urls
+from . import beacon, charset, consentmode, csp, guard, ledger, metrics, urls
 from .banner import choose_lang, render_banner, render_footer_link, render_settings_link
 from .consent import COOKIE_NAME, Consent, ConsentCodec
-from .errors import UpstreamError, UpstreamUnavailable
+from .decoders import Decoder, decoder_for
+from .errors import IncompleteBody, PageTooLarge, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from .logs import Stopwatch
 from .rewrite import Outcome, PagePlan, PageRewriter, stub_script
 from .settings import Site
-from .upstream import ChainDecoder, OriginMap, decoder_for, raw_body, response_headers
+from .upstream import OriginMap, raw_body, response_headers
 from .vendors import Registry
 
 log = logging.getLogger("gate.proxy")
@@ -44,7 +43,6 @@ HTML_TYPES = ("text/html", "application/xhtml+xml")
 _PAGE_DROP = frozenset({b"content-length", b"content-encoding", b"etag", b"last-modified", b"accept-ranges",
                         b"content-md5", b"digest", b"cache-control", b"vary"})
 _NONCE = re.compile(r"'nonce-([A-Za-z0-9+/=_-]+)'")
-_BODY_ERRORS = (UpstreamError, zlib.error, brotli.error)
 
 
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -96,7 +94,7 @@ async def respond(request: Request, site: Site, upstream: httpx.Response, scheme
             upstream.headers["content-type"] = "text/html"
     if not is_page(request.method, upstream):
         return Streamed(upstream.status_code, headers, body, upstream)
-    decoder = decoder_for(upstream.headers.get("content-encoding"))
+    decoder = decoder_for(upstream.headers.get("content-encoding"), state.settings.max_page_bytes)
     if decoder is None:  # a page we cannot read cannot be gated: refuse rather than pass it unread
         await upstream.aclose()
         reason = f"Content-Encoding {upstream.headers.get('content-encoding')!r} cannot be decoded for gating"
@@ -127,6 +125,7 @@ _HTML_SIGNATURES = tuple(s.encode() for s in (
     "<!DOCTYPE HTML", "<HTML", "<HEAD", "<SCRIPT", "<IFRAME", "<H1", "<DIV", "<FONT", "<TABLE", "<A",
     "<STYLE", "<TITLE", "<B", "<BODY", "<BR", "<P", "<!--"))
 SNIFF_BYTES = 512
+SNIFF_RAW_BYTES = 256 * 1024  # the most of an unlabelled body held back while sniffing
 
 
 def looks_like_html(head: bytes) -> bool:
@@ -139,16 +138,18 @@ def looks_like_html(head: bytes) -> bool:
 async def sniff_unlabelled(body: AsyncIterator[bytes], content_encoding: str | None
                            ) -> tuple[AsyncIterator[bytes], bool]:
     """Read up to SNIFF_BYTES of an unlabelled body (decoded) to tell whether it is HTML; the body is
-    handed back whole, with what was read put back in front."""
+    handed back whole, with what was read put back in front. Bounded both ways: at most SNIFF_RAW_BYTES
+    of the body are held, and no more than SNIFF_BYTES are ever decoded (a bomb stays a few KB)."""
     decoder = decoder_for(content_encoding)
     if decoder is None:
         return body, False  # the browser cannot decode it either: it will not render it
     held: list[bytes] = []
-    head = b""
+    head, held_bytes, readable = b"", 0, True
     async for chunk in body:
         held.append(chunk)
-        head += b"".join(decoder.feed(chunk))
-        if len(head) >= SNIFF_BYTES:
+        held_bytes += len(chunk)
+        head, readable = _decoded_head(decoder, chunk, head)
+        if not readable or len(head) >= SNIFF_BYTES or held_bytes >= SNIFF_RAW_BYTES:
             break
 
     async def chained() -> AsyncIterator[bytes]:
@@ -156,7 +157,20 @@ async def sniff_unlabelled(body: AsyncIterator[bytes], content_encoding: str | N
             yield chunk
         async for chunk in body:
             yield chunk
-    return chained(), looks_like_html(head[:SNIFF_BYTES])
+    return chained(), looks_like_html(head)
+
+
+def _decoded_head(decoder: Decoder, chunk: bytes, head: bytes) -> tuple[bytes, bool]:
+    """``head`` plus what ``chunk`` decodes to, up to SNIFF_BYTES in all; False once the body cannot be
+    decoded (what came out before is still judged, as a browser would have rendered it)."""
+    try:
+        for piece in decoder.feed(chunk):
+            head += piece[:SNIFF_BYTES - len(head)]
+            if len(head) >= SNIFF_BYTES:
+                break
+    except IncompleteBody:
+        return head, False
+    return head, True
 
 
 def read_consent(request: Request, site: Site, registry: Registry, codec: ConsentCodec) -> Consent:
@@ -252,7 +266,7 @@ class PageBody:
     """Upstream bytes in, the gated page out: undo Content-Encoding, sniff the charset on the first
     bytes (at most 1024 are held back), rewrite in the page's own encoding."""
 
-    def __init__(self, plan: PagePlan, content_type: str | None, decoder: ChainDecoder) -> None:
+    def __init__(self, plan: PagePlan, content_type: str | None, decoder: Decoder) -> None:
         self.plan, self.content_type, self.decoder = plan, content_type, decoder
         self.need = charset.bytes_needed(content_type)
         self.head = b""
@@ -393,13 +407,17 @@ class Streamed:
                     await send({"type": "http.response.start", "status": self.status, "headers": self._page_headers()})
                     started = True
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        except _BODY_ERRORS as e:
-            log.warning("upstream failed mid-body for %s %s: %s", scope["method"], scope["path"], _reason(e))
-            if not started:  # nothing sent yet: the visitor can still get a proper 502 page
-                page = error_page(UpstreamUnavailable(_reason(e)), Request(scope), self._site(scope))
-                await page(scope, _no_receive, send)
+        except UpstreamError as e:
+            reason = cut_reason(e)
+            metrics.INCOMPLETE.labels(reason).inc()
+            log.warning("response cut (%s) for %s %s, %s: %s", reason, scope["method"], scope["path"],
+                        "after its first bytes" if started else "before any byte", _reason(e))
+            if not started:  # nothing sent yet: the visitor can still get a proper error page
+                shown = e if isinstance(e, PageTooLarge) else UpstreamUnavailable(_reason(e))
+                await error_page(shown, Request(scope), self._site(scope))(scope, _no_receive, send)
             # Otherwise headers are gone: ending the body normally would hand the visitor a
-            # complete-looking, truncated page. Returning without the last message drops the connection.
+            # complete-looking, truncated page. Returning without the last message drops the connection
+            # (no final chunk), and nothing more is added to the page.
             return
         if not started:
             await send({"type": "http.response.start", "status": self.status, "headers": self._page_headers()})
@@ -426,6 +444,13 @@ class Streamed:
         return out
 
 
+def cut_reason(e: UpstreamError) -> str:
+    """The label a cut response is counted under in gate_incomplete_responses_total."""
+    if isinstance(e, IncompleteBody):
+        return e.reason
+    return "timeout" if isinstance(e, UpstreamTimeout) else "origin_closed"
+
+
 async def _no_receive() -> dict:
     return {"type": "http.disconnect"}
 
@@ -442,12 +467,15 @@ _ERROR_TEXT = {
           "サイトのサーバーが時間内に応答しませんでした。しばらくしてから、もう一度お試しください。",
           "Gateway timeout", "The site's server did not answer in time. Please try again in a moment."),
 }
+_TOO_LARGE_TEXT = ("ページが大きすぎます", "このページは大きすぎるため表示できません。",
+                   "Page too large", "This page is too large to be shown.")
 
 
 def error_page(error: UpstreamError, request: Request, site: Site) -> HTMLResponse:
     """502 / 504 in Japanese and English; the reason goes to the log, never to the visitor."""
     log.warning("upstream %s failed for %s %s: %s", site.upstream, request.method, request.url.path, _reason(error))
-    ja_title, ja_text, en_title, en_text = _ERROR_TEXT[error.status]
+    texts = _TOO_LARGE_TEXT if isinstance(error, PageTooLarge) else _ERROR_TEXT[error.status]
+    ja_title, ja_text, en_title, en_text = texts
     html = (f'<!doctype html><html lang="ja"><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width,initial-scale=1">'
             f"<title>{error.status} {en_title}</title>"

@@ -59,6 +59,7 @@ class Settings:
     upstream_read_timeout: float = 30.0
     upstream_max_connections: int = 32
     carry_over_bytes: int = 256 * 1024
+    max_page_bytes: int = 64 * 1024 * 1024  # a page's size once decoded; past it: 502 page, or cut
     max_consent_body: int = 8 * 1024
     log_level: str = "info"
     trusted_proxies: tuple[str, ...] = ()  # IPs / CIDR networks whose X-Forwarded-* gate believes
@@ -269,6 +270,7 @@ def load(flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None =
         ("consent_max_age_days", None, int, 1), ("upstream_connect_timeout", None, float, 0.01),
         ("upstream_read_timeout", None, float, 0.01), ("upstream_max_connections", None, int, 1),
         ("carry_over_bytes", None, int, 4096), ("max_consent_body", None, int, 256),
+        ("max_page_bytes", None, int, 65536),
         ("reconsent_days", None, int, 1),
         ("shutdown_timeout", None, float, 0),
     ):

@@ -1,6 +1,6 @@
 """The outbound request: headers in and out, bodies streamed both ways, upstream failures mapped to
-gate's errors (UpstreamUnavailable -> 502, UpstreamTimeout -> 504), and the content decoders the
-rewriter needs.
+gate's errors (UpstreamUnavailable -> 502, UpstreamTimeout -> 504). The content decoders the rewriter
+needs are in gate.decoders.
 
 One pooled httpx.AsyncClient lives as long as the app. Its pool is capped (an uncapped pool degrades
 badly at 32 concurrent requests) and it never keeps cookies: a proxy's client is shared by every visitor.
@@ -8,16 +8,15 @@ badly at 32 concurrent requests) and it never keeps cookies: a proxy's client is
 
 from __future__ import annotations
 
-import zlib
-from collections.abc import AsyncIterator, Iterator, Callable
+from collections.abc import AsyncIterator, Callable
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from urllib.parse import urlsplit
 
-import brotli
 import httpx
 from starlette.requests import Request
 
 from . import forwarded
+from .decoders import DECODABLE
 from .errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from .settings import Settings, Site
 
@@ -29,8 +28,6 @@ HOP_BY_HOP = frozenset({
 # Not hop-by-hop, but ours to answer: uvicorn already sent the 100 Continue. X-Forwarded-*: gate.forwarded
 # decided what to believe; we send our own.
 _REQUEST_DROP = frozenset({"host", "expect", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"})
-DECODABLE = frozenset({"gzip", "x-gzip", "deflate", "br", "identity"})
-_OUTPUT_LIMIT = 64 * 1024  # bound each decompressed piece: a small compressed chunk can inflate a lot
 
 
 class Upstream:
@@ -204,93 +201,3 @@ def response_headers(response: httpx.Response, origins: OriginMap) -> list[tuple
             v = origins.rewrite(v.decode("latin-1")).encode("latin-1")
         out.append((name.encode("latin-1"), v))
     return out
-
-
-# -- content decoding -------------------------------------------------------------------------
-class ZlibDecoder:
-    """gzip, zlib-wrapped deflate, or raw deflate (some servers send that as "deflate")."""
-
-    def __init__(self, coding: str) -> None:
-        self.gzip = coding in ("gzip", "x-gzip")
-        self._d = zlib.decompressobj(16 + zlib.MAX_WBITS if self.gzip else zlib.MAX_WBITS)
-        self._first = not self.gzip
-
-    def feed(self, data: bytes) -> Iterator[bytes]:
-        while True:
-            try:
-                out = self._d.decompress(data, _OUTPUT_LIMIT)
-            except zlib.error:
-                if not self._first:
-                    raise
-                self._d, self._first = zlib.decompressobj(-zlib.MAX_WBITS), False
-                continue
-            self._first = False
-            if out:
-                yield out
-            data = self._d.unconsumed_tail
-            if self.gzip and self._d.eof and self._d.unused_data:  # another gzip member follows
-                data, self._d = self._d.unused_data, zlib.decompressobj(16 + zlib.MAX_WBITS)
-            elif not data and len(out) < _OUTPUT_LIMIT:
-                return
-
-    def close(self) -> Iterator[bytes]:
-        if tail := self._d.flush():
-            yield tail
-
-
-class BrotliDecoder:
-    def __init__(self) -> None:
-        self._d = brotli.Decompressor()
-
-    def feed(self, data: bytes) -> Iterator[bytes]:
-        out = self._d.process(data, output_buffer_limit=_OUTPUT_LIMIT)
-        while True:
-            if out:
-                yield out
-            if self._d.can_accept_more_data():
-                return
-            out = self._d.process(b"", output_buffer_limit=_OUTPUT_LIMIT)
-
-    def close(self) -> Iterator[bytes]:
-        return iter(())
-
-
-class ChainDecoder:
-    """Content-Encoding lists codings in the order applied; undo them last first."""
-
-    def __init__(self, decoders: list[ZlibDecoder | BrotliDecoder]) -> None:
-        self.decoders = decoders
-
-    def feed(self, data: bytes) -> Iterator[bytes]:
-        return self._through(0, iter((data,)), final=False)
-
-    def close(self) -> Iterator[bytes]:
-        return self._through(0, iter(()), final=True)
-
-    def _through(self, i: int, pieces: Iterator[bytes], final: bool) -> Iterator[bytes]:
-        """Lazily, so a bomb in any layer still comes out in bounded pieces."""
-        if i == len(self.decoders):
-            yield from pieces
-            return
-        d = self.decoders[i]
-
-        def produced() -> Iterator[bytes]:
-            for p in pieces:
-                yield from d.feed(p)
-            if final:
-                yield from d.close()
-
-        yield from self._through(i + 1, produced(), final)
-
-
-def decoder_for(content_encoding: str | None) -> ChainDecoder | None:
-    """A decoder for the response's Content-Encoding; None when a coding is one we cannot undo."""
-    codings = [c.strip().lower() for c in (content_encoding or "").split(",") if c.strip()]
-    decoders: list[ZlibDecoder | BrotliDecoder] = []
-    for coding in reversed(codings):
-        if coding == "identity":
-            continue
-        if coding not in DECODABLE:
-            return None
-        decoders.append(BrotliDecoder() if coding == "br" else ZlibDecoder(coding))
-    return ChainDecoder(decoders)
