@@ -74,6 +74,10 @@ async def handle(request: Request) -> Response | Streamed:
         request.state.gate_upstream_seconds = time.perf_counter() - started  # for the access line
     try:
         return await respond(request, site, upstream, scheme, host, consent, allowed)
+    except UpstreamError as e:  # the origin failed while its first bytes were being sniffed
+        await upstream.aclose()
+        metrics.INCOMPLETE.labels(cut_reason(e)).inc()
+        return error_page(e, request, site)
     except BaseException:  # from here until Streamed takes it over, the upstream response is ours to close
         await upstream.aclose()
         raise

@@ -70,6 +70,7 @@ class Origin:
             Route("/bomb/{kind}", self.bomb),
             Route("/dies", DiesMidBody(promise=None)),
             Route("/short", DiesMidBody(promise=1 * MB)),
+            Route("/dies-unlabelled", DiesMidBody(promise=None, sent=100, content_type=None)),
         ])
 
     @staticmethod
@@ -107,17 +108,19 @@ class Origin:
 
 @dataclass
 class DiesMidBody:
-    """Sends 300 KB of a page and returns: uvicorn then drops the connection. With ``promise``, the
-    response says Content-Length: promise; without, it is chunked."""
+    """Sends ``sent`` bytes of a page and returns: uvicorn then drops the connection. With ``promise``,
+    the response says Content-Length: promise; without, it is chunked."""
 
     promise: int | None
+    sent: int = 300 * KB
+    content_type: bytes | None = b"text/html"
 
     async def __call__(self, scope, receive, send) -> None:
-        headers = [(b"content-type", b"text/html")]
+        headers = [(b"content-type", self.content_type)] if self.content_type else []
         if self.promise:
             headers.append((b"content-length", str(self.promise).encode()))
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": page(300 * KB)[:300 * KB], "more_body": True})
+        await send({"type": "http.response.body", "body": page(self.sent)[:self.sent], "more_body": True})
 
 
 @dataclass
@@ -240,6 +243,13 @@ def test_an_origin_closing_mid_page_cuts_the_page(gate: str, path: str, caplog: 
     assert 100 * KB < len(seen.body) < 300 * KB + 64 * KB and FOOTER not in seen.body
     assert cut_count("origin_closed") == before + 1
     assert any("response cut (origin_closed)" in r.getMessage() for r in caplog.records)
+
+
+def test_an_origin_closing_while_gate_sniffs_an_unlabelled_page_gets_an_error_page(gate: str) -> None:
+    before = cut_count("origin_closed")
+    seen = fetch_raw(gate, "/dies-unlabelled")  # 100 bytes: fewer than the 512 a browser sniffs
+    assert seen.status == 502 and seen.whole and b"Bad gateway" in seen.body
+    assert cut_count("origin_closed") == before + 1
 
 
 # -- bombs -----------------------------------------------------------------------------------------
