@@ -88,6 +88,8 @@ def missing_parts() -> list[str]:
     checks = [
         (os.access(chromium, os.X_OK), f"Chromium at {chromium} (browser tests; apt-get install chromium)"),
         (shutil.which("node") is not None, "node (the WHATWG URL oracle; apt-get install nodejs)"),
+        (shutil.which("gzip") is not None and shutil.which("brotli") is not None,
+         "the gzip and brotli command-line encoders (decoder oracles; apt-get install gzip brotli)"),
         (shutil.which("nginx") is not None or os.access("/usr/sbin/nginx", os.X_OK),
          "nginx (deploy config and real-origin tests; tests/run unpacks it)"),
         (bool(os.environ.get("GATE_TEST_POSTGRES_URL")), "GATE_TEST_POSTGRES_URL (PostgreSQL store tests)"),
