@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import httpx
 from starlette.requests import Request
 
-from . import forwarded
+from . import forwarded, pool
 from .decoders import DECODABLE
 from .errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from .settings import Settings, Site
@@ -37,11 +37,9 @@ class Upstream:
         n = settings.upstream_max_connections
         self.timeout = httpx.Timeout(connect=settings.upstream_connect_timeout, read=settings.upstream_read_timeout,
                                      write=settings.upstream_read_timeout, pool=settings.upstream_connect_timeout)
-        self.client = httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=n, max_keepalive_connections=n, keepalive_expiry=30.0),
-            timeout=self.timeout, http1=True, http2=False, trust_env=False, follow_redirects=False,
-            cookies=_no_cookies(),
-        )
+        limits = httpx.Limits(max_connections=n, max_keepalive_connections=n, keepalive_expiry=30.0)
+        self.client = httpx.AsyncClient(transport=pool.transport(limits), timeout=self.timeout, trust_env=False,
+                                        follow_redirects=False, cookies=_no_cookies())
         self.demo: httpx.AsyncClient | None = None
         if settings.demo:
             from .demo import create_demo_app  # only demo mode needs it
