@@ -7,7 +7,6 @@ from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.routing import Mount
 
 from . import api, proxy, vendors
 from . import beacon, metrics, receipts, recorder, report
@@ -17,6 +16,7 @@ from .forwarded import ForwardedMiddleware
 from .logs import AccessLog
 from .readiness import Readiness, draining_on_signals
 from .settings import Settings
+from .shares import Shares
 from .upstream import Upstream
 
 
@@ -40,8 +40,8 @@ def create_app(settings: Settings) -> Starlette:
             await app.state.upstream.aclose()
             await recorder.stop(app)  # the last flush: what was counted since the previous one
 
-    # A Mount, not a Route: a Route lists its methods, and the proxy takes every method there is.
-    catch_all = Mount("", app=proxy.app)
+    # Not a Route: a Route lists its methods, and the proxy takes every method there is.
+    catch_all = proxy.CatchAll()
     # Outermost first: the request as the visitor made it (trusted X-Forwarded-*), then the access line.
     middleware = [Middleware(ForwardedMiddleware, proxies=settings.trusted_proxies),
                   Middleware(AccessLog, settings=settings)]
@@ -51,6 +51,7 @@ def create_app(settings: Settings) -> Starlette:
                     lifespan=lifespan)
     app.state.settings = settings
     app.state.readiness = Readiness(settings)
+    app.state.shares = Shares(settings)  # of the upstream pool, per visitor and per path
     app.state.registry = registry
     app.state.codec = ConsentCodec(settings.secret_keys, max_age=settings.consent_max_age_days * 24 * 3600,
                                    reconsent_age=settings.reconsent_days * 24 * 3600)

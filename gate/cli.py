@@ -113,11 +113,13 @@ def worker_env(flags: Mapping[str, Any], conf: settings.Settings) -> dict[str, s
 
 def _app_from_env() -> Any:
     """uvicorn factory (`gate.cli:_app_from_env`) run in each worker process."""
+    from . import server
     from .app import create_app
 
     conf = settings.load({}, os.environ)
     if os.environ.get(EPHEMERAL_ENV) == "1":
         conf = dataclasses.replace(conf, ephemeral_key=True)
+    server.configure(conf)  # this worker's connection limits (uvicorn imported GateProtocol by name)
     return create_app(conf)
 
 
@@ -133,14 +135,15 @@ def serve(args: argparse.Namespace) -> int:
         print(DEMO_WARNING, file=sys.stderr)
     import uvicorn  # imported late: `gate check` and `gate keys new` need no server
 
-    from . import logs
+    from . import logs, server
 
+    server.raise_open_files_limit()
     # proxy_headers off: gate.forwarded believes X-Forwarded-* from trusted_proxies only. SIGTERM: stop
     # accepting, give in-flight responses shutdown_timeout seconds, then the lifespan's shutdown.
-    options: dict[str, Any] = dict(host=conf.host, port=conf.port, loop="auto", http="auto",
+    options: dict[str, Any] = dict(host=conf.host, port=conf.port, loop="auto",
                                    proxy_headers=False, server_header=False, log_level=conf.log_level.lower(),
                                    access_log=False, log_config=logs.config(conf.log_level),
-                                   timeout_graceful_shutdown=conf.shutdown_timeout)
+                                   timeout_graceful_shutdown=conf.shutdown_timeout, **server.options(conf))
     app: Any
     if conf.workers > 1:
         os.environ.update(worker_env(flags, conf))

@@ -15,6 +15,7 @@ stripped for this visitor". What the rewriter actually met on this page is logge
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -22,7 +23,9 @@ from collections.abc import AsyncIterator, Iterator
 import anyio
 import httpx
 from starlette.requests import ClientDisconnect, Request
+from starlette.datastructures import URLPath
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.routing import BaseRoute, Match, NoMatchFound
 from starlette.types import Receive, Scope, Send
 
 from . import beacon, charset, consentmode, csp, guard, ledger, metrics, urls
@@ -33,6 +36,7 @@ from .errors import IncompleteBody, PageTooLarge, UpstreamError, UpstreamTimeout
 from .logs import Stopwatch
 from .rewrite import Outcome, PagePlan, PageRewriter, stub_script
 from .settings import Site
+from .shares import ShareExceeded
 from .upstream import OriginMap, raw_body, response_headers
 from .vendors import Registry
 
@@ -43,12 +47,43 @@ HTML_TYPES = ("text/html", "application/xhtml+xml")
 _PAGE_DROP = frozenset({b"content-length", b"content-encoding", b"etag", b"last-modified", b"accept-ranges",
                         b"content-md5", b"digest", b"cache-control", b"vary"})
 _NONCE = re.compile(r"'nonce-([A-Za-z0-9+/=_-]+)'")
+_OVERDUE = "no complete response within upstream_response_timeout"
+RETRY_AFTER = 2  # seconds, in the 503 of a visitor or path over its share of the upstream pool
 
 
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
     """The ASGI app behind every path that is not /_gate/, for every method."""
-    response = await handle(Request(scope, receive, send))
+    request = Request(scope, receive, send)
+    response: Response | Streamed
+    if sum(name == b"host" for name, _ in scope["headers"]) > 1:
+        # Which one names the site? A front proxy and gate could each believe another.
+        response = PlainTextResponse("400 Bad Request: more than one Host header.\n", 400)
+    elif (site := request.app.state.settings.site_for(request.headers.get("host"))) is None:
+        response = PlainTextResponse("421 Misdirected Request: gate serves no site for this Host.\n", 421)
+    else:
+        client = request.client.host if request.client else ""
+        try:
+            async with request.app.state.shares.claim(client, f"{site.host or ''} {scope['path']}"):
+                response = await handle(request)
+                await response(scope, receive, send)
+            return
+        except ShareExceeded as e:
+            response = busy(e, request, site)
     await response(scope, receive, send)
+
+
+class CatchAll(BaseRoute):
+    """The proxy's route: every HTTP request no route before it took, whatever its method and path. (A
+    Mount("") missed paths holding a newline, %0a: its pattern's "." does not match one.)"""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        return (Match.FULL, {}) if scope["type"] == "http" else (Match.NONE, {})
+
+    def url_path_for(self, name: str, /, **path_params: object) -> URLPath:
+        raise NoMatchFound(name, path_params)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await app(scope, receive, send)
 
 
 async def handle(request: Request) -> Response | Streamed:
@@ -56,6 +91,7 @@ async def handle(request: Request) -> Response | Streamed:
     site = state.settings.site_for(request.headers.get("host"))
     if site is None:
         return PlainTextResponse("421 Misdirected Request: gate serves no site for this Host.\n", 421)
+    deadline = anyio.current_time() + state.settings.upstream_response_timeout
     scheme, host = site.public_scheme or request.url.scheme, request.url.netloc
     registry, carried = state.registries[site.host], state.carried[site.host]
     consent = read_consent(request, site, registry, state.codec)
@@ -63,17 +99,20 @@ async def handle(request: Request) -> Response | Streamed:
     allowed = consent.allowed_tags(registry, carried)
     started = time.perf_counter()
     try:
-        upstream = await state.upstream.send(request, site, scheme, host, cookie_filter(registry, allowed),
-                                             [(b"gate-consent", consent_header(consent).encode())])
+        with anyio.fail_after(deadline - anyio.current_time()):
+            upstream = await state.upstream.send(request, site, scheme, host, cookie_filter(registry, allowed),
+                                                 [(b"gate-consent", consent_header(consent).encode())])
     except UpstreamError as e:
         return error_page(e, request, site)
+    except TimeoutError:
+        return error_page(UpstreamTimeout(_OVERDUE), request, site)
     except ClientDisconnect:
         log.info("client went away during the request body: %s %s", request.method, request.url.path)
         return Response(status_code=400)
     finally:
         request.state.gate_upstream_seconds = time.perf_counter() - started  # for the access line
     try:
-        return await respond(request, site, upstream, scheme, host, consent, allowed)
+        response = await respond(request, site, upstream, scheme, host, consent, allowed)
     except UpstreamError as e:  # the origin failed while its first bytes were being sniffed
         await upstream.aclose()
         metrics.INCOMPLETE.labels(cut_reason(e)).inc()
@@ -81,6 +120,9 @@ async def handle(request: Request) -> Response | Streamed:
     except BaseException:  # from here until Streamed takes it over, the upstream response is ours to close
         await upstream.aclose()
         raise
+    if isinstance(response, Streamed):
+        response.deadline = deadline
+    return response
 
 
 async def respond(request: Request, site: Site, upstream: httpx.Response, scheme: str,
@@ -383,13 +425,22 @@ class Streamed:
                  upstream: httpx.Response, page: PageBody | None = None) -> None:
         self.status, self.headers, self.body, self.upstream = status, headers, body, upstream
         self.page = page
+        self.deadline = math.inf  # upstream_response_timeout: when the whole response must be over
+        self.started = False  # whether the headers went out
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._watch, receive, tg.cancel_scope)
-                await self._send(send, scope)
-                tg.cancel_scope.cancel()
+            with anyio.CancelScope(deadline=self.deadline) as overdue:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._watch, receive, tg.cancel_scope)
+                    await self._send(send, scope)
+                    tg.cancel_scope.cancel()
+            if overdue.cancelled_caught:
+                # A trickle (a byte now and then) never trips the read timeout; this ends it.
+                log.warning("upstream response overdue for %s %s: cut", scope["method"], scope["path"])
+                if not self.started:
+                    page = error_page(UpstreamTimeout(_OVERDUE), Request(scope), self._site(scope))
+                    await page(scope, _no_receive, send)
         finally:
             with anyio.CancelScope(shield=True):
                 await self.body.aclose()  # type: ignore[attr-defined]
@@ -402,28 +453,29 @@ class Streamed:
         scope.cancel()
 
     async def _send(self, send: Send, scope: Scope) -> None:
-        started = self.page is None
-        if started:
+        if self.page is None:
+            self.started = True
             await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
         try:
             async for chunk in self.body:
-                if not started:  # a page: its first bytes are out of the sniffer, so its charset is known
+                if not self.started:  # a page: its first bytes are out of the sniffer, so its charset is known
+                    self.started = True
                     await send({"type": "http.response.start", "status": self.status, "headers": self._page_headers()})
-                    started = True
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except UpstreamError as e:
             reason = cut_reason(e)
             metrics.INCOMPLETE.labels(reason).inc()
             log.warning("response cut (%s) for %s %s, %s: %s", reason, scope["method"], scope["path"],
-                        "after its first bytes" if started else "before any byte", _reason(e))
-            if not started:  # nothing sent yet: the visitor can still get a proper error page
-                shown = e if isinstance(e, PageTooLarge) else UpstreamUnavailable(_reason(e))
+                        "after its first bytes" if self.started else "before any byte", _reason(e))
+            if not self.started:  # nothing sent yet: the visitor can still get a proper error page
+                shown = e if isinstance(e, (PageTooLarge, UpstreamTimeout)) else UpstreamUnavailable(_reason(e))
                 await error_page(shown, Request(scope), self._site(scope))(scope, _no_receive, send)
             # Otherwise headers are gone: ending the body normally would hand the visitor a
             # complete-looking, truncated page. Returning without the last message drops the connection
             # (no final chunk), and nothing more is added to the page.
             return
-        if not started:
+        if not self.started:
+            self.started = True
             await send({"type": "http.response.start", "status": self.status, "headers": self._page_headers()})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
@@ -473,6 +525,15 @@ _ERROR_TEXT = {
 }
 _TOO_LARGE_TEXT = ("ページが大きすぎます", "このページは大きすぎるため表示できません。",
                    "Page too large", "This page is too large to be shown.")
+
+
+def busy(error: ShareExceeded, request: Request, site: Site) -> Response:
+    """503 when a visitor or a path has its whole share of the upstream pool under way."""
+    log.warning("503 for %s %s from %s: this %s has its share of the upstream pool (%s) under way",
+                request.method, request.url.path, request.client.host if request.client else "?", error.what,
+                site.upstream)
+    return PlainTextResponse("503 Service Unavailable: too many requests under way. Please retry in a moment.\n",
+                             503, headers={"retry-after": str(RETRY_AFTER), "cache-control": "no-store"})
 
 
 def error_page(error: UpstreamError, request: Request, site: Site) -> HTMLResponse:

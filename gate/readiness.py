@@ -3,7 +3,8 @@
 Not ready, 503 with the reasons in the body, when
 - it is draining: SIGTERM (or SIGINT) has arrived, or the app's shutdown has begun. uvicorn stops
   accepting at once and gives in-flight responses ``shutdown_timeout`` seconds to finish;
-- no origin answers: each non-demo upstream gets a HEAD / with a short timeout, remembered for
+- no origin answers: each non-demo upstream gets a HEAD / with a short timeout, on connections of its
+  own (visitors who fill the upstream pool must not make the instance look down), remembered for
   ``CACHE_SECONDS`` so that probes from many places cost one request. Any HTTP answer counts (a 404 or
   a 500 still proves the way there works). With several origins, one that is down does not take the
   instance out: every replica shares it, and gate already answers its visitors with a 502 page;
@@ -73,7 +74,7 @@ class Readiness:
             found.append("starting (no upstream client yet)")
         elif self.origins and upstream is not None:
             down = [f"upstream of {self.labels[url]} unreachable ({problem})" for url in self.origins
-                    if (problem := await self._origin(upstream.client, url)) is not None]
+                    if (problem := await self._origin(upstream.probe, url)) is not None]
             if len(down) == len(self.origins):
                 found += down
         for name, check in self.checks.items():

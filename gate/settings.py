@@ -58,6 +58,13 @@ class Settings:
     upstream_connect_timeout: float = 5.0
     upstream_read_timeout: float = 30.0
     upstream_max_connections: int = 32
+    upstream_response_timeout: float = 120.0  # one origin response, request sent to last byte
+    upstream_share_per_client: float = 0.25  # of upstream_max_connections, for one visitor address
+    upstream_share_per_path: float = 0.5  # of upstream_max_connections, for one site's path
+    client_header_timeout: float = 10.0  # a request's headers must arrive within this
+    client_write_timeout: float = 30.0  # a visitor who reads nothing for this long is dropped
+    keep_alive_timeout: float = 5.0  # an idle kept-alive connection is closed after this
+    max_request_header_bytes: int = 64 * 1024  # request line and headers; larger: 431
     carry_over_bytes: int = 256 * 1024
     max_page_bytes: int = 64 * 1024 * 1024  # a page's size once decoded; past it: 502 page, or cut
     max_consent_body: int = 8 * 1024
@@ -273,10 +280,19 @@ def load(flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None =
         ("max_page_bytes", None, int, 65536),
         ("reconsent_days", None, int, 1),
         ("shutdown_timeout", None, float, 0),
+        ("upstream_response_timeout", None, float, 0.01), ("client_header_timeout", None, float, 0.01),
+        ("client_write_timeout", None, float, 0.01), ("keep_alive_timeout", None, float, 0.01),
+        ("max_request_header_bytes", None, int, 1024),
     ):
         value, where, key = pick(name, env_name)
         if value is not None:
             kw[name] = _number(value, where, key, kind, minimum)
+    for name in ("upstream_share_per_client", "upstream_share_per_path"):
+        value, where, key = pick(name)
+        if value is not None:
+            kw[name] = _number(value, where, key, float, 0.01)
+            if kw[name] > 1:
+                raise ConfigError(where, key, f"expected a fraction of upstream_max_connections in (0, 1], got {value!r}")
     for name, env_name in (("host", "GATE_HOST"), ("log_level", "GATE_LOG_LEVEL")):
         value, where, key = pick(name, env_name)
         if value is not None:

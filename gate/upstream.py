@@ -40,6 +40,11 @@ class Upstream:
         limits = httpx.Limits(max_connections=n, max_keepalive_connections=n, keepalive_expiry=30.0)
         self.client = httpx.AsyncClient(transport=pool.transport(limits), timeout=self.timeout, trust_env=False,
                                         follow_redirects=False, cookies=_no_cookies())
+        # Readiness probes get connections of their own: visitors who fill the pool (slow readers, a
+        # stalling URL) must not make the instance look unready and pull it out of its load balancer.
+        probes = httpx.Limits(max_connections=4, max_keepalive_connections=4, keepalive_expiry=30.0)
+        self.probe = httpx.AsyncClient(transport=pool.transport(probes), timeout=self.timeout, trust_env=False,
+                                       follow_redirects=False, cookies=_no_cookies())
         self.demo: httpx.AsyncClient | None = None
         if settings.demo:
             from .demo import create_demo_app  # only demo mode needs it
@@ -50,6 +55,7 @@ class Upstream:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+        await self.probe.aclose()
         if self.demo is not None:
             await self.demo.aclose()
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from gate import __version__, cli, settings
+from gate.server import GateProtocol
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "k" * 32
@@ -157,8 +158,9 @@ def test_serve_demo_warns_loudly_and_runs_uvicorn(capsys, uvicorn_run, fake_app)
     [(app, options)] = uvicorn_run
     assert app == ("app", fake_app[0]) and fake_app[0].ephemeral_key
     log_config = options.pop("log_config")
-    assert options == dict(host="127.0.0.1", port=8123, loop="auto", http="auto", proxy_headers=False,
-                           server_header=False, log_level="info", access_log=False, timeout_graceful_shutdown=25.0)
+    assert issubclass(options.pop("http"), GateProtocol)  # gate's limits on request headers and slow readers
+    assert options == dict(host="127.0.0.1", port=8123, loop="auto", proxy_headers=False, server_header=False,
+                           log_level="info", access_log=False, timeout_graceful_shutdown=25.0, timeout_keep_alive=5.0)
     assert log_config["loggers"]["uvicorn.access"] == {"handlers": [], "propagate": False}  # ours replaces it
 
 

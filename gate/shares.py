@@ -1,0 +1,88 @@
+"""Shares of the upstream pool: how many origin requests one visitor address, and one site path, may
+have under way at once, so that no visitor and no path can take every pooled connection.
+
+Without them, 32 visitors who never read a large response, or 32 requests to one origin URL that
+stalls, held all of ``upstream_max_connections`` and everyone else waited for a connection until the
+504. A share is a fraction of the pool (``upstream_share_per_client``, ``upstream_share_per_path``),
+at least one connection. A request over its share waits for a turn for up to
+``upstream_connect_timeout`` seconds (the same wait the pool itself allows), then gets a 503 with
+Retry-After. Shares count per worker process, as the pool does.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+
+from .settings import Settings
+
+
+class ShareExceeded(Exception):
+    """Too many requests under way for one visitor or one path; ``what`` says which."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        super().__init__(what)
+
+
+class _Counter:
+    """A semaphore per key, made on demand and dropped when nobody holds or waits for it."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._slots: dict[str, list] = {}  # key -> [semaphore, holders and waiters]
+
+    async def acquire(self, key: str) -> None:
+        slot = self._slots.setdefault(key, [anyio.Semaphore(self.size), 0])
+        slot[1] += 1
+        try:
+            await slot[0].acquire()
+        except BaseException:
+            self._leave(key)
+            raise
+
+    def release(self, key: str) -> None:
+        self._slots[key][0].release()
+        self._leave(key)
+
+    def _leave(self, key: str) -> None:
+        slot = self._slots[key]
+        slot[1] -= 1
+        if slot[1] == 0:
+            del self._slots[key]
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+
+class Shares:
+    def __init__(self, settings: Settings) -> None:
+        pool = settings.upstream_max_connections
+        self.per_client = max(1, math.floor(pool * settings.upstream_share_per_client))
+        self.per_path = max(1, math.floor(pool * settings.upstream_share_per_path))
+        self.wait = settings.upstream_connect_timeout
+        self.clients = _Counter(self.per_client)
+        self.paths = _Counter(self.per_path)
+
+    @asynccontextmanager
+    async def claim(self, client: str, path: str) -> AsyncIterator[None]:
+        """Hold one request's share of the pool for ``client`` and ``path``; raises ShareExceeded when no
+        turn came within the wait."""
+        taken: list[tuple[_Counter, str]] = []
+        waiting_for: str | None = None
+        try:
+            with anyio.move_on_after(self.wait):
+                for counter, key, what in ((self.clients, client, "visitor"), (self.paths, path, "path")):
+                    waiting_for = what
+                    await counter.acquire(key)
+                    taken.append((counter, key))
+                waiting_for = None
+            if waiting_for is not None:
+                raise ShareExceeded(waiting_for)
+            yield
+        finally:
+            for counter, key in reversed(taken):
+                counter.release(key)
