@@ -21,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
+import socket
+import struct
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -144,6 +146,9 @@ class GateProtocol(HttpToolsProtocol):
     def _write_timed_out(self) -> None:
         self._write_timer = None
         log.info("dropped %s: read nothing for %.0f s", self.client[0] if self.client else "?", self.write_timeout)
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:  # a reset: the kernel would otherwise keep trying to deliver what is unread
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.transport.abort()  # close() would wait for the visitor to read the buffer
 
 

@@ -24,13 +24,13 @@ Answer = Callable[[socket.socket, bytes, int], bool]
 
 
 class RawOrigin:
-    def __init__(self, answer: Answer) -> None:
+    def __init__(self, answer: Answer, stopped: threading.Event | None = None) -> None:
         self.answer = answer
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
         self.connections = 0
         self.heads: list[bytes] = []  # every request head received, in order
-        self.stopped = threading.Event()
+        self.stopped = stopped or threading.Event()  # set when the test ends: answers that wait must end
         self._open: list[socket.socket] = []
         self._thread = threading.Thread(target=self._accept, name="raw-origin", daemon=True)
         self._thread.start()
@@ -83,8 +83,8 @@ class RawOrigin:
 
 
 @contextmanager
-def raw_origin(answer: Answer) -> Iterator[RawOrigin]:
-    origin = RawOrigin(answer)
+def raw_origin(answer: Answer, stopped: threading.Event | None = None) -> Iterator[RawOrigin]:
+    origin = RawOrigin(answer, stopped)
     try:
         yield origin
     finally:

@@ -276,6 +276,12 @@ def test_systemd_trusts_the_local_nginx_and_waits_for_the_drain():
     assert int(stop.removesuffix("s")) > conf.shutdown_timeout
 
 
+def test_systemd_gives_room_for_many_connections():
+    """Each connection is an open file: with the default 1,024, 1,100 slow connections locked everyone out."""
+    [limit] = unit_values("LimitNOFILE")
+    assert int(limit) >= 65536
+
+
 def test_image_works_in_a_directory_of_its_own():
     stage = final_stage()
     [workdir] = [a for n, a in stage if n == "WORKDIR"]
@@ -305,6 +311,11 @@ def test_compose_gate_uses_the_postgres_service_once_it_is_healthy():
 def test_compose_waits_for_the_drain():
     grace = COMPOSE["services"]["gate"]["stop_grace_period"]
     assert int(grace.removesuffix("s")) > settings.load({}, {}).shutdown_timeout
+
+
+def test_compose_gives_room_for_many_connections():
+    nofile = COMPOSE["services"]["gate"]["ulimits"]["nofile"]
+    assert nofile["soft"] >= 65536 and nofile["hard"] >= nofile["soft"]
 
 
 def test_compose_publishes_on_loopback_only():
