@@ -35,14 +35,15 @@ _LISTENING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
 
 
 @contextmanager
-def gate(upstream: str, toml: str = "", nofile: int | None = None) -> Iterator[tuple[str, int]]:
+def gate(upstream: str | None, toml: str = "", nofile: int | None = None,
+         store: str = "off") -> Iterator[tuple[str, int]]:
     """`gate serve` in a subprocess; yields (url, pid). ``nofile``: its soft open-files limit at start."""
     with tempfile.TemporaryDirectory() as tmp:
-        args = [sys.executable, "-m", "gate.cli", "serve", "--upstream", upstream, "--port", "0"]
+        args = [sys.executable, "-m", "gate.cli", "serve", "--port", "0"] + (["--upstream", upstream] if upstream else [])
         if toml:
             (Path(tmp) / "gate.toml").write_text(toml)
             args += ["--config", str(Path(tmp) / "gate.toml")]
-        env = {**os.environ, "GATE_SECRET_KEY": KEY, "GATE_STORE": "off", "GATE_LOG_LEVEL": "info",
+        env = {**os.environ, "GATE_SECRET_KEY": KEY, "GATE_STORE": store, "GATE_LOG_LEVEL": "info",
                "PYTHONPATH": str(ROOT)}
 
         def limit() -> None:

@@ -18,7 +18,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 
 import anyio
 import httpx
@@ -100,8 +100,12 @@ async def handle(request: Request) -> Response | Streamed:
     started = time.perf_counter()
     try:
         with anyio.fail_after(deadline - anyio.current_time()):
-            upstream = await state.upstream.send(request, site, scheme, host, cookie_filter(registry, allowed),
-                                                 [(b"gate-consent", consent_header(consent).encode())])
+            upstream = await unless_gone(request, state.upstream.send(
+                request, site, scheme, host, cookie_filter(registry, allowed),
+                [(b"gate-consent", consent_header(consent).encode())]))
+        if upstream is None:
+            log.info("client went away while the origin was answering: %s %s", request.method, request.url.path)
+            return Response(status_code=499)  # never sent: nobody is there
     except UpstreamError as e:
         return error_page(e, request, site)
     except TimeoutError:
@@ -123,6 +127,37 @@ async def handle(request: Request) -> Response | Streamed:
     if isinstance(response, Streamed):
         response.deadline = deadline
     return response
+
+
+async def unless_gone(request: Request, sending: Awaitable[httpx.Response]) -> httpx.Response | None:
+    """The origin's response, or None when the visitor went away first: a stalling origin must not keep
+    a pooled connection for someone who left. Watched only when the request has no body (the body is
+    read by the send itself, from the same channel the disconnect comes on)."""
+    if _has_body(request):
+        return await sending
+    response: httpx.Response | None = None
+    failure: Exception | None = None
+
+    async def watch(scope: anyio.CancelScope) -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        scope.cancel()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch, tg.cancel_scope)
+        try:
+            response = await sending
+        except Exception as e:  # kept apart: the task group would wrap it in an ExceptionGroup
+            failure = e
+        tg.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
+    return response
+
+
+def _has_body(request: Request) -> bool:
+    h = request.headers
+    return "transfer-encoding" in h or h.get("content-length", "0").strip() not in ("", "0")
 
 
 async def respond(request: Request, site: Site, upstream: httpx.Response, scheme: str,

@@ -198,3 +198,16 @@ def test_path_with_an_encoded_newline_is_proxied(path: str) -> None:
             sock.sendall(get(path))
             answer = read_response(sock)
     assert answer is not None and (answer[0], answer[2]) == (200, path.encode())
+
+
+def test_a_visitor_who_leaves_frees_its_pooled_connection() -> None:
+    """Waiting for a stalling origin on behalf of a visitor who has gone would keep a pooled connection
+    until the read timeout."""
+    with origin() as origin_url, gate_served(origin_url, upstream_max_connections=1, upstream_connect_timeout=1.0,
+                                             upstream_read_timeout=10.0) as url:
+        with visitor(url, "127.0.0.2") as gone:
+            gone.sendall(get("/stall"))
+            time.sleep(0.3)
+        time.sleep(0.3)
+        status, seconds, _ = timed_get(url, "/ok")
+    assert status == 200 and seconds < 0.9
