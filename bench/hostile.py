@@ -31,6 +31,7 @@ from tests.hostile import get, path_of, raw_origin, read_response, sleep_unless,
 
 KEY = "bench-hostile-key-0123456789"
 BIG = 16 * 1024 * 1024
+LOGS: dict[int, list[str]] = {}  # pid -> gate's stderr lines, while it runs and after
 _LISTENING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
 
 
@@ -52,7 +53,7 @@ def gate(upstream: str | None, toml: str = "", nofile: int | None = None,
 
         proc = subprocess.Popen(args, cwd=tmp, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                 text=True, preexec_fn=limit)
-        lines: list[str] = []
+        lines = LOGS[proc.pid] = []
         threading.Thread(target=lambda: lines.extend(proc.stderr or ()), daemon=True).start()  # drains the pipe
         try:
             deadline, port = time.monotonic() + 30, None

@@ -21,17 +21,20 @@ import os
 import random
 import socket
 import statistics
+import subprocess
 import sys
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from hostile import gate, rss_mb  # noqa: E402  (bench/hostile.py; it puts the repository on sys.path)
+from hostile import LOGS, gate, rss_mb  # noqa: E402  (bench/hostile.py; it puts the repository on sys.path)
 
 from tests.hostile import get, path_of, raw_origin, sleep_unless, visitor  # noqa: E402
 
@@ -121,6 +124,30 @@ async def ordinary(url: str, worker: int, until: float, budget: list[int], resul
             results.append((kind, outcome, expected, time.perf_counter() - started))
 
 
+@contextmanager
+def demo_origin() -> Iterator[str]:
+    """The demo job site on its own uvicorn (bench/serve.py origin), a real origin over loopback."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("serve.py")), "origin", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("the demo origin did not start") from None
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
 def open_files(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
@@ -132,8 +159,9 @@ def main() -> None:
     ap.add_argument("--visitors", type=int, default=16, help="ordinary visitors, each from its own address")
     args = ap.parse_args()
     stopped = threading.Event()
-    with raw_origin(faulty_answer(stopped), stopped) as faulty:
-        toml = (f'[[site]]\nupstream = "demo"\n\n[[site]]\nhost = "{FAULTY}"\nupstream = "{faulty.url}"\n')
+    with demo_origin() as ordinary_url, raw_origin(faulty_answer(stopped), stopped) as faulty:
+        # Both sites share gate's one upstream pool, as they would in production.
+        toml = (f'[[site]]\nupstream = "{ordinary_url}"\n\n[[site]]\nhost = "{FAULTY}"\nupstream = "{faulty.url}"\n')
         with gate(None, toml=toml, store="soak.sqlite3") as (url, pid):
             for _ in range(20):  # warm up: every page type once
                 httpx.get(url + "/", timeout=10)
@@ -158,6 +186,11 @@ def main() -> None:
             files_after = open_files(pid)
         stopped.set()
     report(results, counts, elapsed, (rss_before, rss_after, peak), (files_before, files_after))
+    ordinary_failures = [ln.strip() for ln in LOGS[pid] if "failed for" in ln and FAULTY not in ln
+                         and "/stall" not in ln and "/trickle" not in ln and "/big" not in ln and "/short" not in ln]
+    print(f"gate's log: {len(LOGS[pid])} lines; upstream failures on the ordinary site: {len(ordinary_failures)}")
+    for line in ordinary_failures[:5]:
+        print("  " + line[:200])
 
 
 def report(results: list, hostile: Counter, elapsed: float, rss: tuple, files: tuple) -> None:
