@@ -5,7 +5,7 @@ headers that never end. Reports errors, latency percentiles and gate's memory an
 and after.
 
     python bench/soak.py                          # 30 s or 3,000 ordinary requests, whichever first
-    python bench/soak.py --seconds 120 --requests 20000 --visitors 32
+    python bench/soak.py --seconds 120 --requests 20000 --visitors 32 --hostile 24
 
 An error is an ordinary visitor's request that failed: a transport error, or a status other than the
 expected one (a 429 from the beacon limit is counted apart, not as an error). It runs `gate serve` in a
@@ -75,16 +75,16 @@ def faulty_answer(stopped: threading.Event):
     return answer
 
 
-def hostile_loop(url: str, stop: threading.Event, seconds: float, counts: Counter) -> None:
-    """Slow readers, stalls, trickles, short bodies and unfinished headers, a wave every second."""
+def hostile_loop(url: str, stop: threading.Event, seconds: float, counts: Counter, size: int) -> None:
+    """Slow readers, stalls, trickles, short bodies and unfinished headers: ``size`` of them a second."""
     deadline = time.monotonic() + seconds
     wave = 0
     while not stop.is_set() and time.monotonic() < deadline:
         held = []
-        for i in range(8):
+        for i in range(size):
             kind = ("big", "stall", "trickle", "short", "half")[(wave + i) % 5]
             try:
-                sock = visitor(url, f"127.0.2.{2 + (wave * 8 + i) % 250}", 2)
+                sock = visitor(url, f"127.0.2.{2 + (wave * size + i) % 250}", 2)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
                 if kind == "half":
                     sock.sendall(b"GET / HTTP/1.1\r\nHost: " + FAULTY.encode() + b"\r\nX-Slow: ")
@@ -157,6 +157,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--requests", type=int, default=3000, help="ordinary requests, at most")
     ap.add_argument("--visitors", type=int, default=16, help="ordinary visitors, each from its own address")
+    ap.add_argument("--hostile", type=int, default=8, help="hostile connections opened each second")
     args = ap.parse_args()
     stopped = threading.Event()
     with demo_origin() as ordinary_url, raw_origin(faulty_answer(stopped), stopped) as faulty:
@@ -168,7 +169,7 @@ def main() -> None:
             rss_before, files_before = rss_mb(pid)[0], open_files(pid)
             counts: Counter = Counter()
             stop = threading.Event()
-            beside = threading.Thread(target=hostile_loop, args=(url, stop, args.seconds, counts), daemon=True)
+            beside = threading.Thread(target=hostile_loop, args=(url, stop, args.seconds, counts, args.hostile), daemon=True)
             beside.start()
             results: list = []
             started = time.monotonic()
