@@ -40,7 +40,8 @@ def gate(upstream: str | None, toml: str = "", nofile: int | None = None,
          store: str = "off") -> Iterator[tuple[str, int]]:
     """`gate serve` in a subprocess; yields (url, pid). ``nofile``: its soft open-files limit at start."""
     with tempfile.TemporaryDirectory() as tmp:
-        args = [sys.executable, "-m", "gate.cli", "serve", "--port", "0"] + (["--upstream", upstream] if upstream else [])
+        args = [sys.executable, "-m", "gate.cli", "serve", "--port", "0"]
+        args += ["--upstream", upstream] if upstream else []
         if toml:
             (Path(tmp) / "gate.toml").write_text(toml)
             args += ["--config", str(Path(tmp) / "gate.toml")]
@@ -82,7 +83,8 @@ def origin() -> Iterator[str]:
             sleep_unless(stopped, 120)
             return False
         if path.startswith("/big"):
-            sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n" % BIG)
+            sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                         b"Content-Length: %d\r\n\r\n" % BIG)
             for _ in range(BIG // 65536):
                 sock.sendall(b"x" * 65536)
             return True
@@ -203,8 +205,9 @@ def point8_files(up: str) -> None:
                 slow.append(sock)
             time.sleep(0.5)
             limits = [ln for ln in Path(f"/proc/{pid}/limits").read_text().splitlines() if "open files" in ln]
-            print(f"8  1,100 slow connections, started with a soft limit of 1,024 open files "
-                  f"({' '.join(limits[0].split()[3:5])} soft/hard now): another visitor gets {timed(url, get('/ok'), timeout=5)}")
+            soft_hard = " ".join(limits[0].split()[3:5])
+            print(f"8  1,100 slow connections, started with a soft limit of 1,024 open files ({soft_hard} "
+                  f"soft/hard now): another visitor gets {timed(url, get('/ok'), timeout=5)}")
         finally:
             for s in slow:
                 s.close()

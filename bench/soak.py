@@ -34,9 +34,9 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from hostile import LOGS, gate, rss_mb  # noqa: E402  (bench/hostile.py; it puts the repository on sys.path)
+from hostile import LOGS, gate, rss_mb  # bench/hostile.py; it puts the repository on sys.path
 
-from tests.hostile import get, path_of, raw_origin, sleep_unless, visitor  # noqa: E402
+from tests.hostile import get, path_of, raw_origin, sleep_unless, visitor
 
 FAULTY = "faulty.test"
 BIG = 16 * 1024 * 1024
@@ -66,7 +66,8 @@ def faulty_answer(stopped: threading.Event):
                          b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nSMUGGLED")
             return True
         if path.startswith("/big"):
-            sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n" % BIG)
+            sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                         b"Content-Length: %d\r\n\r\n" % BIG)
             for _ in range(BIG // 65536):
                 sock.sendall(b"x" * 65536)
             return True
@@ -169,7 +170,8 @@ def main() -> None:
             rss_before, files_before = rss_mb(pid)[0], open_files(pid)
             counts: Counter = Counter()
             stop = threading.Event()
-            beside = threading.Thread(target=hostile_loop, args=(url, stop, args.seconds, counts, args.hostile), daemon=True)
+            beside = threading.Thread(target=hostile_loop, args=(url, stop, args.seconds, counts, args.hostile),
+                                      daemon=True)
             beside.start()
             results: list = []
             started = time.monotonic()

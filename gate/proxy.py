@@ -22,8 +22,8 @@ from collections.abc import AsyncIterator, Awaitable, Iterator
 
 import anyio
 import httpx
-from starlette.requests import ClientDisconnect, Request
 from starlette.datastructures import URLPath
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Match, NoMatchFound
 from starlette.types import Receive, Scope, Send

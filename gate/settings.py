@@ -292,7 +292,8 @@ def load(flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None =
         if value is not None:
             kw[name] = _number(value, where, key, float, 0.01)
             if kw[name] > 1:
-                raise ConfigError(where, key, f"expected a fraction of upstream_max_connections in (0, 1], got {value!r}")
+                raise ConfigError(where, key,
+                                  f"expected a fraction of upstream_max_connections in (0, 1], got {value!r}")
     for name, env_name in (("host", "GATE_HOST"), ("log_level", "GATE_LOG_LEVEL")):
         value, where, key = pick(name, env_name)
         if value is not None:

@@ -23,8 +23,9 @@ FRESH = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r
 DOUBTFUL = [
     pytest.param("GET", b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello" + SMUGGLED,
                  (200, b"hello"), id="content-length-shorter-than-body"),
-    pytest.param("GET", b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 4\r\n\r\n\xe6\xad\xaf\xe7\xa7\x91",
-                 (200, b"\xe6\xad\xaf\xe7"), id="content-length-counting-characters"),
+    pytest.param("GET", b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 4\r\n\r\n"
+                 + "歯科".encode(),
+                 (200, "歯科".encode()[:4]), id="content-length-counting-characters"),
     pytest.param("GET", b"HTTP/1.1 204 No Content\r\n\r\n" + SMUGGLED, (204, b""), id="body-after-204"),
     pytest.param("GET", b"HTTP/1.1 304 Not Modified\r\nETag: \"1\"\r\n\r\nnot a body", (304, b""), id="body-after-304"),
     pytest.param("HEAD", b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello",
