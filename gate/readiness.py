@@ -34,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from .settings import Settings
-from .upstream import Upstream, upstream_host
+from .upstream import Upstream, origin_name
 
 log = logging.getLogger("gate.readiness")
 CACHE_SECONDS = 2.0
@@ -52,7 +52,7 @@ class Readiness:
         self.labels: dict[str, str] = {}  # upstream URL -> the public names of the sites behind it
         for site in settings.sites:
             if not site.is_demo:
-                self.origins.setdefault(site.upstream, upstream_host(site))
+                self.origins.setdefault(site.upstream, origin_name(site))
                 name = site.host or "the default site"
                 self.labels[site.upstream] = f"{self.labels[site.upstream]}, {name}" if site.upstream in self.labels else name
         self.timeout = min(PROBE_TIMEOUT, settings.upstream_connect_timeout)

@@ -36,7 +36,7 @@ class Site:
     csp: str = "report-only"
     csp_hosts: tuple[str, ...] = ()  # the site's own other hosts (CDN, API) its pages may load from
     personal_data: bool = False  # let scripts send hashed e-mail / phone numbers to an allowed vendor
-    upstream_host: str | None = None  # Host header sent upstream; None = the upstream URL's
+    upstream_host: str | None = None  # Host header sent upstream; None = the visitor's
 
     @property
     def is_demo(self) -> bool:

@@ -8,6 +8,7 @@ badly at 32 concurrent requests) and it never keeps cookies: a proxy's client is
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Callable
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from urllib.parse import urlsplit
@@ -27,7 +28,9 @@ HOP_BY_HOP = frozenset({
 })
 # Not hop-by-hop, but ours to answer: uvicorn already sent the 100 Continue. X-Forwarded-*: gate.forwarded
 # decided what to believe; we send our own.
-_REQUEST_DROP = frozenset({"host", "expect", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"})
+_REQUEST_DROP = frozenset({"host", "expect", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host",
+                           "forwarded"})
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 7230 token: a Forwarded value needing no quotes
 
 
 class Upstream:
@@ -87,10 +90,20 @@ def upstream_error(e: httpx.TransportError) -> UpstreamError:
     return UpstreamTimeout(reason) if isinstance(e, httpx.TimeoutException) else UpstreamUnavailable(reason)
 
 
-def upstream_host(site: Site) -> str:
+def upstream_host(site: Site) -> str | None:
+    """The Host header the origin is sent: the site's ``upstream_host``, or None for the visitor's own.
+
+    The visitor's, as nginx's recommended set-up does (``proxy_set_header Host $host``): frameworks check
+    a form's Origin against the Host they are sent (Django answers 403 otherwise) and build absolute
+    URLs from it."""
     if site.upstream_host:
         return site.upstream_host
-    return "demo.invalid" if site.is_demo else urlsplit(site.upstream).netloc
+    return "demo.invalid" if site.is_demo else None
+
+
+def origin_name(site: Site) -> str:
+    """The name the origin knows itself by: ``upstream_host``, else the upstream URL's host[:port]."""
+    return site.upstream_host or ("demo.invalid" if site.is_demo else urlsplit(site.upstream).netloc)
 
 
 def _body(request: Request) -> AsyncIterator[bytes] | None:
@@ -125,12 +138,14 @@ def _connection_named(raw: list[tuple[bytes, bytes]]) -> set[str]:
     return names
 
 
-def request_headers(request: Request, host: str, public_scheme: str, public_host: str,
+def request_headers(request: Request, host: str | None, public_scheme: str, public_host: str,
                     drop_cookie: Callable[[str], bool] | None = None) -> list[tuple[bytes, bytes]]:
-    """The visitor's headers as the origin should see them (without the cookies ``drop_cookie`` names)."""
+    """The visitor's headers as the origin should see them (without the cookies ``drop_cookie`` names).
+    ``host``: the Host to send, None for the visitor's (``public_host``); X-Forwarded-* and Forwarded
+    always say what the visitor asked for."""
     raw = request.headers.raw
     drop = HOP_BY_HOP | _REQUEST_DROP | _connection_named(raw)
-    out: list[tuple[bytes, bytes]] = [(b"host", host.encode("latin-1"))]
+    out: list[tuple[bytes, bytes]] = [(b"host", (host or public_host).encode("latin-1"))]
     for k, v in raw:
         name = k.decode("latin-1").lower()
         if name in drop:
@@ -148,7 +163,24 @@ def request_headers(request: Request, host: str, public_scheme: str, public_host
         out.append((b"x-forwarded-for", ", ".join(forwarded_for).encode("latin-1")))
     out.append((b"x-forwarded-proto", public_scheme.encode("latin-1")))
     out.append((b"x-forwarded-host", public_host.encode("latin-1")))
+    out.append((b"forwarded", forwarded_header(forwarded_for, public_scheme, public_host).encode("latin-1")))
     return out
+
+
+def forwarded_header(chain: list[str], scheme: str, host: str) -> str:
+    """RFC 7239 ``Forwarded``: one element per address of the chain (visitor first); the first also says
+    the Host and scheme the visitor asked for."""
+    first = [f"for={_forwarded_value(chain[0])}"] if chain else []
+    elements = [";".join(first + [f"host={_forwarded_value(host)}", f"proto={scheme}"])]
+    return ", ".join(elements + [f"for={_forwarded_value(a)}" for a in chain[1:]])
+
+
+def _forwarded_value(value: str) -> str:
+    if value.count(":") > 1 and not value.startswith("["):  # an IPv6 address
+        value = f"[{value}]"
+    if _TOKEN.match(value):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def filter_cookie_header(value: str, drop: Callable[[str], bool]) -> str:
@@ -171,7 +203,10 @@ class OriginMap:
         base = urlsplit(DEMO_BASE if site.is_demo else site.upstream)
         scheme = base.scheme
         self.upstream_scheme = scheme
-        self.origins = {_origin_key(scheme, base.netloc), _origin_key(scheme, upstream_host(site))}
+        # The origin names itself by its URL's host, its upstream_host, or (as it is sent the visitor's
+        # Host) the public host under its own scheme, e.g. http:// behind TLS that gate terminates.
+        public_netloc = urlsplit(public_origin).netloc
+        self.origins = {_origin_key(scheme, n) for n in (base.netloc, origin_name(site), public_netloc)}
         self.public = public_origin
 
     def rewrite(self, value: str) -> str:

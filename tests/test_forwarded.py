@@ -11,7 +11,7 @@ import pytest
 import respx
 
 from gate import app as gate_app
-from gate import settings
+from gate import settings, upstream
 from gate.consent import COOKIE_NAME
 from gate.errors import ConfigError
 from gate.forwarded import TrustedProxies, resolve
@@ -164,7 +164,16 @@ async def test_the_origin_never_sees_a_spoofed_address_scheme_or_host():
     assert isinstance(sent, httpx.Request)
     assert sent.headers["x-forwarded-for"] == CLIENT_IP
     assert sent.headers["x-forwarded-proto"] == "http" and sent.headers["x-forwarded-host"] == "gate.test"
+    assert sent.headers.get_list("forwarded") == [f"for={CLIENT_IP};host=gate.test;proto=http"]
+    assert sent.headers["host"] == "gate.test"
     assert sent.extensions["gate_response"].headers["location"] == "http://gate.test/next"
+
+
+@pytest.mark.anyio
+async def test_a_spoofed_forwarded_header_never_reaches_the_origin():
+    sent = await origin_sees(gate_settings(ORIGIN), {"forwarded": "for=192.0.2.66;host=evil.example;proto=https"})
+    assert isinstance(sent, httpx.Request)
+    assert sent.headers.get_list("forwarded") == [f"for={CLIENT_IP};host=gate.test;proto=http"]
 
 
 @pytest.mark.anyio
@@ -175,7 +184,17 @@ async def test_the_origin_sees_what_the_trusted_proxy_said():
     assert isinstance(sent, httpx.Request)
     assert sent.headers["x-forwarded-for"] == f"198.51.100.9, {CLIENT_IP}"
     assert sent.headers["x-forwarded-proto"] == "https" and sent.headers["x-forwarded-host"] == "jobs.example.jp"
+    assert sent.headers["host"] == "jobs.example.jp"  # the Host the visitor asked for, not gate's
+    assert sent.headers["forwarded"] == f"for=198.51.100.9;host=jobs.example.jp;proto=https, for={CLIENT_IP}"
     assert sent.extensions["gate_response"].headers["location"] == "https://jobs.example.jp/next"
+
+
+@pytest.mark.parametrize(("chain", "host", "expected"), [
+    (["2001:db8::1"], "jobs.example.jp:8443", 'for="[2001:db8::1]";host="jobs.example.jp:8443";proto=https'),
+    ([], "jobs.example.jp", "host=jobs.example.jp;proto=https"),
+], ids=["ipv6-and-port-quoted", "no-peer"])
+def test_forwarded_header_quotes_what_is_not_a_token(chain, host, expected):
+    assert upstream.forwarded_header(chain, "https", host) == expected
 
 
 @pytest.mark.anyio

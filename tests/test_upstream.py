@@ -81,7 +81,7 @@ async def test_request_headers_as_the_origin_should_see_them() -> None:
     sent = route.calls.last.request.headers
     for name in ("connection", "x-private", "keep-alive", "te", "proxy-authorization"):
         assert name not in sent, name
-    assert sent["host"] == "origin.test"
+    assert sent["host"] == "gate.test"  # the visitor's, as nginx's proxy_set_header Host $host
     assert sent["x-forwarded-for"] == CLIENT_IP  # not a trusted proxy: its claim is dropped (test_forwarded.py)
     assert sent["x-forwarded-proto"] == "http" and sent["x-forwarded-host"] == "gate.test"
     assert sent["accept-encoding"] == "gzip, br;q=0.9"  # only codings gate can decode
@@ -132,6 +132,13 @@ def test_location_as_the_origin_knows_itself_is_rewritten() -> None:
     origins = upstream.OriginMap(site, "https://jobs.example.jp")
     assert origins.rewrite("http://jobs.example.jp/a") == "https://jobs.example.jp/a"
     assert origins.rewrite("http://10.0.0.5:8000/a") == "https://jobs.example.jp/a"
+
+
+def test_location_the_origin_built_from_the_visitors_host_gets_the_public_scheme() -> None:
+    """Sent the visitor's Host over plain http behind gate's TLS, an origin names itself http://public."""
+    origins = upstream.OriginMap(Site(upstream="http://10.0.0.5:8000"), "https://jobs.example.jp")
+    assert origins.rewrite("http://jobs.example.jp/login") == "https://jobs.example.jp/login"
+    assert origins.rewrite("http://elsewhere.example/x") == "http://elsewhere.example/x"
 
 
 # -- pass-through -------------------------------------------------------------------------------

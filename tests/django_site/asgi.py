@@ -1,0 +1,7 @@
+import os
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.django_site.settings")
+
+from django.core.asgi import get_asgi_application  # noqa: E402 -- after the settings module is named
+
+application = get_asgi_application()
