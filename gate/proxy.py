@@ -196,9 +196,10 @@ def has_body(method: str, upstream: httpx.Response) -> bool:
 
 
 def is_page(method: str, upstream: httpx.Response) -> bool:
-    """A page we rewrite: HTML with a body."""
+    """A page we rewrite: HTML with a body (Content-Length 0 is none: there is nothing to gate)."""
     media_type = upstream.headers.get("content-type", "").split(";")[0].strip().lower()
-    return has_body(method, upstream) and media_type in HTML_TYPES
+    empty = upstream.headers.get("content-length", "").strip() == "0"
+    return has_body(method, upstream) and media_type in HTML_TYPES and not empty
 
 
 # WHATWG MIME sniffing, "rules for identifying an unknown MIME type": the HTML signatures.
@@ -368,6 +369,8 @@ class PageBody:
         for piece in self.decoder.close():
             yield from self._page(piece)
         if self.stream is None:
+            if not self.head:  # no byte at all: an empty body stays empty, no banner on nothing
+                return
             yield from self._page(b"", force=True)
         assert self.stream is not None
         with self.stopwatch:

@@ -31,6 +31,8 @@ HOP_BY_HOP = frozenset({
 _REQUEST_DROP = frozenset({"host", "expect", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host",
                            "forwarded"})
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 7230 token: a Forwarded value needing no quotes
+# The server gate runs in dates every answer itself; two Date headers would disagree (nginx drops it too).
+_RESPONSE_DROP = frozenset({"date"})
 
 
 class Upstream:
@@ -230,7 +232,7 @@ def response_headers(response: httpx.Response, origins: OriginMap) -> list[tuple
     """The origin's headers for the visitor: hop-by-hop dropped, every Set-Cookie kept, Location and
     Content-Location on the upstream origin pointed at the public one."""
     raw = response.headers.raw
-    drop = HOP_BY_HOP | _connection_named(raw)
+    drop = HOP_BY_HOP | _RESPONSE_DROP | _connection_named(raw)
     out = []
     for k, v in raw:
         name = k.decode("latin-1").lower()

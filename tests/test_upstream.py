@@ -20,7 +20,7 @@ from gate.consent import COOKIE_NAME, ConsentCodec, decide
 from gate.proxy import private_cache_control, script_nonce, vary_cookie
 from gate.settings import Site
 
-from .conftest import CLIENT_IP, KEY, asgi_client, gate_settings
+from .conftest import CLIENT_IP, KEY, asgi_client, gate_settings, serve
 
 pytestmark = pytest.mark.anyio
 ORIGIN = "http://origin.test"
@@ -161,6 +161,36 @@ async def test_not_a_page_passes_through_untouched(method: str, status: int, ext
     assert r.headers["cache-control"] == "public, max-age=60" and "vary" not in r.headers
     for name, value in extra.items():
         assert r.headers[name] == value
+
+
+async def test_an_empty_html_response_stays_empty() -> None:
+    """A 200 text/html with Content-Length 0 (a form endpoint's answer, a health check) gets no banner."""
+    r, _ = await fetch(html(b"", **{"content-length": "0"}))
+    assert r.status_code == 200 and r.content == b""
+    assert r.headers["content-length"] == "0"
+
+
+async def test_an_empty_chunked_html_response_stays_empty() -> None:
+    async def nothing():
+        for _ in ():
+            yield b""
+
+    r, _ = await fetch(httpx.Response(200, headers={"content-type": "text/html"}, content=nothing()))
+    assert r.status_code == 200 and r.content == b""
+
+
+def test_a_proxied_response_has_one_date_header() -> None:
+    """uvicorn dates gate's answer; the origin's Date is not passed on beside it (as nginx does)."""
+    from starlette.applications import Starlette
+    from starlette.responses import HTMLResponse, PlainTextResponse
+    from starlette.routing import Route
+
+    origin_app = Starlette(routes=[Route("/page", lambda r: HTMLResponse(PAGE)),
+                                   Route("/file", lambda r: PlainTextResponse("x"))])
+    with serve(origin_app) as origin, serve(gate_app.create_app(gate_settings(origin))) as public:
+        for path in ("/page", "/file"):
+            r = httpx.get(public + path)
+            assert r.status_code == 200 and len(r.headers.get_list("date")) == 1, (path, r.headers)
 
 
 async def test_non_html_bytes_are_identical_even_when_compressed() -> None:
