@@ -7,6 +7,7 @@ import dataclasses
 import os
 import secrets
 import signal
+import socket
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -29,8 +30,15 @@ gate: WARNING  Outside a trial:  gate keys new  and  export GATE_SECRET_KEY=<key
 gate: WARNING ============================================================"""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (argparse prints the usage above it: two)."""
+
+    def error(self, message: str) -> Any:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gate", description="A consent-gating reverse proxy.")
+    parser = _Parser(prog="gate", description="A consent-gating reverse proxy.")
     parser.add_argument("--version", action="version", version=f"gate {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -66,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as e:  # --help, --version, usage errors: argparse has printed already
         return e.code if isinstance(e.code, int) else 2
     if args.command is None:
-        parser.print_usage(sys.stderr)
+        print("gate: a command is needed: serve, check, scan, … (see gate --help)", file=sys.stderr)
         return 2
     try:
         return {"serve": serve, "keys": keys_new, "check": check, "scan": scan_page,
@@ -131,6 +139,7 @@ def _public_url(conf: settings.Settings) -> str:
 def serve(args: argparse.Namespace) -> int:
     flags = _flags(args)
     conf, _ = load_all(flags, os.environ)
+    check_listen(conf.host, conf.port)
     if conf.ephemeral_key:
         print(DEMO_WARNING, file=sys.stderr)
     import uvicorn  # imported late: `gate check` and `gate keys new` need no server
@@ -164,6 +173,19 @@ def serve(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def check_listen(host: str, port: int) -> None:
+    """Raise ConfigError when gate could not listen on host:port, before announcing anything (uvicorn
+    would log six lines and exit 3). Bound as uvicorn binds, with SO_REUSEADDR, then let go."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+    except OSError as e:
+        raise ConfigError("listen address", f"{host}:{port}", f"cannot listen there: {e.strerror or e}") from None
 
 
 def _stopped(signum: int, frame: Any) -> None:

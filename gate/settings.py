@@ -164,11 +164,13 @@ def _site(raw: Any, file: str, i: int, top_upstream: str | None) -> Site:
     return Site(**kw)
 
 
-def _number(value: Any, file: str, key: str, kind: type, minimum: float) -> Any:
+def _number(value: Any, file: str, key: str, kind: type, minimum: float, maximum: float | None = None) -> Any:
     try:
         n = kind(value)
     except (TypeError, ValueError):
         raise ConfigError(file, key, f"expected a number, got {value!r}") from None
+    if maximum is not None and (isinstance(value, bool) or not minimum <= n <= maximum):
+        raise ConfigError(file, key, f"expected a number from {minimum} to {maximum}, got {value!r}")
     if isinstance(value, bool) or n < minimum:
         raise ConfigError(file, key, f"expected a number >= {minimum}, got {value!r}")
     return n
@@ -286,7 +288,7 @@ def load(flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None =
     ):
         value, where, key = pick(name, env_name)
         if value is not None:
-            kw[name] = _number(value, where, key, kind, minimum)
+            kw[name] = _number(value, where, key, kind, minimum, 65535 if name == "port" else None)
     for name in ("upstream_share_per_client", "upstream_share_per_path"):
         value, where, key = pick(name)
         if value is not None:

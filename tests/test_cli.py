@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import types
@@ -57,6 +58,7 @@ def uvicorn_run(monkeypatch):
     import uvicorn
 
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append((app, kw)))
+    monkeypatch.setattr(cli, "check_listen", lambda host, port: None)  # these ports are never bound
     return calls
 
 
@@ -83,12 +85,41 @@ def test_version(capsys):
 
 def test_no_command_is_a_usage_error(capsys):
     assert cli.main([]) == 2
-    assert "usage: gate" in capsys.readouterr().err
+    assert "gate --help" in one_line(capsys.readouterr().err)
 
 
 def test_unknown_flag_is_a_usage_error_not_an_exception(capsys):
     assert cli.main(["serve", "--port", "eighty"]) == 2
-    assert "invalid int value" in capsys.readouterr().err
+    assert "invalid int value" in one_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("argv", [["serve", "--bogus"], ["scan"], ["nonsense"], []],
+                         ids=["unknown-flag", "missing-argument", "unknown-command", "no-command"])
+def test_usage_mistakes_take_one_line(capsys, argv):
+    assert cli.main(argv) == 2
+    assert one_line(capsys.readouterr().err).startswith("gate")
+
+
+@pytest.mark.parametrize("port", ["99999", "-1", "65536"])
+def test_a_port_out_of_range_is_refused(capsys, uvicorn_run, fake_app, port):
+    assert cli.main(["serve", "--port", port]) == 2
+    captured = capsys.readouterr()
+    assert one_line(captured.err) == f"gate: command line: --port: expected a number from 0 to 65535, got {port}"
+    assert captured.out == "" and uvicorn_run == []
+
+
+def test_a_port_in_use_is_one_line_and_exit_2(tmp_path):
+    """Not "serving on …", six uvicorn lines and exit 3: the real command, the port held by another."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "gate.cli", "serve", "--port", str(port)], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=60,
+                              env={k: v for k, v in os.environ.items() if not k.startswith("GATE_")})
+    assert done.returncode == 2
+    assert one_line(done.stderr) == f"gate: listen address: 127.0.0.1:{port}: cannot listen there: Address already in use"
+    assert done.stdout == ""
 
 
 def test_check_shows_effective_settings_with_secrets_masked(capsys, monkeypatch, write):

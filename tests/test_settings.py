@@ -84,7 +84,8 @@ def test_upstream_trailing_slash_is_dropped():
 # -- errors: file, key, expectation on one line ---------------------------------------------------
 ERRORS = [
     ({}, "port = 'x'\n", {}, "gate.toml: port: expected a number, got 'x'"),
-    ({}, "port = true\n", {}, "gate.toml: port: expected a number >= 0, got True"),
+    ({}, "port = true\n", {}, "gate.toml: port: expected a number from 0 to 65535, got True"),
+    ({}, "port = 99999\n", {}, "gate.toml: port: expected a number from 0 to 65535, got 99999"),
     ({}, "workers = 0\n", {}, "gate.toml: workers: expected a number >= 1, got 0"),
     ({}, "", {"GATE_PORT": "http"}, "environment: GATE_PORT: expected a number, got 'http'"),
     ({"workers": 0}, "", {}, "command line: --workers: expected a number >= 1, got 0"),
