@@ -77,11 +77,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("gate: a command is needed: serve, check, scan, … (see gate --help)", file=sys.stderr)
         return 2
     try:
-        return {"serve": serve, "keys": keys_new, "check": check, "scan": scan_page,
+        code = {"serve": serve, "keys": keys_new, "check": check, "scan": scan_page,
                 "version": version, **cli_report.COMMANDS}[args.command](args)
+        sys.stdout.flush()  # here, so a closed pipe is met inside the try rather than at exit
+        return code
     except ConfigError as e:
         print(f"gate: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `gate scan … | head`: the reader has what it wanted; no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush must not fail again
+        return 1
 
 
 def _flags(args: argparse.Namespace) -> dict[str, Any]:

@@ -120,6 +120,12 @@ def base_of(page: str, page_url: urls.URL) -> urls.URL:
     return page_url
 
 
+def served_by_gate(page: str) -> bool:
+    """Whether ``page`` already went through gate: its injected elements carry ``data-gate``."""
+    return any(el.get("data-gate") is not None for el in _html5lib().parse(page, treebuilder="etree").iter()
+               if isinstance(el.tag, str))
+
+
 def tags_of(ref: Ref, registry: Registry, base: urls.URL) -> frozenset[str]:
     if ref.kind == "text":
         return registry.tags_in_text(ref.value)
@@ -166,6 +172,9 @@ def scan(page: bytes, page_url: str, registry: Registry, consent: str = "reject_
     allowed = decide(registry, accepted).allowed_tags(registry)
     gated, outcome = gate_page(page, codec, PagePlan(registry=registry, allowed=allowed, base_url=parsed_url))
     before, after = page.decode(codec, "replace"), gated.decode(codec, "replace")
+    if served_by_gate(before):  # its refused tags are gone already: a scan would find none and mislead
+        raise ConfigError(source or page_url, "", "this page was served through gate (it carries gate's "
+                          "data-gate elements), so refused tags are already stripped: scan the origin's URL")
     report = Report(source or page_url, page_url, codec, consent, allowed, registry, outcome=outcome)
 
     base, base_after = base_of(before, parsed_url), base_of(after, parsed_url)
@@ -213,6 +222,9 @@ def _fetch(url: str) -> tuple[bytes, str, str | None]:
                 body += chunk
                 if len(body) > MAX_BYTES:
                     raise ConfigError(url, "", f"page larger than {MAX_BYTES} bytes")
+            if "gate-tags" in response.headers:
+                raise ConfigError(url, "", "this page was served through gate (its response has a Gate-Tags "
+                                  "header), so refused tags are already stripped: scan the origin's URL")
             return bytes(body), str(response.url), response.headers.get("content-type")
     except httpx.HTTPError as e:
         raise ConfigError(url, "", f"cannot fetch: {type(e).__name__}: {e}") from None

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 
 import httpx
 import pytest
@@ -152,6 +154,39 @@ def test_scan_a_file_as_json(tmp_path, capsys):
     assert data["page_url"] == PAGE_URL and data["consent"] == "accept_all"
     assert [(t["tag"], t["result"]) for t in data["tags"]] == [("google.analytics", "kept")]
     assert len(data["undeclared_hosts"]) == 6 and data["summary"]["leaks"] == []
+
+
+def test_a_page_gate_fronts_is_refused_not_reported_empty(capsys):
+    """Scanning gate's own output would report 0 tags (it strips them): say so and ask for the origin."""
+    from gate.app import create_app
+
+    from .conftest import gate_settings
+
+    with serve(create_demo_app()) as origin, serve(create_app(gate_settings(origin))) as public:
+        assert cli.main(["scan", public + "/"]) == 2
+        err = capsys.readouterr().err
+        assert "served through gate" in one_line(err) and "origin" in err
+        page = httpx.get(public + "/").content
+        with pytest.raises(ConfigError, match="served through gate"):
+            scan.scan(page, public + "/", REGISTRY)  # saved to a file: the markers in the page tell
+
+
+def test_scan_into_a_closed_pipe_has_no_traceback(tmp_path):
+    """`gate scan … | head`: the reader went away; no BrokenPipeError traceback."""
+    page = tmp_path / "page.html"
+    page.write_bytes(UNDECLARED)
+    process = subprocess.Popen([sys.executable, "-m", "gate.cli", "scan", str(page), "--base", PAGE_URL],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()  # before gate has written: its first write meets a closed pipe
+    _, err = process.communicate(timeout=60)
+    assert b"Traceback" not in err and b"BrokenPipeError" not in err, err.decode()
+    assert process.returncode == 1
+
+
+def one_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    assert len(lines) == 1, text
+    return lines[0]
 
 
 def test_table_aligns_wide_characters():
