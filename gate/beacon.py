@@ -1,17 +1,22 @@
-"""POST /_gate/beacon: the third-party hosts one page view contacted, as the visitor's browser saw them.
+"""POST /_gate/beacon: the third-party URLs one page view contacted, as the visitor's browser saw them.
 
 gate/static/beacon.js (injected into every rewritten page while recording is on) watches resource
-timing and sends, once per page view, ``{"v": 1, "page": "/path", "hosts": ["connect.facebook.net", …]}``.
-gate turns each host into the tags it belongs to and counts, for the site the request came to:
+timing and sends, once per page view, ``{"v": 2, "page": "/path", "urls": ["//connect.facebook.net/en_US/fbevents.js", …]}``:
+host and path of each request, no query but a tag loader's ``id`` (an account id such as G-XXXX, which
+tells gtag.js for Analytics from gtag.js for Ads). Version 1 (``"hosts": [host, …]``) is still read.
+gate matches each URL with the rewriter's own matcher (host and path patterns) to the one tag it
+belongs to, and counts, for the site the request came to:
 
 - fired: a tag reached the network;
 - field leak: it did although the visitor (by the cookie sent with the beacon) refused every tag that
   could have caused it;
-- undeclared host: a host that vendors.toml does not know, a recipient the notice does not name.
+- undeclared host: a host that vendors.toml does not know, a recipient the notice does not name;
+- unattributed host: a vendor's host whose request several tags could have made (the visitor's consent
+  does not tell them apart): counted for no tag rather than for all of them.
 
 The endpoint trusts nothing: same origin only (403), a 4 KB body cap (413), a strict schema (400),
 text/plain or JSON only (415), a per-client token bucket (429). It never reads or changes consent
-beyond reading the cookie, and the beacon carries no personal data: hosts and a path, no query.
+beyond reading the cookie, and the beacon carries no personal data: hosts and paths, no query values.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import json
 import re
 import time
 from collections import OrderedDict
-from typing import Any
+from typing import Any, NamedTuple
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -41,6 +46,8 @@ MAX_CLIENTS = 10_000
 SCRIPT_URL = static_url("beacon.js")
 _SCRIPT = el("script", src=SCRIPT_URL, defer=True)
 _HOST = re.compile(r"^(?=.{1,253}$)[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?(?:\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?)*$")
+# //host/path, at most 100 characters of path, and at most a tag loader's id (see the module's doc)
+_URL = re.compile(r"^//([A-Za-z0-9_.-]{1,253})(?:/[A-Za-z0-9._~%!$&'()*+,;=:@/-]{0,100})?(?:\?id=[A-Za-z0-9_-]{1,40})?$")
 _NO_STORE = {"cache-control": "no-store"}
 
 
@@ -70,16 +77,38 @@ class RateLimit:
 
 
 def parse(body: bytes) -> tuple[str, list[str]]:
-    """(page path, hosts) from a beacon body; RequestError(400) for anything off-schema."""
+    """(page path, contacted ``//host/path`` URLs) from a beacon body; RequestError(400) for anything
+    off-schema. A version 1 body's hosts come back as ``//host/``."""
     try:
         data: Any = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise RequestError(400, "body is not valid JSON") from None
+    if isinstance(data, dict) and set(data) == {"v", "page", "urls"} and data["v"] == 2:
+        return _page(data["page"]), _urls(data["urls"])
     if not isinstance(data, dict) or set(data) != {"v", "page", "hosts"} or data["v"] != 1:
-        raise RequestError(400, 'expected {"v": 1, "page": "/path", "hosts": [host, …]}')
-    page, hosts = data["page"], data["hosts"]
+        raise RequestError(400, 'expected {"v": 2, "page": "/path", "urls": ["//host/path", …]}')
+    return _page(data["page"]), [f"//{host}/" for host in _hosts(data["hosts"])]
+
+
+def _urls(value: Any) -> list[str]:
+    if not isinstance(value, list) or len(value) > MAX_HOSTS:
+        raise RequestError(400, f'"urls" must be a list of at most {MAX_HOSTS} URLs')
+    clean = set()
+    for url in value:
+        m = _URL.match(url) if isinstance(url, str) else None
+        if m is None or not _HOST.match(m.group(1).lower().rstrip(".")):
+            raise RequestError(400, '"urls" must hold //host/path[?id=…] such as "//connect.facebook.net/en_US/fbevents.js"')
+        clean.add("//" + m.group(1).lower().rstrip(".") + url[2 + len(m.group(1)):])
+    return sorted(clean)
+
+
+def _page(page: Any) -> str:
     if not isinstance(page, str) or not page.startswith("/") or page.startswith("//") or len(page) > 512:
         raise RequestError(400, '"page" must be a path starting with one "/"')
+    return page.split("?")[0].split("#")[0]
+
+
+def _hosts(hosts: Any) -> list[str]:
     if not isinstance(hosts, list) or len(hosts) > MAX_HOSTS:
         raise RequestError(400, f'"hosts" must be a list of at most {MAX_HOSTS} host names')
     clean = []
@@ -87,11 +116,20 @@ def parse(body: bytes) -> tuple[str, list[str]]:
         if not isinstance(host, str) or not _HOST.match(host.lower().rstrip(".")):
             raise RequestError(400, '"hosts" must hold host names such as "connect.facebook.net"')
         clean.append(host.lower().rstrip("."))
-    return page.split("?")[0].split("#")[0], sorted(set(clean))
+    return sorted(set(clean))
+
+
+class Contacts(NamedTuple):
+    """What one page view's contacted URLs say: see the module's doc."""
+
+    fired: frozenset[str]
+    leaked: frozenset[str]
+    undeclared: frozenset[str]
+    unattributed: frozenset[str]
 
 
 class Attribution:
-    """Host -> the tags it belongs to, and every tag that could have caused a request there."""
+    """A contacted URL -> the one tag it belongs to, by the rewriter's matcher (``tags_for_url``)."""
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
@@ -113,27 +151,41 @@ class Attribution:
             self._candidates[host] = found
         return found
 
-    def attribute(self, hosts: list[str], allowed: frozenset[str], own_host: str
-                  ) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
-        """(fired, leaked, undeclared hosts) for one page view."""
+    def tags_of(self, url: urls.URL) -> frozenset[str]:
+        """The tags that could have made a request to ``url``: the one whose URL pattern matches it;
+        without a pattern match, every tag the host alone could belong to."""
+        tags = self.registry.tags_for_url(url)
+        if not tags or any(p.match(url.key) for t in tags for p in self.registry.tags[t].url_patterns):
+            return tags
+        return tags | self.candidates(url.host)
+
+    def attribute(self, contacted: list[str], allowed: frozenset[str], own_host: str) -> Contacts:
+        """What one page view's contacted ``//host/path`` URLs say, under the visitor's ``allowed`` tags."""
         fired: set[str] = set()
         leaked: set[str] = set()
         undeclared: set[str] = set()
-        for host in hosts:
+        unattributed: set[str] = set()
+        for entry in contacted:
+            url = urls.parse("https:" + entry)
+            if url is None or not url.host:
+                continue
+            host = url.host
             if host == own_host or host.endswith("." + own_host):
                 continue  # the site's own subdomains are first party
-            claimed = self.claimed(host)
-            if not claimed:
+            tags = self.tags_of(url)
+            if not tags:
                 undeclared.add(host)
                 continue
-            # The tag that claims the host when it was allowed; else any allowed tag that loads from it.
-            consented = (claimed & allowed) or (self.candidates(host) & allowed)
-            if consented:
-                fired |= consented
-            else:
-                fired |= claimed
-                leaked |= claimed
-        return frozenset(fired), frozenset(leaked), frozenset(undeclared)
+            consented = tags & allowed  # a consented tag explains the request better than a refused one
+            if len(tags) == 1 or len(consented) == 1:
+                fired |= consented or tags
+                if not consented:
+                    leaked |= tags
+            else:  # several tags could have sent it: count it for none of them, not for all
+                unattributed.add(host)
+                if not consented:
+                    leaked |= tags  # whichever it was, the visitor refused it
+        return Contacts(frozenset(fired), frozenset(leaked), frozenset(undeclared), frozenset(unattributed))
 
 
 def endpoint() -> Any:
@@ -163,7 +215,7 @@ async def _beacon(request: Request, limit: RateLimit, attributions: dict[str | N
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type not in ("text/plain", "application/json"):
         raise RequestError(415, "expected text/plain (navigator.sendBeacon) or application/json")
-    page, hosts = parse(await read_body(request, MAX_BODY))
+    page, contacted = parse(await read_body(request, MAX_BODY))
     recorder = getattr(state, "recorder", None)
     if recorder is not None:
         registry = state.registries[site.host]
@@ -172,7 +224,7 @@ async def _beacon(request: Request, limit: RateLimit, attributions: dict[str | N
         allowed = consent.allowed_tags(registry, state.carried[site.host])
         attribution = attributions.get(site.host) or attributions.setdefault(site.host, Attribution(registry))
         own = (request.url.hostname or "").lower().rstrip(".")
-        recorder.ledger.beacon(site_label(site), page, *attribution.attribute(hosts, allowed, own))
+        recorder.ledger.beacon(site_label(site), page, *attribution.attribute(contacted, allowed, own))
     return Response(status_code=204, headers=_NO_STORE)
 
 

@@ -91,10 +91,10 @@ class Ledger:
         self.counts.add(self.counts.pages, key, lambda: (key[0], key[1], OTHER, *key[3:]))
 
     def beacon(self, site: str, path: str, fired: frozenset[str], leaked: frozenset[str],
-               undeclared: frozenset[str]) -> None:
-        key = (site, today(), path, fired, leaked, undeclared)
+               undeclared: frozenset[str], unattributed: frozenset[str] = frozenset()) -> None:
+        key = (site, today(), path, fired, leaked, undeclared, unattributed)
         self.counts.add(self.counts.beacons, key, lambda: (site, key[1], OTHER, fired, leaked, frozenset({OTHER})
-                                                           if undeclared else undeclared))
+                                                           if undeclared else undeclared, unattributed))
 
     def decision(self, site: str, choice: str, method: str, accepted: frozenset[str] | None,
                  refusable: tuple[str, ...]) -> None:
@@ -205,7 +205,7 @@ class Expander:
                 finding(site, day, "uncertain", "", path, uncertain * n)
             for tag in personal:
                 finding(site, day, "personal_data", tag, path, n)
-        for (site, day_n, raw, fired, leaked, undeclared), n in counts.beacons.items():
+        for (site, day_n, raw, fired, leaked, undeclared, unattributed), n in counts.beacons.items():
             day, path = day_text(day_n), self.template(raw)
             count(batch.findings, (site, day, "beacons", ""), n)
             for tag in fired:
@@ -214,6 +214,8 @@ class Expander:
                 finding(site, day, "leak", tag, path, n)
             for host in undeclared:
                 finding(site, day, "undeclared_host", host, path, n)
+            for host in unattributed:
+                finding(site, day, "unattributed_host", host, path, n)
         for (site, day_n, choice, method, accepted, refusable), n in counts.decisions.items():
             day = day_text(day_n)
             count(batch.decisions, (site, day, choice, method), n)

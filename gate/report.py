@@ -35,7 +35,7 @@ from .vendors import Registry
 
 CHOICES = ("accept_all", "custom", "reject_all", "withdraw")
 OUTCOMES = ("served", "stripped", "fired", "attempted")
-FINDINGS = ("leak", "undeclared_host", "uncertain", "personal_data")
+FINDINGS = ("leak", "undeclared_host", "unattributed_host", "uncertain", "personal_data")
 MAX_DAYS = 800
 DEFAULT_DAYS = 30
 _HEADERS = {"cache-control": "no-store", "x-content-type-options": "nosniff", "referrer-policy": "no-referrer"}

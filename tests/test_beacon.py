@@ -97,7 +97,7 @@ async def test_a_beacon_never_changes_consent(app):
     (SELF | {"content-type": "application/x-www-form-urlencoded"}, b"hosts=a", 415),
     (SELF | TEXT, b"not json", 400),
     (SELF | TEXT, b"[]", 400),
-    (SELF | TEXT, body(v=2), 400),
+    (SELF | TEXT, body(v=3), 400),
     (SELF | TEXT, json.dumps({"v": 1, "page": "/", "hosts": [], "site": "b.test"}).encode(), 400),
     (SELF | TEXT, json.dumps({"v": 1, "page": "/"}).encode(), 400),
     (SELF | TEXT, body(page="https://evil.example/"), 400),
@@ -165,7 +165,65 @@ async def test_rewritten_pages_carry_the_beacon_script(app):
     assert len(script.content) < 2048
 
 
-def test_attribution_prefers_the_tag_that_claims_the_host():
-    a = Attribution(load())
-    fired, leaked, undeclared = a.attribute(["www.googletagmanager.com"], frozenset(load().tags), "gate.test")
-    assert fired == {"google.tag_manager"} and not leaked and not undeclared
+def urls_body(urls: list[str], page: str = "/jobs/dh-001") -> bytes:
+    return json.dumps({"v": 2, "page": page, "urls": urls}).encode()
+
+
+def fired(data: dict, tag_id: str) -> int:
+    return next((r["fired"] for r in data["tags"] if r["tag"] == tag_id), 0)
+
+
+async def test_a_contacted_url_counts_for_the_one_tag_it_belongs_to(app):
+    """Not for every tag of the vendor whose host it is: Yahoo's conversion tag fired, its Tag Manager
+    did not; Google Ads fired, Floodlight did not."""
+    async with asgi_client(app) as client:
+        client.cookies.update(consent_cookie(app, ["improvement", "advertising", "suggestions"]))
+        r = await client.post("/_gate/beacon", content=urls_body([
+            "//s.yimg.jp/images/listing/tool/cv/ytag.js", "//b97.yahoo.co.jp/pagead/conversion/1001/",
+            "//googleads.g.doubleclick.net/pagead/viewthroughconversion/123/",
+        ]), headers=SELF | TEXT)
+        assert r.status_code == 204
+        data = await report(app, client)
+    assert fired(data, "yahoo.ads") == 1 and fired(data, "google.ads") == 1
+    assert fired(data, "yahoo.tag_manager") == fired(data, "yahoo.retargeting") == fired(data, "google.floodlight") == 0
+    assert not data["findings"]
+
+
+@pytest.mark.parametrize(("url", "tag_id"), [
+    ("//www.googletagmanager.com/gtag/js?id=G-ABC123", "google.analytics"),
+    ("//www.googletagmanager.com/gtag/js?id=AW-123456", "google.ads"),
+    ("//www.googletagmanager.com/gtm.js?id=GTM-ABC12", "google.tag_manager"),
+    ("//region1.google-analytics.com/g/collect", "google.analytics"),
+], ids=["gtag-for-ga4", "gtag-for-ads", "gtm", "ga4-collect"])
+def test_attribution_names_the_tag_the_url_belongs_to(url, tag_id):
+    registry = load()
+    contacts = Attribution(registry).attribute([url], frozenset(registry.tags), "gate.test")
+    assert contacts.fired == {tag_id} and not contacts.leaked and not contacts.unattributed
+
+
+async def test_a_host_several_tags_could_have_contacted_is_reported_not_credited_to_all(app):
+    """A version 1 beacon names hosts only: s.yimg.jp serves every Yahoo tag, so it counts for none."""
+    async with asgi_client(app) as client:
+        client.cookies.update(consent_cookie(app, ["improvement", "advertising", "suggestions"]))
+        await client.post("/_gate/beacon", content=body(hosts=["s.yimg.jp"]), headers=SELF | TEXT)
+        data = await report(app, client)
+    assert fired(data, "yahoo.ads") == fired(data, "yahoo.tag_manager") == fired(data, "yahoo.retargeting") == 0
+    assert set(findings(data, "unattributed_host")) == {"s.yimg.jp"}
+    assert data["totals"]["field_leaks"] == 0
+
+
+async def test_a_refused_vendor_host_is_a_leak_even_when_no_single_tag_explains_it(app):
+    async with asgi_client(app) as client:  # undecided: everything refused
+        await client.post("/_gate/beacon", content=urls_body(["//s.yimg.jp/favicon.ico"]), headers=SELF | TEXT)
+        data = await report(app, client)
+    assert {"yahoo.ads", "yahoo.tag_manager"} <= set(findings(data, "leak"))
+
+
+@pytest.mark.parametrize("urls", [
+    ["https://connect.facebook.net/x"], ["//connect.facebook.net/tr?ud[em]=abc"], ["//bad host/x"], [3],
+    ["//connect.facebook.net/" + "x" * 101],
+], ids=["absolute", "query-beyond-id", "bad-host", "not-a-string", "path-too-long"])
+async def test_bad_url_beacons_are_refused(app, urls):
+    async with asgi_client(app) as client:
+        r = await client.post("/_gate/beacon", content=urls_body(urls), headers=SELF | TEXT)
+        assert r.status_code == 400

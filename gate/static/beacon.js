@@ -1,13 +1,17 @@
-/* gate: once per page view, tell gate which third-party hosts this page contacted (hosts only: no
-   query, no cookie values, nothing about the visitor). gate counts which tags really fired. */
+/* gate: once per page view, tell gate which third-party URLs this page contacted: host and path, no
+   query but a tag loader's id (an account id such as G-XXXX), no cookie values, nothing about the
+   visitor. gate matches each to the one tag it belongs to and counts which tags really fired. */
 (function () {
   "use strict";
-  var P = window.performance, own = location.hostname, hosts = {}, sent = false;
+  var P = window.performance, own = location.hostname, seen = {}, sent = false;
   if (!navigator.sendBeacon || !P || !P.getEntriesByType) return;
   function add(entries) {
     for (var i = 0; i < entries.length; i++) {
-      var m = /^https?:\/\/([^\/?#:@]+)/i.exec(entries[i].name);
-      if (m && m[1] !== own) hosts[m[1].toLowerCase()] = 1;
+      var m = /^https?:\/\/([^\/?#:@]+)(?::\d+)?([^?#]*)(\?[^#]*)?/i.exec(entries[i].name);
+      if (!m || m[1] === own) continue;
+      var id = /[?&]id=([A-Za-z0-9_-]{1,40})(?:&|$)/.exec(m[3] || "");
+      var path = (m[2] || "/").slice(0, 100).replace(/[^A-Za-z0-9._~%!$&'()*+,;=:@\/-]/g, "");
+      seen["//" + m[1].toLowerCase() + path + (id ? "?id=" + id[1] : "")] = 1;
     }
   }
   add(P.getEntriesByType("resource"));
@@ -19,8 +23,13 @@
     if (sent) return;
     sent = true;
     add(P.getEntriesByType("resource"));
-    var body = JSON.stringify({v: 1, page: location.pathname, hosts: Object.keys(hosts).slice(0, 64)});
-    navigator.sendBeacon("/_gate/beacon", body);
+    var urls = [], all = Object.keys(seen), size = 60 + location.pathname.length;
+    for (var i = 0; i < all.length && urls.length < 64; i++) {
+      size += all[i].length + 3;
+      if (size > 4000) break;  /* gate takes at most 4 KB */
+      urls.push(all[i]);
+    }
+    navigator.sendBeacon("/_gate/beacon", JSON.stringify({v: 2, page: location.pathname, urls: urls}));
   }
   addEventListener("visibilitychange", function () { if (document.visibilityState === "hidden") send(); });
   addEventListener("pagehide", send);
