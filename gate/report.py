@@ -115,11 +115,16 @@ def summarize(raw: dict[str, list[tuple[Any, ...]]], site: str, first: str, last
         answered = sum(d["decisions"].get(c, 0) for c in ("accept_all", "custom", "reject_all"))
         d["accept_all_rate"] = _rate(d["decisions"]["accept_all"], answered)
 
-    purposes: dict[str, dict[str, int]] = {p: {"accepted": 0, "refused": 0} for p in registry.refusable}
+    # Only the purposes the banner offered (a carried tag uses them): a decision says nothing about the rest
+    carried = set(carried)
+    offered = {p for t in carried if t in registry.tags for p in registry.tags[t].purposes}
+    purposes: dict[str, dict[str, int]] = {p: {"accepted": 0, "refused": 0} for p in registry.refusable
+                                           if p in offered}
     for _, purpose, accepted, n in raw["purposes"]:
-        purposes.setdefault(purpose, {"accepted": 0, "refused": 0})["accepted" if accepted else "refused"] += n
+        if purpose in purposes:
+            purposes[purpose]["accepted" if accepted else "refused"] += n
 
-    tags = {t: _tag_row(registry, t) for t in registry.tags if t in set(carried)}
+    tags = {t: _tag_row(registry, t) for t in registry.tags if t in carried}
     for _, tag, outcome, reason, n in raw["tags"]:
         row = tags.setdefault(tag, _tag_row(registry, tag))
         row[outcome] = row.get(outcome, 0) + n

@@ -151,13 +151,14 @@ def _decisions(data: dict[str, Any], t: dict[str, str]) -> str:
     if not any(totals):
         return f"<p>{escape(t['no_data'])}</p>"
     width, height, left, bottom = 720, 220, 44, 24
-    top = _nice(max(totals))
+    tick = _tick(max(totals))
+    top = tick * -(-max(totals) // tick)
     step = (width - left - 8) / len(days)
     svg = [f'<svg viewBox="0 0 {width} {height}" role="img" aria-label="{escape(t["h_decisions"])}">']
-    for i in range(5):
-        y = height - bottom - (height - bottom - 8) * i / 4
+    for value in range(0, top + 1, tick):
+        y = height - bottom - (height - bottom - 8) * value / top
         svg.append(f'<line x1="{left}" x2="{width}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e3e5e8"/>'
-                   f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end">{_n(round(top * i / 4))}</text>')
+                   f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end">{_n(value)}</text>')
     for i, d in enumerate(days):
         y = height - bottom
         for choice, color in CHOICE_COLORS.items():
@@ -266,6 +267,17 @@ def _reason(reason: str, t: dict[str, str], registry: Registry, lang: str) -> st
         vendor = registry.vendors.get(ids)
         return t["vendor_refused"] + (vendor.recipient if vendor else ids)
     return reason
+
+
+def _tick(n: int) -> int:
+    """The y-axis step for counts up to ``n``: 1, 2, 5, 10, 20, 25, 50, … (whole counts only), the
+    smallest giving at most five steps, so every gridline is a whole count and no two labels repeat."""
+    power = 1
+    while True:
+        for f in ((1, 2, 5) if power == 1 else (1, 2, 2.5, 5)):
+            if n <= 5 * f * power:
+                return int(f * power)
+        power *= 10
 
 
 def _nice(n: float) -> float:

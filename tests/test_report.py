@@ -206,3 +206,44 @@ def test_day_range(since, until, expected):
 def test_text_table_aligns_numbers_right():
     assert text_table(["tag", "served"], [["a.b", 5], ["c", 120]]).splitlines() == [
         "tag  served", "---  ------", "a.b       5", "c       120"]
+
+
+# -- the charts ---------------------------------------------------------------------------------------------
+def decisions_chart(per_day: list[int]) -> str:
+    from gate.report_page import TEXT, _decisions
+
+    days = [{"day": f"2026-12-0{i + 1}", "decisions": {"accept_all": n}} for i, n in enumerate(per_day)]
+    data = {"days": days, "decisions": {c: {"total": 0, "by_method": {}} for c in ("accept_all", "custom",
+                                                                                       "reject_all", "withdraw")}}
+    return _decisions(data, TEXT["en"])
+
+
+@pytest.mark.parametrize("per_day", [[2], [1, 1], [3], [0, 7], [12, 3], [101]],
+                         ids=["two", "one-a-day", "three", "seven", "twelve", "101"])
+def test_consent_chart_axis_has_whole_distinct_labels_and_bars_end_on_their_count(per_day):
+    svg = decisions_chart(per_day)
+    axis = [(float(y) - 4, int(v)) for y, v in re.findall(r'<text x="40" y="([\d.]+)" text-anchor="end">(\d+)</text>', svg)]
+    labels = [v for _, v in axis]
+    assert labels == sorted(set(labels)) and labels[0] == 0 and labels[-1] >= max(per_day), labels
+    y_of = {v: y for y, v in axis}
+    scale = (y_of[0] - y_of[labels[-1]]) / labels[-1]  # pixels per decision, read off the axis
+    for y, v in axis:  # each label sits where its count is
+        assert abs((y_of[0] - y) - v * scale) < 0.2, (v, axis)
+    for n in per_day:
+        if n:
+            m = re.search(rf'<rect x="[\d.]+" y="([\d.]+)" width="[\d.]+" height="([\d.]+)" fill="[^"]+"><title>[^<]*: {n}</title>', svg)
+            assert m and abs(float(m.group(2)) - n * scale) < 0.2, (n, m and m.groups(), scale)
+
+
+async def test_no_consent_rate_for_a_purpose_no_banner_offered(tmp_path):
+    """No tag the demo site carries is for "content": the banner never asked, so no rate is shown."""
+    app = recording_app(str(tmp_path / "gate.sqlite3"))
+    async with asgi_client(app) as client:
+        await client.post("/_gate/consent", json={"choice": "accept_all"}, headers=SELF)
+        await client.post("/_gate/consent", json={"choice": "reject_all"}, headers=SELF)
+        await app.state.recorder.flush()
+        data = (await client.get("/_gate/report.json", headers=AUTH)).json()
+        page = (await client.get("/_gate/report", params={"lang": "en"}, headers=AUTH)).text
+    rates = {p["purpose"]: p["rate"] for p in data["purposes"]}
+    assert "content" not in rates and rates["advertising"] == 0.5
+    assert "Delivering content" not in page.split("Consent rate per purpose")[-1].split("</figure>")[0]
