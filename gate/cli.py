@@ -62,6 +62,15 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--json", action="store_true", help="machine-readable output")
     scan.add_argument("--base", metavar="URL", help="the page's public URL, for a FILE (default: file://…)")
     scan.add_argument("--vendors", metavar="FILE", help="vendors.toml (env GATE_VENDORS; default: the shipped one)")
+    init = commands.add_parser("init", help="crawl a site and draft the gate.toml that declares its tags")
+    init.add_argument("url", metavar="URL", help="the origin's URL (not gate's), e.g. http://127.0.0.1:8000/")
+    init.add_argument("--output", default="gate.toml", metavar="FILE", help="where the draft goes (default gate.toml)")
+    init.add_argument("--force", action="store_true", help="replace FILE when it exists")
+    init.add_argument("--max-pages", type=int, default=30, metavar="N", help="pages to read at most (default 30)")
+    init.add_argument("--max-seconds", type=float, default=60.0, metavar="S", help="time to crawl at most (default 60)")
+    init.add_argument("--max-bytes", type=int, default=32 * 1024 * 1024, metavar="B",
+                      help="bytes to read at most, in all (default 32 MiB)")
+    init.add_argument("--vendors", metavar="FILE", help="vendors.toml (env GATE_VENDORS; default: the shipped one)")
     cli_report.add_parsers(commands, files)
     commands.add_parser("version", help="print the version")
     return parser
@@ -77,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("gate: a command is needed: serve, check, scan, … (see gate --help)", file=sys.stderr)
         return 2
     try:
-        code = {"serve": serve, "keys": keys_new, "check": check, "scan": scan_page,
+        code = {"serve": serve, "keys": keys_new, "check": check, "scan": scan_page, "init": init_site,
                 "version": version, **cli_report.COMMANDS}[args.command](args)
         sys.stdout.flush()  # here, so a closed pipe is met inside the try rather than at exit
         return code
@@ -143,10 +152,12 @@ def _public_url(conf: settings.Settings) -> str:
 
 def serve(args: argparse.Namespace) -> int:
     flags = _flags(args)
-    conf, _ = load_all(flags, os.environ)
+    conf, registry = load_all(flags, os.environ)
     check_listen(conf.host, conf.port)
     if conf.ephemeral_key:
         print(DEMO_WARNING, file=sys.stderr)
+    for line in undeclared_warnings(conf, registry):
+        print(line, file=sys.stderr)
     import uvicorn  # imported late: `gate check` and `gate keys new` need no server
 
     from . import logs, server
@@ -207,6 +218,37 @@ def scan_page(args: argparse.Namespace) -> int:
     report = scan.scan(body, page_url, registry, args.consent, content_type, source=args.target)
     print(scan.dumps(report) if args.json else scan.as_text(report))
     return 0
+
+
+def init_site(args: argparse.Namespace) -> int:
+    from . import draft  # imported late, as scan: only this command crawls
+
+    upstream = draft.origin_of(args.url)
+    if os.path.exists(args.output) and not args.force:
+        raise ConfigError(args.output, "", "exists already: pass --force to replace it, or --output another file")
+    for flag, value in (("--max-pages", args.max_pages), ("--max-seconds", args.max_seconds), ("--max-bytes", args.max_bytes)):
+        if value <= 0:
+            raise ConfigError("command line", flag, f"expected a number > 0, got {value}")
+    registry = vendors.load(args.vendors or os.environ.get("GATE_VENDORS") or None)
+    found = draft.crawl(args.url, registry, args.max_pages, args.max_seconds, args.max_bytes)
+    text = draft.draft(found, registry, upstream)
+    try:
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as e:
+        raise ConfigError(args.output, "", f"cannot write: {e.strerror}") from None
+    print(draft.summary(found, registry))
+    print(f"\nwrote {args.output}: read it, then `gate check --config {args.output}`")
+    return 0
+
+
+def undeclared_warnings(conf: settings.Settings, registry: vendors.Registry) -> list[str]:
+    """One line per proxied site that declares neither vendors nor tags: its banner and notice would
+    name every company in vendors.toml."""
+    return [f"gate: WARNING: site {site.host or '(default)'} declares no `vendors` or `tags`: its banner and "
+            f"notice name all {len(registry.vendors)} vendors and {len(registry.tags)} tags of vendors.toml. "
+            f"Draft them with `gate init {site.upstream}`" for site in conf.sites
+            if not site.is_demo and site.vendors is None and site.tags is None]
 
 
 def keys_new(args: argparse.Namespace) -> int:

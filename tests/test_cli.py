@@ -195,13 +195,23 @@ def test_serve_demo_warns_loudly_and_runs_uvicorn(capsys, uvicorn_run, fake_app)
     assert log_config["loggers"]["uvicorn.access"] == {"handlers": [], "propagate": False}  # ours replaces it
 
 
-def test_serve_with_a_key_is_quiet(capsys, monkeypatch, uvicorn_run, fake_app):
+def test_serve_with_a_key_and_declared_vendors_is_quiet(capsys, monkeypatch, uvicorn_run, fake_app, write):
     monkeypatch.setenv("GATE_SECRET_KEY", KEY)
-    assert cli.main(["serve", "--upstream", "http://127.0.0.1:9000", "--host", "::1"]) == 0
+    write("[[site]]\nvendors = []\n")
+    assert cli.main(["serve", "--upstream", "http://127.0.0.1:9000", "--host", "::1", "--config", "gate.toml"]) == 0
     captured = capsys.readouterr()
     assert captured.err == ""
     assert one_line(captured.out) == "gate: serving on http://[::1]:8080 (any host -> http://127.0.0.1:9000)"
     assert fake_app[0].secret_keys == (KEY,)
+
+
+def test_serve_warns_when_a_site_declares_no_vendors(capsys, monkeypatch, uvicorn_run, fake_app):
+    """Without vendors/tags the banner names every company in vendors.toml: say so at start."""
+    monkeypatch.setenv("GATE_SECRET_KEY", KEY)
+    assert cli.main(["serve", "--upstream", "http://127.0.0.1:9000"]) == 0
+    warning = one_line(capsys.readouterr().err)
+    assert warning.startswith("gate: WARNING: site (default) declares no `vendors` or `tags`")
+    assert "gate init http://127.0.0.1:9000" in warning and uvicorn_run
 
 
 def test_serve_workers_share_one_demo_key(monkeypatch, uvicorn_run, fake_app, capsys):
