@@ -193,6 +193,23 @@ def render_footer_link(*, lang: str) -> str:
     return el("p", el("a", TEXT[lang]["notice"], href=notice_url(lang)), class_="gate-foot", lang=lang)
 
 
+def render_dock(*, lang: str, next_path: str, notice_link: bool = True, corner: str = "bottom-left",
+                offset: int = 8, nonce: str | None = None) -> str:
+    """After a decision: the settings link (and the notice link unless the site's own footer has it),
+    floating at ``corner``, or moved by gate.js into the site's own ``[data-gate-settings]`` element."""
+    lang = lang if lang in LANGS else "ja"
+    settings = el("a", TEXT[lang]["cookie_settings"], href=preferences_url(lang, next_path), class_="gate-set")
+    dock = el("div", settings, render_footer_link(lang=lang) if notice_link else "", class_=f"gate-dock gate-at-{corner}",
+              lang=lang, data_gate_offset=None if offset == 8 else str(offset))
+    return join("", [el("link", rel="stylesheet", href=CSS_URL), dock, el("script", src=JS_URL, defer=True, nonce=nonce)])
+
+
+def render_root(inner: str) -> str:
+    """Everything gate adds to a page's body, in one container out of the page's flow (a flex or grid
+    body gains no item): its parts are fixed to the window or hidden."""
+    return el("div", Html(inner), id="gate-root", class_="gate-root")
+
+
 def payload_bytes(registry: Registry, lang: str = "ja") -> dict[str, tuple[int, int]]:
     """(raw, gzip) bytes a first visit costs: the banner HTML (every tag carried), gate.css and gate.js."""
     html = render_banner(registry, undecided(registry), lang=lang, next_path="/", policy_url="/privacy",

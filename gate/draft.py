@@ -172,7 +172,7 @@ def draft(result: Crawl, registry: Registry, upstream: str) -> str:
         "[[site]]",
         '# host = "www.example.jp"  # the public name, when gate serves more than one site',
         "# The vendors (vendors.toml ids) whose tags the pages carried. The banner and the notice name only",
-        "# these; [] = no tag at all: no banner.",
+        "# these; [] = no tag at all: the banner and the notice name no company.",
         f"vendors = [{', '.join(_q(v) for v in vendors)}]",
         "# The tags found, with the pages they were on. A tag not listed here is stripped from every page.",
     ]

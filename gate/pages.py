@@ -139,14 +139,17 @@ async def preferences(request: Request) -> Response:
         return v
     t = TEXT[v.lang]
     next_path = urls.safe_next(request.query_params.get("next") or "/", f"{request.url.scheme}://{request.url.netloc}")
+    # Save first: Enter in a checkbox submits with the form's first button. Then the banner's two answers.
     buttons = [el("button", t["save"], type="submit", name="choice", value="custom", class_="gate-btn"),
+               el("button", t["accept"], type="submit", name="choice", value="accept_all", class_="gate-btn"),
                el("button", t["reject"], type="submit", name="choice", value="reject_all", class_="gate-btn")]
-    if v.site.mode != "opt-out":  # in opt-out mode "no choice" means "sent": withdrawing would not stop anything
+    withdraw = v.site.mode != "opt-out"  # in opt-out mode "no choice" means "sent": withdrawing would not stop anything
+    if withdraw:
         buttons.append(el("button", t["withdraw"], type="submit", name="choice", value="withdraw", class_="gate-btn"))
     form = el("form", el("input", type="hidden", name="next", value=next_path),
               el("input", type="hidden", name="source", value="page"),
               _purpose_fields(v, t), _vendor_fields(v, t), el("div", *buttons, class_="gate-row"),
-              el("p", t["withdraw_help"]) if len(buttons) == 3 else "",
+              el("p", t["withdraw_help"]) if withdraw else "",
               method="post", action="/_gate/consent")
     body = [*_state(v, t), form, _links(v, t, el("a", t["back"], href=next_path))]
     return HTMLResponse(_page(v, v.lang, t["prefs_title"], *body), headers=HEADERS)

@@ -78,7 +78,7 @@ TEXT: dict[str, dict] = {
     },
 }
 for _lang, _words in TEXT.items():  # the banner's words (buttons, links, GPC line) are shared
-    for _key in ("gpc", "reject", "always", "notice", "policy", "sep", "colon", "end"):
+    for _key in ("gpc", "accept", "reject", "always", "notice", "policy", "sep", "colon", "end"):
         _words.setdefault(_key, BANNER[_lang][_key])
 
 ERRORS: dict[int, dict[str, str]] = {

@@ -29,7 +29,7 @@ from starlette.routing import BaseRoute, Match, NoMatchFound
 from starlette.types import Receive, Scope, Send
 
 from . import beacon, charset, consentmode, csp, guard, ledger, metrics, urls
-from .banner import choose_lang, render_banner, render_footer_link, render_settings_link
+from .banner import choose_lang, render_banner, render_dock, render_root
 from .consent import COOKIE_NAME, Consent, ConsentCodec
 from .decoders import Decoder, decoder_for
 from .errors import IncompleteBody, PageTooLarge, UpstreamError, UpstreamTimeout, UpstreamUnavailable
@@ -301,12 +301,13 @@ def page_plan(request: Request, site: Site, registry: Registry, consent: Consent
     lang = choose_lang(request.query_params.get("gate_lang"), request.headers.get("accept-language"))
     nonce = script_nonce(upstream.headers.get_list("content-security-policy"))
     if consent.decided:
-        body = render_settings_link(lang=lang, next_path=next_path)
+        body = render_dock(lang=lang, next_path=next_path, notice_link=site.notice_link, corner=site.settings_button,
+                           offset=site.settings_button_offset, nonce=nonce)
     else:
         body = render_banner(registry, consent, lang=lang, next_path=next_path, policy_url=site.policy_url,
                              carried=carried, nonce=nonce)
     return PagePlan(registry=registry, allowed=allowed, base_url=base_url, head_html=head_html(registry, allowed, nonce, consent),
-                    body_html=body + render_footer_link(lang=lang) + beacon.script_tag(request, nonce),
+                    body_html=render_root(body) + beacon.script_tag(request, nonce),
                     carry_over=request.app.state.settings.carry_over_bytes,
                     personal_data_allowed=site.personal_data)
 

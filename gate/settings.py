@@ -19,6 +19,7 @@ from .errors import ConfigError
 MODES = ("opt-in", "opt-out")
 CSP_MODES = ("off", "report-only", "enforce")
 DEMO_UPSTREAM = "demo"
+CORNERS = ("bottom-left", "bottom-right", "top-left", "top-right")
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,9 @@ class Site:
     csp_hosts: tuple[str, ...] = ()  # the site's own other hosts (CDN, API) its pages may load from
     personal_data: bool = False  # let scripts send hashed e-mail / phone numbers to an allowed vendor
     upstream_host: str | None = None  # Host header sent upstream; None = the visitor's
+    notice_link: bool = True  # gate's own 「外部送信について」 link beside the settings button
+    settings_button: str = "bottom-left"  # the floating button's corner (a [data-gate-settings] element hosts it)
+    settings_button_offset: int = 8  # px from the corner's two edges
 
     @property
     def is_demo(self) -> bool:
@@ -157,10 +161,19 @@ def _site(raw: Any, file: str, i: int, top_upstream: str | None) -> Site:
             raise ConfigError(file, f"{key}.csp_hosts", 'expected a list of hosts such as ["cdn.example.jp", '
                                                         '"*.example.jp", "https://api.example.jp"]')
         kw["csp_hosts"] = tuple(h.lower() for h in hosts)
-    if "personal_data" in raw:
-        if not isinstance(raw["personal_data"], bool):
-            raise ConfigError(file, f"{key}.personal_data", "expected true or false")
-        kw["personal_data"] = raw["personal_data"]
+    for name in ("personal_data", "notice_link"):
+        if name in raw:
+            if not isinstance(raw[name], bool):
+                raise ConfigError(file, f"{key}.{name}", "expected true or false")
+            kw[name] = raw[name]
+    if "settings_button" in raw:
+        if raw["settings_button"] not in CORNERS:
+            raise ConfigError(file, f"{key}.settings_button",
+                              f"expected one of {', '.join(CORNERS)}, got {raw['settings_button']!r}")
+        kw["settings_button"] = raw["settings_button"]
+    if "settings_button_offset" in raw:
+        kw["settings_button_offset"] = _number(raw["settings_button_offset"], file, f"{key}.settings_button_offset",
+                                               int, 0, 500)
     return Site(**kw)
 
 

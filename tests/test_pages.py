@@ -162,7 +162,7 @@ def test_preferences_is_a_plain_form():
     f = form(soup(make_client().get("/_gate/preferences?next=/jobs%3Fid%3D3")))
     assert f.find("input", attrs={"name": "next"})["value"] == "/jobs?id=3"
     assert f.find("input", attrs={"name": "source"})["value"] == "page"
-    assert [b["value"] for b in f.find_all("button")] == ["custom", "reject_all", "withdraw"]
+    assert [b["value"] for b in f.find_all("button")] == ["custom", "accept_all", "reject_all", "withdraw"]
     assert {b["name"] for b in f.find_all("button")} == {"choice"}
     assert [i["value"] for i in f.find_all("input", attrs={"name": "purposes"})] == \
         ["improvement", "advertising", "suggestions"]

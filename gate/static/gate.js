@@ -1,6 +1,17 @@
 /* gate: the banner's plain form, posted in place. Without this file it still works. */
 (function () {
   "use strict";
+  // After a decision: the settings link goes into the site's own [data-gate-settings] element when it has
+  // one; otherwise it floats at its corner, data-gate-offset pixels from the edges.
+  var dock = document.querySelector(".gate-dock[data-gate]"), host = document.querySelector("[data-gate-settings]");
+  if (dock && host) {
+    while (dock.firstChild) host.appendChild(dock.firstChild);
+    dock.parentNode.removeChild(dock);
+  } else if (dock && dock.hasAttribute("data-gate-offset")) {
+    var o = parseInt(dock.getAttribute("data-gate-offset"), 10) + "px", c = dock.className;
+    dock.style[c.indexOf("gate-at-top") >= 0 ? "top" : "bottom"] = o;
+    dock.style[/gate-at-\w+-right/.test(c) ? "right" : "left"] = o;
+  }
   var d = document.getElementById("gate-banner");
   if (!d || !window.fetch || !window.URLSearchParams) return;
   var f = d.querySelector("form"), panel = document.getElementById("gate-panel"),
