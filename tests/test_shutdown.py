@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
+import struct
+import threading
 import time
 
 import httpx
@@ -13,13 +16,18 @@ import pytest
 from .gate_process import KEY, gate_process, slow_origin
 
 
+# How a new connection goes unserved: refused, or (under load, when it reached the listen backlog as
+# the server closed it) closed or reset before any answer.
+UNSERVED = (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError)
+
+
 def refused_soon(url: str, within: float = 3.0) -> bool:
-    """Whether new connections to ``url`` are refused within ``within`` seconds."""
+    """Whether new connections to ``url`` go unserved within ``within`` seconds."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         try:
             httpx.get(url + "/_gate/healthz", timeout=0.5)
-        except httpx.ConnectError:
+        except UNSERVED:
             return True
         except httpx.TimeoutException:
             pass
@@ -73,3 +81,33 @@ def test_sigterm_with_nothing_in_flight_exits_0_at_once():
         gate.process.send_signal(signal.SIGTERM)
         assert gate.process.wait(timeout=20) == 0
     assert "Application shutdown complete." in gate.stderr
+
+
+@pytest.mark.parametrize("linger", [False, True], ids=["closed-unanswered", "reset"])
+def test_a_connection_closed_or_reset_unanswered_counts_as_refused(linger):
+    """The helper itself: a closing server may take the connection and drop it (RemoteProtocolError) or
+    reset it (ReadError) rather than refuse it; both mean it no longer serves."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        server.settimeout(0.2)
+        stop = time.monotonic() + 5
+
+        def drop() -> None:
+            while time.monotonic() < stop:
+                try:
+                    conn, _ = server.accept()
+                except OSError:
+                    continue
+                if linger:  # close with RST instead of FIN
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                else:
+                    conn.recv(65536)
+                conn.close()
+
+        thread = threading.Thread(target=drop, daemon=True)
+        thread.start()
+        port = server.getsockname()[1]
+        assert refused_soon(f"http://127.0.0.1:{port}", within=2.0)
+        stop = 0
+        thread.join(timeout=5)
