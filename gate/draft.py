@@ -55,6 +55,8 @@ def crawl(start: str, registry: Registry, max_pages: int = MAX_PAGES, max_second
     start page cannot be read or is gate's own output."""
     import httpx
 
+    if not urlsplit(start).path:
+        start += "/"  # the same page as the links to "/" name
     result = Crawl(start)
     deadline, budget = time.monotonic() + max_seconds, max_bytes
     queue: deque[str] = deque([start])

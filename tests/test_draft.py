@@ -85,6 +85,7 @@ def test_a_site_without_tags_names_no_recipient_with_its_draft(tmp_path, capsys)
     out = tmp_path / "gate.toml"
     with serve(site_app(pages, [])) as origin:
         assert init(origin, out) == 0
+        assert "2 page(s) read" in capsys.readouterr().out  # "/" once, though the start URL has no path
         conf, registry = cli.load_all({"config": str(out)}, {"GATE_SECRET_KEY": KEY, "GATE_STORE": "off"})
         assert conf.sites[0].vendors == () and conf.sites[0].tags == ()
         with serve(create_app(conf)) as public:
