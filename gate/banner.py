@@ -199,9 +199,10 @@ def render_dock(*, lang: str, next_path: str, notice_link: bool = True, corner: 
     floating at ``corner``, or moved by gate.js into the site's own ``[data-gate-settings]`` element."""
     lang = lang if lang in LANGS else "ja"
     settings = el("a", TEXT[lang]["cookie_settings"], href=preferences_url(lang, next_path), class_="gate-set")
-    dock = el("div", settings, render_footer_link(lang=lang) if notice_link else "", class_=f"gate-dock gate-at-{corner}",
-              lang=lang, data_gate_offset=None if offset == 8 else str(offset))
-    return join("", [el("link", rel="stylesheet", href=CSS_URL), dock, el("script", src=JS_URL, defer=True, nonce=nonce)])
+    dock = el("div", settings, render_footer_link(lang=lang) if notice_link else "",
+              class_=f"gate-dock gate-at-{corner}", lang=lang, data_gate_offset=None if offset == 8 else str(offset))
+    return join("", [el("link", rel="stylesheet", href=CSS_URL), dock,
+                     el("script", src=JS_URL, defer=True, nonce=nonce)])
 
 
 def render_root(inner: str) -> str:

@@ -1,9 +1,10 @@
 """POST /_gate/beacon: the third-party URLs one page view contacted, as the visitor's browser saw them.
 
 gate/static/beacon.js (injected into every rewritten page while recording is on) watches resource
-timing and sends, once per page view, ``{"v": 2, "page": "/path", "urls": ["//connect.facebook.net/en_US/fbevents.js", …]}``:
-host and path of each request, no query but a tag loader's ``id`` (an account id such as G-XXXX, which
-tells gtag.js for Analytics from gtag.js for Ads). Version 1 (``"hosts": [host, …]``) is still read.
+timing and sends, once per page view,
+``{"v": 2, "page": "/path", "urls": ["//connect.facebook.net/en_US/fbevents.js", …]}``: host and path of
+each request, no query but a tag loader's ``id`` (an account id such as G-XXXX, which tells gtag.js for
+Analytics from gtag.js for Ads). Version 1 (``"hosts": [host, …]``) is still read.
 gate matches each URL with the rewriter's own matcher (host and path patterns) to the one tag it
 belongs to, and counts, for the site the request came to:
 
@@ -47,7 +48,8 @@ SCRIPT_URL = static_url("beacon.js")
 _SCRIPT = el("script", src=SCRIPT_URL, defer=True)
 _HOST = re.compile(r"^(?=.{1,253}$)[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?(?:\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?)*$")
 # //host/path, at most 100 characters of path, and at most a tag loader's id (see the module's doc)
-_URL = re.compile(r"^//([A-Za-z0-9_.-]{1,253})(?:/[A-Za-z0-9._~%!$&'()*+,;=:@/-]{0,100})?(?:\?id=[A-Za-z0-9_-]{1,40})?$")
+_URL = re.compile(r"^//([A-Za-z0-9_.-]{1,253})(?:/[A-Za-z0-9._~%!$&'()*+,;=:@/-]{0,100})?"
+                  r"(?:\?id=[A-Za-z0-9_-]{1,40})?$")
 _NO_STORE = {"cache-control": "no-store"}
 
 
@@ -97,7 +99,8 @@ def _urls(value: Any) -> list[str]:
     for url in value:
         m = _URL.match(url) if isinstance(url, str) else None
         if m is None or not _HOST.match(m.group(1).lower().rstrip(".")):
-            raise RequestError(400, '"urls" must hold //host/path[?id=…] such as "//connect.facebook.net/en_US/fbevents.js"')
+            raise RequestError(400, '"urls" must hold //host/path[?id=…] such as '
+                                    '"//connect.facebook.net/en_US/fbevents.js"')
         clean.add("//" + m.group(1).lower().rstrip(".") + url[2 + len(m.group(1)):])
     return sorted(clean)
 

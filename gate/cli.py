@@ -226,7 +226,8 @@ def init_site(args: argparse.Namespace) -> int:
     upstream = draft.origin_of(args.url)
     if os.path.exists(args.output) and not args.force:
         raise ConfigError(args.output, "", "exists already: pass --force to replace it, or --output another file")
-    for flag, value in (("--max-pages", args.max_pages), ("--max-seconds", args.max_seconds), ("--max-bytes", args.max_bytes)):
+    for flag, value in (("--max-pages", args.max_pages), ("--max-seconds", args.max_seconds),
+                        ("--max-bytes", args.max_bytes)):
         if value <= 0:
             raise ConfigError("command line", flag, f"expected a number > 0, got {value}")
     registry = vendors.load(args.vendors or os.environ.get("GATE_VENDORS") or None)

@@ -193,7 +193,7 @@ def draft(result: Crawl, registry: Registry, upstream: str) -> str:
         out += ["# No link reading as a privacy policy was found: set the page the notice should link to.",
                 '# policy_url = "/privacy"']
     if result.hosts:
-        out += [f"# Third-party hosts the pages load from that no vendor in vendors.toml declares ({len(result.hosts)}).",
+        out += [f"# Third-party hosts the pages load from that vendors.toml does not declare ({len(result.hosts)}).",
                 "# Your own CDN or API: allow them in gate's CSP with csp_hosts. Anyone else receives visitors'",
                 "# data: declare them (vendors.toml and your notice) before going live.",
                 "# csp_hosts = ["]

@@ -30,7 +30,8 @@ def page(head: str = "", body: str = "") -> str:
 
 PAGES = {
     "/": page(GA, '<a href="/jobs/1">求人</a> <a href="https://elsewhere.example/x">外部</a> <a href="/cv.pdf">PDF</a>'
-                  ' <img src="https://cdn.other.example/logo.png"> <footer><a href="/legal/p">プライバシーポリシー</a></footer>'),
+                  ' <img src="https://cdn.other.example/logo.png">'
+                  ' <footer><a href="/legal/p">プライバシーポリシー</a></footer>'),
     "/jobs/1": page(PIXEL, '<a href="/">top</a> <a href="/jobs/1#apply">応募</a>'),
     "/legal/p": page(body="<h1>プライバシーポリシー</h1>"),
     "/only-in-sitemap": page(CRITEO),
@@ -46,7 +47,9 @@ def site_app(pages: dict[str, str], asked: list[str]) -> Starlette:
         asked.append(path)
         if path == "/sitemap.xml":
             base = f"{request.url.scheme}://{request.url.netloc}"
-            return Response(SITEMAP.format(base=base), media_type="application/xml") if "/" in pages else Response(status_code=404)
+            if "/" not in pages:
+                return Response(status_code=404)
+            return Response(SITEMAP.format(base=base), media_type="application/xml")
         if path == "/cv.pdf":
             return Response(b"%PDF-1.4", media_type="application/pdf")
         if path in pages:

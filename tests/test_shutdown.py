@@ -15,7 +15,6 @@ import pytest
 
 from .gate_process import KEY, gate_process, slow_origin
 
-
 # How a new connection goes unserved: refused, or (under load, when it reached the listen backlog as
 # the server closed it) closed or reset before any answer.
 UNSERVED = (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError)

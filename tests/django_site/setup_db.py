@@ -5,9 +5,9 @@ import sys
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.django_site.settings")
 
-import django  # noqa: E402
+import django
 
-django.setup()
+django.setup()  # before the imports below: they need the app registry
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 
