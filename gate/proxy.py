@@ -307,7 +307,8 @@ def page_plan(request: Request, site: Site, registry: Registry, consent: Consent
         body = render_banner(registry, consent, lang=lang, next_path=next_path, policy_url=site.policy_url,
                              carried=carried, nonce=nonce)
     return PagePlan(registry=registry, allowed=allowed, base_url=base_url,
-                    head_html=head_html(registry, allowed, nonce, consent), body_html=render_root(body) + beacon.script_tag(request, nonce),
+                    head_html=head_html(registry, allowed, nonce, consent),
+                    body_html=render_root(body) + beacon.script_tag(request, nonce),
                     carry_over=request.app.state.settings.carry_over_bytes,
                     personal_data_allowed=site.personal_data)
 
