@@ -32,7 +32,7 @@ from .conftest import gate_settings, serve
 
 KB, MB = 1024, 1024 * 1024
 LAST_LINE = b"<p id=last>the origin's last line</p>"
-FOOTER = b"gate-foot"  # the class of the footer link gate adds at the end of a page
+FOOTER = b'id="gate-root"'  # the container gate appends at the end of a page (banner or settings link)
 
 
 def page(size: int) -> bytes:
