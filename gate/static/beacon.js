@@ -20,7 +20,8 @@
     sent = true;
     add(P.getEntriesByType("resource"));
     var body = JSON.stringify({v: 1, page: location.pathname, hosts: Object.keys(hosts).slice(0, 64)});
-    navigator.sendBeacon("/_gate/beacon", body);
+    // Absolute on the page's own origin: a relative URL would follow the page's <base href>.
+    navigator.sendBeacon(location.protocol + "//" + location.host + "/_gate/beacon", body);
   }
   addEventListener("visibilitychange", function () { if (document.visibilityState === "hidden") send(); });
   addEventListener("pagehide", send);
