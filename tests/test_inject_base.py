@@ -29,7 +29,6 @@ from .store_support import TOKEN
 pytestmark = pytest.mark.anyio
 HTML = "{http://www.w3.org/1999/xhtml}"
 REGISTRY = vendors.load()
-ALL = frozenset(REGISTRY.tags)
 ORIGIN = "http://origin.test"
 
 # The bases a page may carry, by case id: what goes into its <head>.
