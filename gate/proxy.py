@@ -309,7 +309,8 @@ def page_plan(request: Request, site: Site, registry: Registry, consent: Consent
         body = render_banner(registry, consent, lang=lang, next_path=next_path, policy_url=site.policy_url,
                              carried=carried, origin=origin, nonce=nonce)
     return PagePlan(registry=registry, allowed=allowed, base_url=base_url, head_html=head_html(registry, allowed, nonce, consent),
-                    body_html=body + render_footer_link(lang=lang, origin=origin) + beacon.script_tag(request, origin, nonce),
+                    body_html=(body + render_footer_link(lang=lang, origin=origin)
+                               + beacon.script_tag(request, origin, nonce)),
                     carry_over=request.app.state.settings.carry_over_bytes,
                     personal_data_allowed=site.personal_data)
 

@@ -55,7 +55,8 @@ REGISTRY = vendors.load()
 # file name -> the demo site's path it is rendered from (or a large page)
 DEMO_PAGES = {"home.html": "/", "job.html": "/jobs/dh-001", "events.html": "/events", "apply.html": "/apply",
               "privacy.html": "/privacy", "sjis.html": "/sjis", "eucjp.html": "/eucjp"}
-LARGE_PAGES = {"list-100k.html": ("100k", "utf-8"), "list-100k-sjis.html": ("100k", "sjis"), "list-1m.html": ("1m", "utf-8")}
+LARGE_PAGES = {"list-100k.html": ("100k", "utf-8"), "list-100k-sjis.html": ("100k", "sjis"),
+               "list-1m.html": ("1m", "utf-8")}
 PAGES = list(DEMO_PAGES) + list(LARGE_PAGES)
 ENCODINGS = ("identity", "gzip", "br")
 CONSENTS = ("undecided", "accept_all", "accept_all+js")
@@ -231,7 +232,8 @@ SNAPSHOT_JS = """() => {
   }
   // One string: Playwright carries a large nested object across far more slowly than its JSON text.
   return JSON.stringify({charset: document.characterSet, mode: document.compatMode, title: document.title,
-                         doctype: document.doctype ? document.doctype.name : null, root: node(document.documentElement)});
+                         doctype: document.doctype ? document.doctype.name : null,
+                         root: node(document.documentElement)});
 }"""
 
 _direct: dict[tuple[str, str, bool], dict[str, Any]] = {}
@@ -335,7 +337,8 @@ def differences(direct: list[str], gated: list[str]) -> list[str]:
     else:
         runs = [r for r in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes() if r[0] != "equal"]
     return [f"{op} origin[{head + i1}:{head + i2}] gate[{head + j1}:{head + j2}]:\n"
-            f"  origin: {[t[:300] for t in a[i1:min(i2, i1 + 3)]]}\n  gate:   {[t[:300] for t in b[j1:min(j2, j1 + 3)]]}"
+            f"  origin: {[t[:300] for t in a[i1:min(i2, i1 + 3)]]}\n"
+            f"  gate:   {[t[:300] for t in b[j1:min(j2, j1 + 3)]]}"
             for op, i1, i2, j1, j2 in runs]
 
 

@@ -115,7 +115,8 @@ async def test_every_injected_url_resolves_to_gate_whatever_the_base(tmp_path, c
 
 @pytest.mark.parametrize("conf,headers,origin", [
     ({"public_scheme": "https"}, {}, "https://gate.test"),
-    ({"trusted": True}, {"x-forwarded-proto": "https", "x-forwarded-host": "jobs.example.jp"}, "https://jobs.example.jp"),
+    ({"trusted": True}, {"x-forwarded-proto": "https", "x-forwarded-host": "jobs.example.jp"},
+     "https://jobs.example.jp"),
     ({}, {"x-forwarded-proto": "https"}, "http://gate.test"),  # an untrusted peer's claim is not believed
 ], ids=["public_scheme", "trusted-forwarded", "untrusted-forwarded"])
 async def test_injected_urls_carry_the_public_origin(conf, headers, origin):
