@@ -2,6 +2,11 @@
 
 The banner is one plain ``<form method=post action=/_gate/consent>``, so it works with JavaScript off;
 gate.js only makes it post in place. Core module: no starlette, no httpx.
+
+Every URL injected into a page is absolute, on ``origin`` (gate's public ``scheme://host``): a page's
+``<base href>`` would carry a relative one elsewhere, the stylesheet and scripts fetched from, and
+the form posted to, whatever host it names. Forms and links say ``target=_self`` for the same
+reason (``<base target=_blank>``).
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ import gzip
 import hashlib
 from html import escape
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urljoin
 
 from .consent import Consent, undecided
 from .vendors import Registry
@@ -98,13 +103,19 @@ def choose_lang(gate_lang: str | None, accept_language: str | None) -> str:
     return best
 
 
-def preferences_url(lang: str, next_path: str) -> str:
+def preferences_url(lang: str, next_path: str, origin: str = "") -> str:
     query = {"next": next_path} | ({"gate_lang": lang} if lang != "ja" else {})
-    return "/_gate/preferences?" + urlencode(query)
+    return origin + "/_gate/preferences?" + urlencode(query)
 
 
-def notice_url(lang: str) -> str:
-    return "/_gate/notice" + ("?gate_lang=" + lang if lang != "ja" else "")
+def notice_url(lang: str, origin: str = "") -> str:
+    return origin + "/_gate/notice" + ("?gate_lang=" + lang if lang != "ja" else "")
+
+
+def site_url(origin: str, url: str) -> str:
+    """``url`` (a path on the site, or absolute) made absolute on ``origin``, as a browser without a
+    ``<base>`` would read it on that site."""
+    return urljoin(origin + "/", url)
 
 
 def services_by_vendor(registry: Registry, carried: frozenset[str], purpose: str, lang: str) -> dict[str, list[str]]:
@@ -138,8 +149,10 @@ def _purpose_rows(registry: Registry, carried: frozenset[str], lang: str) -> lis
 
 
 def render_banner(registry: Registry, consent: Consent, *, lang: str, next_path: str, policy_url: str,
-                  carried: frozenset[str], nonce: str | None = None) -> str:
-    """The consent dialog: first layer with three equal buttons, settings layer, one plain form."""
+                  carried: frozenset[str], origin: str, nonce: str | None = None) -> str:
+    """The consent dialog: first layer with three equal buttons, settings layer, one plain form.
+
+    ``origin``: gate's public ``scheme://host``, which every URL in it is made absolute on."""
     lang = lang if lang in LANGS else "ja"
     t = TEXT[lang]
     vendors = [v for v in registry.vendors.values() if any(tag in carried for tag in v.tags)]
@@ -151,15 +164,15 @@ def render_banner(registry: Registry, consent: Consent, *, lang: str, next_path:
     ]
     if consent.gpc:
         first.append(el("p", t["gpc"], class_="gate-gpc"))
-    first.append(el("p", el("a", t["notice"], href=notice_url(lang)), " ", el("a", t["policy"], href=policy_url),
-                    class_="gate-links"))
+    first.append(el("p", el("a", t["notice"], href=notice_url(lang, origin), target="_self"), " ",
+                    el("a", t["policy"], href=site_url(origin, policy_url), target="_self"), class_="gate-links"))
     buttons = el(
         "div",
         el("button", t["accept"], name="choice", value="accept_all", class_="gate-btn"),
         el("button", t["reject"], name="choice", value="reject_all", class_="gate-btn"),
         # Without JavaScript this button opens the full preferences page; gate.js turns it into a toggle.
         el("button", t["settings"], name="choice", value="settings", class_="gate-btn",
-           formaction="/_gate/preferences", formmethod="get", id="gate-settings"),
+           formaction=origin + "/_gate/preferences", formmethod="get", id="gate-settings"),
         class_="gate-row",
     )
     panel = el(
@@ -170,39 +183,41 @@ def render_banner(registry: Registry, consent: Consent, *, lang: str, next_path:
         id="gate-panel", hidden=True,
     )
     form = el("form", el("input", type="hidden", name="next", value=next_path), *first, buttons, panel,
-              method="post", action="/_gate/consent", class_="gate-in")
+              method="post", action=origin + "/_gate/consent", target="_self", class_="gate-in")
     return join("", [
-        el("link", rel="stylesheet", href=CSS_URL),
+        el("link", rel="stylesheet", href=origin + CSS_URL),
         el("div", form, role="dialog", aria_labelledby="gate-title", id="gate-banner", class_="gate gate-sheet",
            lang=lang),
-        el("script", src=JS_URL, defer=True, nonce=nonce),
+        el("script", src=origin + JS_URL, defer=True, nonce=nonce),
     ])
 
 
-def render_settings_link(*, lang: str, next_path: str) -> str:
+def render_settings_link(*, lang: str, next_path: str, origin: str) -> str:
     """After a decision: a small fixed link back to the preferences."""
     lang = lang if lang in LANGS else "ja"
-    return join("", [el("link", rel="stylesheet", href=CSS_URL),
-                     el("a", TEXT[lang]["cookie_settings"], href=preferences_url(lang, next_path),
-                        class_="gate-set", lang=lang)])
+    return join("", [el("link", rel="stylesheet", href=origin + CSS_URL),
+                     el("a", TEXT[lang]["cookie_settings"], href=preferences_url(lang, next_path, origin),
+                        target="_self", class_="gate-set", lang=lang)])
 
 
-def render_footer_link(*, lang: str) -> str:
+def render_footer_link(*, lang: str, origin: str) -> str:
     """「外部送信について」, on every page: the notice one click away (電気通信事業法 27条の12)."""
     lang = lang if lang in LANGS else "ja"
-    return el("p", el("a", TEXT[lang]["notice"], href=notice_url(lang)), class_="gate-foot", lang=lang)
+    return el("p", el("a", TEXT[lang]["notice"], href=notice_url(lang, origin), target="_self"),
+              class_="gate-foot", lang=lang)
 
 
-def render_dock(*, lang: str, next_path: str, notice_link: bool = True, corner: str = "bottom-left",
+def render_dock(*, lang: str, next_path: str, origin: str, notice_link: bool = True, corner: str = "bottom-left",
                 offset: int = 8, nonce: str | None = None) -> str:
     """After a decision: the settings link (and the notice link unless the site's own footer has it),
     floating at ``corner``, or moved by gate.js into the site's own ``[data-gate-settings]`` element."""
     lang = lang if lang in LANGS else "ja"
-    settings = el("a", TEXT[lang]["cookie_settings"], href=preferences_url(lang, next_path), class_="gate-set")
-    dock = el("div", settings, render_footer_link(lang=lang) if notice_link else "",
+    settings = el("a", TEXT[lang]["cookie_settings"], href=preferences_url(lang, next_path, origin), target="_self",
+                  class_="gate-set")
+    dock = el("div", settings, render_footer_link(lang=lang, origin=origin) if notice_link else "",
               class_=f"gate-dock gate-at-{corner}", lang=lang, data_gate_offset=None if offset == 8 else str(offset))
-    return join("", [el("link", rel="stylesheet", href=CSS_URL), dock,
-                     el("script", src=JS_URL, defer=True, nonce=nonce)])
+    return join("", [el("link", rel="stylesheet", href=origin + CSS_URL), dock,
+                     el("script", src=origin + JS_URL, defer=True, nonce=nonce)])
 
 
 def render_root(inner: str) -> str:
@@ -214,7 +229,7 @@ def render_root(inner: str) -> str:
 def payload_bytes(registry: Registry, lang: str = "ja") -> dict[str, tuple[int, int]]:
     """(raw, gzip) bytes a first visit costs: the banner HTML (every tag carried), gate.css and gate.js."""
     html = render_banner(registry, undecided(registry), lang=lang, next_path="/", policy_url="/privacy",
-                         carried=frozenset(registry.tags))
+                         carried=frozenset(registry.tags), origin="https://www.example.jp")
     parts = {"banner": html.encode(), "css": (STATIC_DIR / "gate.css").read_bytes(),
              "js": (STATIC_DIR / "gate.js").read_bytes()}
     sizes = {k: (len(v), len(gzip.compress(v, 9))) for k, v in parts.items()}

@@ -45,7 +45,6 @@ MAX_HOSTS = 64
 PER_MINUTE, BURST = 30.0, 30.0  # one page view every two seconds, sustained, per client
 MAX_CLIENTS = 10_000
 SCRIPT_URL = static_url("beacon.js")
-_SCRIPT = el("script", src=SCRIPT_URL, defer=True)
 _HOST = re.compile(r"^(?=.{1,253}$)[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?(?:\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?)*$")
 # //host/path, at most 100 characters of path, and at most a tag loader's id (see the module's doc)
 _URL = re.compile(r"^//([A-Za-z0-9_.-]{1,253})(?:/[A-Za-z0-9._~%!$&'()*+,;=:@/-]{0,100})?"
@@ -53,11 +52,12 @@ _URL = re.compile(r"^//([A-Za-z0-9_.-]{1,253})(?:/[A-Za-z0-9._~%!$&'()*+,;=:@/-]
 _NO_STORE = {"cache-control": "no-store"}
 
 
-def script_tag(request: Request, nonce: str | None = None) -> str:
-    """The beacon's <script> for a rewritten page's body; empty while recording is off."""
+def script_tag(request: Request, origin: str, nonce: str | None = None) -> str:
+    """The beacon's <script> for a rewritten page's body, its URL absolute on ``origin`` (gate's public
+    ``scheme://host``: a page's <base> must not send it elsewhere); empty while recording is off."""
     if getattr(request.app.state, "recorder", None) is None:
         return ""
-    return _SCRIPT if nonce is None else el("script", src=SCRIPT_URL, defer=True, nonce=nonce)
+    return el("script", src=origin + SCRIPT_URL, defer=True, nonce=nonce)
 
 
 class RateLimit:

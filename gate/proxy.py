@@ -300,15 +300,19 @@ def page_plan(request: Request, site: Site, registry: Registry, consent: Consent
     base_url = urls.parse(f"{scheme}://{host}{next_path}") or urls.URL(scheme, host, next_path)
     lang = choose_lang(request.query_params.get("gate_lang"), request.headers.get("accept-language"))
     nonce = script_nonce(upstream.headers.get_list("content-security-policy"))
+    # Everything injected is absolute on gate's public origin, whatever the page's <base> says. The
+    # origin is the one Origin checks, the CSP and rewritten redirects use: public_scheme, else a
+    # trusted proxy's X-Forwarded-Proto, else the connection's scheme.
+    origin = f"{scheme}://{host}"
     if consent.decided:
-        body = render_dock(lang=lang, next_path=next_path, notice_link=site.notice_link, corner=site.settings_button,
-                           offset=site.settings_button_offset, nonce=nonce)
+        body = render_dock(lang=lang, next_path=next_path, origin=origin, notice_link=site.notice_link,
+                           corner=site.settings_button, offset=site.settings_button_offset, nonce=nonce)
     else:
         body = render_banner(registry, consent, lang=lang, next_path=next_path, policy_url=site.policy_url,
-                             carried=carried, nonce=nonce)
+                             carried=carried, origin=origin, nonce=nonce)
     return PagePlan(registry=registry, allowed=allowed, base_url=base_url,
                     head_html=head_html(registry, allowed, nonce, consent),
-                    body_html=render_root(body) + beacon.script_tag(request, nonce),
+                    body_html=render_root(body) + beacon.script_tag(request, origin, nonce),
                     carry_over=request.app.state.settings.carry_over_bytes,
                     personal_data_allowed=site.personal_data)
 

@@ -128,7 +128,8 @@ class PageRewriter:
     """feed(bytes) -> bytes, close() -> bytes; ``encoding`` is a Python codec name."""
 
     def __init__(self, plan: PagePlan, encoding: str = "utf-8", *, fragment: bool = False,
-                 foreign: list[str] | None = None, depth: int = 0, base: urls.URL | None = None) -> None:
+                 foreign: list[str] | None = None, depth: int = 0, base: urls.URL | None = None,
+                 base_set: bool | None = None) -> None:
         self.plan, self.encoding, self.registry = plan, encoding, plan.registry
         self.allowed = plan.allowed
         self.refusing = plan.gating and bool(set(plan.registry.tags) - plan.allowed)
@@ -143,7 +144,8 @@ class PageRewriter:
         self.uncertain_mode = False
         self.in_select = False
         self.base = base or plan.base_url
-        self.base_set = base is not None
+        self.fallback_base = self.base  # what a <base href> of this document resolves against
+        self.base_set = base is not None if base_set is None else base_set
         self.head_done = fragment or not plan.head_html
         self.body_done = fragment or not plan.body_html
         self._sent_tail = b""  # the last byte already returned by feed()
@@ -435,17 +437,34 @@ class PageRewriter:
             return end
         if name == "select":
             self.in_select = True
-        elif name == "base" and not self.base_set:
-            href = self._first(attrs, b"href")
-            if href is not None:
-                self.base_set = True
-                self.base = urls.parse(hs.attr_text(href, self.encoding), self.plan.base_url) or self.base
+        elif name == "base":
+            return self._base_tag(buf, pos, m, attrs)
         result = self._emit_tag(buf, pos, m, name, attrs, placeholder)
         if name == "head" and not self.head_done:
             self._inject_head()
         if name == "body" and not self.head_done:
             self._inject_head()
         return result
+
+    def _base_tag(self, buf: bytes, pos: int, m, attrs) -> int:
+        """``<base>``: judged like any tag (its href on a refused vendor's host strips it: every
+        relative URL of the page would go there). The first one the browser keeps with an href is
+        the base later URLs resolve against, so it is read from what is sent, not what came."""
+        out = self._decide_tag(buf, pos, m, "base", attrs)
+        if out is None:
+            self._removed()
+            return m.end()
+        self.out.append(out)
+        if not self.base_set:
+            if out != buf[pos:m.end()]:
+                sent = hs.TAG.match(out)
+                attrs = hs.parse_attrs(sent.group(3)) if sent else []
+            href = self._first(attrs, b"href")
+            if href is not None:
+                self.base_set = True
+                # Its own href resolves against the document's URL, never against another <base>.
+                self.base = urls.parse(hs.attr_text(href, self.encoding), self.fallback_base) or self.base
+        return m.end()
 
     def _foreign_start(self, buf, pos, m, name, attrs, self_closing, final) -> int:
         end = m.end()
@@ -593,6 +612,8 @@ class PageRewriter:
         if key == b"style":
             return self._css_tags(hs.attr_text(value, self.encoding)), False
         text = hs.attr_text(value, self.encoding)
+        if key == b"href" and name == "base":
+            return self._url_tags(text, name), True
         if key in (b"src", b"data", b"poster", b"background", b"codebase", b"xlink:href") or (
             key == b"href" and (name in ("link", "image", "use", "feimage", "script") or self.foreign and not self._html_mode())
         ):
@@ -641,7 +662,7 @@ class PageRewriter:
         if self.depth >= MAX_DEPTH:
             self._unsure = True
             return frozenset()
-        sub = self._nested("utf-8")
+        sub = self._nested("utf-8", document=True)
         sub.feed(doc.encode("utf-8", "surrogatepass"))
         sub.close()
         self._base_read = max(self._base_read, sub._base_read)
@@ -659,11 +680,14 @@ class PageRewriter:
             found |= self._url_tags(u, "style")
         return frozenset(found)
 
-    def _nested(self, encoding: str, foreign: list[str] | None = None) -> PageRewriter:
+    def _nested(self, encoding: str, foreign: list[str] | None = None, document: bool = False) -> PageRewriter:
         """A reader for a document or fragment inside this page (srcdoc, a frame's data: document,
-        the other reading of an element): nothing injected, one level deeper, against this base."""
+        the other reading of an element): nothing injected, one level deeper, against this base.
+        A ``document`` has a base of its own: its first <base href> rules its URLs (a fragment of
+        this page follows this page's)."""
         return PageRewriter(replace(self.plan, head_html="", body_html=""), encoding, fragment=True,
-                            foreign=foreign, depth=self.depth + 1, base=self.base)
+                            foreign=foreign, depth=self.depth + 1, base=self.base,
+                            base_set=False if document else self.base_set)
 
     def _text_tags(self, text: str) -> frozenset[str]:
         return self.registry.tags_in_text(text) if text else frozenset()
@@ -671,7 +695,7 @@ class PageRewriter:
     def _srcdoc(self, value: bytes) -> bytes | None:
         """Gate an iframe's srcdoc document; the new escaped value, or None when unchanged."""
         doc = hs.attr_text(value, self.encoding)
-        sub = self._nested("utf-8")
+        sub = self._nested("utf-8", document=True)
         out = sub.feed(doc.encode("utf-8", "surrogatepass")) + sub.close()
         self.outcome.merge(sub.outcome)
         self._base_read = max(self._base_read, sub._base_read)

@@ -134,7 +134,12 @@ CASES = [
     Case("style-import", page("", f'<style>@import "{FB_JS}";</style>'), P, "strip"),
     # -- URL parsing ------------------------------------------------------------------------------------
     Case("base-href", page('<script src="en_US/fbevents.js"></script>', '<base href="https://connect.facebook.net/">'), P, "strip"),
-    Case("first-base-wins", page('<script src="en_US/fbevents.js"></script>', '<base href="/x/"><base href="https://connect.facebook.net/">'), P, "keep"),
+    # The browser uses the first <base>; a later one on a refused host is inert, and stripped all the
+    # same (a <base> is judged like any tag: gate cannot always tell which one is first).
+    Case("first-base-wins", page('<script src="en_US/fbevents.js"></script>', '<base href="/x/"><base href="https://connect.facebook.net/">'), P, "strip", live_in_input=False),
+    Case("first-base-wins-kept", page('<script src="en_US/fbevents.js"></script>', '<base href="/x/"><base href="https://cdn.example.org/">'), P, "keep"),
+    Case("base-on-vendor-host", page('<a href="/jobs">jobs</a>', '<base href="https://connect.facebook.net/">'), P, "strip", live_in_input=False),
+    Case("srcdoc-own-base", page('<iframe srcdoc="<base href=\'https://connect.facebook.net/\'><script src=\'en_US/fbevents.js\'></script>"></iframe>'), P, "strip"),
     Case("leading-space-and-c0", page('<script src=" \x0c https://connect.facebook.net/en_US/fbevents.js"></script>'), P, "strip"),
     Case("tab-newline-in-url", page('<script src="htt&#9;ps://connect.face&#10;book.net/en_US/fbevents.js"></script>'), P, "strip"),
     Case("backslashes", page('<script src="https:\\\\connect.facebook.net\\en_US\\fbevents.js"></script>'), P, "strip"),

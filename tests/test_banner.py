@@ -16,13 +16,14 @@ REGISTRY = vendors.load()
 ALL = frozenset(REGISTRY.tags)
 HOSTILE = '"><script>alert(1)</script>'
 STATIC = Path(banner.__file__).parent / "static"
+ORIGIN = "https://jobs.example.jp"  # gate's public origin: every injected URL is absolute on it
 
 
 def render(*, lang: str = "ja", next_path: str = "/jobs", carried: frozenset[str] = ALL, gpc: bool = False,
            opt_out: bool = False, nonce: str | None = None, policy_url: str = "/privacy") -> BeautifulSoup:
     consent = undecided(REGISTRY, gpc=gpc, opt_out_mode=opt_out)
     html = banner.render_banner(REGISTRY, consent, lang=lang, next_path=next_path, policy_url=policy_url,
-                                carried=carried, nonce=nonce)
+                                carried=carried, origin=ORIGIN, nonce=nonce)
     return BeautifulSoup(html, "html5lib")
 
 
@@ -41,7 +42,7 @@ def test_one_plain_form_posts_to_the_consent_endpoint():
     forms = dialog(render()).find_all("form")
     assert len(forms) == 1
     form = forms[0]
-    assert form["method"] == "post" and form["action"] == "/_gate/consent"
+    assert form["method"] == "post" and form["action"] == ORIGIN + "/_gate/consent"
     assert form.find("input", attrs={"name": "next"})["value"] == "/jobs"
     choices = [b["value"] for b in form.find_all("button", attrs={"name": "choice"})]
     assert choices == ["accept_all", "reject_all", "settings", "custom"]
@@ -57,7 +58,7 @@ def test_three_first_layer_buttons_have_equal_weight():
 
 def test_settings_button_opens_the_preferences_page_without_javascript():
     settings = dialog(render()).find("button", attrs={"value": "settings"})
-    assert settings["formaction"] == "/_gate/preferences" and settings["formmethod"] == "get"
+    assert settings["formaction"] == ORIGIN + "/_gate/preferences" and settings["formmethod"] == "get"
 
 
 @pytest.mark.parametrize("gpc,opt_out", [(False, False), (True, False), (False, True), (True, True)],
@@ -84,8 +85,8 @@ def test_each_purpose_lists_its_services_and_recipients():
 
 @pytest.mark.parametrize("html", [
     render(), render(lang="en", gpc=True),
-    BeautifulSoup(banner.render_settings_link(lang="ja", next_path="/a"), "html5lib"),
-    BeautifulSoup(banner.render_footer_link(lang="en"), "html5lib"),
+    BeautifulSoup(banner.render_settings_link(lang="ja", next_path="/a", origin=ORIGIN), "html5lib"),
+    BeautifulSoup(banner.render_footer_link(lang="en", origin=ORIGIN), "html5lib"),
 ], ids=["banner", "banner-en-gpc", "settings-link", "footer-link"])
 def test_every_injected_element_carries_data_gate(html):
     injected = [e for e in html.find_all(True) if e.name not in ("html", "head", "body")]
@@ -95,9 +96,9 @@ def test_every_injected_element_carries_data_gate(html):
 def test_hostile_next_path_stays_a_value():
     soup = render(next_path=HOSTILE, policy_url='javascript:"><b>')
     assert soup.find("input", attrs={"name": "next"})["value"] == HOSTILE
-    assert [s["src"] for s in soup.find_all("script")] == [banner.JS_URL]
-    link = BeautifulSoup(banner.render_settings_link(lang="ja", next_path=HOSTILE), "html5lib")
-    assert not link.find("script") and link.a["href"].startswith("/_gate/preferences?next=%22%3E%3Cscript")
+    assert [s["src"] for s in soup.find_all("script")] == [ORIGIN + banner.JS_URL]
+    link = BeautifulSoup(banner.render_settings_link(lang="ja", next_path=HOSTILE, origin=ORIGIN), "html5lib")
+    assert not link.find("script") and link.a["href"].startswith(ORIGIN + "/_gate/preferences?next=%22%3E%3Cscript")
 
 
 def test_english_when_asked():
@@ -105,7 +106,7 @@ def test_english_when_asked():
     assert d["lang"] == "en"
     assert [b.get_text() for b in d.find(class_="gate-row").find_all("button")] == \
         ["Accept all", "Reject all", "Settings"]
-    assert d.find("a", string="External transmission")["href"] == "/_gate/notice?gate_lang=en"
+    assert d.find("a", string="External transmission")["href"] == ORIGIN + "/_gate/notice?gate_lang=en"
 
 
 def test_gpc_line_only_when_the_signal_was_sent():
@@ -118,7 +119,7 @@ def test_nonce_lands_on_the_script():
     assert render(nonce="r4nd0m").find("script")["nonce"] == "r4nd0m"
     script = render().find("script")
     assert not script.has_attr("nonce") and script.has_attr("defer")
-    assert render().find("link", rel="stylesheet")["href"] == banner.CSS_URL
+    assert render().find("link", rel="stylesheet")["href"] == ORIGIN + banner.CSS_URL
 
 
 def test_only_carried_vendors_are_named():
@@ -137,16 +138,16 @@ def test_all_five_recipients_named_on_the_first_layer():
 
 def test_banner_links_to_the_notice_and_the_policy():
     hrefs = [a["href"] for a in dialog(render(policy_url="/privacy?x=1&y=2")).find_all("a")]
-    assert hrefs == ["/_gate/notice", "/privacy?x=1&y=2"]
+    assert hrefs == [ORIGIN + "/_gate/notice", ORIGIN + "/privacy?x=1&y=2"]
 
 
 def test_settings_link_and_footer_link():
-    a = BeautifulSoup(banner.render_settings_link(lang="ja", next_path="/jobs?id=3"), "html5lib").find("a")
-    assert a.get_text() == "Cookie設定" and a["href"] == "/_gate/preferences?next=%2Fjobs%3Fid%3D3"
-    a = BeautifulSoup(banner.render_settings_link(lang="en", next_path="/"), "html5lib").find("a")
+    a = BeautifulSoup(banner.render_settings_link(lang="ja", next_path="/jobs?id=3", origin=ORIGIN), "html5lib").find("a")
+    assert a.get_text() == "Cookie設定" and a["href"] == ORIGIN + "/_gate/preferences?next=%2Fjobs%3Fid%3D3"
+    a = BeautifulSoup(banner.render_settings_link(lang="en", next_path="/", origin=ORIGIN), "html5lib").find("a")
     assert a.get_text() == "Cookie settings" and a["href"].endswith("&gate_lang=en")
-    a = BeautifulSoup(banner.render_footer_link(lang="ja"), "html5lib").find("a")
-    assert a.get_text() == "外部送信について" and a["href"] == "/_gate/notice"
+    a = BeautifulSoup(banner.render_footer_link(lang="ja", origin=ORIGIN), "html5lib").find("a")
+    assert a.get_text() == "外部送信について" and a["href"] == ORIGIN + "/_gate/notice"
 
 
 @pytest.mark.parametrize("query,accept,expected", [

@@ -157,7 +157,7 @@ async def test_rewritten_pages_carry_the_beacon_script(app):
     async with asgi_client(app) as client:
         page = await client.get("/jobs/dh-001")
         script = await client.get(beacon.SCRIPT_URL)
-    assert f'src="{beacon.SCRIPT_URL}"' in page.text
+    assert f'src="http://gate.test{beacon.SCRIPT_URL}"' in page.text
     assert script.status_code == 200 and "immutable" in script.headers["cache-control"]
     text = script.text
     assert "sendBeacon" in text and "PerformanceObserver" in text and "/_gate/beacon" in text

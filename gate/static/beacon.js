@@ -29,7 +29,8 @@
       if (size > 4000) break;  /* gate takes at most 4 KB */
       urls.push(all[i]);
     }
-    navigator.sendBeacon("/_gate/beacon", JSON.stringify({v: 2, page: location.pathname, urls: urls}));
+    /* Absolute on the page origin: a relative URL would follow the base href of the page. */
+    navigator.sendBeacon(location.protocol + "//" + location.host + "/_gate/beacon", JSON.stringify({v: 2, page: location.pathname, urls: urls}));
   }
   addEventListener("visibilitychange", function () { if (document.visibilityState === "hidden") send(); });
   addEventListener("pagehide", send);

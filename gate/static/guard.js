@@ -48,8 +48,9 @@
       q.push({type: 'csp-violation', url: location.href,
         body: {blockedURL: u.origin + u.pathname, effectiveDirective: what, sourceFile: 'gate-guard'}});
       if (q.length < 2) {
+        // Absolute on the page's own origin: a relative URL would follow the page's <base href>.
         setTimeout(function () {
-          beacon.call(navigator, '/_gate/csp-report',
+          beacon.call(navigator, location.protocol + '//' + location.host + '/_gate/csp-report',
             new Blob([JSON.stringify(q.splice(0))], {type: 'application/reports+json'}));
         });
       }
