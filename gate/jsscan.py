@@ -197,10 +197,14 @@ class Script:
     def is_opaque(self, span: tuple[int, int]) -> bool:
         """The value in ``span`` is a bare variable whose content this reading cannot know."""
         toks = self.tokens[span[0]:span[1]]
-        if len(toks) != 1 or toks[0].kind != NAME:
+        if not toks or len(toks) % 2 == 0 or any(
+                t.kind != (NAME if k % 2 == 0 else PUNCT) or (k % 2 and t.value not in (".", "?."))
+                for k, t in enumerate(toks)):
+            return False  # not a name or a member chain (a.b.c)
+        if len(toks) == 1 and toks[0].value in self.constants():
             return False
-        return toks[0].value not in self.constants() and toks[0].value not in (
-            "arguments", "this", "null", "undefined", "true", "false")
+        return toks[0].value not in ("arguments", "null", "undefined", "true", "false", "NaN", "Infinity") \
+            and (len(toks) > 1 or toks[0].value != "this")
 
     def constants(self) -> dict[str, set[str]]:
         """Names assigned a string literal anywhere (``var ID = 'G-1'``, ``{id: 'G-1'}``)."""

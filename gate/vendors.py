@@ -235,10 +235,9 @@ class Registry:
         called, personal = self._calls.judge(script, tags)
         tags |= called | personal
         unsure = False
-        if not script.clean:
-            named = {t for w in at for t in self._word_tags.get(w, ())}
-            tags |= named
-            unsure = bool(named)
+        if not script.clean:  # what was not read could be any call of a vendor it names
+            tags |= {t for w in at for t in self._word_tags.get(w, ())}
+            unsure = bool(tags)
         return Judgment(frozenset(tags), bool(personal), unsure)
 
     def clear_caches(self) -> None:

@@ -278,14 +278,14 @@ def test_design_doc_lists_every_tag_with_its_purposes(registry):
 def test_script_judgments_are_remembered_and_bounded():
     registry = vendors.load()
     snippet = "fbq('init', '123', {em: 'a@example.jp'}); fbq('track', 'PageView');".encode()
-    assert registry.judge_script(snippet, "utf-8") == (frozenset({"facebook.pixel"}), True)
-    assert registry.judge_script(snippet, "utf-8") == (frozenset({"facebook.pixel"}), True)
-    assert registry.judge_script(b"console.log(1)", "utf-8") == (frozenset(), False)
+    assert registry.judge_script(snippet, "utf-8") == (frozenset({"facebook.pixel"}), True, False)
+    assert registry.judge_script(snippet, "utf-8") == (frozenset({"facebook.pixel"}), True, False)
+    assert registry.judge_script(b"console.log(1)", "utf-8") == (frozenset(), False, False)
     for i in range(vendors._CACHE_ENTRIES * 2):  # a page that varies its inline scripts never grows it past the bound
         registry.judge_script(f"var n = {i};".encode(), "utf-8")
         assert len(registry._script_cache) <= vendors._CACHE_ENTRIES
     huge = b"/*" + b"x" * vendors._CACHED_TEXT_MAX + b"*/ fbq('init', '1');"
-    assert registry.judge_script(huge, "utf-8") == (frozenset({"facebook.pixel"}), False)
+    assert registry.judge_script(huge, "utf-8") == (frozenset({"facebook.pixel"}), False, False)
     assert ("utf-8", huge) not in registry._script_cache
 
 
