@@ -9,6 +9,7 @@ The same harness loading the unrewritten pages must see those requests, or it pr
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
@@ -145,24 +146,23 @@ def carries_personal_data(value) -> bool:
 
 
 @pytest.fixture(scope="module")
-def recorder():
-    with sync_playwright() as p:
-        browser = launch(p)
-        context = browser.new_context()
-        context.add_init_script(RECORDERS)
-        served = {"html": b""}
-        context.route("**/*", lambda route: route.fulfill(
-            status=200, body=served["html"] if route.request.url == PAGE_URL else b"",
-            headers={"content-type": "text/html; charset=utf-8" if route.request.url == PAGE_URL else "text/plain"}))
-        page = context.new_page()
+def recorder(tabs):
+    """calls(html): the vendor calls Chromium makes loading ``html`` as PAGE_URL, as (vendor, args)."""
+    browser = tabs[True].context.browser
+    context = browser.new_context()
+    context.add_init_script(RECORDERS)
+    served = {"html": b""}
+    context.route("**/*", lambda route: route.fulfill(
+        status=200, body=served["html"] if route.request.url == PAGE_URL else b"",
+        headers={"content-type": "text/html; charset=utf-8" if route.request.url == PAGE_URL else "text/plain"}))
+    page = context.new_page()
 
-        def calls(html: bytes) -> list[tuple[str, object]]:
-            served["html"] = html
-            page.goto(PAGE_URL, wait_until="load", timeout=15_000)
-            import json
-            return [(VENDOR_OF_GLOBAL[name], json.loads(args)) for name, args in page.evaluate("window.__gate_calls")]
-        yield calls
-        browser.close()
+    def calls(html: bytes) -> list[tuple[str, object]]:
+        served["html"] = html
+        page.goto(PAGE_URL, wait_until="load", timeout=15_000)
+        return [(VENDOR_OF_GLOBAL[name], json.loads(args)) for name, args in page.evaluate("window.__gate_calls")]
+    yield calls
+    context.close()
 
 
 def script_page(case) -> bytes:
