@@ -232,6 +232,7 @@ class _Reader:
         self.match: dict[int, int] = {}
         self.stack: list[tuple[str, int]] = []  # ("(" | "[" | "{" | "${", token index)
         self.conditions: set[int] = set()  # "(" token indexes that follow if/while/for/with
+        self.objects: set[int] = set()  # "{" token indexes that open an object literal
         self.regex_ok = True
         self.line_start = True
 
@@ -298,13 +299,17 @@ class _Reader:
             self.stack.append((value, index))
             if value == "(" and prev is not None and prev.kind == NAME and prev.value in _CONDITION:
                 self.conditions.add(index)
+            elif value == "{" and prev is not None and (
+                    (prev.kind == PUNCT and prev.value not in (")", "]", "}", ";", "=>"))
+                    or (prev.kind == NAME and prev.value in _BEFORE_EXPRESSION)):
+                self.objects.add(index)  # an object literal: a "/" after its "}" divides
             self.regex_ok = True
         elif value in _CLOSE:
             if not self.stack or self.stack[-1][0] != _CLOSE[value]:
                 return f"unmatched {value}"
             at = self.stack.pop()[1]
             self.match[at], self.match[index] = index, at
-            self.regex_ok = value == "}" or (value == ")" and at in self.conditions)
+            self.regex_ok = (value == "}" and at not in self.objects) or (value == ")" and at in self.conditions)
         else:
             self.regex_ok = value not in ("++", "--")
         return ""
