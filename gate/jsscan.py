@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 NAME, PUNCT, STRING, TEMPLATE, NUMBER, REGEX = "name", "punct", "string", "template", "number", "regex"
+MAX_SPAN = 2000  # tokens of one call read for the strings that name its tag; a longer call is anybody's
 MAX_DEPTH = 1000  # brackets and template substitutions open at once; deeper is unreadable (fail closed)
 
 _LT = "\n\r\u2028\u2029"
@@ -172,6 +173,8 @@ class Script:
     def is_empty(self, span: tuple[int, int]) -> bool:
         """The value in ``span`` is a literal that carries nothing: "", ``, [], [""], {}, null,
         undefined, void 0, false."""
+        if span[1] - span[0] > 3:
+            return False
         vals = [(t.kind, t.value) for t in self.tokens[span[0]:span[1]]]
         if len(vals) == 1:
             kind, value = vals[0]
@@ -186,7 +189,9 @@ class Script:
         return False
 
     def strings(self, span: tuple[int, int]) -> Iterator[str]:
-        """Every string in ``span`` (nested ones too), and the values of the names held as constants."""
+        """Every string in ``span`` (nested ones too), and the values of the names held as constants.
+        Callers bound ``span`` (see MAX_SPAN): calls nested in calls would otherwise be read again
+        at every level."""
         consts = self.constants()
         for t in self.tokens[span[0]:span[1]]:
             if t.kind == STRING:
@@ -196,6 +201,8 @@ class Script:
 
     def is_opaque(self, span: tuple[int, int]) -> bool:
         """The value in ``span`` is a bare variable whose content this reading cannot know."""
+        if span[1] - span[0] > 31:
+            return False
         toks = self.tokens[span[0]:span[1]]
         if not toks or len(toks) % 2 == 0 or any(
                 t.kind != (NAME if k % 2 == 0 else PUNCT) or (k % 2 and t.value not in (".", "?."))

@@ -477,6 +477,8 @@ class _Calls:
         args = script.arguments(call) if call[0] != call[1] else []
         if not args:
             return set()
+        if args[-1][1] - args[0][0] > jsscan.MAX_SPAN:
+            return set(owners)  # too long to read at every level of calls nested in calls: strict
         named = {t for s in script.strings((args[0][0], args[-1][1])) for t in owners
                  if any(p.search(s) for p in self.ids.get(t, ()))}
         if named:
