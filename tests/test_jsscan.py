@@ -3,7 +3,10 @@ calls, wherever an engine would run the call, and whether it sends personal data
 
 from __future__ import annotations
 
+import ast
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -130,3 +133,10 @@ def test_script_corpus_cut_short_fails_closed(case):
     judged = REGISTRY.judge_text(cut)
     assert case.tag.split(".")[0] in {t.split(".")[0] for t in judged.tags}
     assert judged.unsure
+
+
+def test_jsscan_uses_the_standard_library_only():
+    tree = ast.parse(Path(jsscan.__file__).read_text(encoding="utf-8"))
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    assert imported <= set(sys.stdlib_module_names), imported

@@ -233,8 +233,13 @@ CRITEO_TAG = ("vendors", "criteo", "tags", 0)
     (broken(("purposes",), {}), "vendors.toml: purposes: expected a table of purposes"),
     (broken(("vendors",), KeyError), "vendors.toml: vendors: expected a table of vendors"),
     (broken(("policy_version",), 2026), "vendors.toml: policy_version: expected a string"),
+    (broken((*CRITEO_TAG, "calls"), ["criteo_q.push"]),
+     "vendors.toml: vendor 'criteo', tag 'criteo.onetag': calls: expected a JavaScript global of 3 or more characters, got 'criteo_q.push'"),
+    (broken((*CRITEO_TAG, "call_ids"), ["(unclosed"]),
+     "vendors.toml: vendor 'criteo', tag 'criteo.onetag': call_ids: bad regular expression '(unclosed': "),
 ], ids=["unknown-purpose", "no-purpose", "bare-tag-id", "other-vendors-tag-id", "bad-regex", "hosts-not-list",
-        "no-recipient", "refusable-not-bool", "no-purposes", "no-vendors", "version-not-string"])
+        "no-recipient", "refusable-not-bool", "no-purposes", "no-vendors", "version-not-string", "call-not-a-global",
+        "bad-call-id"])
 def test_bad_registry_is_one_line_naming_file_key_and_expectation(raw, expected):
     with pytest.raises(ConfigError) as info:
         vendors.parse(raw, "vendors.toml")
