@@ -30,6 +30,7 @@ _WS = "\t\v\f \u00a0\u1680\u2000-\u200a\u202f\u205f\u3000\ufeff"
 # Whitespace, line terminators and comments between tokens (a "-->" comment is handled apart: it
 # counts only first on a line). "<!--" opens a comment wherever a token could start.
 _SKIP = re.compile(rf"(?:[{_WS}{_LT}]++|//[^{_LT}]*+|/\*(?:[^*]++|\*(?!/))*+\*/|<!--[^{_LT}]*+)*+")
+_SKIP_MODULE = re.compile(rf"(?:[{_WS}{_LT}]++|//[^{_LT}]*+|/\*(?:[^*]++|\*(?!/))*+\*/)*+")  # no HTML-like comments
 _NEWLINE = re.compile(f"[{_LT}]")
 _LINE_REST = re.compile(f"[^{_LT}]*+")
 _IDENT = r"(?:[\w$]|\\u(?:[0-9a-fA-F]{4}|\{[0-9a-fA-F]++\}))++"
@@ -233,8 +234,9 @@ class Reference(NamedTuple):
 
 
 class _Reader:
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, module: bool) -> None:
         self.text = text
+        self.module = module
         self.tokens: list[Token] = []
         self.match: dict[int, int] = {}
         self.stack: list[tuple[str, int]] = []  # ("(" | "[" | "{" | "${", token index)
@@ -251,15 +253,16 @@ class _Reader:
         pos = 1 if text.startswith("\ufeff") else 0
         if text.startswith("#!", pos):  # a hashbang, first thing only
             pos = _LINE_REST.match(text, pos).end()
+        skip = _SKIP_MODULE if self.module else _SKIP
         while True:
-            m = _SKIP.match(text, pos)
+            m = skip.match(text, pos)
             if m.end() > pos:
                 if _NEWLINE.search(text, pos, m.end()):
                     self.line_start = True
                 pos = m.end()
             if pos >= n:
                 break
-            if self.line_start and text.startswith("-->", pos):
+            if self.line_start and not self.module and text.startswith("-->", pos):
                 pos = _LINE_REST.match(text, pos).end()
                 continue
             if text.startswith("/*", pos):
@@ -341,6 +344,7 @@ class _Reader:
         return end + 2
 
 
-def read(text: str) -> Script:
-    """Tokenize ``text`` as a classic script; never raises."""
-    return _Reader(text).read()
+def read(text: str, module: bool = False) -> Script:
+    """Tokenize ``text`` as a classic script (``module``: as a module script, where ``<!--`` and
+    ``-->`` are operators, not comments); never raises."""
+    return _Reader(text, module).read()

@@ -746,7 +746,7 @@ class PageRewriter:
         if u.name == "script":  # its src is read with the other attributes, by _decide_tag
             typ = hs.attr_text(self._first(u.attrs, b"type"), self.encoding).strip().lower()
             if typ not in SCRIPT_DATA_TYPES and content.strip():
-                found, sends, unsure = self.registry.judge_script(content, self.encoding)
+                found, sends, unsure = self.registry.judge_script(content, self.encoding, typ == "module")
                 tags |= found
                 uncertain = unsure  # it names a vendor but could not be read to its end
                 if sends:

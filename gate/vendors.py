@@ -208,19 +208,19 @@ class Registry:
         self._url_cache.put(key, result)
         return result
 
-    def judge_script(self, content: bytes, encoding: str) -> Judgment:
-        """judge_text of an inline script's bytes. Remembered by the bytes: a site sends the same tag
-        snippets on every page."""
-        key = (encoding, content)
+    def judge_script(self, content: bytes, encoding: str, module: bool = False) -> Judgment:
+        """judge_text of an inline script's bytes (``module``: a ``type=module`` script). Remembered
+        by the bytes: a site sends the same tag snippets on every page."""
+        key = (encoding, content, module)
         hit = self._script_cache.get(key)
         if hit is not None:
             return hit
-        result = self.judge_text(content.decode(encoding, "replace"))
+        result = self.judge_text(content.decode(encoding, "replace"), module)
         if len(content) <= _CACHED_TEXT_MAX:
             self._script_cache.put(key, result)
         return result
 
-    def judge_text(self, text: str) -> Judgment:
+    def judge_text(self, text: str, module: bool = False) -> Judgment:
         """Which tags a script (or handler, or javascript: URL) is, and whether it sends them personal
         data. The registry's words are searched first (in C); only text holding one is tokenized
         (gate.jsscan) and read for the vendors' calls and personal-data keys. Text that names a vendor
@@ -231,12 +231,13 @@ class Registry:
         tags = set(self._matched_tags(text, at))
         if not tags and not any(w in self._calls.words for w in at):
             return Judgment(frozenset(tags), False, False)
-        script = jsscan.read(text)
+        script = jsscan.read(text, module)
         called, personal = self._calls.judge(script, tags)
         tags |= called | personal
         unsure = False
         if not script.clean:  # what was not read could be any call of a vendor it names
-            tags |= {t for w in at for t in self._word_tags.get(w, ())}
+            tags |= {t for w in at if w not in self._calls.words for t in self._word_tags.get(w, ())}
+            tags |= self._calls.named(text)
             unsure = bool(tags)
         return Judgment(frozenset(tags), bool(personal), unsure)
 
@@ -434,6 +435,14 @@ class _Calls:
     ids: Mapping[str, tuple[re.Pattern[str], ...]]  # tag -> call_ids
     keys: Mapping[str, tuple[str, ...]]  # tag -> personal_data_keys
     words: Mapping[str, frozenset[str]] = field(default_factory=dict)  # searched word -> tags
+    name: re.Pattern[str] | None = None  # any of the globals as a whole name (case-sensitive)
+
+    def named(self, text: str) -> set[str]:
+        """Tags whose global ``text`` names as a whole word ("Adjust", not "adjustHeight"): what an
+        unreadable script may be."""
+        if self.name is None:
+            return set()
+        return {t for m in self.name.finditer(text) for t in self.owners[m.group()]}
 
     @classmethod
     def of(cls, tags: Iterable[Tag]) -> _Calls:
@@ -446,8 +455,10 @@ class _Calls:
         words: dict[str, set[str]] = {_ESCAPE_WORD: set()}
         for g, ts in owners.items():
             words.setdefault(g.lower(), set()).update(ts)
+        name = re.compile(r"(?<![\w$])(?:" + "|".join(sorted(map(re.escape, owners), key=len, reverse=True))
+                          + r")(?![\w$])") if owners else None
         return cls({g: frozenset(ts) for g, ts in owners.items()}, ids, keys,
-                   {w: frozenset(ts) for w, ts in words.items()})
+                   {w: frozenset(ts) for w, ts in words.items()}, name)
 
     def judge(self, script: jsscan.Script, known: set[str]) -> tuple[set[str], set[str]]:
         """(tags the script calls, tags it sends personal data to); ``known``: tags found otherwise."""

@@ -63,6 +63,13 @@ def test_tokens(text, expected):
     assert kinds(text) == expected
 
 
+def test_module_scripts_have_no_html_like_comments():
+    """In a module "<!--" and "-->" are operators: a call after them on the line runs."""
+    assert [t.value for t in jsscan.read("if (a<!--b) fbq(1)", module=True).tokens][-4:] == ["fbq", "(", "1", ")"]
+    assert "facebook.pixel" in REGISTRY.judge_text("x = a\n--> b; fbq('track', 'Lead')", module=True).tags
+    assert not REGISTRY.judge_text("x = a\n--> b; fbq('track', 'Lead')").tags
+
+
 @pytest.mark.parametrize("text", [
     "'unterminated", '"a\nb"', "/* never ends", "`never ends", "`a${b", "/unterminated", "/a\n/",
     "f(]", "f(", "}", "a 。 b", "x = `${`${`", "(" * (jsscan.MAX_DEPTH + 1) + ")" * (jsscan.MAX_DEPTH + 1),

@@ -290,3 +290,9 @@ def test_unreadable_script_naming_a_vendor_is_stripped_and_counted_uncertain():
     assert rw.outcome.uncertain == 1 and "adjust.web_sdk" in rw.outcome.stripped
     out, rw = run(UNREADABLE, ALL)
     assert out == UNREADABLE and rw.outcome.uncertain == 0
+
+
+def test_module_script_is_read_as_a_module():
+    page = b"<html><body><script type=module>let n = a\n--> 0; fbq('track', 'Lead');</script></body></html>"
+    out, rw = run(page, ALL - {"facebook.pixel"})
+    assert b"fbq" not in out and rw.outcome.stripped == {"facebook.pixel"}

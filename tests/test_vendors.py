@@ -291,7 +291,7 @@ def test_script_judgments_are_remembered_and_bounded():
         assert len(registry._script_cache) <= vendors._CACHE_ENTRIES
     huge = b"/*" + b"x" * vendors._CACHED_TEXT_MAX + b"*/ fbq('init', '1');"
     assert registry.judge_script(huge, "utf-8") == (frozenset({"facebook.pixel"}), False, False)
-    assert ("utf-8", huge) not in registry._script_cache
+    assert ("utf-8", huge, False) not in registry._script_cache
 
 
 def test_clear_caches_forgets_every_decision():
