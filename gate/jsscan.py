@@ -42,7 +42,9 @@ _COMMON = (rf"(?P<number>0[xXoObB][0-9a-fA-F_]++n?|(?:\d[\d_]*+(?:\.[\d_]*+)?|\.
            rf"|(?P<name>{_IDENT})"
            r"""|(?P<string>"(?:[^"\\\n\r]++|\\(?:\r\n|[\s\S]))*+"|'(?:[^'\\\n\r]++|\\(?:\r\n|[\s\S]))*+')"""
            r"|(?P<template>`)")
-_REGEX_LIT = r"(?P<regex>/(?![*/])(?:[^/\\\[\n\r\u2028\u2029]++|\\[^\n\r\u2028\u2029]|\[(?:[^\]\\\n\r\u2028\u2029]++|\\[^\n\r\u2028\u2029])*+\])++/[\w$]*+)"
+_NOT_LT = r"\n\r\u2028\u2029"
+_REGEX_LIT = (rf"(?P<regex>/(?![*/])(?:[^/\\\[{_NOT_LT}]++|\\[^{_NOT_LT}]"
+              rf"|\[(?:[^\]\\{_NOT_LT}]++|\\[^{_NOT_LT}])*+\])++/[\w$]*+)")
 _TOKEN_REGEX = re.compile(f"{_COMMON}|{_REGEX_LIT}|(?P<punct>{_PUNCT})")  # where "/" starts a regex
 _TOKEN_DIV = re.compile(rf"{_COMMON}|(?P<punct>{_PUNCT}|/=|/)")  # where "/" divides
 _TEMPLATE_CHARS = re.compile(r"(?:[^`\\$]++|\\[\s\S]|\$(?!\{))*+")
@@ -54,6 +56,12 @@ _CLOSE = {")": "(", "]": "[", "}": "{"}
 _ESCAPE = re.compile(r"\\(u\{[0-9a-fA-F]+\}|u[0-9a-fA-F]{4}|x[0-9a-fA-F]{2}|\r\n|[\s\S])")
 _SIMPLE_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "v": "\v", "0": "\0",
                    "\n": "", "\r": "", "\r\n": "", "\u2028": "", "\u2029": ""}
+
+
+def _end(pattern: re.Pattern[str], text: str, pos: int) -> int:
+    """Where a match of ``pattern`` (one that may be empty) at ``pos`` ends."""
+    m = pattern.match(text, pos)
+    return m.end() if m else pos
 
 
 class Token(NamedTuple):
@@ -252,18 +260,18 @@ class _Reader:
         text, n = self.text, len(self.text)
         pos = 1 if text.startswith("\ufeff") else 0
         if text.startswith("#!", pos):  # a hashbang, first thing only
-            pos = _LINE_REST.match(text, pos).end()
+            pos = _end(_LINE_REST, text, pos)
         skip = _SKIP_MODULE if self.module else _SKIP
         while True:
-            m = skip.match(text, pos)
-            if m.end() > pos:
-                if _NEWLINE.search(text, pos, m.end()):
+            skipped = _end(skip, text, pos)
+            if skipped > pos:
+                if _NEWLINE.search(text, pos, skipped):
                     self.line_start = True
-                pos = m.end()
+                pos = skipped
             if pos >= n:
                 break
             if self.line_start and not self.module and text.startswith("-->", pos):
-                pos = _LINE_REST.match(text, pos).end()
+                pos = _end(_LINE_REST, text, pos)
                 continue
             if text.startswith("/*", pos):
                 return self.fail("unterminated comment", pos)
@@ -329,7 +337,7 @@ class _Reader:
         the closing backquote or the next "${"; the position after it, -1 when the text ends first.
         A template token's value is its source text, backquotes and "${" included."""
         text = self.text
-        end = _TEMPLATE_CHARS.match(text, pos).end()
+        end = _end(_TEMPLATE_CHARS, text, pos)
         if end >= len(text):
             return -1
         if text[end] == "`":

@@ -509,7 +509,7 @@ class _Calls:
                     return True
         for call in calls:  # gtag('set', 'user_data', {...}): a key given as a string argument
             args = script.arguments(call) if call[0] != call[1] else []
-            for a, b in zip(args, args[1:]):
+            for a, b in zip(args, args[1:], strict=False):
                 if _single_string(script, a) in plain and not script.is_empty(b):
                     return True
         return False
@@ -525,7 +525,8 @@ def _calls_of(t: Mapping, where: str, file: str) -> tuple[str, ...]:
     names = _strs(t, "calls", where, file)
     for name in names:
         if not re.fullmatch(r"[A-Za-z_$][\w$]{2,}", name):
-            raise ConfigError(file, f"{where}: calls", f"expected a JavaScript global of 3 or more characters, got {name!r}")
+            raise ConfigError(file, f"{where}: calls",
+                              f"expected a JavaScript global of 3 or more characters, got {name!r}")
     return names
 
 

@@ -136,7 +136,7 @@ def carries_personal_data(value) -> bool:
     user_data and user_id, Criteo's e-mail and customer id events, with a value that is not empty."""
     if isinstance(value, list):
         return any(carries_personal_data(v) for v in value) or any(
-            isinstance(k, str) and k in PERSONAL_KEYS and not _empty(v) for k, v in zip(value, value[1:]))
+            isinstance(k, str) and k in PERSONAL_KEYS and not _empty(v) for k, v in zip(value, value[1:], strict=False))
     if isinstance(value, dict):
         key = CRITEO_PERSONAL.get(value.get("event"))
         if key and not _empty(value.get(key)):
@@ -166,8 +166,9 @@ def recorder(tabs):
 
 
 def script_page(case) -> bytes:
-    return ("<!DOCTYPE html><html><head><meta charset=utf-8></head><body><p>求人</p><script>var h = '5f1d7a', uid = 'u-1001';"
-            "</script><script>" + case.script + "</script></body></html>").encode()
+    return ("<!DOCTYPE html><html><head><meta charset=utf-8></head><body><p>求人</p>"
+            "<script>var h = '5f1d7a', uid = 'u-1001';</script>"
+            "<script>" + case.script + "</script></body></html>").encode()
 
 
 def vendor_of(case) -> str:

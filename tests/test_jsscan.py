@@ -53,9 +53,9 @@ def kinds(text: str) -> list[tuple[str, str]]:
     ("\\u0066bq \\u{61}", [("name", "fbq"), ("name", "a")]),
     ("0x1F .5 1e3 10n 1_000", [("number", "0x1F"), ("number", ".5"), ("number", "1e3"), ("number", "10n"),
                                ("number", "1_000")]),
-    ("a?.b ?? c?.[0] x?.5:1", [("name", "a"), ("punct", "?."), ("name", "b"), ("punct", "??"), ("name", "c"),
-                               ("punct", "?."), ("punct", "["), ("number", "0"), ("punct", "]"), ("name", "x"),
-                               ("punct", "?"), ("number", ".5"), ("punct", ":"), ("number", "1")]),
+    ("a?.b ?? c?.[0] x?.5:1", [("name", "a"), ("punct", "?."), ("name", "b"), ("punct", "??"),
+                               ("name", "c"), ("punct", "?."), ("punct", "["), ("number", "0"), ("punct", "]"),
+                               ("name", "x"), ("punct", "?"), ("number", ".5"), ("punct", ":"), ("number", "1")]),
     ("x >>>= 1", [("name", "x"), ("punct", ">>>="), ("number", "1")]),
     ("求人 = 1", [("name", "求人"), ("punct", "="), ("number", "1")]),
 ], ids=repr)
@@ -122,6 +122,19 @@ def test_work_grows_linearly(piece):
     assert big < 8 * small
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("ab1 /*'\"`${}()[]<!->\n\\.?:;,=+u\ufeff")), max_size=200),
+       st.booleans())
+def test_any_text_is_read_without_raising_and_tokens_in_order(text, module):
+    script = jsscan.read(text, module)
+    starts = [t.start for t in script.tokens]
+    assert starts == sorted(starts) and len(set(starts)) == len(starts)
+    assert all(0 <= s < len(text) for s in starts)
+    for i, j in script.match.items():
+        assert script.match[j] == i
+    REGISTRY.judge_text(text, module)
+
+
 @pytest.mark.parametrize("case", SCRIPT_CASES, ids=[c.id for c in SCRIPT_CASES])
 def test_script_corpus_calls_and_personal_data(case):
     judged = REGISTRY.judge_text(case.script)
@@ -133,7 +146,10 @@ def test_script_corpus_calls_and_personal_data(case):
     assert not judged.unsure
 
 
-@pytest.mark.parametrize("case", [c for c in SCRIPT_CASES if c.tag], ids=[c.id for c in SCRIPT_CASES if c.tag])
+CALLING = [c for c in SCRIPT_CASES if c.tag]
+
+
+@pytest.mark.parametrize("case", CALLING, ids=[c.id for c in CALLING])
 def test_script_corpus_cut_short_fails_closed(case):
     """The same script cut off inside its call cannot be read to its end: it is still the vendor's."""
     cut = case.script[:case.script.rindex("(") + 2] + "'"
@@ -144,6 +160,7 @@ def test_script_corpus_cut_short_fails_closed(case):
 
 def test_jsscan_uses_the_standard_library_only():
     tree = ast.parse(Path(jsscan.__file__).read_text(encoding="utf-8"))
-    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-    imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    nodes = list(ast.walk(tree))
+    imported = {a.name.split(".")[0] for node in nodes if isinstance(node, ast.Import) for a in node.names}
+    imported |= {node.module.split(".")[0] for node in nodes if isinstance(node, ast.ImportFrom) and node.module}
     assert imported <= set(sys.stdlib_module_names), imported

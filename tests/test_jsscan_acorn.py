@@ -32,8 +32,10 @@ PIECES = [
     "x = {a: /re/};", "a?.b ?? c?.[0];", "n = 0x1F + .5 + 1e3 + 10n + 1_000;", "r = a-->0;", "w = a<!--b\n;",
     "\\u0066bq(1);", "k = typeof /x/;", "g = x\n/re/i;", "m = [/a/, /b/];", "p = (/a/);", "e = !/a/.test(s);",
     "function f() { return /x/; }", "h = a ? /b/ : /c/;", "i = `x` / 2;", "j = 'a' / 2;", "l = [1] / 2;",
-    "u = '\\u3042\\n';", "function g() {}\n/re/.test(s);", "x = {}\n/2/g;", ";{ x }\n/re/g.exec(s);",
-    "if (a) { b }\n/re/.test(c);", "v = [{a: 1}]\n/ 2;", "o = {a: {b: 1}} / 2;", "求人 = 1;", "obj.if = 1;", "x = y ** 2;", "a ||= b; a ??= c;", ";", "\n", " ",
+    "u = '\\u3042\\n';",
+    "function g() {}\n/re/.test(s);", "x = {}\n/2/g;", ";{ x }\n/re/g.exec(s);",
+    "if (a) { b }\n/re/.test(c);", "v = [{a: 1}]\n/ 2;", "o = {a: {b: 1}} / 2;", "求人 = 1;", "obj.if = 1;",
+    "x = y ** 2;", "a ||= b; a ??= c;", ";", "\n", " ",
 ]
 
 
@@ -74,7 +76,7 @@ def jsscan_values(script: jsscan.Script) -> list[tuple[int, str]]:
 def test_jsscan_reads_generated_scripts_as_acorn_does():
     scripts = generated(3000, seed=10)
     unreadable = 0
-    for text, theirs in zip(scripts, acorn_tokens(scripts)):
+    for text, theirs in zip(scripts, acorn_tokens(scripts), strict=True):
         ours = jsscan.read(text)
         if isinstance(theirs, dict):
             continue  # not JavaScript to acorn either
