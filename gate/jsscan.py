@@ -45,8 +45,15 @@ _COMMON = (rf"(?P<number>0[xXoObB][0-9a-fA-F_]++n?|(?:\d[\d_]*+(?:\.[\d_]*+)?|\.
 _NOT_LT = r"\n\r\u2028\u2029"
 _REGEX_LIT = (rf"(?P<regex>/(?![*/])(?:[^/\\\[{_NOT_LT}]++|\\[^{_NOT_LT}]"
               rf"|\[(?:[^\]\\{_NOT_LT}]++|\\[^{_NOT_LT}])*+\])++/[\w$]*+)")
-_TOKEN_REGEX = re.compile(f"{_COMMON}|{_REGEX_LIT}|(?P<punct>{_PUNCT})")  # where "/" starts a regex
-_TOKEN_DIV = re.compile(rf"{_COMMON}|(?P<punct>{_PUNCT}|/=|/)")  # where "/" divides
+_SKIP_BODY = _SKIP.pattern
+_SKIP_MODULE_BODY = _SKIP_MODULE.pattern
+_TOKEN_REGEX = f"{_COMMON}|{_REGEX_LIT}|(?P<punct>{_PUNCT})"  # where "/" starts a regex
+_TOKEN_DIV = rf"{_COMMON}|(?P<punct>{_PUNCT}|/=|/)"  # where "/" divides
+# One match per token: what is skipped before it (group "ws"), then the token (its kind is the match's
+# lastgroup; "ws" when no token starts there). Keyed by (module, regex_ok).
+_NEXT = {(module, regex_ok): re.compile(f"(?P<ws>{_SKIP_MODULE_BODY if module else _SKIP_BODY})"
+                                        f"(?:{_TOKEN_REGEX if regex_ok else _TOKEN_DIV})?")
+         for module in (False, True) for regex_ok in (False, True)}
 _TEMPLATE_CHARS = re.compile(r"(?:[^`\\$]++|\\[\s\S]|\$(?!\{))*+")
 # After these words an expression starts, so "/" opens a regex; after any other name it divides.
 _BEFORE_EXPRESSION = frozenset("return typeof instanceof in of new delete void throw case do else yield await "
@@ -261,26 +268,30 @@ class _Reader:
         pos = 1 if text.startswith("\ufeff") else 0
         if text.startswith("#!", pos):  # a hashbang, first thing only
             pos = _end(_LINE_REST, text, pos)
-        skip = _SKIP_MODULE if self.module else _SKIP
+        module = self.module
+        tokens = self.tokens
         while True:
-            skipped = _end(skip, text, pos)
-            if skipped > pos:
-                if _NEWLINE.search(text, pos, skipped):
-                    self.line_start = True
-                pos = skipped
-            if pos >= n:
-                break
-            if self.line_start and not self.module and text.startswith("-->", pos):
-                pos = _end(_LINE_REST, text, pos)
-                continue
-            if text.startswith("/*", pos):
-                return self.fail("unterminated comment", pos)
-            m = (_TOKEN_REGEX if self.regex_ok else _TOKEN_DIV).match(text, pos)
-            if m is None:
+            m = _NEXT[module, self.regex_ok].match(text, pos)
+            start = m.end("ws")  # type: ignore[union-attr]  # the pattern matches everywhere
+            if start > pos and _NEWLINE.search(text, pos, start):
+                self.line_start = True
+            kind = m.lastgroup  # type: ignore[union-attr]
+            if kind == "ws":  # no token starts here: the end, a "-->" line, or something unreadable
+                pos = start
+                if pos >= n:
+                    break
+                if self.line_start and not module and text.startswith("-->", pos):
+                    pos = _end(_LINE_REST, text, pos)
+                    continue
+                if text.startswith("/*", pos):
+                    return self.fail("unterminated comment", pos)
                 return self.fail("unexpected character", pos)
-            kind, value, start = m.lastgroup, m.group(), pos
+            if self.line_start and not module and text.startswith("-->", start):
+                pos = _end(_LINE_REST, text, start)  # "-->" first on a line was read as "--" ">"
+                continue
+            value = m.group(kind)  # type: ignore[union-attr]
             self.line_start = False
-            pos = m.end()
+            pos = m.end()  # type: ignore[union-attr]
             if kind == "template" or (value == "}" and self.stack and self.stack[-1][0] == "${"):
                 if kind != "template":
                     self.stack.pop()  # the substitution ends; the template goes on
@@ -293,10 +304,13 @@ class _Reader:
                     return self.fail(error, start)
             else:
                 if kind == NAME:
-                    value = _unescape(value)
-                    prev = self.tokens[-1] if self.tokens else None
-                    member = prev is not None and prev.kind == PUNCT and prev.value in (".", "?.")
-                    self.regex_ok = not member and value in _BEFORE_EXPRESSION
+                    if "\\" in value:
+                        value = _unescape(value)
+                    if value in _BEFORE_EXPRESSION:
+                        prev = tokens[-1] if tokens else None
+                        self.regex_ok = prev is None or prev.kind != PUNCT or prev.value not in (".", "?.")
+                    else:
+                        self.regex_ok = False
                 else:
                     if kind == STRING:
                         value = _unescape(value[1:-1])
