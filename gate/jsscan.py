@@ -272,10 +272,11 @@ class _Reader:
         tokens = self.tokens
         while True:
             m = _NEXT[module, self.regex_ok].match(text, pos)
-            start = m.end("ws")  # type: ignore[union-attr]  # the pattern matches everywhere
+            assert m is not None  # every part of the pattern may be empty
+            start = m.end("ws")
             if start > pos and _NEWLINE.search(text, pos, start):
                 self.line_start = True
-            kind = m.lastgroup  # type: ignore[union-attr]
+            kind = m.lastgroup or "ws"
             if kind == "ws":  # no token starts here: the end, a "-->" line, or something unreadable
                 pos = start
                 if pos >= n:
@@ -289,9 +290,9 @@ class _Reader:
             if self.line_start and not module and text.startswith("-->", start):
                 pos = _end(_LINE_REST, text, start)  # "-->" first on a line was read as "--" ">"
                 continue
-            value = m.group(kind)  # type: ignore[union-attr]
+            value = m.group(kind)
             self.line_start = False
-            pos = m.end()  # type: ignore[union-attr]
+            pos = m.end()
             if kind == "template" or (value == "}" and self.stack and self.stack[-1][0] == "${"):
                 if kind != "template":
                     self.stack.pop()  # the substitution ends; the template goes on
