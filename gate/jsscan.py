@@ -316,7 +316,7 @@ class _Reader:
                     if kind == STRING:
                         value = _unescape(value[1:-1])
                     self.regex_ok = False
-                self.tokens.append(Token(kind, value, start))  # type: ignore[arg-type]
+                self.tokens.append(Token(kind, value, start))
         if self.stack:
             return self.fail("unclosed bracket", self.tokens[self.stack[-1][1]].start)
         return Script(self.tokens, self.match, True)
