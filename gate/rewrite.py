@@ -770,8 +770,9 @@ class PageRewriter:
         if u.name == "script":  # its src is read with the other attributes, by _decide_tag
             typ = hs.attr_text(self._first(u.attrs, b"type"), self.encoding).strip().lower()
             if typ not in SCRIPT_DATA_TYPES and content.strip():
-                found, sends = self.registry.judge_script(content, self.encoding)
+                found, sends, unsure = self.registry.judge_script(content, self.encoding, typ == "module")
                 tags |= found
+                uncertain = unsure  # it names a vendor but could not be read to its end
                 if sends:
                     self.outcome.personal_data |= found
                     if not self.plan.personal_data_allowed:
@@ -782,12 +783,12 @@ class PageRewriter:
             push = None if u.name == "noscript" else u.name
             refused_view, kept_view, clean = self._markup_view(content, push)
             tags |= refused_view | kept_view
-            uncertain = not clean
+            uncertain = uncertain or not clean
         tag_out = self._decide_tag(buf, pos, hs.TAG.match(buf, pos), u.name, u.attrs)
         refused = (tags - self.allowed) | personal
         if refused or tag_out is None or (uncertain and self.refusing):
             self.outcome.stripped |= refused
-            if uncertain and not refused and tag_out is not None:
+            if uncertain and tag_out is not None and (not refused or u.name == "script"):
                 self.outcome.uncertain += 1
             return None
         self.outcome.kept |= tags

@@ -15,10 +15,10 @@ import tomllib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 from pathlib import Path
 
-from . import urls
+from . import jsscan, urls
 from .errors import ConfigError
 
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "vendors.toml"
@@ -94,8 +94,10 @@ class Tag:
     hosts: tuple[str, ...]
     url_patterns: tuple[re.Pattern[str], ...]
     signatures: tuple[re.Pattern[str], ...]
-    personal_data_signatures: tuple[re.Pattern[str], ...]
     cookies: tuple[str, ...]
+    calls: tuple[str, ...] = ()  # globals the tag's code defines, as a script names them (fbq, Adjust)
+    call_ids: tuple[re.Pattern[str], ...] = ()  # strings in a call that say it is this tag's (G-…)
+    personal_data_keys: tuple[str, ...] = ()  # "key" or "discriminator/key" (setEmail/email)
     globals: tuple[str, ...] = ()
     queues: tuple[str, ...] = ()
     objects: tuple[str, ...] = ()
@@ -170,7 +172,7 @@ class Registry:
     version: str
     _tag_hosts: Mapping[str, tuple[tuple[str, str], ...]] = field(repr=False, default_factory=dict)
     _vendor_domains: Mapping[str, tuple[tuple[str, str], ...]] = field(repr=False, default_factory=dict)
-    _personal: _Signatures = field(repr=False, default_factory=lambda: _Signatures({}, ()))
+    _calls: _Calls = field(repr=False, default_factory=lambda: _Calls({}, {}, {}))
     _url_cache: Memo = field(repr=False, default_factory=lambda: Memo(4096), compare=False)
     _script_cache: Memo = field(repr=False, default_factory=lambda: Memo(_CACHE_ENTRIES), compare=False)
     # rewrite.PageRewriter's: its decisions on tags and elements, and its attribute parses
@@ -179,6 +181,7 @@ class Registry:
     _signatures: _Signatures = field(repr=False, default_factory=lambda: _Signatures({}, ()))
     _domain_words: frozenset[str] = field(repr=False, default=frozenset())
     _words: tuple[str, ...] = field(repr=False, default=())  # every word looked for: signatures', domains
+    _word_tags: Mapping[str, frozenset[str]] = field(repr=False, default_factory=dict)  # word -> tags it may be
 
     @property
     def refusable(self) -> tuple[str, ...]:
@@ -205,20 +208,38 @@ class Registry:
         self._url_cache.put(key, result)
         return result
 
-    def judge_script(self, content: bytes, encoding: str) -> tuple[frozenset[str], bool]:
-        """(tags_in_text, sends_personal_data) of an inline script's bytes. Remembered by the bytes:
-        a site sends the same tag snippets on every page."""
-        key = (encoding, content)
+    def judge_script(self, content: bytes, encoding: str, module: bool = False) -> Judgment:
+        """judge_text of an inline script's bytes (``module``: a ``type=module`` script). Remembered
+        by the bytes: a site sends the same tag snippets on every page."""
+        key = (encoding, content, module)
         hit = self._script_cache.get(key)
         if hit is not None:
             return hit
-        text = content.decode(encoding, "replace")
-        at = self.word_positions(text)
-        tags = self.tags_in_text(text, at)
-        result = (tags, bool(tags) and self.sends_personal_data(text, at))
+        result = self.judge_text(content.decode(encoding, "replace"), module)
         if len(content) <= _CACHED_TEXT_MAX:
             self._script_cache.put(key, result)
         return result
+
+    def judge_text(self, text: str, module: bool = False) -> Judgment:
+        """Which tags a script (or handler, or javascript: URL) is, and whether it sends them personal
+        data. The registry's words are searched first (in C); only text holding one is tokenized
+        (gate.jsscan) and read for the vendors' calls and personal-data keys. Text that names a vendor
+        but cannot be read to its end counts as that vendor's, and as unsure."""
+        at = self.word_positions(text)
+        if not at and not self._signatures.unanchored:
+            return _NOTHING  # the common case: a first-party script naming no vendor
+        tags = set(self._matched_tags(text, at))
+        if not tags and not any(w in self._calls.words for w in at):
+            return Judgment(frozenset(tags), False, False)
+        script = jsscan.read(text, module)
+        called, personal = self._calls.judge(script, tags)
+        tags |= called | personal
+        unsure = False
+        if not script.clean:  # what was not read could be any call of a vendor it names
+            tags |= {t for w in at if w not in self._calls.words for t in self._word_tags.get(w, ())}
+            tags |= self._calls.named(text)
+            unsure = bool(tags)
+        return Judgment(frozenset(tags), bool(personal), unsure)
 
     def clear_caches(self) -> None:
         """Forget every remembered decision (the benchmark's cold runs; a reloaded vendors.toml is a
@@ -233,13 +254,13 @@ class Registry:
         both tags_in_text and sends_personal_data."""
         return _word_positions(text, self._words)
 
-    def tags_in_text(self, text: str, at: dict[str, list[int]] | None = None) -> frozenset[str]:
-        """Tags whose signature, or a URL on a vendor host, appears in script or attribute text.
-        ``at``: word_positions(text), when the caller has it already."""
-        if at is None:
-            at = self.word_positions(text)
-        if not at and not self._signatures.unanchored:
-            return frozenset()  # the common case: a first-party script naming no vendor
+    def tags_in_text(self, text: str) -> frozenset[str]:
+        """Tags a script or attribute text is (see judge_text)."""
+        return self.judge_text(text).tags
+
+    def _matched_tags(self, text: str, at: dict[str, list[int]]) -> set[str]:
+        """Tags whose signature, or a URL on a vendor host, appears in the text (``at``: its
+        word_positions)."""
         found = self._signatures.matches(text, at)
         for domain, positions in at.items():
             if domain not in self._domain_words:
@@ -255,10 +276,10 @@ class Registry:
                 url = urls.parse("//" + text[start:m.end()].replace("\\/", "/"), _NO_BASE)
                 if url is not None:
                     found |= self.tags_for_url(url)
-        return frozenset(found)
+        return found
 
-    def sends_personal_data(self, text: str, at: dict[str, list[int]] | None = None) -> bool:
-        return bool(self._personal.matches(text, self.word_positions(text) if at is None else at, first=True))
+    def sends_personal_data(self, text: str) -> bool:
+        return self.judge_text(text).sends
 
     # -- per site ----------------------------------------------------------------------------
     def carried(self, vendors: Iterable[str] | None, tags: Iterable[str] | None) -> frozenset[str]:
@@ -302,7 +323,19 @@ def build(purposes: Mapping[str, Purpose], vendors: Mapping[str, Vendor], tags: 
     domains = sorted({d.split("/")[0] for v in vendors.values() for d in v.domains}
                      | {h.split("/")[0] for t in tags.values() for h in t.hosts}, key=len, reverse=True)
     signatures = tuple((leading_word(p.pattern), p, t.id) for t in tags.values() for p in t.signatures)
-    personal = tuple((leading_word(p.pattern), p, t.id) for t in tags.values() for p in t.personal_data_signatures)
+    calls = _Calls.of(tags.values())
+    word_tags: dict[str, set[str]] = {}
+    for word, _, tag_id in signatures:
+        if word:
+            word_tags.setdefault(word, set()).add(tag_id)
+    for word, owners in calls.words.items():
+        word_tags.setdefault(word, set()).update(owners)
+    for v in vendors.values():
+        for d in v.domains:
+            word_tags.setdefault(d.split("/")[0], set()).update(v.tags)
+    for t in tags.values():
+        for h in t.hosts:
+            word_tags.setdefault(h.split("/")[0], set()).add(t.id)
     return Registry(
         purposes=dict(sorted(purposes.items(), key=lambda kv: kv[1].n)),
         vendors=dict(vendors),
@@ -310,10 +343,11 @@ def build(purposes: Mapping[str, Purpose], vendors: Mapping[str, Vendor], tags: 
         version=explicit_version or _version(purposes, vendors, tags),
         _tag_hosts=_host_index((h, t.id) for t in tags.values() for h in t.hosts),
         _vendor_domains=_host_index((d, v.id) for v in vendors.values() for d in v.domains),
-        _personal=_Signatures.of(personal),
+        _calls=calls,
         _signatures=_Signatures.of(signatures),
         _domain_words=frozenset(domains),
-        _words=tuple(sorted({w for w, _, _ in signatures + personal if w} | set(domains))),
+        _words=tuple(sorted({w for w, _, _ in signatures if w} | set(domains) | set(calls.words))),
+        _word_tags={w: frozenset(ts) for w, ts in word_tags.items()},
     )
 
 
@@ -370,6 +404,130 @@ class _Signatures:
                 if first:
                     return found
         return found
+
+
+class Judgment(NamedTuple):
+    """What gate reads in a script: the tags it is, whether it sends them personal data, and whether
+    it could not be read to its end while naming a vendor (then its tags are the vendors it names)."""
+
+    tags: frozenset[str]
+    sends: bool
+    unsure: bool
+
+
+_NOTHING = Judgment(frozenset(), False, False)
+_ESCAPE_WORD = "\\u"  # an identifier may spell a vendor's global with escapes (\u0066bq): read it
+_CALL_SUFFIXES = ("call", "apply", "bind")
+
+
+@dataclass(frozen=True)
+class _Calls:
+    """The vendors' globals as a script uses them (vendors.toml ``calls``), read on jsscan's tokens.
+
+    A global that one tag lists (fbq, criteo_q, Adjust) makes any script naming it that tag's, called
+    or not: a script that passes ``fbq`` around uses it as surely as one that calls it. A global that
+    several tags share (gtag, ytag) is a call whose strings say whose it is (``call_ids``: 'G-…',
+    'AW-…'); a call with none of them is nobody's in particular (``gtag('js', new Date())``), unless an
+    argument is a variable whose value cannot be read here: then it is every sharer's (the strict
+    reading, as for a URL on a vendor's domain)."""
+
+    owners: Mapping[str, frozenset[str]]  # global -> tags listing it
+    ids: Mapping[str, tuple[re.Pattern[str], ...]]  # tag -> call_ids
+    keys: Mapping[str, tuple[str, ...]]  # tag -> personal_data_keys
+    words: Mapping[str, frozenset[str]] = field(default_factory=dict)  # searched word -> tags
+    name: re.Pattern[str] | None = None  # any of the globals as a whole name (case-sensitive)
+
+    def named(self, text: str) -> set[str]:
+        """Tags whose global ``text`` names as a whole word ("Adjust", not "adjustHeight"): what an
+        unreadable script may be."""
+        if self.name is None:
+            return set()
+        return {t for m in self.name.finditer(text) for t in self.owners[m.group()]}
+
+    @classmethod
+    def of(cls, tags: Iterable[Tag]) -> _Calls:
+        owners: dict[str, set[str]] = {}
+        ids, keys = {}, {}
+        for t in tags:
+            for g in t.calls:
+                owners.setdefault(g, set()).add(t.id)
+            ids[t.id], keys[t.id] = t.call_ids, t.personal_data_keys
+        words: dict[str, set[str]] = {_ESCAPE_WORD: set()}
+        for g, ts in owners.items():
+            words.setdefault(g.lower(), set()).update(ts)
+        name = re.compile(r"(?<![\w$])(?:" + "|".join(sorted(map(re.escape, owners), key=len, reverse=True))
+                          + r")(?![\w$])") if owners else None
+        return cls({g: frozenset(ts) for g, ts in owners.items()}, ids, keys,
+                   {w: frozenset(ts) for w, ts in words.items()}, name)
+
+    def judge(self, script: jsscan.Script, known: set[str]) -> tuple[set[str], set[str]]:
+        """(tags the script calls, tags it sends personal data to); ``known``: tags found otherwise."""
+        called: set[str] = set()
+        users: dict[str, list[tuple[int, int]]] = {}  # tag -> the calls of its globals (for "set", "user_data", …)
+        for ref in script.references():
+            segments = ref.segments
+            while len(segments) > 1 and segments[-1] in _CALL_SUFFIXES:
+                segments = segments[:-1]
+            for k, segment in enumerate(segments):
+                owners = self.owners.get(segment)
+                if not owners:
+                    continue
+                for t in owners:
+                    users.setdefault(t, [])
+                    if ref.call is not None:
+                        users[t].append(ref.call)
+                if len(owners) == 1:
+                    called |= owners
+                elif ref.call is not None and k == len(segments) - 1:
+                    called |= self._whose(script, ref.call, owners)
+        personal = {t for t in called | known | set(users) if self.keys.get(t)
+                    and self._sends(script, self.keys[t], users.get(t, ()))}
+        return called, personal
+
+    def _whose(self, script: jsscan.Script, call: tuple[int, int], owners: frozenset[str]) -> set[str]:
+        args = script.arguments(call) if call[0] != call[1] else []
+        if not args:
+            return set()
+        if args[-1][1] - args[0][0] > jsscan.MAX_SPAN:
+            return set(owners)  # too long to read at every level of calls nested in calls: strict
+        named = {t for s in script.strings((args[0][0], args[-1][1])) for t in owners
+                 if any(p.search(s) for p in self.ids.get(t, ()))}
+        if named:
+            return named
+        return set(owners) if any(script.is_opaque(a) for a in args) else set()
+
+    @staticmethod
+    def _sends(script: jsscan.Script, keys: tuple[str, ...], calls: Iterable[tuple[int, int]]) -> bool:
+        plain = {k for k in keys if "/" not in k}
+        scoped = [tuple(k.split("/", 1)) for k in keys if "/" in k]
+        for entries in script.objects():
+            if any(key in plain and not script.is_empty(value) for key, value in entries):
+                return True
+            for discriminator, key in scoped:
+                tagged = any(_single_string(script, value) == discriminator for _, value in entries)
+                if tagged and any(k == key and not script.is_empty(v) for k, v in entries):
+                    return True
+        for call in calls:  # gtag('set', 'user_data', {...}): a key given as a string argument
+            args = script.arguments(call) if call[0] != call[1] else []
+            for a, b in zip(args, args[1:], strict=False):
+                if _single_string(script, a) in plain and not script.is_empty(b):
+                    return True
+        return False
+
+
+def _single_string(script: jsscan.Script, span: tuple[int, int]) -> str | None:
+    if span[1] - span[0] == 1 and script.tokens[span[0]].kind == jsscan.STRING:
+        return script.tokens[span[0]].value
+    return None
+
+
+def _calls_of(t: Mapping, where: str, file: str) -> tuple[str, ...]:
+    names = _strs(t, "calls", where, file)
+    for name in names:
+        if not re.fullmatch(r"[A-Za-z_$][\w$]{2,}", name):
+            raise ConfigError(file, f"{where}: calls",
+                              f"expected a JavaScript global of 3 or more characters, got {name!r}")
+    return names
 
 
 def leading_word(pattern: str) -> str | None:
@@ -471,9 +629,10 @@ def parse(raw: Mapping, file: str = "vendors.toml") -> Registry:
                 hosts=tuple(h.lower() for h in _strs(t, "hosts", twhere, file)),
                 url_patterns=_compile(_strs(t, "url_patterns", twhere, file), f"{twhere}: url_patterns", file),
                 signatures=_compile(_strs(t, "signatures", twhere, file), f"{twhere}: signatures", file),
-                personal_data_signatures=_compile(_strs(t, "personal_data_signatures", twhere, file),
-                                                  f"{twhere}: personal_data_signatures", file),
                 cookies=_strs(t, "cookies", twhere, file),
+                calls=_calls_of(t, twhere, file),
+                call_ids=_compile(_strs(t, "call_ids", twhere, file), f"{twhere}: call_ids", file),
+                personal_data_keys=_strs(t, "personal_data_keys", twhere, file),
                 globals=_strs(t, "globals", twhere, file), queues=_strs(t, "queues", twhere, file),
                 objects=_strs(t, "objects", twhere, file),
                 information_ja=_strs(t, "information_ja", twhere, file),

@@ -171,6 +171,101 @@ CASES = [
     Case("criteo-onetag", page('<script src="//dynamic.criteo.com/js/ld/ld.js?a=10001" async="true"></script>'), "criteo.onetag", "strip"),
     Case("criteo-queue", page('<script>window.criteo_q=window.criteo_q||[];criteo_q.push({event:"setAccount",account:10001});</script>'), "criteo.onetag", "strip"),
     Case("adjust-sdk", page("<script>Adjust.initSdk({appToken:'demo00000001',environment:'sandbox'});</script>"), "adjust.web_sdk", "strip"),
+    # -- inline calls, read as JavaScript: wherever an engine runs them (issue 10, defects 3 and 6) -------
+    Case("fbq-track-in-html-comment", page("<script><!--\nfbq('track','ViewContent',{content_ids:['1']});\n//--></script>"), P, "strip"),
+    Case("fbq-track-after-close-comment-line", page("<script>var a=1;\n --> legacy\nfbq('track','Lead');</script>"), P, "strip"),
+    Case("fbq-track-after-bom", page("<script>\ufefffbq('track','PageView');</script>"), P, "strip"),
+    Case("fbq-track-unicode-escape", page("<script>\\u0066bq('track','Lead');</script>"), P, "strip"),
+    Case("fbq-track-by-subscript", page("<script>/* pixel */;window['fbq']('track','Lead')</script>"), P, "strip"),
+    Case("fbq-track-in-handler", page("<button onclick=\"fbq('track','Lead')\">応募</button>"), P, "strip"),
+    Case("fbq-in-string-kept", page("<script>document.title='fbq(&quot;track&quot;)';</script>"), P, "keep"),
+    Case("fbq-in-regex-kept", page("<script>var r=/fbq\\(/g;</script>"), P, "keep"),
+    Case("adjust-track-event", page("<script>Adjust.trackEvent({ eventToken: 'abc123' });</script>"), "adjust.web_sdk", "strip"),
+    Case("adjust-track-event-window", page("<script>window.Adjust?.trackEvent({eventToken:'abc123',revenue:1,currency:'JPY'})</script>"),
+         "adjust.web_sdk", "strip"),
+    Case("criteo-push-without-account", page('<script>window.criteo_q.push({event:"viewItem",item:"1"});</script>'), "criteo.onetag", "strip"),
+    Case("gtag-config-id-in-variable", page("<script>var AW='AW-100000001';gtag('config',AW);</script>"), "google.ads", "strip"),
+    Case("ytag-retargeting-minified", page("<script>ytag({type:'yjad_retargeting',config:{yahoo_retargeting_id:'DEMO000001'}})</script>"),
+         "yahoo.retargeting", "strip"),
     Case("gtm-noscript-iframe", page('<noscript><iframe src="https://www.googletagmanager.com/ns.html?id=GTM-DEMO123" height="0" width="0"></iframe></noscript>'),
          "google.tag_manager", "strip"),
+]
+
+
+class ScriptCase(NamedTuple):
+    """A vendor's published snippet shape (our own fake ids) or a variant of it, and how gate must read
+    it: the tag it calls (None: no vendor's call) and whether it sends personal data."""
+
+    id: str
+    script: str
+    tag: str | None
+    sends: bool = False
+
+
+FB_BASE = ("!function(f,b,e,v,n,t,s){if(f.fbq)return;n=f.fbq=function(){n.callMethod?n.callMethod.apply(n,arguments)"
+           ":n.queue.push(arguments)};if(!f._fbq)f._fbq=n;n.push=n;n.loaded=!0;n.version='2.0';n.queue=[];"
+           "t=b.createElement(e);t.async=!0;t.src=v;s=b.getElementsByTagName(e)[0];s.parentNode.insertBefore(t,s)}"
+           "(window, document,'script','https://connect.facebook.net/en_US/fbevents.js');\n")
+CRITEO_ONETAG = """window.criteo_q = window.criteo_q || [];
+var deviceType = /iPad/.test(navigator.userAgent) ? "t" : /Mobile|iP(hone|od)|Android|BlackBerry|IEMobile|Silk/.test(navigator.userAgent) ? "m" : "d";
+window.criteo_q.push(
+  { event: "setAccount", account: 10001 },
+  { event: "setEmail", email: "", hash_method: "" },
+  { event: "setSiteType", type: deviceType },
+  { event: "viewItem", item: "dh-001" });"""
+GA4 = "window.dataLayer = window.dataLayer || [];\nfunction gtag(){dataLayer.push(arguments);}\ngtag('js', new Date());\n"
+YTAG = "window.yjDataLayer = window.yjDataLayer || [];\nfunction ytag() { yjDataLayer.push(arguments); }\n"
+A = "facebook.pixel"
+SCRIPT_CASES = [
+    # -- Meta Pixel ---------------------------------------------------------------------------------------
+    ScriptCase("fb-base-code", FB_BASE + "fbq('init', '100000000000001');\nfbq('track', 'PageView');", A),
+    ScriptCase("fb-track-only", "fbq('track', 'ViewContent', {content_ids: ['dh-001'], content_type: 'product'});", A),
+    ScriptCase("fb-html-comment-wrapped", "<!--\nfbq('track','ViewContent',{content_ids:['1']});\n//-->", A),
+    ScriptCase("fb-close-comment-line", "var seen = 1;\n  --> old browsers\nfbq('track', 'Lead');", A),
+    ScriptCase("fb-close-comment-after-block-comment", "/* a\n*/ --> x\nfbq('track', 'Lead');", A),
+    ScriptCase("fb-bom", "\ufefffbq('track', 'PageView');", A),
+    ScriptCase("fb-after-comment-and-semicolons", "/* pixel */;;fbq('track','Lead')", A),
+    ScriptCase("fb-unicode-escape", "\\u0066bq('track', 'Lead');", A),
+    ScriptCase("fb-window-subscript", "window['fbq']('track', 'Lead');", A),
+    ScriptCase("fb-call-method", "fbq.call(null, 'track', 'Lead');", A),
+    ScriptCase("fb-minified", '!function(){fbq("track","Purchase",{value:1,currency:"JPY"})}();', A),
+    ScriptCase("fb-after-regex", "var ok=/['\"]/.test(location.search);fbq('track','Search');", A),
+    ScriptCase("fb-in-template-substitution", "var s=`${fbq('track','Lead')}`;", A),
+    ScriptCase("fb-advanced-matching-variable", "var PIXEL = '100000000000001', h = '5f1d7a';\nfbq('init', PIXEL, {em: h});", A, True),
+    ScriptCase("fb-advanced-matching-quoted-keys", "fbq('init','100000000000001',{\"em\":\"5f1d7a\",\"ph\":\"9b3c\"});", A, True),
+    ScriptCase("fb-advanced-matching-shorthand", "var em = '5f1d7a';\nfbq('init', '100000000000001', {em});", A, True),
+    ScriptCase("fb-advanced-matching-empty", "fbq('init', '100000000000001', {em: '', ph: ''});", A),
+    # -- Google ---------------------------------------------------------------------------------------------
+    ScriptCase("ga4-snippet", GA4 + "gtag('config', 'G-DEMO12345');", "google.analytics"),
+    ScriptCase("ga4-user-id", GA4 + "gtag('config', 'G-DEMO12345', {user_id: 'u-1001'});", "google.analytics", True),
+    ScriptCase("ga4-config-id-opaque", GA4 + "gtag('config', window.GATE_DEMO_ID);", "google.analytics"),
+    ScriptCase("ads-conversion-quoted", 'gtag("event","conversion",{"send_to":"AW-100000001/abcDEF","value":1.0,"currency":"JPY"});', "google.ads"),
+    ScriptCase("ads-config-id-in-variable", "var AW = 'AW-100000001';\ngtag('config', AW);", "google.ads"),
+    ScriptCase("ads-user-data-object", "var h = '5f1d7a';\ngtag('set', {user_data: {sha256_email_address: h}});", "google.ads", True),
+    ScriptCase("ads-user-data-string-key", "var h = '5f1d7a';\ngtag('set', 'user_data', {\"email\": h});", "google.ads", True),
+    ScriptCase("floodlight-event", "gtag('event','conversion',{allow_custom_scripts:true,send_to:'DC-1000001/apply0/apply0+standard'});", "google.floodlight"),
+    ScriptCase("gtag-js-only", GA4, None),
+    ScriptCase("gtag-event-without-id", "gtag('event', 'view_item', {items: [{item_id: 'dh-001'}]});", None),
+    # -- Yahoo! JAPAN ----------------------------------------------------------------------------------------
+    ScriptCase("ytag-site-general", YTAG + 'ytag({"type":"ycl_cookie"});', "yahoo.ads"),
+    ScriptCase("ytag-conversion-minified", "ytag({type:'yjad_conversion',config:{yahoo_ydn_conv_io:'DEMOio',yahoo_ydn_conv_label:'DEMOLABEL'}})", "yahoo.ads"),
+    ScriptCase("ytag-retargeting", 'ytag({"type":"yss_retargeting","config":{"yahoo_ss_retargeting_id":"1000000001","yahoo_sstag_custom_params":{}}});', "yahoo.retargeting"),
+    ScriptCase("ytag-config-opaque", "var conf = window.GATE_DEMO_CONF;\nytag(conf);", "yahoo.ads"),
+    # -- Criteo ----------------------------------------------------------------------------------------------
+    ScriptCase("criteo-onetag-published", CRITEO_ONETAG, "criteo.onetag"),
+    ScriptCase("criteo-set-email-quoted", 'var h = "5f1d7a";\nwindow.criteo_q.push({"event": "setEmail", "email": h});', "criteo.onetag", True),
+    ScriptCase("criteo-hashed-email", "criteo_q.push({event:'setHashedEmail',email:['5f1d7a']});", "criteo.onetag", True),
+    ScriptCase("criteo-customer-id-empty", "criteo_q.push({event:'setCustomerId',id:''});", "criteo.onetag"),
+    # -- Adjust ----------------------------------------------------------------------------------------------
+    ScriptCase("adjust-init", "Adjust.initSdk({appToken: 'demo00000001', environment: 'sandbox'});", "adjust.web_sdk"),
+    ScriptCase("adjust-track-event", "Adjust.trackEvent({ eventToken: 'abc123' });", "adjust.web_sdk"),
+    ScriptCase("adjust-track-event-window", "window.Adjust.trackEvent({eventToken: 'abc123', revenue: 1, currency: 'JPY'});", "adjust.web_sdk"),
+    ScriptCase("adjust-optional-call", "Adjust?.trackEvent?.({eventToken: 'abc123'});", "adjust.web_sdk"),
+    # -- mentions that call nothing --------------------------------------------------------------------------
+    ScriptCase("fbq-in-string", "document.title = 'fbq(\"track\")';", None),
+    ScriptCase("fbq-in-line-comment", "// fbq('track', 'Lead')\nconsole.log(1);", None),
+    ScriptCase("fbq-in-block-comment", "/* Adjust.trackEvent({}) */ console.log(1);", None),
+    ScriptCase("fbq-in-regex", "var r = /fbq\\(/g; r.test(document.body.innerHTML);", None),
+    ScriptCase("fbq-in-template-text", "var s = `fbq('track')`;", None),
+    ScriptCase("adjust-word-in-name", "function adjustLayout() { return 1; } adjustLayout();", None),
 ]

@@ -9,6 +9,7 @@ The same harness loading the unrewritten pages must see those requests, or it pr
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
@@ -18,7 +19,7 @@ from gate import urls, vendors
 from gate.rewrite import PagePlan, PageRewriter
 
 from .browser_support import chromium_missing, launch
-from .corpus import CASES
+from .corpus import CASES, SCRIPT_CASES
 
 if (_reason := chromium_missing()) is not None:
     pytest.skip(_reason, allow_module_level=True)
@@ -101,3 +102,108 @@ def test_the_harness_sees_the_upstreams_pages_load_their_tags(input_loads):
     and some name elements Chromium does not ship (<portal>)."""
     loaded = [case_id for case_id, hit in input_loads.items() if hit]
     assert len(loaded) >= 0.7 * len(STRIP), sorted(set(input_loads) - set(loaded))  # 66 of 83 here
+
+
+# -- the script corpus: which vendor a script calls, as Chromium runs it -----------------------------
+# Every vendor global is a recorder here (defined before any of the page's scripts), playing the part
+# of a vendor SDK that a site bundles itself; Chromium runs the page and we read what was called, with
+# which arguments (as JSON: variables are their values by then). gate's reading decides nothing here.
+RECORDERS = """
+window.__gate_calls = [];
+(function () {
+  function rec(name) { return function () {
+    var args; try { args = JSON.stringify(Array.prototype.slice.call(arguments)); } catch (e) { args = "[]"; }
+    window.__gate_calls.push([name, args]); }; }
+  window.fbq = rec("fbq"); window._fbq = rec("fbq");
+  window.gtag = rec("gtag"); window.dataLayer = {push: rec("gtag")};
+  window.ytag = rec("ytag"); window.yjDataLayer = {push: rec("ytag")};
+  window.criteo_q = {push: rec("criteo_q")};
+  window.Adjust = new Proxy({}, {get: function (t, k) { return rec("Adjust"); }});
+})();
+"""
+VENDOR_OF_GLOBAL = {"fbq": "facebook", "gtag": "google", "ytag": "yahoo", "criteo_q": "criteo", "Adjust": "adjust"}
+PERSONAL_KEYS = {"em", "ph", "fn", "ln", "ge", "db", "ct", "st", "zp", "external_id", "user_id", "user_data"}
+CRITEO_PERSONAL = {"setEmail": "email", "setHashedEmail": "email", "setCustomerId": "id"}
+
+
+def _empty(value) -> bool:
+    return value in (None, False, "", [], {}) or (isinstance(value, str) and not value.strip()) \
+        or (isinstance(value, list) and all(_empty(v) for v in value))
+
+
+def carries_personal_data(value) -> bool:
+    """Whether a recorded argument holds personal data: Meta's advanced matching keys, Google's
+    user_data and user_id, Criteo's e-mail and customer id events, with a value that is not empty."""
+    if isinstance(value, list):
+        return any(carries_personal_data(v) for v in value) or any(
+            isinstance(k, str) and k in PERSONAL_KEYS and not _empty(v) for k, v in zip(value, value[1:], strict=False))
+    if isinstance(value, dict):
+        key = CRITEO_PERSONAL.get(value.get("event"))
+        if key and not _empty(value.get(key)):
+            return True
+        return any((k in PERSONAL_KEYS and not _empty(v)) or carries_personal_data(v) for k, v in value.items())
+    return False
+
+
+@pytest.fixture(scope="module")
+def recorder(tabs):
+    """calls(html): the vendor calls Chromium makes loading ``html`` as PAGE_URL, as (vendor, args)."""
+    browser = tabs[True].context.browser
+    context = browser.new_context()
+    context.add_init_script(RECORDERS)
+    served = {"html": b""}
+    context.route("**/*", lambda route: route.fulfill(
+        status=200, body=served["html"] if route.request.url == PAGE_URL else b"",
+        headers={"content-type": "text/html; charset=utf-8" if route.request.url == PAGE_URL else "text/plain"}))
+    page = context.new_page()
+
+    def calls(html: bytes) -> list[tuple[str, object]]:
+        served["html"] = html
+        page.goto(PAGE_URL, wait_until="load", timeout=15_000)
+        return [(VENDOR_OF_GLOBAL[name], json.loads(args)) for name, args in page.evaluate("window.__gate_calls")]
+    yield calls
+    context.close()
+
+
+def script_page(case) -> bytes:
+    return ("<!DOCTYPE html><html><head><meta charset=utf-8></head><body><p>求人</p>"
+            "<script>var h = '5f1d7a', uid = 'u-1001';</script>"
+            "<script>" + case.script + "</script></body></html>").encode()
+
+
+def vendor_of(case) -> str:
+    return case.tag.split(".")[0]
+
+
+# gtag() calls that name no tag ("js", an event without send_to) are nobody's in particular: they only
+# reach what a gtag('config') call (judged on its own) set up, so they are not in the refusal check.
+CALLING = [c for c in SCRIPT_CASES if c.tag]
+QUIET = [c for c in SCRIPT_CASES if c.tag is None and "gtag" not in c.script]
+
+
+@pytest.mark.parametrize("case", CALLING, ids=[c.id for c in CALLING])
+def test_chromium_runs_no_call_of_a_refused_vendor(recorder, case):
+    html = script_page(case)
+    before = recorder(html)
+    assert vendor_of(case) in {v for v, _ in before}, "the case does not call its vendor in Chromium"
+    assert any(carries_personal_data(args) for _, args in before) is case.sends, "the case's personal data claim"
+    vendor_tags = REGISTRY.vendors[vendor_of(case)].tags
+    after = recorder(rewritten(html, ALL - set(vendor_tags)))
+    assert vendor_of(case) not in {v for v, _ in after}, after
+
+
+@pytest.mark.parametrize("case", CALLING, ids=[c.id for c in CALLING])
+def test_chromium_after_accept_all_runs_every_call_without_personal_data(recorder, case):
+    """Every tag accepted, personal data not allowed (the default): scripts that send none still run
+    (Criteo's published OneTag among them); those that send some do not run at all."""
+    html = script_page(case)
+    after = recorder(rewritten(html, ALL))
+    assert not any(carries_personal_data(args) for _, args in after), after
+    assert (vendor_of(case) in {v for v, _ in after}) is not case.sends
+
+
+@pytest.mark.parametrize("case", QUIET, ids=[c.id for c in QUIET])
+def test_chromium_confirms_mentions_call_nothing(recorder, case):
+    html = script_page(case)
+    assert recorder(html) == []
+    assert rewritten(html, frozenset()) == html

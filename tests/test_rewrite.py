@@ -277,3 +277,22 @@ def test_a_removed_element_leaves_the_text_around_it_as_text(chunk):
     assert rw.outcome.stripped == {"facebook.pixel"}
     text = "".join(html5lib.parse(out, treebuilder="etree").itertext())
     assert text == "x <!-- shown --> y"
+
+
+# A script that names a vendor but cannot be read to its end (here a string the tokenizer sees open
+# at the line's end) may hide any call after that point: it is the vendor's, and counted uncertain.
+UNREADABLE = b"<html><body><script>var s = 'it\\'s\nAdjust.trackEvent({eventToken: 'abc123'});</script><p>x</p></body></html>"
+
+
+def test_unreadable_script_naming_a_vendor_is_stripped_and_counted_uncertain():
+    out, rw = run(UNREADABLE, ALL - {"adjust.web_sdk"})
+    assert b"trackEvent" not in out and b"<p>x</p>" in out
+    assert rw.outcome.uncertain == 1 and "adjust.web_sdk" in rw.outcome.stripped
+    out, rw = run(UNREADABLE, ALL)
+    assert out == UNREADABLE and rw.outcome.uncertain == 0
+
+
+def test_module_script_is_read_as_a_module():
+    page = b"<html><body><script type=module>let n = a\n--> 0; fbq('track', 'Lead');</script></body></html>"
+    out, rw = run(page, ALL - {"facebook.pixel"})
+    assert b"fbq" not in out and rw.outcome.stripped == {"facebook.pixel"}

@@ -53,7 +53,10 @@ def test_demo_pages_under_each_consent(path, consent, kept):
     assert found == live_tags(body.decode(report.charset), REGISTRY, PAGE_URL)  # the judge agrees on what is there
     assert found  # every demo page carries vendor tags
     got_kept, got_stripped = summary(report)
-    assert got_kept == found & kept and got_stripped == found - kept
+    assert got_kept == found & kept
+    # a stripped place can also carry an allowed tag: the demo's first-party click tracker calls
+    # fbq() and the retargeting ytag() in one script, so under "advertising" it goes with its fbq
+    assert found - kept <= got_stripped <= found
     assert report.leaks == frozenset()
     for place in report.places:
         assert place.kept == (place.tags <= report.allowed), place.ref

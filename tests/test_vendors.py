@@ -233,8 +233,13 @@ CRITEO_TAG = ("vendors", "criteo", "tags", 0)
     (broken(("purposes",), {}), "vendors.toml: purposes: expected a table of purposes"),
     (broken(("vendors",), KeyError), "vendors.toml: vendors: expected a table of vendors"),
     (broken(("policy_version",), 2026), "vendors.toml: policy_version: expected a string"),
+    (broken((*CRITEO_TAG, "calls"), ["criteo_q.push"]),
+     "vendors.toml: vendor 'criteo', tag 'criteo.onetag': calls: expected a JavaScript global of 3 or more characters, got 'criteo_q.push'"),
+    (broken((*CRITEO_TAG, "call_ids"), ["(unclosed"]),
+     "vendors.toml: vendor 'criteo', tag 'criteo.onetag': call_ids: bad regular expression '(unclosed': "),
 ], ids=["unknown-purpose", "no-purpose", "bare-tag-id", "other-vendors-tag-id", "bad-regex", "hosts-not-list",
-        "no-recipient", "refusable-not-bool", "no-purposes", "no-vendors", "version-not-string"])
+        "no-recipient", "refusable-not-bool", "no-purposes", "no-vendors", "version-not-string", "call-not-a-global",
+        "bad-call-id"])
 def test_bad_registry_is_one_line_naming_file_key_and_expectation(raw, expected):
     with pytest.raises(ConfigError) as info:
         vendors.parse(raw, "vendors.toml")
@@ -278,15 +283,15 @@ def test_design_doc_lists_every_tag_with_its_purposes(registry):
 def test_script_judgments_are_remembered_and_bounded():
     registry = vendors.load()
     snippet = "fbq('init', '123', {em: 'a@example.jp'}); fbq('track', 'PageView');".encode()
-    assert registry.judge_script(snippet, "utf-8") == (frozenset({"facebook.pixel"}), True)
-    assert registry.judge_script(snippet, "utf-8") == (frozenset({"facebook.pixel"}), True)
-    assert registry.judge_script(b"console.log(1)", "utf-8") == (frozenset(), False)
+    assert registry.judge_script(snippet, "utf-8") == (frozenset({"facebook.pixel"}), True, False)
+    assert registry.judge_script(snippet, "utf-8") == (frozenset({"facebook.pixel"}), True, False)
+    assert registry.judge_script(b"console.log(1)", "utf-8") == (frozenset(), False, False)
     for i in range(vendors._CACHE_ENTRIES * 2):  # a page that varies its inline scripts never grows it past the bound
         registry.judge_script(f"var n = {i};".encode(), "utf-8")
         assert len(registry._script_cache) <= vendors._CACHE_ENTRIES
     huge = b"/*" + b"x" * vendors._CACHED_TEXT_MAX + b"*/ fbq('init', '1');"
-    assert registry.judge_script(huge, "utf-8") == (frozenset({"facebook.pixel"}), False)
-    assert ("utf-8", huge) not in registry._script_cache
+    assert registry.judge_script(huge, "utf-8") == (frozenset({"facebook.pixel"}), False, False)
+    assert ("utf-8", huge, False) not in registry._script_cache
 
 
 def test_clear_caches_forgets_every_decision():
