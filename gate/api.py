@@ -71,7 +71,7 @@ def _errors(endpoint: Endpoint) -> Endpoint:
         try:
             return await endpoint(request)
         except RequestError as e:
-            return PlainTextResponse(e.message + "\n", e.status, headers=_NO_STORE)
+            return PlainTextResponse(e.message + "\n", e.status, headers=e.headers)
     wrapped.__name__ = endpoint.__name__
     return wrapped
 
@@ -104,7 +104,7 @@ async def post_consent(request: Request) -> Response:
         response = RedirectResponse(urls.safe_next((values("next") or ["/"])[-1], ctx.origin), 303, headers=_NO_STORE)
     else:
         raise RequestError(415, "expected an application/x-www-form-urlencoded form or application/json")
-    receipts.record_decision(request, ctx.site, ctx.current, consent, choice)  # queued: never delays the cookie
+    await receipts.record_decision(request, ctx.site, ctx.current, consent, choice)  # durable before the cookie
     return _with_cookie(response, ctx, consent)
 
 
@@ -113,7 +113,7 @@ async def delete_consent(request: Request) -> Response:
     ctx = _context(request)
     check_origin(request, ctx.origin)
     consent = _decision(ctx, "withdraw", [], [], "api")
-    receipts.record_decision(request, ctx.site, ctx.current, consent, "withdraw")
+    await receipts.record_decision(request, ctx.site, ctx.current, consent, "withdraw")
     return _with_cookie(JSONResponse(consent.as_public(), headers=_NO_STORE), ctx, consent)
 
 

@@ -30,7 +30,8 @@ from starlette.routing import BaseRoute, Route
 
 from .banner import choose_lang
 from .ledger import site_label
-from .store import QUERIES, Store
+from .store import QUERIES, Store, StoreError
+from .receipts import RETRY_AFTER
 from .vendors import Registry
 
 CHOICES = ("accept_all", "custom", "reject_all", "withdraw")
@@ -209,8 +210,7 @@ async def _load(request: Request) -> tuple[dict[str, Any], dict[str, list[tuple[
                                  headers=_HEADERS)
     store = await recorder.open_store()
     if store is None:
-        return PlainTextResponse("The store is unavailable; gate keeps retrying (see the log).\n", 503,
-                                 headers=_HEADERS)
+        return _unavailable()
     sites = {site_label(s): s for s in state.settings.sites}
     label = request.query_params.get("site") or site_label(state.settings.site_for(request.headers.get("host")))
     if label not in sites:
@@ -219,11 +219,19 @@ async def _load(request: Request) -> tuple[dict[str, Any], dict[str, list[tuple[
         first, last = day_range(request.query_params.get("since"), request.query_params.get("until"))
     except ValueError as e:
         return PlainTextResponse(f"{e}\n", 400, headers=_HEADERS)
-    raw = await anyio.to_thread.run_sync(collect, store, label, first, last)
+    try:
+        raw = await recorder.call(collect, store, label, first, last)
+    except (StoreError, TimeoutError):
+        return _unavailable()
     host = sites[label].host
     data = summarize(raw, label, first, last, state.registries[host], state.carried[host])
     data["sites"] = list(sites)
     return data, raw, state.registries[host]
+
+
+def _unavailable() -> Response:
+    return PlainTextResponse("The store is unavailable; gate keeps retrying (see the log).\n", 503,
+                             headers=_HEADERS | {"retry-after": str(RETRY_AFTER)})
 
 
 async def report_json(request: Request) -> Response:
