@@ -83,6 +83,8 @@ class Recorder:
         """Start-up never waits for the store: the flusher opens it (and retries) in the background."""
         self._wake, self._lock = asyncio.Event(), asyncio.Lock()
         await anyio.to_thread.run_sync(self._replay)
+        if self.pending:
+            self._wake.set()  # what a crash left in the journal goes to the store first
         self._task = asyncio.get_running_loop().create_task(self._run(), name="gate-ledger-flusher")
 
     async def stop(self) -> None:
@@ -91,10 +93,10 @@ class Recorder:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        self._retry_at = 0.0
         written = False
-        with anyio.move_on_after(STOP_TIMEOUT):
-            written = await self.flush()
+        if not self._failures:  # a failing store is not asked again: the journal holds every receipt
+            with anyio.move_on_after(STOP_TIMEOUT):
+                written = await self.flush()
         self.journal.close()
         if not written and self.unstored:
             metrics.RECEIPTS_SPOOLED.inc(len(self.unstored))

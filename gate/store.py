@@ -179,6 +179,7 @@ class Store:
         self.where = where
         self._lock = threading.RLock()
         self._timed_out = False
+        self._timed_out_at = -TIMEOUT
         self._conn: Any = None
         with self._lock:
             self._connect()
@@ -197,6 +198,9 @@ class Store:
         accepts and never answers), so no caller, and no shutdown, waits on it for longer."""
         if not self._lock.acquire(timeout=TIMEOUT):
             raise StoreError(f"{mask_url(self.where)}: busy for {TIMEOUT:g} s (an earlier call still hangs)")
+        if time.monotonic() - self._timed_out_at < TIMEOUT:  # it just hung: the next caller fails at once
+            self._lock.release()
+            raise StoreError(f"{mask_url(self.where)}: gave no answer within {TIMEOUT:g} s a moment ago")
         self._timed_out = False
         watchdog = threading.Timer(TIMEOUT, self._time_out)
         watchdog.daemon = True
@@ -208,7 +212,7 @@ class Store:
             self._lock.release()
 
     def _time_out(self) -> None:
-        self._timed_out = True
+        self._timed_out, self._timed_out_at = True, time.monotonic()
         try:
             self._abort()
         except Exception:  # the connection may be gone already; the caller sees its own error
