@@ -10,6 +10,8 @@ from starlette.middleware import Middleware
 
 from . import api, proxy, vendors
 from . import beacon, metrics, receipts, recorder, report
+from .limits import Limits
+from .tokens import PageTokens
 from . import csp
 from .consent import ConsentCodec
 from .forwarded import ForwardedMiddleware
@@ -55,6 +57,8 @@ def create_app(settings: Settings) -> Starlette:
     app.state.registry = registry
     app.state.codec = ConsentCodec(settings.secret_keys, max_age=settings.consent_max_age_days * 24 * 3600,
                                    reconsent_age=settings.reconsent_days * 24 * 3600)
+    app.state.page_tokens = PageTokens(settings.secret_keys)  # what a beacon or CSP report must carry
+    app.state.limits = Limits(recorder.limits_path(settings.store))  # shared by every worker of the host
     app.state.attempts = csp.Attempts()  # CSP and guard reports; the ledger reads attempted_counts()
     # Per site, once: a site's GTM container may serve other purposes, which changes its policy version.
     app.state.registries = {s.host: registry.with_tag_purposes(s.tag_purposes) for s in settings.sites}

@@ -283,6 +283,13 @@ def spool_dir(where: str) -> Path:
     return Path(where).parent / "receipts-spool"
 
 
+def limits_path(where: str) -> str:
+    """gate.limits' file: beside the store's own folder; in memory (this process) when recording is off."""
+    if where == OFF:
+        return ":memory:"
+    return str(spool_dir(where).parent / "limits.sqlite3")
+
+
 # -- the lifespan's two calls ---------------------------------------------------------------------
 async def start(app: Any) -> None:
     """Start recording (nothing when ``store = "off"``): app.state.recorder is what the rest looks for."""

@@ -36,7 +36,7 @@ from .vendors import Registry
 
 CHOICES = ("accept_all", "custom", "reject_all", "withdraw")
 OUTCOMES = ("served", "stripped", "fired", "attempted")
-FINDINGS = ("leak", "undeclared_host", "uncertain", "personal_data")
+FINDINGS = ("leak", "undeclared_host", "uncertain", "personal_data", "rejected")
 MAX_DAYS = 800
 DEFAULT_DAYS = 30
 _HEADERS = {"cache-control": "no-store", "x-content-type-options": "nosniff", "referrer-policy": "no-referrer"}
@@ -158,7 +158,10 @@ def summarize(raw: dict[str, list[tuple[Any, ...]]], site: str, first: str, last
             "field_leaks": sum(f["count"] for f in findings.values() if f["kind"] == "leak"),
             "undeclared_hosts": sum(1 for f in findings.values() if f["kind"] == "undeclared_host"),
             "uncertain_strips": sum(f["count"] for f in findings.values() if f["kind"] == "uncertain"),
+            "rejected": sum(f["count"] for f in findings.values() if f["kind"] == "rejected"),
         },
+        # Beacons, CSP reports and consent posts not counted, by "<endpoint>:<reason>" (gate.tokens)
+        "rejected": dict(sorted((f["subject"], f["count"]) for f in findings.values() if f["kind"] == "rejected")),
         "days": list(per_day.values()),
         "decisions": {c: {"total": sum(m.values()), "by_method": dict(sorted(m.items()))} for c, m in decisions.items()},
         "purposes": [{"purpose": p, **c, "rate": _rate(c["accepted"], c["accepted"] + c["refused"])}
@@ -293,9 +296,9 @@ def text_report(data: dict[str, Any]) -> str:
     t = data["totals"]
     parts = [f"gate report: site {data['site']}, {data['from']} to {data['to']} (UTC days)", "",
              text_table(["pages", "banner shown", "GPC default", "beacons", "decisions", "field leaks",
-                         "undeclared hosts", "uncertain strips"],
+                         "undeclared hosts", "uncertain strips", "rejected"],
                         [[t["pages"], t["banner_shown"], t["gpc_default"], t["beacons"], t["decisions"],
-                          t["field_leaks"], t["undeclared_hosts"], t["uncertain_strips"]]]),
+                          t["field_leaks"], t["undeclared_hosts"], t["uncertain_strips"], t["rejected"]]]),
              "", "Decisions",
              text_table(["choice", "total", "by method"],
                         [[c, d["total"], ", ".join(f"{m} {n}" for m, n in d["by_method"].items())]

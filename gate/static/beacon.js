@@ -3,6 +3,9 @@
 (function () {
   "use strict";
   var P = window.performance, own = location.hostname, hosts = {}, sent = false;
+  // The page's token (gate counts a beacon only with the token of a page it served, once).
+  var me = document.currentScript, meta = document.querySelector('meta[name="gate-token"]');
+  var token = (me && me.getAttribute("data-token")) || (meta && meta.content) || "";
   if (!navigator.sendBeacon || !P || !P.getEntriesByType) return;
   function add(entries) {
     for (var i = 0; i < entries.length; i++) {
@@ -20,7 +23,7 @@
     sent = true;
     add(P.getEntriesByType("resource"));
     var body = JSON.stringify({v: 1, page: location.pathname, hosts: Object.keys(hosts).slice(0, 64)});
-    navigator.sendBeacon("/_gate/beacon", body);
+    navigator.sendBeacon("/_gate/beacon?t=" + encodeURIComponent(token), body);
   }
   addEventListener("visibilitychange", function () { if (document.visibilityState === "hidden") send(); });
   addEventListener("pagehide", send);

@@ -37,7 +37,8 @@
     })) ? h : '';
   }
 
-  // Count it; report it (at most 20 a page, batched into one beacon per task).
+  // Count it; report it (at most 20 a page, batched into one beacon per task), with the token gate
+  // gave this page: reports without it are not counted.
   function stop(h, u, what) {
     g.stopped++;
     if (g.hosts.indexOf(h) < 0) {
@@ -49,7 +50,8 @@
         body: {blockedURL: u.origin + u.pathname, effectiveDirective: what, sourceFile: 'gate-guard'}});
       if (q.length < 2) {
         setTimeout(function () {
-          beacon.call(navigator, '/_gate/csp-report',
+          var m = d.querySelector('meta[name="gate-token"]');
+          beacon.call(navigator, '/_gate/csp-report' + (m ? '?t=' + encodeURIComponent(m.content) : ''),
             new Blob([JSON.stringify(q.splice(0))], {type: 'application/reports+json'}));
         });
       }
