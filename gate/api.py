@@ -33,9 +33,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
-from . import readiness, urls
-from . import receipts
-from . import expiry
+from . import expiry, readiness, receipts, urls
 from .consent import COOKIE_NAME, Consent, decide, undecided
 from .errors import RequestError
 from .ledger import record_rejection

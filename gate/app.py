@@ -8,17 +8,15 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
-from . import api, proxy, vendors
-from . import beacon, metrics, receipts, recorder, report
-from .limits import Limits
-from .tokens import PageTokens
-from . import csp
+from . import api, beacon, csp, metrics, proxy, receipts, recorder, report, vendors
 from .consent import ConsentCodec
 from .forwarded import ForwardedMiddleware
+from .limits import Limits
 from .logs import AccessLog
 from .readiness import Readiness, draining_on_signals
 from .settings import Settings
 from .shares import Shares
+from .tokens import PageTokens
 from .upstream import Upstream
 
 

@@ -302,7 +302,8 @@ async def csp_report(request: Request) -> Response:
             raise
         except Rejected as e:
             record_rejection(request, site, "csp", e.reason)
-            raise RequestError(403, f"not counted ({e.reason}): a report needs the token of a page gate served") from None
+            raise RequestError(403, f"not counted ({e.reason}): a report needs the token of a page gate served"
+                               ) from None
         found = attempts_in(blocked(body, media_type), request.app.state.registries[site.host], site.host or "")
         found = found[:MAX_ATTEMPTS_PER_REPORT]
         # Each blocked load counts once per page view, however often it is reported.
@@ -319,7 +320,7 @@ async def csp_report(request: Request) -> Response:
     except RequestError as e:
         return PlainTextResponse(e.message + "\n", e.status, headers=e.headers)
     counted = set(fresh)
-    for key, attempt in zip(keys, found):
+    for key, attempt in zip(keys, found, strict=True):
         if key in counted:
             request.app.state.attempts.record(attempt)
     return Response(status_code=204, headers={"cache-control": "no-store"})

@@ -27,8 +27,8 @@ from starlette.routing import BaseRoute, Route
 
 from .consent import Consent
 from .errors import RequestError
-from .recorder import ReceiptsFull
 from .ledger import site_label
+from .recorder import ReceiptsFull
 from .settings import Site
 from .store import RECEIPT_COLUMNS, Receipt
 

@@ -23,15 +23,14 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from .banner import choose_lang
 from .ledger import site_label
-from .store import QUERIES, Store, StoreError
 from .receipts import RETRY_AFTER
+from .store import QUERIES, Store, StoreError
 from .vendors import Registry
 
 CHOICES = ("accept_all", "custom", "reject_all", "withdraw")

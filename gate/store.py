@@ -13,8 +13,8 @@ of processes may add to the same row. Receipts carry a random id and are inserte
 
 from __future__ import annotations
 
-import socket
 import os
+import socket
 import sqlite3
 import threading
 import time
@@ -302,7 +302,8 @@ class Store:
         out: dict[tuple[str, str, str], str] = {}
         for (site, day), paths in seen.items():
             cur.execute(self._sql("SELECT path FROM gate_pages WHERE site = ? AND day = ?"
-                                  " UNION SELECT path FROM gate_tags WHERE site = ? AND day = ?"), (site, day, site, day))
+                                  " UNION SELECT path FROM gate_tags WHERE site = ? AND day = ?"),
+                        (site, day, site, day))
             known = {r[0] for r in cur.fetchall()}
             for path in sorted(paths, key=lambda p: -paths[p]):
                 if path not in known and path != OTHER_PATH:

@@ -131,7 +131,8 @@ def test_sigterm_while_the_store_hangs_exits_in_time_and_keeps_every_receipt(rel
         except Exception:
             code = None
         took = time.monotonic() - started
-        spooled = [line for p in (cwd / "gate-data" / "receipts-spool").glob("receipts-*") for line in p.read_text().splitlines()]
+        spool = cwd / "gate-data" / "receipts-spool"
+        spooled = [line for p in spool.glob("receipts-*") for line in p.read_text().splitlines()]
         assert code == 0, f"still running after {took:.1f} s:\n{gate.stderr[-2000:]}"
         assert took < 15, gate.stderr[-3000:]
     relay.set("relay")
