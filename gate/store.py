@@ -5,10 +5,13 @@ run, safely shared by every gate process on the host. ``open_store("postgresql:/
 one PostgreSQL through psycopg 3. Both run the same schema, the same migrations and the same queries
 (written with ``?``; PostgreSQL gets ``%s``).
 
-Everything here is synchronous and called from a worker thread, never from the event loop. Writes
-come in batches (one transaction per flush); counts are upserted (``n = n + excluded.n``), so any number
-of processes may add to the same row. Receipts carry a random id and are inserted once
-(``ON CONFLICT DO NOTHING``), so a retried batch never writes one twice.
+Everything here is synchronous and called from a worker thread, never from the event loop, and no call
+takes longer than TIMEOUT: a watchdog cuts a store that accepts and never answers. Writes come in batches
+(one transaction each); counts are upserted (``n = n + excluded.n``), so any number of processes may add
+to the same row. A batch carries a random id recorded in the same transaction (``gate_batches``): a batch
+sent twice, say its COMMIT went through but the answer was lost, counts once. Receipts carry a random id
+and are inserted once (``ON CONFLICT DO NOTHING``). A site keeps at most MAX_PATHS distinct paths a day;
+later ones count under OTHER_PATH.
 """
 
 from __future__ import annotations
