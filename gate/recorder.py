@@ -36,7 +36,7 @@ from .store import TIMEOUT as STORE_TIMEOUT
 log = logging.getLogger("gate.recorder")
 
 MAX_PENDING_RECEIPTS = 50_000  # journaled, not yet in the store: past this a decision is refused (503)
-STOP_TIMEOUT = 3.0  # the last flush at shutdown (25 s drain + 3 + 1 < systemd's 30 s); the journal holds every receipt
+STOP_TIMEOUT = 3.0  # the last flush at shutdown: 25 s drain + 3 + 1 < systemd's 30 s (receipts are journaled)
 BACKOFF = (1.0, 30.0)  # seconds before retrying a failing store: the first wait, doubled up to the last
 PRUNE_EVERY = 6 * 3600
 
