@@ -67,6 +67,9 @@ class PgRelay:
                 continue
             server.settimeout(None)
             self._sockets += [client, server]
+            if self.mode == "refuse":  # refused while this one was being connected
+                self._drop()
+                continue
             threading.Thread(target=self._pump, args=(client, server, False), daemon=True).start()
             threading.Thread(target=self._pump, args=(server, client, True), daemon=True).start()
 
@@ -74,7 +77,7 @@ class PgRelay:
         try:
             while True:
                 data = src.recv(65536)
-                if not data:
+                if not data or self.mode == "refuse":
                     break
                 while answers and self.mode == "hang" and not self._closed:
                     time.sleep(0.02)
