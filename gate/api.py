@@ -7,7 +7,9 @@
                                JSON: {"choice": ..} | {"purposes": {id: bool}, "vendors_refused": [..]}
                                      -> 200 with the state
                                403 unless Origin (else Referer) is the site's own; 413 over
-                               max_consent_body; 400 naming unknown purpose or vendor ids
+                               max_consent_body; 400 naming unknown purpose or vendor ids;
+                               429 + Retry-After past 20 decisions a minute per client address;
+                               503 + Retry-After when the receipt cannot be kept (nothing is set)
     DELETE /_gate/consent      -> 200, undecided again (cookie deleted)
     GET    /_gate/preferences, /_gate/notice   -> gate.pages
     GET    /_gate/healthz      -> 200 "ok"
@@ -18,26 +20,30 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
-from . import readiness, urls
-from . import receipts
-from . import expiry
+from . import expiry, readiness, receipts, urls
 from .consent import COOKIE_NAME, Consent, decide, undecided
 from .errors import RequestError
+from .ledger import record_rejection
+from .limits import Unavailable
 from .settings import Site
 from .vendors import Registry
 
+log = logging.getLogger("gate.api")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+CONSENT_PER_MINUTE, CONSENT_BURST = 20.0, 20.0  # decisions per client address: a person makes a few
 CHOICES = ("accept_all", "reject_all", "custom", "withdraw")
 _NO_STORE = {"cache-control": "no-store"}
 
@@ -71,7 +77,7 @@ def _errors(endpoint: Endpoint) -> Endpoint:
         try:
             return await endpoint(request)
         except RequestError as e:
-            return PlainTextResponse(e.message + "\n", e.status, headers=_NO_STORE)
+            return PlainTextResponse(e.message + "\n", e.status, headers=e.headers)
     wrapped.__name__ = endpoint.__name__
     return wrapped
 
@@ -86,6 +92,7 @@ async def get_consent(request: Request) -> Response:
 async def post_consent(request: Request) -> Response:
     ctx = _context(request)
     check_origin(request, ctx.origin)
+    await limit_decisions(request, ctx.site)
     body = await read_body(request, request.app.state.settings.max_consent_body)
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type == "application/json":
@@ -104,7 +111,7 @@ async def post_consent(request: Request) -> Response:
         response = RedirectResponse(urls.safe_next((values("next") or ["/"])[-1], ctx.origin), 303, headers=_NO_STORE)
     else:
         raise RequestError(415, "expected an application/x-www-form-urlencoded form or application/json")
-    receipts.record_decision(request, ctx.site, ctx.current, consent, choice)  # queued: never delays the cookie
+    await receipts.record_decision(request, ctx.site, ctx.current, consent, choice)  # durable before the cookie
     return _with_cookie(response, ctx, consent)
 
 
@@ -112,9 +119,33 @@ async def post_consent(request: Request) -> Response:
 async def delete_consent(request: Request) -> Response:
     ctx = _context(request)
     check_origin(request, ctx.origin)
+    await limit_decisions(request, ctx.site)
     consent = _decision(ctx, "withdraw", [], [], "api")
-    receipts.record_decision(request, ctx.site, ctx.current, consent, "withdraw")
+    await receipts.record_decision(request, ctx.site, ctx.current, consent, "withdraw")
     return _with_cookie(JSONResponse(consent.as_public(), headers=_NO_STORE), ctx, consent)
+
+
+async def take_limit(request: Request, bucket: str, per_minute: float, burst: float, once: Sequence[str] = (),
+                     expires: float = 0.0) -> tuple[str | None, list[str]]:
+    """gate.limits' take() for this client (shared by every worker), in a worker thread;
+    ("unavailable", []) when the shared limits cannot be used."""
+    client = request.client.host if request.client else ""
+    try:
+        return await anyio.to_thread.run_sync(request.app.state.limits.take, f"{bucket}:{client}", per_minute,
+                                              burst, once, expires)
+    except Unavailable as e:
+        log.error("shared limits unavailable: %s", e)
+        return "unavailable", []
+
+
+async def limit_decisions(request: Request, site: Site) -> None:
+    """At most CONSENT_PER_MINUTE decisions per client (429 past that). When the shared limits cannot
+    be read, the decision goes through: a visitor's choice matters more than a flood's cost."""
+    reason, _ = await take_limit(request, "consent", CONSENT_PER_MINUTE, CONSENT_BURST)
+    if reason == "rate_limited":
+        record_rejection(request, site, "consent", reason)
+        raise RequestError(429, "too many consent decisions from this address; try again shortly",
+                           retry_after=int(60 / CONSENT_PER_MINUTE) + 1)
 
 
 def check_origin(request: Request, origin: str) -> None:

@@ -8,15 +8,15 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
-from . import api, proxy, vendors
-from . import beacon, metrics, receipts, recorder, report
-from . import csp
+from . import api, beacon, csp, metrics, proxy, receipts, recorder, report, vendors
 from .consent import ConsentCodec
 from .forwarded import ForwardedMiddleware
+from .limits import Limits
 from .logs import AccessLog
 from .readiness import Readiness, draining_on_signals
 from .settings import Settings
 from .shares import Shares
+from .tokens import PageTokens
 from .upstream import Upstream
 
 
@@ -55,6 +55,8 @@ def create_app(settings: Settings) -> Starlette:
     app.state.registry = registry
     app.state.codec = ConsentCodec(settings.secret_keys, max_age=settings.consent_max_age_days * 24 * 3600,
                                    reconsent_age=settings.reconsent_days * 24 * 3600)
+    app.state.page_tokens = PageTokens(settings.secret_keys)  # what a beacon or CSP report must carry
+    app.state.limits = Limits(recorder.limits_path(settings.store))  # shared by every worker of the host
     app.state.attempts = csp.Attempts()  # CSP and guard reports; the ledger reads attempted_counts()
     # Per site, once: a site's GTM container may serve other purposes, which changes its policy version.
     app.state.registries = {s.host: registry.with_tag_purposes(s.tag_purposes) for s in settings.sites}

@@ -16,8 +16,11 @@ belongs to, and counts, for the site the request came to:
   does not tell them apart): counted for no tag rather than for all of them.
 
 The endpoint trusts nothing: same origin only (403), a 4 KB body cap (413), a strict schema (400),
-text/plain or JSON only (415), a per-client token bucket (429). It never reads or changes consent
-beyond reading the cookie, and the beacon carries no personal data: hosts and paths, no query values.
+text/plain or JSON only (415), the token of a page gate served for this site and this path, counted
+once (``?t=``, gate.tokens: 403 without it), a per-client token bucket shared by every worker
+(gate.limits: 429). Every refusal is counted by reason for the report. It never reads or changes
+consent beyond reading the cookie, and the beacon carries no personal data: hosts and paths, no query
+values but a tag loader's id.
 """
 
 from __future__ import annotations
@@ -25,25 +28,23 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections import OrderedDict
 from typing import Any, NamedTuple
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from . import metrics, urls
-from .api import check_origin, read_body
+from . import metrics, tokens, urls
+from .api import check_origin, read_body, take_limit
 from .banner import el, static_url
 from .consent import COOKIE_NAME
 from .errors import RequestError
-from .ledger import site_label
+from .ledger import record_rejection, site_label
 from .vendors import Registry
 
 MAX_BODY = 4096
 MAX_HOSTS = 64
 PER_MINUTE, BURST = 30.0, 30.0  # one page view every two seconds, sustained, per client
-MAX_CLIENTS = 10_000
 SCRIPT_URL = static_url("beacon.js")
 _HOST = re.compile(r"^(?=.{1,253}$)[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?(?:\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?)*$")
 # //host/path, at most 100 characters of path, and at most a tag loader's id (see the module's doc)
@@ -54,28 +55,12 @@ _NO_STORE = {"cache-control": "no-store"}
 
 def script_tag(request: Request, origin: str, nonce: str | None = None) -> str:
     """The beacon's <script> for a rewritten page's body, its URL absolute on ``origin`` (gate's public
-    ``scheme://host``: a page's <base> must not send it elsewhere); empty while recording is off."""
+    ``scheme://host``: a page's <base> must not send it elsewhere), carrying the page's token
+    (gate.tokens); empty while recording is off."""
     if getattr(request.app.state, "recorder", None) is None:
         return ""
-    return el("script", src=origin + SCRIPT_URL, defer=True, nonce=nonce)
-
-
-class RateLimit:
-    """A token bucket per client, in memory, for at most MAX_CLIENTS clients (least recent dropped)."""
-
-    def __init__(self, per_minute: float = PER_MINUTE, burst: float = BURST) -> None:
-        self.rate, self.burst = per_minute / 60.0, burst
-        self.buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
-
-    def allow(self, client: str, now: float | None = None) -> bool:
-        now = time.monotonic() if now is None else now
-        tokens, last = self.buckets.pop(client, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - last) * self.rate)
-        allowed = tokens >= 1.0
-        self.buckets[client] = (tokens - 1.0 if allowed else tokens, now)
-        if len(self.buckets) > MAX_CLIENTS:
-            self.buckets.popitem(last=False)
-        return allowed
+    token = getattr(request.state, "gate_token", None)
+    return el("script", src=origin + SCRIPT_URL, defer=True, nonce=nonce, data_token=token)
 
 
 def parse(body: bytes) -> tuple[str, list[str]]:
@@ -191,34 +176,51 @@ class Attribution:
         return Contacts(frozenset(fired), frozenset(leaked), frozenset(undeclared), frozenset(unattributed))
 
 
+_REASONS = {400: "malformed", 403: "origin", 413: "too_large", 415: "media_type"}
+
+
 def endpoint() -> Any:
-    limit = RateLimit()  # per app: every test app, and every worker, has its own
     attributions: dict[str | None, Attribution] = {}
 
     async def beacon(request: Request) -> Response:
         try:
-            response = await _beacon(request, limit, attributions)
+            response = await _beacon(request, attributions)
         except RequestError as e:
             metrics.BEACONS.labels(str(e.status)).inc()
-            return PlainTextResponse(e.message + "\n", e.status, headers=_NO_STORE)
+            return PlainTextResponse(e.message + "\n", e.status, headers=e.headers)
         metrics.BEACONS.labels("204").inc()
         return response
     return beacon
 
 
-async def _beacon(request: Request, limit: RateLimit, attributions: dict[str | None, Attribution]) -> Response:
+async def _beacon(request: Request, attributions: dict[str | None, Attribution]) -> Response:
     state = request.app.state
     site = state.settings.site_for(request.headers.get("host"))
     if site is None:
         raise RequestError(421, "gate serves no site for this Host")
-    scheme = site.public_scheme or request.url.scheme
-    check_origin(request, f"{scheme}://{request.url.netloc}")
-    if not limit.allow(request.client.host if request.client else ""):
-        raise RequestError(429, "too many beacons from this client; slow down")
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media_type not in ("text/plain", "application/json"):
-        raise RequestError(415, "expected text/plain (navigator.sendBeacon) or application/json")
-    page, contacted = parse(await read_body(request, MAX_BODY))
+    try:
+        scheme = site.public_scheme or request.url.scheme
+        check_origin(request, f"{scheme}://{request.url.netloc}")
+        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media_type not in ("text/plain", "application/json"):
+            raise RequestError(415, "expected text/plain (navigator.sendBeacon) or application/json")
+        page, contacted = parse(await read_body(request, MAX_BODY))
+        token = state.page_tokens.check(request.query_params.get(tokens.QUERY), site_label(site), page)
+    except RequestError as e:
+        record_rejection(request, site, "beacon", _REASONS.get(e.status, str(e.status)))
+        raise
+    except tokens.Rejected as e:
+        record_rejection(request, site, "beacon", e.reason)
+        raise RequestError(403, f"not counted ({e.reason}): a beacon needs the token of a page gate served") from None
+    reason, _ = await take_limit(request, "beacon", PER_MINUTE, BURST, [f"b:{token.nonce}"],
+                                 time.time() + tokens.MAX_AGE)
+    if reason is not None:
+        record_rejection(request, site, "beacon", reason)
+        if reason == "rate_limited":
+            raise RequestError(429, "too many beacons from this client; slow down", retry_after=int(60 / PER_MINUTE))
+        if reason == "replayed":
+            raise RequestError(403, "not counted (replayed): this page view was counted already")
+        raise RequestError(503, "beacons cannot be checked right now", retry_after=5)
     recorder = getattr(state, "recorder", None)
     if recorder is not None:
         registry = state.registries[site.host]

@@ -33,7 +33,10 @@ is present, and its Reporting API delivers nothing to a plain-http endpoint (mea
 100 s), so on http it would silence the reports.
 
 POST /_gate/csp-report takes ``application/csp-report`` and ``application/reports+json`` (also what the
-guard sends, marked ``"sourceFile": "gate-guard"``), from the site's own pages only, at most 16 KB.
+guard sends, marked ``"sourceFile": "gate-guard"``), from the site's own pages only, at most 16 KB,
+and only with the token of a page gate served for the site (``report-uri /_gate/csp-report?t=…``;
+gate.tokens). A blocked load counts once per page view however often it is reported, and each client
+has a share of reports a minute shared by every worker (gate.limits). Refusals are counted by reason.
 Each blocked URL counts once as "attempted": per vendor when registry.tags_for_url knows it, else
 per undeclared host. Counts stay in memory (Attempts); the ledger reads attempted_counts() or
 subscribes a callback.
@@ -47,6 +50,7 @@ import json
 import logging
 import re
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -55,6 +59,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from . import urls
 from .errors import RequestError
 from .settings import Site
+from .tokens import MAX_AGE as TOKEN_MAX_AGE
+from .tokens import QUERY as TOKEN_QUERY
+from .tokens import Rejected
 from .vendors import Registry, Tag, per_consent
 
 if TYPE_CHECKING:
@@ -69,6 +76,8 @@ REPORT_GROUP = "gate-csp"
 REPORT_TYPES = ("application/csp-report", "application/reports+json")
 MAX_REPORT_BODY = 16 * 1024
 GUARD_SOURCE = "gate-guard"
+MAX_ATTEMPTS_PER_REPORT = 32
+REPORTS_PER_MINUTE, REPORTS_BURST = 120.0, 120.0  # per client: a page may break many rules at once
 # A url_pattern's literal host: "//host\.name/..." with an optional subdomain group in front.
 _PATTERN_HOST = re.compile(r"^//(\(\?:[^()]*\\\.\)\?)?((?:[a-z0-9-]+\\\.)+[a-z0-9-]+)(?=/|\\\?|\\b|$)", re.IGNORECASE)
 _WWW_ONLY = "(?:www\\.)?"
@@ -143,28 +152,33 @@ def host_list(registry: Registry, allowed: frozenset[str]) -> str:
 
 
 def policy(site: Site, registry: Registry, allowed: frozenset[str], nonce: str | None = None,
-           report_to: bool = False) -> str:
-    """This visitor's policy on ``site``."""
+           report_to: bool = False, token: str | None = None) -> str:
+    """This visitor's policy on ``site``; ``token``: the page's (gate.tokens), carried by report-uri."""
     hosts = " ".join(filter(None, ["'self'", " ".join(site.csp_hosts), host_list(registry, allowed)]))
     inline = f"'nonce-{nonce}'" if nonce else "'unsafe-inline'"
     parts = [f"default-src {hosts} {inline} 'unsafe-eval' data: blob:", "style-src * 'unsafe-inline' data: blob:",
-             "font-src * data:", f"report-uri {REPORT_PATH}"]
+             "font-src * data:", f"report-uri {report_url(token)}"]
     if report_to:
         parts.append(f"report-to {REPORT_GROUP}")
     return "; ".join(parts)
 
 
+def report_url(token: str | None) -> str:
+    """Where this page's reports go: the token is URL-safe base64 and dots, nothing CSP would split on."""
+    return f"{REPORT_PATH}?{TOKEN_QUERY}={token}" if token else REPORT_PATH
+
+
 def response_headers(site: Site, registry: Registry, allowed: frozenset[str], nonce: str | None,
-                     origin: str) -> list[tuple[bytes, bytes]]:
+                     origin: str, token: str | None = None) -> list[tuple[bytes, bytes]]:
     """The headers a page gets for ``site.csp``; the origin's own CSP headers are left as they are.
     ``origin``: the site's public origin, e.g. ``https://jobs.example.jp``."""
     if site.csp == "off":
         return []
     https = origin.startswith("https://")
     name = b"content-security-policy" if site.csp == "enforce" else b"content-security-policy-report-only"
-    out = [(name, policy(site, registry, allowed, nonce, report_to=https).encode("latin-1"))]
+    out = [(name, policy(site, registry, allowed, nonce, report_to=https, token=token).encode("latin-1"))]
     if https:
-        out.append((b"reporting-endpoints", f'{REPORT_GROUP}="{origin}{REPORT_PATH}"'.encode("latin-1")))
+        out.append((b"reporting-endpoints", f'{REPORT_GROUP}="{origin}{report_url(token)}"'.encode("latin-1")))
     return out
 
 
@@ -257,28 +271,58 @@ def attempts_in(reports: Iterable[tuple[str, str]], registry: Registry, site: st
 
 
 # -- POST /_gate/csp-report ---------------------------------------------------------------------
+_REASONS = {403: "origin", 413: "too_large", 415: "media_type"}
+
+
 async def csp_report(request: Request) -> Response:
-    """-> 204. 403 unless from the site's own pages, 413 over 16 KB, 415 not a report type."""
+    """-> 204. 403 unless from the site's own pages with the page's token, 413 over 16 KB, 415 not a
+    report type, 429 past the client's share (every worker's together)."""
     from starlette.responses import PlainTextResponse, Response
 
     from .api import (  # api's rules for consent posts hold here too
         check_origin,
         read_body,
+        take_limit,
     )
+    from .ledger import record_rejection, site_label
 
+    site = request.app.state.settings.site_for(request.headers.get("host"))
     try:
-        site = request.app.state.settings.site_for(request.headers.get("host"))
         if site is None:
             raise RequestError(421, "gate serves no site for this Host")
-        check_origin(request, f"{site.public_scheme or request.url.scheme}://{request.url.netloc}")
-        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if media_type not in REPORT_TYPES:
-            raise RequestError(415, "expected application/csp-report or application/reports+json")
-        body = await read_body(request, MAX_REPORT_BODY)
+        try:
+            check_origin(request, f"{site.public_scheme or request.url.scheme}://{request.url.netloc}")
+            media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if media_type not in REPORT_TYPES:
+                raise RequestError(415, "expected application/csp-report or application/reports+json")
+            body = await read_body(request, MAX_REPORT_BODY)
+            token = request.app.state.page_tokens.check(request.query_params.get(TOKEN_QUERY), site_label(site))
+        except RequestError as e:
+            record_rejection(request, site, "csp", _REASONS.get(e.status, str(e.status)))
+            raise
+        except Rejected as e:
+            record_rejection(request, site, "csp", e.reason)
+            raise RequestError(403, f"not counted ({e.reason}): a report needs the token of a page gate served"
+                               ) from None
+        found = attempts_in(blocked(body, media_type), request.app.state.registries[site.host], site.host or "")
+        found = found[:MAX_ATTEMPTS_PER_REPORT]
+        # Each blocked load counts once per page view, however often it is reported.
+        keys = [f"c:{token.nonce}:{a.vendor}:{a.host}:{a.source}" for a in found]
+        reason, fresh = await take_limit(request, "csp", REPORTS_PER_MINUTE, REPORTS_BURST, keys,
+                                         time.time() + TOKEN_MAX_AGE)
+        if reason is not None:
+            record_rejection(request, site, "csp", reason)
+            if reason == "rate_limited":
+                raise RequestError(429, "too many reports from this client", retry_after=1)
+            if reason == "unavailable":
+                raise RequestError(503, "reports cannot be checked right now", retry_after=5)
+            raise RequestError(403, "not counted (replayed): these loads were counted already")
     except RequestError as e:
-        return PlainTextResponse(e.message + "\n", e.status, headers={"cache-control": "no-store"})
-    record_reports(request.app.state.attempts, body, media_type, request.app.state.registries[site.host],
-                   site.host or "")
+        return PlainTextResponse(e.message + "\n", e.status, headers=e.headers)
+    counted = set(fresh)
+    for key, attempt in zip(keys, found, strict=True):
+        if key in counted:
+            request.app.state.attempts.record(attempt)
     return Response(status_code=204, headers={"cache-control": "no-store"})
 
 

@@ -11,7 +11,9 @@
                               byte went out; after it, the visitor's response is cut (never ended)
           PageTooLarge        a page decodes to more than max_page_bytes     -> same as its parent
       RequestError            the visitor's request is unacceptable          -> its ``status``
-                              (400 bad form/JSON, 403 foreign origin, 413 too large, 421 unknown host)
+                              (400 bad form/JSON, 403 foreign origin, 413 too large, 421 unknown host,
+                              429 too many, 503 a receipt that cannot be kept; the last two with
+                              ``retry_after`` seconds for a Retry-After header)
 """
 
 from __future__ import annotations
@@ -63,6 +65,14 @@ class PageTooLarge(IncompleteBody):
 class RequestError(GateError):
     """A bad request from a client; carries the HTTP status to answer with."""
 
-    def __init__(self, status: int, message: str) -> None:
-        self.status, self.message = status, message
+    def __init__(self, status: int, message: str, retry_after: int | None = None) -> None:
+        self.status, self.message, self.retry_after = status, message, retry_after
         super().__init__(f"{status}: {message}")
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """What the answer carries besides the message: never cached, and when to come back."""
+        out = {"cache-control": "no-store"}
+        if self.retry_after is not None:
+            out["retry-after"] = str(self.retry_after)
+        return out

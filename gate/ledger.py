@@ -68,6 +68,7 @@ class Counts:
     beacons: dict[tuple, int] = field(default_factory=dict)
     decisions: dict[tuple, int] = field(default_factory=dict)
     attempts: dict[tuple, int] = field(default_factory=dict)
+    rejections: dict[tuple, int] = field(default_factory=dict)
     upstream_seconds: list[float] = field(default_factory=list)
     rewrite_seconds: list[float] = field(default_factory=list)
 
@@ -105,6 +106,11 @@ class Ledger:
         key = (site, today(), path, subject, source, declared)
         self.counts.add(self.counts.attempts, key, lambda: (site, key[1], OTHER, OTHER, source, declared))
 
+    def rejected(self, site: str, endpoint: str, reason: str) -> None:
+        """A beacon, CSP report or consent post that was not counted (gate.tokens names the reasons)."""
+        key = (site, today(), endpoint, reason)
+        self.counts.add(self.counts.rejections, key, lambda: key)
+
     def timing(self, upstream: float | None, rewrite: float | None) -> None:
         c = self.counts
         if upstream is not None and len(c.upstream_seconds) < MAX_TIMINGS:
@@ -121,6 +127,13 @@ def record_page(request: Request, outcome: Outcome | None) -> None:
     state = request.state
     site = getattr(state, "gate_site", None)
     recorder.ledger.page(site_label(site), request.scope["path"], getattr(state, "gate_consent", None), outcome)
+
+
+def record_rejection(request: Request, site: Site | None, endpoint: str, reason: str) -> None:
+    """A submission to ``endpoint`` (beacon, csp, consent) that was not counted, and why."""
+    recorder = getattr(request.app.state, "recorder", None)
+    if recorder is not None:
+        recorder.ledger.rejected(site_label(site), endpoint, reason)
 
 
 def record_attempt(app: Any, site: str, vendor: str, host: str, source: str) -> None:
@@ -222,6 +235,8 @@ class Expander:
             if accepted is not None:
                 for purpose in refusable:
                     count(batch.purposes, (site, day, purpose, int(purpose in accepted)), n)
+        for (site, day_n, endpoint, reason), n in counts.rejections.items():
+            count(batch.findings, (site, day_text(day_n), "rejected", f"{endpoint}:{reason}"), n)
         for (site, day_n, raw, subject, source, declared), n in counts.attempts.items():
             day, path = day_text(day_n), self.template(raw)
             if declared:

@@ -32,6 +32,8 @@ UNDECLARED = Counter("gate_undeclared_hosts", "Contacts with third-party hosts v
 UNCERTAIN = Counter("gate_uncertain_strips", "Elements stripped because gate could not be sure what they load",
                     ["site"])
 DECISIONS = Counter("gate_decisions", "Consent decisions", ["site", "choice", "method"])
+REJECTED = Counter("gate_rejected_submissions", "Beacons, CSP reports and consent posts not counted, by "
+                   "endpoint:reason (no or bad page token, replayed, rate limited …)", ["site", "reason"])
 BEACONS = Counter("gate_beacons", "POST /_gate/beacon by result", ["result"])
 STORE_FAILURES = Counter("gate_store_failures", "Flushes the store refused or could not take (retried)")
 INCOMPLETE = Counter("gate_incomplete_responses", "Responses gate could not deliver whole, by reason: truncated or "
@@ -60,6 +62,8 @@ def observe(batch: Batch, upstream_seconds: Iterable[float] = (), rewrite_second
             add((UNDECLARED, site), n)
         elif kind == "uncertain":
             add((UNCERTAIN, site), n)
+        elif kind == "rejected":
+            add((REJECTED, site, subject), n)
     for (site, _, choice, method), n in batch.decisions.items():
         add((DECISIONS, site, choice, method), n)
     for (metric, *labels), value in sums.items():

@@ -29,7 +29,7 @@ from starlette.routing import BaseRoute, Match, NoMatchFound
 from starlette.types import Receive, Scope, Send
 
 from . import beacon, charset, consentmode, csp, guard, ledger, metrics, urls
-from .banner import choose_lang, render_banner, render_dock, render_root
+from .banner import choose_lang, el, render_banner, render_dock, render_root
 from .consent import COOKIE_NAME, Consent, ConsentCodec
 from .decoders import Decoder, decoder_for
 from .errors import IncompleteBody, PageTooLarge, UpstreamError, UpstreamTimeout, UpstreamUnavailable
@@ -181,11 +181,13 @@ async def respond(request: Request, site: Site, upstream: httpx.Response, scheme
         reason = f"Content-Encoding {upstream.headers.get('content-encoding')!r} cannot be decoded for gating"
         return error_page(UpstreamUnavailable(reason), request, site)
     registry, carried = state.registries[site.host], state.carried[site.host]
+    # The page's own token: its beacon and its CSP reports count only with it (gate.tokens).
+    request.state.gate_token = token = state.page_tokens.mint(ledger.site_label(site), page_path(request))
     plan = page_plan(request, site, registry, consent, carried, allowed, upstream, scheme, host)
     page = request.state.gate_page = PageBody(plan, upstream.headers.get("content-type"), decoder)
     headers = page_headers(headers, carried, allowed)
     headers += csp.response_headers(site, registry, allowed, script_nonce(upstream.headers.get_list(
-        "content-security-policy")), f"{scheme}://{host}")
+        "content-security-policy")), f"{scheme}://{host}", token)
     return Streamed(upstream.status_code, headers, _page_chunks(body, page, request), upstream, page=page)
 
 
@@ -310,11 +312,18 @@ def page_plan(request: Request, site: Site, registry: Registry, consent: Consent
     else:
         body = render_banner(registry, consent, lang=lang, next_path=next_path, policy_url=site.policy_url,
                              carried=carried, origin=origin, nonce=nonce)
+    token_meta = el("meta", name="gate-token", content=getattr(request.state, "gate_token", None) or "")
     return PagePlan(registry=registry, allowed=allowed, base_url=base_url,
-                    head_html=head_html(registry, allowed, nonce, consent),
+                    head_html=token_meta + head_html(registry, allowed, nonce, consent),
                     body_html=render_root(body) + beacon.script_tag(request, origin, nonce),
                     carry_over=request.app.state.settings.carry_over_bytes,
                     personal_data_allowed=site.personal_data)
+
+
+def page_path(request: Request) -> str:
+    """The path as the browser's location.pathname shows it (still percent-encoded), without the query."""
+    raw = request.scope.get("raw_path")
+    return raw.decode("latin-1").split("?")[0] if raw else request.url.path
 
 
 _personal_data_warned: set[tuple[str | None, str]] = set()

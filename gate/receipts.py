@@ -1,9 +1,11 @@
 """Proof of consent: every decision writes a receipt (consent id, time, site, policy version, choices,
 how it was given, the page's path). No IP address, no user agent.
 
-api.py calls ``record_decision`` after each decision, before the cookie is set: the receipt is queued
-(no I/O on the request path) and written by the flusher, which retries while the store is slow or
-down. The cookie never waits for it. The same call counts the decision in the ledger.
+api.py awaits ``record_decision`` after each decision, before the cookie is set: the receipt is fsynced
+to the local journal (gate.journal), then written to the store by the flusher, which retries while the
+store is slow or down. The cookie waits for the journal, never for the store. When the receipt cannot
+be kept (too many wait for the store, the journal's disk fails) the decision is refused with 503 and
+Retry-After. The same call counts the decision in the ledger.
 
 Look-ups: ``GET /_gate/receipts/<consent id>`` (report token), ``gate receipts show <id>`` and
 ``gate receipts export --since … --format csv|jsonl``.
@@ -24,16 +26,20 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from .consent import Consent
+from .errors import RequestError
 from .ledger import site_label
+from .recorder import ReceiptsFull
 from .settings import Site
 from .store import RECEIPT_COLUMNS, Receipt
 
 FORMATS = ("csv", "jsonl")
+RETRY_AFTER = 5  # seconds, on every 503 about the store
 
 
-def record_decision(request: Request, site: Site, previous: Consent, consent: Consent, choice: str) -> None:
-    """Queue the receipt of one decision and count it; ``previous`` is the consent before it (a
-    withdrawal keeps the id of the consent it withdraws)."""
+async def record_decision(request: Request, site: Site, previous: Consent, consent: Consent, choice: str) -> None:
+    """Keep the receipt of one decision (journaled and fsynced before this returns) and count it;
+    ``previous`` is the consent before it (a withdrawal keeps the id of the consent it withdraws).
+    RequestError(503) when the receipt cannot be kept: the decision must then not be acknowledged."""
     recorder = getattr(request.app.state, "recorder", None)
     if recorder is None:
         return
@@ -41,7 +47,7 @@ def record_decision(request: Request, site: Site, previous: Consent, consent: Co
     accepted = sorted(p for p, ok in consent.purposes.items() if ok) if consent.decided else []
     method = consent.method if consent.decided else _method(request)
     label = site_label(site)
-    recorder.queue_receipt(Receipt(
+    receipt = Receipt(
         rid=receipt_id(),
         consent_id=consent.consent_id or previous.consent_id,
         at=consent.decided_at if consent.decided and consent.decided_at else int(time.time()),
@@ -53,7 +59,12 @@ def record_decision(request: Request, site: Site, previous: Consent, consent: Co
         vendors_refused=",".join(sorted(consent.vendors_refused)),
         method=method,
         page=recorder.expander.template(page) if (page := page_path(request)) else "",
-    ))
+    )
+    try:
+        await recorder.keep_receipt(receipt)
+    except ReceiptsFull as e:
+        raise RequestError(503, f"your choice cannot be recorded right now ({e}); please try again shortly",
+                           retry_after=RETRY_AFTER) from None
     recorder.ledger.decision(label, choice, method, frozenset(accepted) if consent.decided else None,
                              registry.refusable)
 
@@ -103,9 +114,14 @@ async def lookup(request: Request) -> Response:
     if recorder is None:
         return JSONResponse({"error": "recording is off"}, 404, headers={"cache-control": "no-store"})
     consent_id = request.path_params["consent_id"][:64]
-    rows = [r.as_dict() for r in await recorder.find_receipts(consent_id)]
-    return JSONResponse({"consent_id": consent_id, "receipts": rows}, 200 if rows else 404,
-                        headers={"cache-control": "no-store"})
+    found, answered = await recorder.find_receipts(consent_id)
+    if not answered and not found:
+        return JSONResponse({"error": "the store is unavailable; gate keeps retrying"}, 503,
+                            headers={"cache-control": "no-store", "retry-after": str(RETRY_AFTER)})
+    body: dict = {"consent_id": consent_id, "receipts": [r.as_dict() for r in found]}
+    if not answered:
+        body["incomplete"] = True  # only what still waits for the store: older receipts may exist
+    return JSONResponse(body, 200 if found else 404, headers={"cache-control": "no-store"})
 
 
 def routes() -> list[BaseRoute]:

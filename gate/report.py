@@ -23,19 +23,19 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from .banner import choose_lang
 from .ledger import site_label
-from .store import QUERIES, Store
+from .receipts import RETRY_AFTER
+from .store import QUERIES, Store, StoreError
 from .vendors import Registry
 
 CHOICES = ("accept_all", "custom", "reject_all", "withdraw")
 OUTCOMES = ("served", "stripped", "fired", "attempted")
-FINDINGS = ("leak", "undeclared_host", "unattributed_host", "uncertain", "personal_data")
+FINDINGS = ("leak", "undeclared_host", "unattributed_host", "uncertain", "personal_data", "rejected")
 MAX_DAYS = 800
 DEFAULT_DAYS = 30
 _HEADERS = {"cache-control": "no-store", "x-content-type-options": "nosniff", "referrer-policy": "no-referrer"}
@@ -162,7 +162,10 @@ def summarize(raw: dict[str, list[tuple[Any, ...]]], site: str, first: str, last
             "field_leaks": sum(f["count"] for f in findings.values() if f["kind"] == "leak"),
             "undeclared_hosts": sum(1 for f in findings.values() if f["kind"] == "undeclared_host"),
             "uncertain_strips": sum(f["count"] for f in findings.values() if f["kind"] == "uncertain"),
+            "rejected": sum(f["count"] for f in findings.values() if f["kind"] == "rejected"),
         },
+        # Beacons, CSP reports and consent posts not counted, by "<endpoint>:<reason>" (gate.tokens)
+        "rejected": dict(sorted((f["subject"], f["count"]) for f in findings.values() if f["kind"] == "rejected")),
         "days": list(per_day.values()),
         "decisions": {c: {"total": sum(m.values()), "by_method": dict(sorted(m.items()))} for c, m in decisions.items()},
         "purposes": [{"purpose": p, **c, "rate": _rate(c["accepted"], c["accepted"] + c["refused"])}
@@ -214,8 +217,7 @@ async def _load(request: Request) -> tuple[dict[str, Any], dict[str, list[tuple[
                                  headers=_HEADERS)
     store = await recorder.open_store()
     if store is None:
-        return PlainTextResponse("The store is unavailable; gate keeps retrying (see the log).\n", 503,
-                                 headers=_HEADERS)
+        return _unavailable()
     sites = {site_label(s): s for s in state.settings.sites}
     label = request.query_params.get("site") or site_label(state.settings.site_for(request.headers.get("host")))
     if label not in sites:
@@ -224,11 +226,19 @@ async def _load(request: Request) -> tuple[dict[str, Any], dict[str, list[tuple[
         first, last = day_range(request.query_params.get("since"), request.query_params.get("until"))
     except ValueError as e:
         return PlainTextResponse(f"{e}\n", 400, headers=_HEADERS)
-    raw = await anyio.to_thread.run_sync(collect, store, label, first, last)
+    try:
+        raw = await recorder.call(collect, store, label, first, last)
+    except (StoreError, TimeoutError):
+        return _unavailable()
     host = sites[label].host
     data = summarize(raw, label, first, last, state.registries[host], state.carried[host])
     data["sites"] = list(sites)
     return data, raw, state.registries[host]
+
+
+def _unavailable() -> Response:
+    return PlainTextResponse("The store is unavailable; gate keeps retrying (see the log).\n", 503,
+                             headers=_HEADERS | {"retry-after": str(RETRY_AFTER)})
 
 
 async def report_json(request: Request) -> Response:
@@ -290,9 +300,9 @@ def text_report(data: dict[str, Any]) -> str:
     t = data["totals"]
     parts = [f"gate report: site {data['site']}, {data['from']} to {data['to']} (UTC days)", "",
              text_table(["pages", "banner shown", "GPC default", "beacons", "decisions", "field leaks",
-                         "undeclared hosts", "uncertain strips"],
+                         "undeclared hosts", "uncertain strips", "rejected"],
                         [[t["pages"], t["banner_shown"], t["gpc_default"], t["beacons"], t["decisions"],
-                          t["field_leaks"], t["undeclared_hosts"], t["uncertain_strips"]]]),
+                          t["field_leaks"], t["undeclared_hosts"], t["uncertain_strips"], t["rejected"]]]),
              "", "Decisions",
              text_table(["choice", "total", "by method"],
                         [[c, d["total"], ", ".join(f"{m} {n}" for m, n in d["by_method"].items())]

@@ -26,7 +26,7 @@ TEXT: dict[str, dict[str, str]] = {
         "served": "配信", "stripped": "除去", "fired": "発火", "attempted": "試行", "fire_rate": "発火率",
         "tag": "タグ", "count": "件数", "day": "日付", "total": "合計", "by_method": "操作した場所",
         "accepted": "同意", "refused": "拒否", "rate": "同意率", "reasons": "除去の理由", "path": "ページ",
-        "examples": "例", "leak": "漏れ（拒否されたのに発火）", "undeclared_host": "未申告の送信先",
+        "examples": "例", "rejected": "数えなかった送信（偽造・重複・過多）", "leak": "漏れ（拒否されたのに発火）", "undeclared_host": "未申告の送信先",
         "unattributed_host": "タグを特定できない送信先（どのタグにも数えない）",
         "uncertain": "判断保留の除去", "personal_data": "個人データ送信の疑い", "none": "ありません",
         "purpose_refused": "目的を拒否：", "vendor_refused": "事業者を拒否：", "no_data": "この期間のデータはありません",
@@ -54,7 +54,8 @@ TEXT: dict[str, dict[str, str]] = {
         "served": "Served", "stripped": "Stripped", "fired": "Fired", "attempted": "Attempted", "fire_rate": "Fire rate",
         "tag": "Tag", "count": "Count", "day": "Day", "total": "Total", "by_method": "Where",
         "accepted": "Accepted", "refused": "Refused", "rate": "Rate", "reasons": "Why stripped", "path": "Page",
-        "examples": "Examples", "leak": "Field leak (fired while refused)", "undeclared_host": "Undeclared host",
+        "examples": "Examples", "rejected": "Submissions not counted (forged, replayed, too many)",
+        "leak": "Field leak (fired while refused)", "undeclared_host": "Undeclared host",
         "unattributed_host": "Vendor host no single tag explains (counted for none)",
         "uncertain": "Uncertain strip", "personal_data": "Possible personal data", "none": "None",
         "purpose_refused": "purpose refused: ", "vendor_refused": "vendor refused: ", "no_data": "No data for these days",
@@ -134,7 +135,7 @@ def _cards(data: dict[str, Any], t: dict[str, str]) -> str:
     totals = data["totals"]
     cards = []
     for key in ("pages", "banner_shown", "gpc_default", "beacons", "decisions", "field_leaks", "undeclared_hosts",
-                "uncertain_strips"):
+                "uncertain_strips", "rejected"):
         warn = " warn" if key in ("field_leaks", "undeclared_hosts") and totals[key] else ""
         cards.append(f'<div class="card{warn}">{escape(t[key])}<b>{_n(totals[key])}</b></div>')
     return f'<div class="cards">{"".join(cards)}</div>'

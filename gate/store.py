@@ -5,17 +5,23 @@ run, safely shared by every gate process on the host. ``open_store("postgresql:/
 one PostgreSQL through psycopg 3. Both run the same schema, the same migrations and the same queries
 (written with ``?``; PostgreSQL gets ``%s``).
 
-Everything here is synchronous and called from a worker thread, never from the event loop. Writes
-come in batches (one transaction per flush); counts are upserted (``n = n + excluded.n``), so any number
-of processes may add to the same row. Receipts carry a random id and are inserted once
-(``ON CONFLICT DO NOTHING``), so a retried batch never writes one twice.
+Everything here is synchronous and called from a worker thread, never from the event loop, and no call
+takes longer than TIMEOUT: a watchdog cuts a store that accepts and never answers. Writes come in batches
+(one transaction each); counts are upserted (``n = n + excluded.n``), so any number of processes may add
+to the same row. A batch carries a random id recorded in the same transaction (``gate_batches``): a batch
+sent twice, say its COMMIT went through but the answer was lost, counts once. Receipts carry a random id
+and are inserted once (``ON CONFLICT DO NOTHING``). A site keeps at most MAX_PATHS distinct paths a day;
+later ones count under OTHER_PATH.
 """
 
 from __future__ import annotations
 
+import os
+import socket
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import astuple, dataclass, field, fields
@@ -52,8 +58,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX gate_receipts_consent ON gate_receipts (consent_id)",
         "CREATE INDEX gate_receipts_at ON gate_receipts (at)",
     ),
+    (  # 3: one row per written batch, so a batch written twice (a flush abandoned, then retried) counts once
+        "CREATE TABLE gate_batches (bid TEXT PRIMARY KEY, at BIGINT NOT NULL)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+TIMEOUT = 5.0  # seconds: the longest any one store call may take before it is cut (StoreError)
+MAX_PATHS = 500  # distinct paths per site and day; the rest of the day's paths count under OTHER_PATH
+OTHER_PATH = "(other)"
+BATCHES_KEPT = 7 * 86400  # how long a written batch's id is remembered (a retry comes long before)
 
 
 class StoreError(Exception):
@@ -94,6 +107,7 @@ class Batch:
     findings: dict[tuple[str, str, str, str], int] = field(default_factory=dict)
     examples: dict[tuple[str, str, str, str], str] = field(default_factory=dict)  # (site, kind, subject, path) -> day
     receipts: list[Receipt] = field(default_factory=list)
+    bid: str = field(default_factory=lambda: uuid.uuid4().hex)  # written once, however often it is sent
 
     COUNTS = ("pages", "tags", "decisions", "purposes", "findings")
 
@@ -118,6 +132,18 @@ _UPSERTS = {
     "purposes": ("gate_purposes", ("site", "day", "purpose", "accepted")),
     "findings": ("gate_findings", ("site", "day", "kind", "subject")),
 }
+
+
+def _folded(counts: dict[tuple, int], fold: dict[tuple[str, str, str], str]) -> dict[tuple, int]:
+    if not fold:
+        return counts
+    out: dict[tuple, int] = {}
+    for key, n in counts.items():
+        path = fold.get(key[:3])
+        if path is not None:
+            key = (*key[:2], path, *key[3:])
+        out[key] = out.get(key, 0) + n
+    return out
 
 
 def _upsert(table: str, key: Sequence[str]) -> str:
@@ -155,6 +181,8 @@ class Store:
     def __init__(self, where: str) -> None:
         self.where = where
         self._lock = threading.RLock()
+        self._timed_out = False
+        self._timed_out_at = -TIMEOUT
         self._conn: Any = None
         with self._lock:
             self._connect()
@@ -163,6 +191,40 @@ class Store:
     # -- connections and dialects -----------------------------------------------------------------
     def _connect(self) -> None:
         raise NotImplementedError
+
+    def _abort(self) -> None:
+        """From the watchdog's thread: make the call that hangs on the connection fail now."""
+
+    @contextmanager
+    def _held(self) -> Iterator[None]:
+        """The connection, for at most TIMEOUT seconds: a watchdog cuts a call that hangs (a store that
+        accepts and never answers), so no caller, and no shutdown, waits on it for longer."""
+        if not self._lock.acquire(timeout=TIMEOUT):
+            raise StoreError(f"{mask_url(self.where)}: busy for {TIMEOUT:g} s (an earlier call still hangs)")
+        if time.monotonic() - self._timed_out_at < TIMEOUT:  # it just hung: the next caller fails at once
+            self._lock.release()
+            raise StoreError(f"{mask_url(self.where)}: gave no answer within {TIMEOUT:g} s a moment ago")
+        self._timed_out = False
+        watchdog = threading.Timer(TIMEOUT, self._time_out)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            yield
+        finally:
+            watchdog.cancel()
+            self._lock.release()
+
+    def _time_out(self) -> None:
+        self._timed_out, self._timed_out_at = True, time.monotonic()
+        try:
+            self._abort()
+        except Exception:  # the connection may be gone already; the caller sees its own error
+            pass
+
+    def _error(self, e: BaseException) -> StoreError:
+        if self._timed_out:
+            return StoreError(f"{mask_url(self.where)}: no answer within {TIMEOUT:g} s")
+        return StoreError(f"{mask_url(self.where)}: {e}".strip())
 
     def _sql(self, sql: str) -> str:
         return sql
@@ -208,11 +270,20 @@ class Store:
         return int(self._read("SELECT value FROM gate_meta WHERE key = ?", ("schema_version",))[0][0])
 
     # -- writing -------------------------------------------------------------------------------------
-    def write(self, batch: Batch) -> None:
-        """One transaction for the whole batch: all of it lands, or none (and the caller retries)."""
+    def write(self, batch: Batch) -> bool:
+        """One transaction for the whole batch: all of it lands, or none (and the caller retries).
+        False when this batch (by its ``bid``) was written before: nothing is counted twice."""
         with self._transaction() as cur:
+            cur.execute(self._sql("INSERT INTO gate_batches (bid, at) VALUES (?, ?) ON CONFLICT (bid) DO NOTHING"),
+                        (batch.bid, int(time.time())))
+            if cur.rowcount == 0:
+                return False
+            fold = self._path_folder(cur, batch)
             for name, (table, key) in _UPSERTS.items():
-                rows = [(*k, n) for k, n in getattr(batch, name).items() if n]
+                counts = getattr(batch, name)
+                if name in ("pages", "tags"):
+                    counts = _folded(counts, fold)
+                rows = [(*k, n) for k, n in counts.items() if n]
                 if rows:
                     cur.executemany(self._sql(_upsert(table, key)), rows)
             if batch.examples:
@@ -221,6 +292,29 @@ class Store:
                     for (site, kind, subject, path), day in sorted(batch.examples.items())])
             if batch.receipts:
                 cur.executemany(self._sql(_RECEIPT), [astuple(r) for r in batch.receipts])
+        return True
+
+    def _path_folder(self, cur: Any, batch: Batch) -> dict[tuple[str, str, str], str]:
+        """(site, day, path) -> the path to count it under: the day's first MAX_PATHS distinct paths of a
+        site keep their own rows (a batch's busiest first), later ones go to OTHER_PATH."""
+        seen: dict[tuple[str, str], dict[str, int]] = {}
+        for table in ("pages", "tags"):
+            for (site, day, path, *_), n in getattr(batch, table).items():
+                paths = seen.setdefault((site, day), {})
+                paths[path] = paths.get(path, 0) + n
+        out: dict[tuple[str, str, str], str] = {}
+        for (site, day), paths in seen.items():
+            cur.execute(self._sql("SELECT path FROM gate_pages WHERE site = ? AND day = ?"
+                                  " UNION SELECT path FROM gate_tags WHERE site = ? AND day = ?"),
+                        (site, day, site, day))
+            known = {r[0] for r in cur.fetchall()}
+            for path in sorted(paths, key=lambda p: -paths[p]):
+                if path not in known and path != OTHER_PATH:
+                    if len(known - {OTHER_PATH}) >= MAX_PATHS:
+                        out[(site, day, path)] = OTHER_PATH
+                        continue
+                    known.add(path)
+        return out
 
     def prune(self, before_day: str, receipts_before: int) -> None:
         """Retention: drop day rows older than ``before_day`` and receipts older than ``receipts_before``."""
@@ -229,6 +323,7 @@ class Store:
                           "gate_examples"):
                 cur.execute(self._sql(f"DELETE FROM {table} WHERE day < ?"), (before_day,))
             cur.execute(self._sql("DELETE FROM gate_receipts WHERE at < ?"), (receipts_before,))
+            cur.execute(self._sql("DELETE FROM gate_batches WHERE at < ?"), (int(time.time()) - BATCHES_KEPT,))
 
     # -- reading -------------------------------------------------------------------------------------
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -277,7 +372,7 @@ class SqliteStore(Store):
             path.parent.mkdir(parents=True, exist_ok=True)
             # Autocommit mode: transactions are opened explicitly, BEGIN IMMEDIATE taking the write lock
             # at once, so two processes never deadlock upgrading a read lock.
-            conn = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(path, timeout=TIMEOUT, isolation_level=None, check_same_thread=False)
             for attempt in range(100):  # switching a new file to WAL ignores the busy timeout
                 try:
                     conn.execute("PRAGMA journal_mode=WAL")
@@ -293,9 +388,13 @@ class SqliteStore(Store):
             raise StoreError(f"{self.where}: cannot open the SQLite store: {e}") from None
         self._conn = conn
 
+    def _abort(self) -> None:
+        if self._conn is not None:
+            self._conn.interrupt()
+
     @contextmanager
     def _transaction(self, write: bool = True) -> Iterator[Any]:
-        with self._lock:
+        with self._held():
             if self._conn is None:
                 self._connect()
             cur = self._conn.cursor()
@@ -306,7 +405,7 @@ class SqliteStore(Store):
             except sqlite3.Error as e:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
-                raise StoreError(f"{self.where}: {e}") from None
+                raise self._error(e) from None
             except BaseException:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
@@ -332,11 +431,19 @@ class PostgresStore(Store):
     def _lock_schema(self, cur: Any) -> None:
         cur.execute("SELECT pg_advisory_xact_lock(7163523)")  # any fixed number: gate's migrations
 
+    def _abort(self) -> None:
+        # Shut the socket down under psycopg's feet: its wait for an answer ends with an error at once.
+        # (A cancel request would need the server to answer; the server is what hangs.)
+        conn = self._conn
+        if conn is not None and not conn.closed:
+            with socket.socket(fileno=os.dup(conn.pgconn.socket)) as s:
+                s.shutdown(socket.SHUT_RDWR)
+
     @contextmanager
     def _transaction(self, write: bool = True) -> Iterator[Any]:
         import psycopg
 
-        with self._lock:
+        with self._held():
             if self._conn is None or self._conn.closed or self._conn.broken:
                 self._conn = None
                 self._connect()
@@ -344,7 +451,7 @@ class PostgresStore(Store):
                 with self._conn.transaction(), self._conn.cursor() as cur:
                     yield cur
             except psycopg.Error as e:
-                raise StoreError(f"{mask_url(self.where)}: {e}".strip()) from None
+                raise self._error(e) from None
 
 
 def is_postgres(where: str) -> bool:

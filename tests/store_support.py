@@ -69,6 +69,11 @@ def recording_app(store: str, **overrides: Any) -> Any:
     return create_app(gate_settings("demo", **options))
 
 
+def token_query(app: Any, page: str = "/", site: str = "*") -> dict[str, str]:
+    """``?t=`` for a beacon or CSP report: the token of one page view gate served (gate.tokens)."""
+    return {"t": app.state.page_tokens.mint(site, page)}
+
+
 def consent_cookie(app: Any, accepted: list[str], vendors_refused: tuple[str, ...] = ()) -> dict[str, str]:
     registry = app.state.registries[None]
     value = ConsentCodec((KEY,)).dumps(decide(registry, accepted, vendors_refused=vendors_refused))

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
+import time
 
 import pytest
 
 from gate import beacon
-from gate.beacon import Attribution, RateLimit
+from gate.beacon import Attribution
 from gate.settings import Site
 from gate.vendors import load
 
@@ -18,6 +20,25 @@ from .store_support import AUTH, SELF, consent_cookie, recording_app
 
 pytestmark = pytest.mark.anyio
 TEXT = {"content-type": "text/plain;charset=UTF-8"}
+
+
+def page_token(html: str) -> str:
+    m = re.search(r'<meta data-gate name="gate-token" content="([^"]+)"', html)
+    assert m, "no page token in the page"
+    return m.group(1)
+
+
+async def post(client, content: bytes, headers: dict, token: str | None = None):
+    """A beacon as the page it names sends it: with that page's token (fetched first, as a browser would)."""
+    if token is None:
+        try:
+            page = json.loads(content)["page"]
+        except (ValueError, TypeError, KeyError):
+            page = "/jobs/dh-001"
+        if not isinstance(page, str) or not page.startswith("/") or page.startswith("//"):
+            page = "/jobs/dh-001"
+        token = page_token((await client.get(page)).text)
+    return await client.post("/_gate/beacon", params={"t": token}, content=content, headers=headers)
 
 
 def body(page: str = "/jobs/dh-001", hosts: list[str] | None = None, **extra) -> bytes:
@@ -46,7 +67,7 @@ def app(tmp_path):
 async def test_fired_tags_are_counted_for_the_visitors_consent(app):
     async with asgi_client(app) as client:
         client.cookies.update(consent_cookie(app, ["improvement", "advertising"]))
-        r = await client.post("/_gate/beacon", content=body(hosts=["connect.facebook.net", "www.google-analytics.com"]),
+        r = await post(client, content=body(hosts=["connect.facebook.net", "www.google-analytics.com"]),
                               headers=SELF | TEXT)
         assert r.status_code == 204
         data = await report(app, client)
@@ -56,7 +77,7 @@ async def test_fired_tags_are_counted_for_the_visitors_consent(app):
 
 async def test_a_refused_tag_that_fired_is_a_field_leak_with_its_page(app):
     async with asgi_client(app) as client:  # undecided: everything refused
-        await client.post("/_gate/beacon", content=body("/jobs/dh-002", ["connect.facebook.net"]), headers=SELF | TEXT)
+        await post(client, content=body("/jobs/dh-002", ["connect.facebook.net"]), headers=SELF | TEXT)
         data = await report(app, client)
     leak = findings(data, "leak")["facebook.pixel"]
     assert leak["count"] == 1 and leak["examples"][0]["path"] == "/jobs/{id}"
@@ -67,7 +88,7 @@ async def test_gtag_host_is_no_leak_when_only_analytics_is_accepted(app):
     """www.googletagmanager.com serves gtag.js for GA4 too: Tag Manager is refused, GA4 is not."""
     async with asgi_client(app) as client:
         client.cookies.update(consent_cookie(app, ["improvement"]))
-        await client.post("/_gate/beacon", content=body(hosts=["www.googletagmanager.com"]), headers=SELF | TEXT)
+        await post(client, content=body(hosts=["www.googletagmanager.com"]), headers=SELF | TEXT)
         data = await report(app, client)
     assert data["totals"]["field_leaks"] == 0 and tag(data, "google.analytics")["fired"] == 1
 
@@ -75,7 +96,7 @@ async def test_gtag_host_is_no_leak_when_only_analytics_is_accepted(app):
 async def test_an_unknown_third_party_host_is_undeclared_and_own_hosts_are_not(app):
     async with asgi_client(app) as client:
         hosts = ["cdn.example.org", "gate.test", "img.gate.test"]
-        await client.post("/_gate/beacon", content=body(hosts=hosts), headers=SELF | TEXT)
+        await post(client, content=body(hosts=hosts), headers=SELF | TEXT)
         data = await report(app, client)
     assert set(findings(data, "undeclared_host")) == {"cdn.example.org"}
 
@@ -83,7 +104,7 @@ async def test_an_unknown_third_party_host_is_undeclared_and_own_hosts_are_not(a
 async def test_a_beacon_never_changes_consent(app):
     async with asgi_client(app) as client:
         before = (await client.get("/_gate/consent")).json()
-        r = await client.post("/_gate/beacon", content=body(hosts=["connect.facebook.net"], ), headers=SELF | TEXT)
+        r = await post(client, content=body(hosts=["connect.facebook.net"], ), headers=SELF | TEXT)
         assert r.status_code == 204 and "set-cookie" not in r.headers and r.headers["cache-control"] == "no-store"
         assert (await client.get("/_gate/consent")).json() == before
 
@@ -110,26 +131,36 @@ async def test_a_beacon_never_changes_consent(app):
         "host-not-a-string", "too-many-hosts"])
 async def test_bad_beacons_are_refused_and_count_nothing(app, headers, content, status):
     async with asgi_client(app) as client:
-        r = await client.post("/_gate/beacon", content=content, headers=headers)
+        r = await post(client, content=content, headers=headers)
         assert r.status_code == status and r.headers["cache-control"] == "no-store"
         data = await report(app, client)
-    assert data["totals"]["beacons"] == 0 and not data["findings"]
+    assert data["totals"]["beacons"] == 0 and all(f["kind"] == "rejected" for f in data["findings"])
+    assert data["totals"]["rejected"] == 1  # and the report says one was refused
 
 
 async def test_beacons_are_rate_limited_per_client(app):
     async with asgi_client(app) as client:
-        statuses = [(await client.post("/_gate/beacon", content=body(hosts=["connect.facebook.net"]),
+        statuses = [(await post(client, content=body(hosts=["connect.facebook.net"]),
                                        headers=SELF | TEXT)).status_code for _ in range(int(beacon.BURST) + 5)]
         data = await report(app, client)
     assert statuses == [204] * int(beacon.BURST) + [429] * 5
     assert data["totals"]["beacons"] == beacon.BURST
 
 
-def test_rate_limit_refills_over_time():
-    limit = RateLimit(per_minute=60, burst=2)
-    assert [limit.allow("a", now=0.0) for _ in range(3)] == [True, True, False]
-    assert limit.allow("b", now=0.0)  # another client has its own bucket
-    assert limit.allow("a", now=1.0) and not limit.allow("a", now=1.0)
+def test_limits_are_shared_by_every_worker_and_refill_over_time(tmp_path):
+    from gate.limits import Limits
+
+    one, two = Limits(tmp_path / "limits.sqlite3"), Limits(tmp_path / "limits.sqlite3")  # two workers
+    try:
+        assert [w.take("beacon:a", 60, 2)[0] for w in (one, two, one)] == [None, None, "rate_limited"]
+        assert two.take("beacon:b", 60, 2)[0] is None  # another client has its own bucket
+        time.sleep(1.1)
+        assert one.take("beacon:a", 60, 2)[0] is None and two.take("beacon:a", 60, 2)[0] == "rate_limited"
+        assert one.take("beacon:c", 60, 9, ["b:n1"]) == (None, ["b:n1"])
+        assert two.take("beacon:c", 60, 9, ["b:n1"]) == ("replayed", [])  # a token counts once, in any worker
+    finally:
+        one.close()
+        two.close()
 
 
 async def test_a_crafted_beacon_cannot_count_for_another_site(tmp_path):
@@ -142,14 +173,15 @@ async def test_a_crafted_beacon_cannot_count_for_another_site(tmp_path):
     async with asgi_client(app, base_url="http://a.test") as client:
         leak = body(hosts=["connect.facebook.net", "cdn.example.org"])
         # Sent to a.test claiming to come from b.test's pages, or with b.test's Host from a.test: refused.
-        assert (await client.post("/_gate/beacon", content=leak, headers={"origin": "http://b.test"} | TEXT)).status_code == 403
-        assert (await client.post("/_gate/beacon", content=leak,
+        assert (await post(client, content=leak, headers={"origin": "http://b.test"} | TEXT)).status_code == 403
+        assert (await post(client, content=leak,
                                   headers={"host": "b.test", "origin": "http://a.test"} | TEXT)).status_code == 403
-        assert (await client.post("/_gate/beacon", content=leak, headers={"origin": "http://a.test"} | TEXT)).status_code == 204
+        assert (await post(client, content=leak, headers={"origin": "http://a.test"} | TEXT)).status_code == 204
         a = await report(app, client, "a.test")
         b = await report(app, client, "b.test")
     assert a["totals"]["beacons"] == 1 and a["totals"]["field_leaks"] == 1
-    assert b["totals"]["beacons"] == 0 and b["totals"]["field_leaks"] == 0 and not b["findings"]
+    assert b["totals"]["beacons"] == 0 and b["totals"]["field_leaks"] == 0
+    assert [f["subject"] for f in b["findings"]] == ["beacon:origin"]  # only the refusal is counted
 
 
 # -- the script -------------------------------------------------------------------------------------------

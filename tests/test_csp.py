@@ -129,7 +129,7 @@ async def fetch(headers: dict[str, str] | None = None, site: Site | None = None,
 @pytest.mark.anyio
 async def test_a_page_gets_a_report_only_policy_by_default():
     r = await fetch()
-    assert r.headers["content-security-policy-report-only"] == NONE_POLICY
+    assert r.headers["content-security-policy-report-only"].startswith(NONE_POLICY + "?t=")  # the page's token
     assert "content-security-policy" not in r.headers
 
 
@@ -185,17 +185,22 @@ def app():
     return gate_app.create_app(gate_settings("http://origin.test"))
 
 
+def report_path(app, site: str = "*", page: str = "/") -> str:
+    """/_gate/csp-report with the token of a page gate served (as its report-uri says)."""
+    return f"/_gate/csp-report?t={app.state.page_tokens.mint(site, page)}"
+
+
 @pytest.mark.anyio
 async def test_reports_count_as_attempted_per_vendor_or_undeclared_host(app):
     async with asgi_client(app) as client:
-        r = await client.post("/_gate/csp-report", content=csp_report("https://connect.facebook.net/en_US/fbevents.js"),
+        r = await client.post(report_path(app), content=csp_report("https://connect.facebook.net/en_US/fbevents.js"),
                               headers=CSP_REPORT)
         assert r.status_code == 204 and r.headers["cache-control"] == "no-store"
-        await client.post("/_gate/csp-report", headers=REPORTS,
+        await client.post(report_path(app), headers=REPORTS,
                           content=reports("https://www.facebook.com/tr", "https://tracker.example.org/p.gif",
                                           source="gate-guard"))
         for skipped in ("inline", "eval", "data", ""):
-            await client.post("/_gate/csp-report", content=csp_report(skipped), headers=CSP_REPORT)
+            await client.post(report_path(app), content=csp_report(skipped), headers=CSP_REPORT)
     counts = app.state.attempts.attempted_counts()
     assert counts == {csp.Attempt("", "facebook", "connect.facebook.net", "csp"): 1,
                       csp.Attempt("", "facebook", "www.facebook.com", "guard"): 1,
@@ -206,7 +211,7 @@ async def test_reports_count_as_attempted_per_vendor_or_undeclared_host(app):
 @pytest.mark.anyio
 async def test_a_url_on_a_shared_host_counts_for_its_vendor_once(app):
     async with asgi_client(app) as client:
-        await client.post("/_gate/csp-report", content=csp_report("https://www.googletagmanager.com/gtm.js?id=GTM-X"),
+        await client.post(report_path(app), content=csp_report("https://www.googletagmanager.com/gtm.js?id=GTM-X"),
                           headers=CSP_REPORT)
     assert app.state.attempts.by_vendor() == {"google": 1}
 
@@ -222,7 +227,7 @@ async def test_a_url_on_a_shared_host_counts_for_its_vendor_once(app):
 ], ids=["cross-site", "no-origin", "too-big", "wrong-type", "garbage", "wrong-shape"])
 async def test_report_endpoint_refuses_what_is_not_the_sites_own_report(app, headers, body, status):
     async with asgi_client(app) as client:
-        r = await client.post("/_gate/csp-report", content=body, headers=headers)
+        r = await client.post(report_path(app), content=body, headers=headers)
     assert r.status_code == status
     assert app.state.attempts.attempted_counts() == {}
 
@@ -230,7 +235,7 @@ async def test_report_endpoint_refuses_what_is_not_the_sites_own_report(app, hea
 @pytest.mark.anyio
 async def test_a_referer_from_the_site_is_enough(app):
     async with asgi_client(app) as client:
-        r = await client.post("/_gate/csp-report", content=csp_report("https://www.facebook.com/tr"),
+        r = await client.post(report_path(app), content=csp_report("https://www.facebook.com/tr"),
                               headers={"content-type": "application/csp-report", "referer": "http://gate.test/jobs"})
     assert r.status_code == 204 and app.state.attempts.by_vendor() == {"facebook": 1}
 

@@ -17,7 +17,7 @@ from gate.vendors import load
 
 from . import store_support
 from .conftest import asgi_client, gate_settings, serve
-from .store_support import AUTH, consent_cookie, recording_app
+from .store_support import AUTH, consent_cookie, recording_app, token_query
 
 pytestmark = pytest.mark.anyio
 REGISTRY = load()
@@ -166,7 +166,7 @@ async def test_guard_and_csp_reports_count_as_attempted(tmp_path):
     stray = {"csp-report": {"blocked-uri": "https://cdn.example.org/x.js"}}
     async with asgi_client(app) as client:
         for body in (report, report, stray):
-            r = await client.post("/_gate/csp-report", json=body,
+            r = await client.post("/_gate/csp-report", json=body, params=token_query(app),  # one page view each
                                   headers={"origin": "http://gate.test", "content-type": "application/csp-report"})
             assert r.status_code == 204
         await app.state.recorder.flush()

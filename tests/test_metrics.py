@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from .conftest import asgi_client
 from .gate_process import gate_process
-from .store_support import AUTH, SELF, TOKEN, recording_app
+from .store_support import AUTH, SELF, TOKEN, recording_app, token_query
 
 pytestmark = pytest.mark.anyio
 
@@ -38,7 +38,7 @@ async def test_metrics_count_pages_tags_decisions_and_timings(tmp_path):
             await client.get("/jobs/dh-001")
         await client.post("/_gate/consent", json={"choice": "reject_all"}, headers=SELF)
         await client.post("/_gate/beacon", content=json.dumps({"v": 1, "page": "/", "hosts": ["connect.facebook.net"]}),
-                          headers=SELF | {"content-type": "text/plain"})
+                          headers=SELF | {"content-type": "text/plain"}, params=token_query(app, "/"))
         await app.state.recorder.flush()
         r = await client.get("/_gate/metrics", headers=AUTH)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")

@@ -66,16 +66,17 @@ async def test_every_decision_writes_a_receipt_without_ip_or_user_agent(store_ur
     assert "a@b.jp" not in stored
 
 
-async def test_the_cookie_is_set_while_the_store_is_down_and_the_receipt_follows(tmp_path):
-    (tmp_path / "file").write_text("in the store's way")
-    app = recording_app(str(tmp_path / "file" / "gate.sqlite3"))
+async def test_the_cookie_is_set_while_the_store_is_down_and_the_receipt_follows(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # where the journal of a PostgreSQL store goes
+    app = recording_app("postgresql://gate@127.0.0.1:1/gate")  # nothing listens there
     async with asgi_client(app) as client:
         r = await client.post("/_gate/consent", content="choice=reject_all", headers=FORM)
         assert r.status_code == 303 and "gate_consent=" in r.headers["set-cookie"]
         recorder = app.state.recorder
         assert await recorder.flush() is False and len(recorder.unwritten.receipts) == 1  # queued
         assert await recorder.flush() is False and len(recorder.unwritten.receipts) == 1  # retried, kept once
-        recorder.where = str(tmp_path / "back" / "gate.sqlite3")  # the store comes back
+        recorder.where = str(tmp_path / "back" / "gate.sqlite3")  # the store comes back...
+        recorder._retry_at = 0.0  # ...and its back-off is over
         assert await recorder.flush() is True
         assert [r.choice for r in recorder.store.receipts_for(consent_id(app, r))] == ["reject_all"]
 

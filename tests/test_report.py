@@ -19,7 +19,7 @@ from gate.report import day_range, text_table
 
 from . import store_support
 from .conftest import asgi_client
-from .store_support import AUTH, SELF, TOKEN, consent_cookie, recording_app
+from .store_support import AUTH, SELF, TOKEN, consent_cookie, recording_app, token_query
 
 pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,10 +45,10 @@ async def traffic(app, client) -> None:
     await client.post("/_gate/consent", json={"choice": "accept_all"}, headers=SELF)
     await client.post("/_gate/consent", json={"purposes": {"advertising": True}}, headers=SELF)
     await client.post("/_gate/beacon", content=json.dumps({"v": 1, "page": "/", "hosts": ["connect.facebook.net"]}),
-                      headers=SELF | TEXT)
+                      headers=SELF | TEXT, params=token_query(app, "/"))
     client.cookies.clear()
     await client.post("/_gate/beacon", content=json.dumps({"v": 1, "page": "/x", "hosts": ["criteo.com", "cdn.example.org"]}),
-                      headers=SELF | TEXT)
+                      headers=SELF | TEXT, params=token_query(app, "/x"))
     await app.state.recorder.flush()
 
 

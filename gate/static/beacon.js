@@ -1,9 +1,10 @@
-/* gate: once per page view, tell gate which third-party URLs this page contacted: host and path, no
-   query but a tag loader's id (an account id such as G-XXXX), no cookie values, nothing about the
-   visitor. gate matches each to the one tag it belongs to and counts which tags really fired. */
+/* gate: once per page view, the third-party URLs this page contacted (host, path, a loader's id; nothing
+   about the visitor), with the page's token; gate counts which tags really fired. */
 (function () {
   "use strict";
   var P = window.performance, own = location.hostname, seen = {}, sent = false;
+  var me = document.currentScript, meta = document.querySelector('meta[name="gate-token"]');
+  var token = (me && me.getAttribute("data-token")) || (meta && meta.content) || "";
   if (!navigator.sendBeacon || !P || !P.getEntriesByType) return;
   function add(entries) {
     for (var i = 0; i < entries.length; i++) {
@@ -29,8 +30,8 @@
       if (size > 4000) break;  /* gate takes at most 4 KB */
       urls.push(all[i]);
     }
-    /* Absolute on the page origin: a relative URL would follow the base href of the page. */
-    navigator.sendBeacon(location.protocol + "//" + location.host + "/_gate/beacon", JSON.stringify({v: 2, page: location.pathname, urls: urls}));
+    /* absolute: a relative URL would follow the base href */
+    navigator.sendBeacon(location.protocol + "//" + location.host + "/_gate/beacon?t=" + encodeURIComponent(token), JSON.stringify({v: 2, page: location.pathname, urls: urls}));
   }
   addEventListener("visibilitychange", function () { if (document.visibilityState === "hidden") send(); });
   addEventListener("pagehide", send);

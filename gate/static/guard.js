@@ -37,7 +37,8 @@
     })) ? h : '';
   }
 
-  // Count it; report it (at most 20 a page, batched into one beacon per task).
+  // Count it; report it (at most 20 a page, batched into one beacon per task), with the token gate
+  // gave this page: reports without it are not counted.
   function stop(h, u, what) {
     g.stopped++;
     if (g.hosts.indexOf(h) < 0) {
@@ -48,9 +49,11 @@
       q.push({type: 'csp-violation', url: location.href,
         body: {blockedURL: u.origin + u.pathname, effectiveDirective: what, sourceFile: 'gate-guard'}});
       if (q.length < 2) {
-        // Absolute on the page's own origin: a relative URL would follow the page's <base href>.
+        /* Absolute on the page origin: a relative URL would follow the base href of the page. */
         setTimeout(function () {
-          beacon.call(navigator, location.protocol + '//' + location.host + '/_gate/csp-report',
+          var m = d.querySelector('meta[name="gate-token"]');
+          beacon.call(navigator, location.protocol + '//' + location.host + '/_gate/csp-report' +
+            (m ? '?t=' + encodeURIComponent(m.content) : ''),
             new Blob([JSON.stringify(q.splice(0))], {type: 'application/reports+json'}));
         });
       }

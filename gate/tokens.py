@@ -1,0 +1,69 @@
+"""Page tokens: what a beacon or a CSP report must carry to be counted.
+
+gate mints one token for every page it rewrites, signed with the app's secret key (itsdangerous),
+naming the site and the path it was served for and a random nonce. The page carries it (a
+``<meta name="gate-token">`` the beacon script and the guard read, and the CSP ``report-uri``), and
+``/_gate/beacon`` and ``/_gate/csp-report`` count a submission only with a token that is genuine,
+younger than MAX_AGE, for the same site (and, for a beacon, the same page path). gate.limits makes
+sure each token counts once. A forged ``Origin`` is free; a token needs a page that gate served.
+
+Stdlib and itsdangerous only: no server library.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from itsdangerous import BadData, SignatureExpired, URLSafeTimedSerializer
+
+SALT = "gate.page-token"
+MAX_AGE = 3600  # seconds: a page left open for longer sends its beacon unheard
+QUERY = "t"  # /_gate/beacon?t=… and /_gate/csp-report?t=…
+
+
+class Rejected(Exception):
+    """A submission that is not counted; ``reason`` is what the report shows (one word)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+@dataclass(frozen=True)
+class PageToken:
+    site: str
+    path: str
+    nonce: str
+
+
+class PageTokens:
+    """Mints and checks tokens; ``secret_keys`` newest first, like the consent cookie's."""
+
+    def __init__(self, secret_keys: Sequence[str], max_age: int = MAX_AGE) -> None:
+        self.max_age = max_age
+        # itsdangerous wants oldest -> newest and signs with the last one.
+        self._serializer = URLSafeTimedSerializer(list(reversed(secret_keys)), salt=SALT)
+
+    def mint(self, site: str, path: str) -> str:
+        return self._serializer.dumps([site, path[:512], secrets.token_urlsafe(9)])
+
+    def check(self, token: str | None, site: str, path: str | None = None) -> PageToken:
+        """The token's contents; Rejected("no_token" | "expired" | "bad_token" | "wrong_site" | "wrong_page")."""
+        if not token:
+            raise Rejected("no_token")
+        try:
+            value = self._serializer.loads(token[:1024], max_age=self.max_age)
+        except SignatureExpired:
+            raise Rejected("expired") from None
+        except BadData:
+            raise Rejected("bad_token") from None
+        if not (isinstance(value, list) and len(value) == 3 and all(isinstance(v, str) for v in value)):
+            raise Rejected("bad_token")
+        found = PageToken(*value)
+        if found.site != site:
+            raise Rejected("wrong_site")
+        if path is not None and found.path != path[:512]:
+            raise Rejected("wrong_page")
+        return found
