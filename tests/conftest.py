@@ -94,6 +94,7 @@ def missing_parts() -> list[str]:
          "nginx (deploy config and real-origin tests; tests/run unpacks it)"),
         (bool(os.environ.get("GATE_TEST_POSTGRES_URL")), "GATE_TEST_POSTGRES_URL (PostgreSQL store tests)"),
         (bool(os.environ.get("GATE_AXE_JS")), "GATE_AXE_JS (accessibility checks; tests/run installs axe-core)"),
+        (bool(os.environ.get("GATE_ACORN_JS")), "GATE_ACORN_JS (the JS tokenizer oracle; tests/run installs acorn)"),
     ]
     return [what for present, what in checks if not present]
 
