@@ -247,6 +247,11 @@ static PyObject *py_script_end(PyObject *self, PyObject *args) {
         if (c != '<' && c != '-') { i++; continue; }
         if (c == '<' && i + 3 < n && b[i + 1] == '!' && b[i + 2] == '-' && b[i + 3] == '-') {
             if (state == 0) {
+                /* undecided until the bytes after it are here ("<!-->", "<!--->"): read it again then */
+                if (i + 4 >= n || (b[i + 4] == '-' && i + 5 >= n)) {
+                    done = i;
+                    break;
+                }
                 state = 1;
                 /* "<!-->" and "<!--->" return to normal at once */
                 if ((i + 4 < n && b[i + 2] == '-' && b[i + 3] == '-' && b[i + 4] == '>') ||

@@ -112,6 +112,10 @@ def script_end_py(buf: bytes, pos: int, state: int) -> tuple[int, int, int]:
         start, done = m.start(), m.end()
         if tok == b"<!--":
             if state == SCRIPT_NORMAL:
+                # Whether "<!--" begins an escape hangs on the bytes after it ("<!-->", "<!--->"): at
+                # the buffer's end, read this token again once they are here.
+                if len(buf) <= start + 4 or (buf[start + 4:start + 5] == b"-" and len(buf) <= start + 5):
+                    return -1, state, start
                 state = SCRIPT_ESCAPED
                 # "<!-->" and "<!--->" return to normal at once: look for "-->" overlapping it.
                 if buf.startswith(b"-->", start + 2) or buf.startswith(b"-->", start + 3):
