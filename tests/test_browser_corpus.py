@@ -99,9 +99,11 @@ def test_chromium_never_asks_a_refused_vendor(tabs, case, scripting):
 def test_the_harness_sees_the_upstreams_pages_load_their_tags(input_loads):
     """Most cases load their tag in Chromium before gate: the harness is watching the right thing.
     Some need what a page load does not do (a click for <a ping>, a script to clone a <template>),
-    and some name elements Chromium does not ship (<portal>)."""
+    and some name elements Chromium does not ship (<portal>). The inline-call cases (`fbq('track', …)`,
+    `Adjust.trackEvent(…)` with no loader on the page) make no request of their own: Chromium with
+    recorder globals judges those (test_chromium_runs_no_call_of_a_refused_vendor below)."""
     loaded = [case_id for case_id, hit in input_loads.items() if hit]
-    assert len(loaded) >= 0.7 * len(STRIP), sorted(set(input_loads) - set(loaded))  # 66 of 83 here
+    assert len(loaded) >= 0.65 * len(STRIP), sorted(set(input_loads) - set(loaded))  # 67 of 97 here
 
 
 # -- the script corpus: which vendor a script calls, as Chromium runs it -----------------------------
