@@ -88,6 +88,7 @@ async def post_consent(request: Request) -> Response:
     check_origin(request, ctx.origin)
     body = await read_body(request, request.app.state.settings.max_consent_body)
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    lang = None
     if media_type == "application/json":
         choice, accepted, refused, vendors = _from_json(body)
         consent = _decision(ctx, choice, accepted, vendors, "api", also_named=refused)
@@ -101,10 +102,11 @@ async def post_consent(request: Request) -> Response:
         choice = (values("choice") or [""])[-1]
         method = "page" if "page" in values("source") else "banner"
         consent = _decision(ctx, choice, values("purposes"), values("refuse_vendor"), method)
+        lang = (values("lang") or [None])[-1]
         response = RedirectResponse(urls.safe_next((values("next") or ["/"])[-1], ctx.origin), 303, headers=_NO_STORE)
     else:
         raise RequestError(415, "expected an application/x-www-form-urlencoded form or application/json")
-    receipts.record_decision(request, ctx.site, ctx.current, consent, choice)  # queued: never delays the cookie
+    receipts.record_decision(request, ctx.site, ctx.current, consent, choice, lang)  # queued: never delays the cookie
     return _with_cookie(response, ctx, consent)
 
 

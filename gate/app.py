@@ -14,6 +14,7 @@ from . import csp
 from .consent import ConsentCodec
 from .forwarded import ForwardedMiddleware
 from .logs import AccessLog
+from .pages_text import words_digest
 from .readiness import Readiness, draining_on_signals
 from .settings import Settings
 from .shares import Shares
@@ -57,6 +58,9 @@ def create_app(settings: Settings) -> Starlette:
                                    reconsent_age=settings.reconsent_days * 24 * 3600)
     app.state.attempts = csp.Attempts()  # CSP and guard reports; the ledger reads attempted_counts()
     # Per site, once: a site's GTM container may serve other purposes, which changes its policy version.
-    app.state.registries = {s.host: registry.with_tag_purposes(s.tag_purposes) for s in settings.sites}
-    app.state.carried = {s.host: app.state.registries[s.host].carried(s.vendors, s.tags) for s in settings.sites}
+    registries = {s.host: registry.with_tag_purposes(s.tag_purposes) for s in settings.sites}
+    app.state.carried = {s.host: registries[s.host].carried(s.vendors, s.tags) for s in settings.sites}
+    # Each site's policy version hashes what it carries and says (consent.py: what asks again).
+    app.state.registries = {s.host: registries[s.host].for_site(app.state.carried[s.host], words_digest(s.mode))
+                            for s in settings.sites}
     return app

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-from html import escape
+import re
+from html import escape, unescape
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -38,6 +39,8 @@ TEXT = {
         "choose": "目的ごとに選ぶ", "always": "（常に有効）", "notice": "外部送信について",
         "policy": "プライバシーポリシー", "cookie_settings": "Cookie設定",
         "sep": "、", "end": "", "colon": "：",
+        "new": "前回の選択のあと、次の送信先または目的が加わりました。これらには、あなたが選ぶまで送信しません：",
+        "new_opt_out": "前回の選択のあと、次の送信先または目的が加わりました：",
     },
     "en": {
         "title": "Cookies and data sent to other companies",
@@ -50,6 +53,9 @@ TEXT = {
         "choose": "Choose by purpose", "always": " (always on)", "notice": "External transmission",
         "policy": "Privacy policy", "cookie_settings": "Cookie settings",
         "sep": ", ", "end": ".", "colon": ": ",
+        "new": "Since your last choice, these recipients or purposes were added. Nothing is sent to them "
+               "until you choose:",
+        "new_opt_out": "Since your last choice, these recipients or purposes were added:",
     },
 }
 
@@ -142,14 +148,16 @@ def render_banner(registry: Registry, consent: Consent, *, lang: str, next_path:
     """The consent dialog: first layer with three equal buttons, settings layer, one plain form."""
     lang = lang if lang in LANGS else "ja"
     t = TEXT[lang]
-    vendors = [v for v in registry.vendors.values() if any(tag in carried for tag in v.tags)]
-    who = t["sep"].join(v.recipient for v in vendors)
+    who = t["sep"].join(recipients(registry, carried))
     who += "" if who.endswith(t["end"]) else t["end"]  # "Meta Platforms, Inc." needs no second full stop
     first = [
         el("h2", t["title"], id="gate-title"),
         el("p", t["data"].format(mode=t["opt-out" if consent.opt_out_mode else "opt-in"]), t["colon"], el("b", who)),
     ]
-    if consent.gpc:
+    if consent.renewing and (new := _new_since(registry, consent, carried, lang)):
+        first.append(el("p", t["new_opt_out" if consent.opt_out_mode else "new"], " ", el("b", new),
+                        class_="gate-new"))
+    if consent.gpc and consent.covered is None:
         first.append(el("p", t["gpc"], class_="gate-gpc"))
     first.append(el("p", el("a", t["notice"], href=notice_url(lang)), " ", el("a", t["policy"], href=policy_url),
                     class_="gate-links"))
@@ -169,7 +177,8 @@ def render_banner(registry: Registry, consent: Consent, *, lang: str, next_path:
            class_="gate-row"),
         id="gate-panel", hidden=True,
     )
-    form = el("form", el("input", type="hidden", name="next", value=next_path), *first, buttons, panel,
+    form = el("form", el("input", type="hidden", name="next", value=next_path),
+              el("input", type="hidden", name="lang", value=lang), *first, buttons, panel,
               method="post", action="/_gate/consent", class_="gate-in")
     return join("", [
         el("link", rel="stylesheet", href=CSS_URL),
@@ -177,6 +186,25 @@ def render_banner(registry: Registry, consent: Consent, *, lang: str, next_path:
            lang=lang),
         el("script", src=JS_URL, defer=True, nonce=nonce),
     ])
+
+
+def _new_since(registry: Registry, consent: Consent, carried: frozenset[str], lang: str) -> str:
+    """「Criteo SA（Criteo OneTag）、…」: the carried tags an earlier decision did not cover."""
+    t = TEXT[lang]
+    new = [registry.tags[tid] for tid in registry.tags if tid in carried and tid not in (consent.covered or ())]
+    items = [f"{registry.vendors[tag.vendor].recipient}（{tag.service_ja}）" if lang == "ja" else
+             f"{registry.vendors[tag.vendor].recipient} ({tag.service_en})" for tag in new]
+    return t["sep"].join(items)
+
+
+def recipients(registry: Registry, carried: frozenset[str]) -> list[str]:
+    """The recipients the banner lists, in registry order."""
+    return [v.recipient for v in registry.vendors.values() if any(tag in carried for tag in v.tags)]
+
+
+def text_of(html: str) -> str:
+    """The words a person reads in ``html``: tags dropped, entities decoded, white space collapsed."""
+    return " ".join(unescape(re.sub(r"<[^>]*>", " ", html)).split())
 
 
 def render_settings_link(*, lang: str, next_path: str) -> str:

@@ -17,8 +17,8 @@ from urllib.parse import urlencode
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
-from .banner import (CSS_URL, Html, choose_lang, el, join, notice_url, preferences_url, services_by_vendor,
-                     static_url)
+from .banner import (CSS_URL, Html, choose_lang, el, join, notice_url, preferences_url, render_banner,
+                     services_by_vendor, static_url, text_of)
 from . import urls
 from .consent import COOKIE_NAME, Consent
 from .pages_text import ERRORS, TEXT
@@ -145,11 +145,24 @@ async def preferences(request: Request) -> Response:
         buttons.append(el("button", t["withdraw"], type="submit", name="choice", value="withdraw", class_="gate-btn"))
     form = el("form", el("input", type="hidden", name="next", value=next_path),
               el("input", type="hidden", name="source", value="page"),
+              el("input", type="hidden", name="lang", value=v.lang),
               _purpose_fields(v, t), _vendor_fields(v, t), el("div", *buttons, class_="gate-row"),
               el("p", t["withdraw_help"]) if len(buttons) == 3 else "",
               method="post", action="/_gate/consent")
     body = [*_state(v, t), form, _links(v, t, el("a", t["back"], href=next_path))]
     return HTMLResponse(_page(v, v.lang, t["prefs_title"], *body), headers=HEADERS)
+
+
+def shown_text(site: Site, registry: Registry, consent: Consent, carried: frozenset[str], lang: str,
+               source: str) -> str:
+    """The words a visitor deciding from ``source`` ("banner" or "page") was shown, as text: what a
+    receipt's text_hash is taken over."""
+    if source == "banner":
+        return text_of(render_banner(registry, consent, lang=lang, next_path="/", policy_url=site.policy_url,
+                                     carried=carried))
+    v = Visit(site, registry, consent, carried, lang, "")
+    t = TEXT[lang]
+    return text_of(join("", [*_state(v, t), _purpose_fields(v, t), _vendor_fields(v, t)]))
 
 
 # -- notice --------------------------------------------------------------------------------------

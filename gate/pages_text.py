@@ -95,3 +95,14 @@ ERRORS: dict[int, dict[str, str]] = {
         "ja": "エラーが発生しました。しばらくしてから、もう一度お試しください。",
         "en": "Something went wrong. Please try again in a moment."},
 }
+
+
+def words_digest(mode: str) -> str:
+    """A digest of every word the banner and the /_gate/ pages can show, and the site's mode: part of
+    a site's policy version (Registry.for_site), so a receipt's version names the wording it was given
+    under. (The registry's own words are in each tag's fingerprint.)"""
+    import hashlib
+    import json
+
+    shape = {"banner": BANNER, "pages": TEXT, "mode": mode}
+    return hashlib.sha256(json.dumps(shape, ensure_ascii=False, sort_keys=True).encode()).hexdigest()[:12]

@@ -179,6 +179,10 @@ class Registry:
     _signatures: _Signatures = field(repr=False, default_factory=lambda: _Signatures({}, ()))
     _domain_words: frozenset[str] = field(repr=False, default=frozenset())
     _words: tuple[str, ...] = field(repr=False, default=())  # every word looked for: signatures', domains
+    # Per tag, a short hash of what a consent to it covers (see tag_fingerprint); a site's registry
+    # (for_site) keeps only the tags the site carries, so its keys are the carried tags.
+    fingerprints: Mapping[str, str] = field(repr=False, default_factory=dict)
+    declared_version: str = ""  # vendors.toml's policy_version, when set
 
     @property
     def refusable(self) -> tuple[str, ...]:
@@ -275,7 +279,21 @@ class Registry:
         tags = dict(self.tags)
         for tag_id, purposes in overrides.items():
             tags[tag_id] = replace(tags[tag_id], purposes=frozenset(purposes))
-        return build(self.purposes, self.vendors, tags, explicit_version=None)
+        return build(self.purposes, self.vendors, tags, explicit_version=self.declared_version or None)
+
+    def for_site(self, carried: Iterable[str], words: str) -> Registry:
+        """This registry as one site sees it: ``version`` hashes what the site carries (each tag's
+        fingerprint) and what it says (``words``: a digest of the banner's and notice's wording), so a
+        consent is given under a version that changes exactly when the site's own tags or words do."""
+        prints = {t: self.fingerprints[t] for t in sorted(carried) if t in self.fingerprints}
+        shape = {"tags": prints, "words": words, "declared": self.declared_version}
+        version = hashlib.sha256(json.dumps(shape, ensure_ascii=False).encode()).hexdigest()[:12]
+        return replace(self, version=version, fingerprints=prints)
+
+    @property
+    def carried_tags(self) -> frozenset[str]:
+        """The tags a consent under this registry covers: a site's carried tags (every tag, unsited)."""
+        return frozenset(self.fingerprints)
 
 
 def _compile(patterns: Iterable[str], where: str, file: str) -> tuple[re.Pattern[str], ...]:
@@ -297,6 +315,16 @@ def _version(purposes: Mapping[str, Purpose], vendors: Mapping[str, Vendor], tag
     return hashlib.sha256(json.dumps(shape, ensure_ascii=False).encode()).hexdigest()[:12]
 
 
+def tag_fingerprint(tag: Tag, vendor: Vendor, purposes: Mapping[str, Purpose], declared: str = "") -> str:
+    """What a consent to ``tag`` was given to: its recipient, what it sends and the purposes it serves,
+    in the words shown. When any of it changes, a consent given before no longer covers the tag (its
+    service name, contact and links may change without asking again: they do not widen what is sent)."""
+    shape = [tag.id, vendor.recipient, sorted(tag.purposes), list(tag.information_ja), list(tag.information_en),
+             [(p.id, p.ja, p.en, p.summary_ja, p.summary_en) for p in purposes.values() if p.id in tag.purposes],
+             declared]
+    return hashlib.sha256(json.dumps(shape, ensure_ascii=False).encode()).hexdigest()[:8]
+
+
 def build(purposes: Mapping[str, Purpose], vendors: Mapping[str, Vendor], tags: Mapping[str, Tag],
           explicit_version: str | None) -> Registry:
     domains = sorted({d.split("/")[0] for v in vendors.values() for d in v.domains}
@@ -314,6 +342,9 @@ def build(purposes: Mapping[str, Purpose], vendors: Mapping[str, Vendor], tags: 
         _signatures=_Signatures.of(signatures),
         _domain_words=frozenset(domains),
         _words=tuple(sorted({w for w, _, _ in signatures + personal if w} | set(domains))),
+        fingerprints={t.id: tag_fingerprint(t, vendors[t.vendor], purposes, explicit_version or "")
+                      for t in tags.values()},
+        declared_version=explicit_version or "",
     )
 
 

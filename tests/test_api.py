@@ -18,7 +18,8 @@ from .conftest import asgi_client, gate_settings
 pytestmark = pytest.mark.anyio
 SELF = {"origin": "http://gate.test"}
 FORM = {"content-type": "application/x-www-form-urlencoded"} | SELF
-ALL = {"improvement": True, "advertising": True, "suggestions": True, "content": True}
+# "content" is no carried tag's purpose: never shown, so never accepted, not even by "accept all".
+ALL = {"improvement": True, "advertising": True, "suggestions": True, "content": False}
 NONE = dict.fromkeys(ALL, False)
 
 
@@ -86,7 +87,7 @@ async def test_cookie_signed_by_the_old_key_still_verifies() -> None:
     ({"choice": "accept_all"}, ALL, []),
     ({"choice": "reject_all"}, NONE, []),
     ({"choice": "custom", "purposes": ["improvement", "content"], "refuse_vendor": ["criteo", "facebook"]},
-     NONE | {"improvement": True, "content": True}, ["criteo", "facebook"]),
+     NONE | {"improvement": True}, ["criteo", "facebook"]),
     ({"choice": "custom", "purposes": ["security"]}, NONE, []),  # always on, accepted silently
 ], ids=["accept-all", "reject-all", "custom", "security-is-known"])
 async def test_form_decides_and_sees_the_visitor_back(app, client, form, purposes, refused) -> None:
@@ -279,4 +280,4 @@ async def test_pages_are_routed(client, path: str) -> None:
 
 def test_contract_json_is_plain_json(app) -> None:
     registry = app.state.registries[None]
-    assert json.loads(json.dumps(decide(registry, ["content"]).as_public()))["purposes"]["content"] is True
+    assert json.loads(json.dumps(decide(registry, ["improvement"]).as_public()))["purposes"]["improvement"] is True
