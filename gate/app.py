@@ -16,7 +16,7 @@ from .forwarded import ForwardedMiddleware
 from .logs import AccessLog
 from .pages_text import words_digest
 from .readiness import Readiness, draining_on_signals
-from .settings import Settings
+from .settings import Settings, form_path_matcher
 from .shares import Shares
 from .upstream import Upstream
 
@@ -63,4 +63,7 @@ def create_app(settings: Settings) -> Starlette:
     # Each site's policy version hashes what it carries and says (consent.py: what asks again).
     app.state.registries = {s.host: registries[s.host].for_site(app.state.carried[s.host], words_digest(s.mode))
                             for s in settings.sites}
+    # Application-form pages: configured (form_paths) and found while reading pages (bounded, per process).
+    app.state.form_matchers = {s.host: form_path_matcher(s.form_paths) for s in settings.sites}
+    app.state.form_pages = {s.host: vendors.Memo(4096) for s in settings.sites}
     return app

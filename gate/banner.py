@@ -41,6 +41,10 @@ TEXT = {
         "sep": "、", "end": "", "colon": "：",
         "new": "前回の選択のあと、次の送信先または目的が加わりました。これらには、あなたが選ぶまで送信しません：",
         "new_opt_out": "前回の選択のあと、次の送信先または目的が加わりました：",
+        "pd_legend": "応募フォームの個人情報の提供（任意・送信先ごと）",
+        "pd_help": "応募フォームのあるページでは、入力内容を読み取れるタグを止めています。チェックした送信先にだけ、"
+                   "フォームに入力した氏名・メールアドレス・電話番号が届くことがあります。「すべて同意」には含まれません。",
+        "pd_line": "{recipient}（{country}）への提供に同意する",
     },
     "en": {
         "title": "Cookies and data sent to other companies",
@@ -56,6 +60,11 @@ TEXT = {
         "new": "Since your last choice, these recipients or purposes were added. Nothing is sent to them "
                "until you choose:",
         "new_opt_out": "Since your last choice, these recipients or purposes were added:",
+        "pd_legend": "Personal data from application forms (optional, per recipient)",
+        "pd_help": "On pages with an application form, tags that can read what you type are stopped. Only the "
+                   "recipients you tick may receive the name, e-mail address and phone number you enter. "
+                   "\u201cAccept all\u201d does not include this.",
+        "pd_line": "I agree to {recipient} ({country}) receiving it",
     },
 }
 
@@ -143,6 +152,27 @@ def _purpose_rows(registry: Registry, carried: frozenset[str], lang: str) -> lis
     return rows
 
 
+def personal_data_rows(registry: Registry, carried: frozenset[str], lang: str,
+                       given: frozenset[str] = frozenset()) -> list[Html]:
+    """The settings layer's own line per recipient whose carried tags read forms: a consent to
+    personal data (APPI art. 27/31), never part of "accept all". Empty when no carried tag reads forms."""
+    t, rows = TEXT[lang], []
+    for vendor in registry.vendors.values():
+        tags = [registry.tags[tid] for tid in vendor.tags if tid in carried and registry.tags[tid].reads_forms]
+        if not tags:
+            continue
+        country = vendor.country_ja if lang == "ja" else vendor.country_en
+        line = t["pd_line"].format(recipient=vendor.recipient, country=country or "?")
+        services = t["sep"].join(tag.service_ja if lang == "ja" else tag.service_en for tag in tags)
+        rows.append(el("label", el("input", type="checkbox", name="personal_data", value=vendor.id,
+                                   checked=vendor.id in given, aria_describedby=f"gate-pd-{vendor.id}"),
+                       " ", el("b", line), class_="gate-sw"))
+        rows.append(el("p", services, id=f"gate-pd-{vendor.id}", class_="gate-who"))
+    if rows:
+        rows[:0] = [el("legend", t["pd_legend"]), el("p", t["pd_help"], class_="gate-who")]
+    return rows
+
+
 def render_banner(registry: Registry, consent: Consent, *, lang: str, next_path: str, policy_url: str,
                   carried: frozenset[str], nonce: str | None = None) -> str:
     """The consent dialog: first layer with three equal buttons, settings layer, one plain form."""
@@ -173,6 +203,7 @@ def render_banner(registry: Registry, consent: Consent, *, lang: str, next_path:
     panel = el(
         "div",
         el("fieldset", el("legend", t["choose"]), *_purpose_rows(registry, carried, lang)),
+        el("fieldset", *pd_rows, class_="gate-pd") if (pd_rows := personal_data_rows(registry, carried, lang)) else "",
         el("div", el("button", t["save"], name="choice", value="custom", class_="gate-btn"),
            class_="gate-row"),
         id="gate-panel", hidden=True,

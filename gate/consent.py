@@ -49,6 +49,9 @@ class Consent:
     # A decision made under an older version: the carried tags it still covers (the rest are undecided).
     # None: no earlier decision, or one that covers every tag the site carries.
     covered: frozenset[str] | None = None
+    # Recipients the visitor separately agreed may receive what they type into application forms
+    # (APPI art. 27/31). Never implied by "accept all": only a ticked line of its own grants it.
+    personal_data: frozenset[str] = frozenset()
 
     @property
     def renewing(self) -> bool:
@@ -80,10 +83,15 @@ class Consent:
             if (carried_set is None or t.id in carried_set) and self.allows(t, refusable)
         )
 
+    def allows_on_form_page(self, tag: Tag, refusable: Sequence[str]) -> bool:
+        """On a page with an application form: a tag that reads forms also needs its recipient's
+        separate consent to personal data."""
+        return self.allows(tag, refusable) and (not tag.reads_forms or tag.vendor in self.personal_data)
+
     def as_public(self) -> dict:
         """The GET /_gate/consent shape."""
         return {"version": self.version, "decided": self.decided, "purposes": dict(self.purposes),
-                "vendors_refused": sorted(self.vendors_refused)}
+                "vendors_refused": sorted(self.vendors_refused), "personal_data": sorted(self.personal_data)}
 
 
 def undecided(registry: Registry, *, gpc: bool = False, opt_out_mode: bool = False) -> Consent:
@@ -98,7 +106,8 @@ def shown_purposes(registry: Registry) -> tuple[str, ...]:
 
 
 def decide(registry: Registry, accepted: Iterable[str], *, vendors_refused: Iterable[str] = (),
-           method: str = "banner", previous: Consent | None = None, now: float | None = None) -> Consent:
+           method: str = "banner", previous: Consent | None = None, now: float | None = None,
+           personal_data: Iterable[str] = ()) -> Consent:
     """A fresh decision, covering every tag the registry's site carries. Only purposes the site shows
     are accepted. Unknown ids are the caller's to reject before this point."""
     accepted = set(accepted) & set(shown_purposes(registry))
@@ -111,7 +120,13 @@ def decide(registry: Registry, accepted: Iterable[str], *, vendors_refused: Iter
         consent_id=keep_id or secrets.token_urlsafe(12),
         method=method if method in METHODS else "api",
         coverage=dict(registry.fingerprints),
+        personal_data=frozenset(personal_data) & form_recipients(registry),
     )
+
+
+def form_recipients(registry: Registry) -> frozenset[str]:
+    """The vendors with a carried tag that reads forms: those a personal-data consent can name."""
+    return frozenset(registry.tags[t].vendor for t in registry.carried_tags if registry.tags[t].reads_forms)
 
 
 @dataclass(frozen=True)
@@ -148,6 +163,7 @@ class ConsentCodec:
             "id": consent.consent_id,
             "m": consent.method,
             "c": dict(consent.coverage),
+            "p": sorted(consent.personal_data),
         }
         return self._serializer.dumps(payload)
 
@@ -180,10 +196,15 @@ class ConsentCodec:
             vendors_refused=frozenset(v for v in refused if isinstance(v, str) and v in registry.vendors),
             decided_at=decided_at, consent_id=cid[:64], method=method if method in METHODS else "api",
             gpc=gpc, opt_out_mode=opt_out_mode, coverage=coverage, covered=None if whole else covered,
+            personal_data=_vendor_ids(data.get("p"), registry),
         )
 
     def withdraw(self, consent: Consent) -> Consent:
         return replace(consent, decided=False)
+
+
+def _vendor_ids(raw: object, registry: Registry) -> frozenset[str]:
+    return frozenset(v for v in raw if isinstance(v, str) and v in registry.vendors) if isinstance(raw, list) else frozenset()
 
 
 def _coverage(raw: object, registry: Registry) -> tuple[dict[str, str], frozenset[str]]:

@@ -39,6 +39,14 @@ TEXT: dict[str, dict] = {
         "privacy": "プライバシーポリシー", "optout": "オプトアウト",
         "sent": "送信する", "not_sent": "送信しない",
         "json": "この表のデータ（JSON）",
+        "country": "所在国：{country}",
+        "abroad_title": "外国にある送信先（個人情報保護法第28条）",
+        "abroad_intro": "次の送信先は外国にあります。個人データを提供することに同意いただく前に、"
+                        "その国の個人情報の保護に関する制度と、送信先が講じている措置をお知らせします。",
+        "abroad_country": "国：", "abroad_regime": "その国の制度：", "abroad_measures": "送信先の措置：",
+        "forms_title": "応募フォームのあるページ",
+        "forms": "氏名・メールアドレス・電話番号を入力するフォームのあるページでは、入力内容を読み取れる次のタグを止めます。"
+                 "送信先ごとに、Cookie設定で個人情報の提供に同意した場合だけ動作します：",
     },
     "en": {
         "prefs_title": "Cookie settings",
@@ -75,6 +83,17 @@ TEXT: dict[str, dict] = {
         "privacy": "Privacy policy", "optout": "Opt out",
         "sent": "Sent", "not_sent": "Not sent",
         "json": "This table as data (JSON)",
+        "country": "Located in: {country}",
+        "abroad_title": "Recipients abroad (APPI article 28)",
+        "abroad_intro": "These recipients are outside Japan. Before you agree to them receiving personal data, "
+                        "here is each country's regime for protecting personal information and the measures "
+                        "the recipient takes.",
+        "abroad_country": "Country: ", "abroad_regime": "The country's regime: ",
+        "abroad_measures": "The recipient's measures: ",
+        "forms_title": "Pages with an application form",
+        "forms": "On pages with a form for your name, e-mail address or phone number, these tags, which can read "
+                 "what you type, are stopped. Each runs only if you agreed, in the cookie settings, to its "
+                 "recipient receiving personal data:",
     },
 }
 for _lang, _words in TEXT.items():  # the banner's words (buttons, links, GPC line) are shared

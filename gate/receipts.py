@@ -67,6 +67,7 @@ def record_decision(request: Request, site: Site, previous: Consent, consent: Co
         lang=lang,
         gpc=int(request.headers.get("sec-gpc") == "1"),
         recipients="; ".join(recipients(registry, carried)),
+        personal_data=",".join(sorted(consent.personal_data)) if consent.decided else "",
     ))
     recorder.ledger.decision(label, choice, method, frozenset(accepted) if consent.decided else None,
                              registry.refusable)

@@ -41,6 +41,7 @@ class PagePlan:
     carry_over: int = 256 * 1024
     gating: bool = True  # False: pass through untouched (benchmark baseline)
     personal_data_allowed: bool = False  # False: a script sending hashed e-mail/phone is stripped
+    form_readers: frozenset[str] = frozenset()  # withdrawn from allowed once a personal-data form is read
 
 
 @dataclass
@@ -49,6 +50,7 @@ class Outcome:
     stripped: set[str] = field(default_factory=set)
     uncertain: int = 0
     personal_data: set[str] = field(default_factory=set)
+    form_page: bool = False  # the page has a form asking for a name, e-mail address or phone number
 
     def header(self) -> str:
         """The Gate-Tags header value: ``kept=a,b; stripped=c; uncertain=N``."""
@@ -62,6 +64,7 @@ class Outcome:
         self.stripped |= other.stripped
         self.uncertain += other.uncertain
         self.personal_data |= other.personal_data
+        self.form_page |= other.form_page
 
 
 _NOTHING = Outcome()  # a decision that found no tag
@@ -440,12 +443,26 @@ class PageRewriter:
             if href is not None:
                 self.base_set = True
                 self.base = urls.parse(hs.attr_text(href, self.encoding), self.plan.base_url) or self.base
+        if name == "input" and not self.outcome.form_page and asks_personal_data(attrs):
+            self._form_found()
         result = self._emit_tag(buf, pos, m, name, attrs, placeholder)
         if name == "head" and not self.head_done:
             self._inject_head()
         if name == "body" and not self.head_done:
             self._inject_head()
         return result
+
+    def _form_found(self) -> None:
+        """A form asks for personal data: from here on, tags that read forms are refused unless the
+        visitor agreed to give that recipient personal data (the plan lists them). What ran before
+        this point is why gate also remembers the path (proxy.py): the next view withholds them whole."""
+        self.outcome.form_page = True
+        withdrawn = self.allowed & self.plan.form_readers
+        if withdrawn and self.plan.gating:
+            self.allowed -= withdrawn
+            self.plan = replace(self.plan, allowed=self.allowed)
+            self.refusing = True
+            self._context = (self.allowed, self.refusing, *self._context[2:])
 
     def _foreign_start(self, buf, pos, m, name, attrs, self_closing, final) -> int:
         end = m.end()
@@ -795,6 +812,27 @@ class PageRewriter:
         self.body_done = True
         if self.plan.body_html:
             self.out.append(self.plan.body_html.encode(self.encoding, "xmlcharrefreplace"))
+
+
+_PERSONAL_TYPES = (b"email", b"tel")
+_PERSONAL_WORDS = (b"name", b"mail", b"tel", b"phone")
+_NOT_TYPED = (b"hidden", b"submit", b"button", b"image", b"reset", b"checkbox", b"radio", b"file")
+
+
+def asks_personal_data(attrs) -> bool:
+    """An <input> for a name, an e-mail address or a phone number: by its type, or by its name,
+    autocomplete or id ("email", "tel-national", "family-name", "applicant_phone" …)."""
+    found = False
+    for a in attrs:
+        key, value = a[0], (a[1] or b"").strip(b"\"' \t\n\r\x0c").lower()
+        if key == b"type":
+            if value in _PERSONAL_TYPES:
+                return True
+            if value in _NOT_TYPED:
+                return False
+        elif key in (b"name", b"autocomplete", b"id") and any(w in value for w in _PERSONAL_WORDS):
+            found = True
+    return found
 
 
 def _data_url_text(body: str) -> str:

@@ -36,6 +36,10 @@ class Site:
     csp: str = "report-only"
     csp_hosts: tuple[str, ...] = ()  # the site's own other hosts (CDN, API) its pages may load from
     personal_data: bool = False  # let scripts send hashed e-mail / phone numbers to an allowed vendor
+    # Pages with application forms ("/apply", "/jobs/*/apply": * is one path segment). gate adds every
+    # path where it reads a form with name, e-mail or phone inputs. Tags that read forms run there only
+    # for recipients the visitor gave the separate consent to personal data.
+    form_paths: tuple[str, ...] = ()
     upstream_host: str | None = None  # Host header sent upstream; None = the upstream URL's
 
     @property
@@ -157,6 +161,12 @@ def _site(raw: Any, file: str, i: int, top_upstream: str | None) -> Site:
             raise ConfigError(file, f"{key}.csp_hosts", 'expected a list of hosts such as ["cdn.example.jp", '
                                                         '"*.example.jp", "https://api.example.jp"]')
         kw["csp_hosts"] = tuple(h.lower() for h in hosts)
+    if "form_paths" in raw:
+        paths = raw["form_paths"]
+        if not isinstance(paths, list) or not all(isinstance(x, str) and _FORM_PATH.match(x) for x in paths):
+            raise ConfigError(file, f"{key}.form_paths", 'expected a list of paths such as ["/apply", '
+                                                         '"/jobs/*/apply"], * standing for one path segment')
+        kw["form_paths"] = tuple(paths)
     if "personal_data" in raw:
         if not isinstance(raw["personal_data"], bool):
             raise ConfigError(file, f"{key}.personal_data", "expected true or false")
@@ -198,6 +208,18 @@ def shown_value(conf: Settings, name: str) -> str:
 
         return repr(mask_url(value))
     return repr(value)
+
+
+_FORM_PATH = re.compile(r"^(/([^/*?#]*|\*))+/?$")
+
+
+def form_path_matcher(paths: tuple[str, ...]) -> re.Pattern[str] | None:
+    """One compiled pattern for a site's form_paths (None when it has none)."""
+    if not paths:
+        return None
+    parts = ("/".join("[^/]+" if seg == "*" else re.escape(seg) for seg in p.rstrip("/").split("/")) + "/?"
+             for p in paths)
+    return re.compile("^(?:" + "|".join(parts) + ")$")
 
 
 _TEMPLATE = re.compile(r"^(/([^/{}]*|\{[A-Za-z_][A-Za-z0-9_]*\}))+/?$")

@@ -103,6 +103,7 @@ class Tag:
     information_en: tuple[str, ...] = ()
     recipient_purpose_ja: str = ""
     recipient_purpose_en: str = ""
+    reads_forms: bool = False  # can read what is typed into a form (enhanced conversions, advanced matching)
 
     def cookie_matches(self, name: str) -> bool:
         return any(name.startswith(c[:-1]) if c.endswith("*") else name == c for c in self.cookies)
@@ -118,6 +119,17 @@ class Vendor:
     optout_url: str
     domains: tuple[str, ...]
     tags: tuple[str, ...]
+    country: str = ""  # ISO 3166 code of where the recipient is
+    country_ja: str = ""
+    country_en: str = ""
+    regime_ja: str = ""  # APPI art. 28: that country's personal-information regime
+    regime_en: str = ""
+    measures_ja: str = ""  # ... and the recipient's measures
+    measures_en: str = ""
+
+    @property
+    def abroad(self) -> bool:
+        return self.country not in ("", "JP")
 
 
 def per_consent(fn: Callable[[Registry, frozenset[str]], T]) -> Callable[[Registry, frozenset[str]], T]:
@@ -438,6 +450,13 @@ def _strs(d: Mapping, key: str, where: str, file: str) -> tuple[str, ...]:
     return tuple(v)
 
 
+def _bool(d: Mapping, key: str, where: str, file: str) -> bool:
+    v = d.get(key, False)
+    if not isinstance(v, bool):
+        raise ConfigError(file, f"{where}.{key}", "expected true or false")
+    return v
+
+
 def load(path: str | Path | None = None) -> Registry:
     """Read and validate vendors.toml (the packaged copy when ``path`` is None)."""
     p = Path(path) if path else (DEFAULT_PATH if DEFAULT_PATH.exists() else PACKAGED_PATH)
@@ -511,6 +530,7 @@ def parse(raw: Mapping, file: str = "vendors.toml") -> Registry:
                 information_en=_strs(t, "information_en", twhere, file),
                 recipient_purpose_ja=_str(t, "recipient_purpose_ja", twhere, file, ""),
                 recipient_purpose_en=_str(t, "recipient_purpose_en", twhere, file, ""),
+                reads_forms=_bool(t, "reads_forms", twhere, file),
             )
             tag_ids.append(tid)
         vendors[vid] = Vendor(
@@ -518,7 +538,12 @@ def parse(raw: Mapping, file: str = "vendors.toml") -> Registry:
             contact_ja=_str(v, "contact_ja", where, file, ""), contact_en=_str(v, "contact_en", where, file, ""),
             privacy_url=_str(v, "privacy_url", where, file, ""), optout_url=_str(v, "optout_url", where, file, ""),
             domains=tuple(d.lower() for d in _strs(v, "domains", where, file)), tags=tuple(tag_ids),
+            **{k: _str(v, k, where, file, "") for k in ("country", "country_ja", "country_en", "regime_ja",
+                                                          "regime_en", "measures_ja", "measures_en")},
         )
+        if vendors[vid].abroad and not (vendors[vid].regime_ja and vendors[vid].measures_ja):
+            raise ConfigError(file, f"{where}.regime_ja", "a recipient abroad needs regime_ja and measures_ja "
+                                                          "(APPI art. 28: the notice must state them)")
     version = raw.get("policy_version")
     if version is not None and not isinstance(version, str):
         raise ConfigError(file, "policy_version", "expected a string")

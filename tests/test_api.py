@@ -51,7 +51,7 @@ async def test_get_consent_undecided(app, client) -> None:
     r = await client.get("/_gate/consent")
     assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
     assert r.json() == {"version": app.state.registries[None].version, "decided": False, "purposes": NONE,
-                        "vendors_refused": []}
+                        "vendors_refused": [], "personal_data": []}
 
 
 @pytest.mark.parametrize("value", ["garbage", "a.b.c", "", "x" * 5000], ids=["garbage", "dots", "empty", "huge"])
@@ -161,7 +161,7 @@ async def test_json_answers_with_the_state(app, client, body, purposes, refused)
     r = await client.post("/_gate/consent", json=body, headers=SELF)
     assert r.status_code == 200
     assert r.json() == {"version": app.state.registries[None].version, "decided": True, "purposes": purposes,
-                        "vendors_refused": refused}
+                        "vendors_refused": refused, "personal_data": []}
     assert stored(app, r).method == "api"
 
 

@@ -160,7 +160,7 @@ def test_public_shape(registry):
     shape = decided(registry, "improvement", refused=("facebook",)).as_public()
     assert shape == {"version": registry.version, "decided": True,
                      "purposes": {"improvement": True, "advertising": False, "suggestions": False, "content": False},
-                     "vendors_refused": ["facebook"]}
+                     "vendors_refused": ["facebook"], "personal_data": []}
 
 
 def test_codec_needs_a_key():
