@@ -62,7 +62,7 @@ def create_app(settings: Settings) -> Starlette:
     app.state.carried = {s.host: registries[s.host].carried(s.vendors, s.tags) for s in settings.sites}
     # Each site's policy version hashes what it carries and says (consent.py: what asks again).
     app.state.registries = {s.host: registries[s.host].for_site(app.state.carried[s.host], words_digest(s.mode))
-                            for s in settings.sites}
+                            .with_undeclared(s.own_hosts, s.strips_undeclared) for s in settings.sites}
     # Application-form pages: configured (form_paths) and found while reading pages (bounded, per process).
     app.state.form_matchers = {s.host: form_path_matcher(s.form_paths) for s in settings.sites}
     app.state.form_pages = {s.host: vendors.Memo(4096) for s in settings.sites}

@@ -145,7 +145,8 @@ def host_list(registry: Registry, allowed: frozenset[str]) -> str:
 def policy(site: Site, registry: Registry, allowed: frozenset[str], nonce: str | None = None,
            report_to: bool = False) -> str:
     """This visitor's policy on ``site``."""
-    hosts = " ".join(filter(None, ["'self'", " ".join(site.csp_hosts), host_list(registry, allowed)]))
+    allow = " ".join(s for h in site.allow_hosts for s in spec_source(h.removeprefix("*.")).csp())
+    hosts = " ".join(filter(None, ["'self'", " ".join(site.csp_hosts), allow, host_list(registry, allowed)]))
     inline = f"'nonce-{nonce}'" if nonce else "'unsafe-inline'"
     parts = [f"default-src {hosts} {inline} 'unsafe-eval' data: blob:", "style-src * 'unsafe-inline' data: blob:",
              "font-src * data:", f"report-uri {REPORT_PATH}"]
@@ -171,7 +172,8 @@ def response_headers(site: Site, registry: Registry, allowed: frozenset[str], no
 # -- reports --------------------------------------------------------------------------------------
 class Attempt(NamedTuple):
     """One kind of blocked load: on ``site`` (its host, "" for the default site), a ``vendor`` id (or
-    "" for an undeclared host), the blocked ``host``, and who saw it: "csp" or "guard"."""
+    "" for an undeclared host), the blocked ``host``, and who saw it: "csp", "guard" or "html" (an
+    undeclared host the rewriter met in a page)."""
 
     site: str
     vendor: str

@@ -280,6 +280,17 @@ def learn_form_page(request: Request, outcome: Outcome | None) -> None:
         request.app.state.form_pages[site.host].put(request.url.path, True)
 
 
+def count_undeclared(request: Request, outcome: Outcome | None) -> None:
+    """Each undeclared third-party host a page named (stripped or, with undeclared = "report", left):
+    counted with the CSP's and the guard's attempts, source "html"."""
+    attempts = getattr(request.app.state, "attempts", None)
+    if outcome is None or not outcome.undeclared or attempts is None:
+        return
+    site = request.state.gate_site
+    for host in sorted(outcome.undeclared):
+        attempts.record(csp.Attempt(site.host or "", "", host, "html"))
+
+
 def cookie_filter(registry: Registry, allowed: frozenset[str]):
     """Cookies the origin must not see: gate's own, and those of every tag this visitor refuses (a
     server-side integration could otherwise read _fbp or _ga the visitor said no to)."""
@@ -431,6 +442,7 @@ async def _page_chunks(chunks: AsyncIterator[bytes], page: PageBody, request: Re
     request.state.gate_outcome = page.outcome
     warn_personal_data(request, page.outcome)
     learn_form_page(request, page.outcome)
+    count_undeclared(request, page.outcome)
     ledger.record_page(request, page.outcome)
     if page.outcome is not None and log.isEnabledFor(logging.DEBUG):
         log.debug("%s %s: %s", request.method, request.url.path, page.outcome.header())

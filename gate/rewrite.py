@@ -51,6 +51,7 @@ class Outcome:
     uncertain: int = 0
     personal_data: set[str] = field(default_factory=set)
     form_page: bool = False  # the page has a form asking for a name, e-mail address or phone number
+    undeclared: set[str] = field(default_factory=set)  # third-party hosts no vendor or allow_hosts names
 
     def header(self) -> str:
         """The Gate-Tags header value: ``kept=a,b; stripped=c; uncertain=N``."""
@@ -65,6 +66,7 @@ class Outcome:
         self.uncertain += other.uncertain
         self.personal_data |= other.personal_data
         self.form_page |= other.form_page
+        self.undeclared |= other.undeclared
 
 
 _NOTHING = Outcome()  # a decision that found no tag
@@ -154,8 +156,11 @@ class PageRewriter:
         self._unsure = False  # set by _url_tags when a document it read could not be read to its end
         self._doc_personal: frozenset[str] = frozenset()  # ... and when that document sends personal data
         # What a decision reads besides the element's bytes and the base URL (see _remembered).
+        self.refusing = self.refusing or (plan.gating and plan.registry.strip_undeclared)
+        # What a decision reads besides the element's bytes and the base URL (see _remembered); the page's
+        # host decides which hosts are third parties.
         self._context = (self.allowed, self.refusing, encoding, depth, plan.carry_over,
-                         plan.personal_data_allowed)
+                         plan.personal_data_allowed, plan.base_url.host)
 
     # -- public --------------------------------------------------------------------------------
     def feed(self, data: bytes) -> bytes:
@@ -581,7 +586,7 @@ class PageRewriter:
                 continue
             refused = (tags - self.allowed) | personal
             if refused:
-                self.outcome.stripped |= refused
+                self.outcome.stripped |= refused - {UNDECLARED}
                 if primary:
                     strip = True
                 else:
@@ -613,7 +618,9 @@ class PageRewriter:
         if key in (b"src", b"data", b"poster", b"background", b"codebase", b"xlink:href") or (
             key == b"href" and (name in ("link", "image", "use", "feimage", "script") or self.foreign and not self._html_mode())
         ):
-            return self._url_tags(text, name), name in VOID_STRIP | RAW_STRIP | {"script"}
+            # a stylesheet or icon <link> is not one of the loads undeclared hosts are stripped from
+            element = "link-sheet" if name == "link" and not _is_hint(attrs, self.encoding) else name
+            return self._url_tags(text, element), name in VOID_STRIP | RAW_STRIP | {"script"}
         if key == b"srcset":
             found: set[str] = set()
             for cand in text.split(","):
@@ -622,7 +629,7 @@ class PageRewriter:
         if key == b"ping":
             found = set()
             for u in text.split():
-                found |= self._url_tags(u, name)
+                found |= self._url_tags(u, "ping")
             return frozenset(found), False
         if key == b"content" and name == "meta":
             equiv = hs.attr_text(self._first(attrs, b"http-equiv"), self.encoding).strip().lower()
@@ -650,7 +657,12 @@ class PageRewriter:
             if element in DOCUMENT_ELEMENTS and "<" in text:
                 found |= self._document_tags(text)
             return found
-        return self.registry.tags_for_url(url)
+        tags = self.registry.tags_for_url(url)
+        if not tags and element in UNDECLARED_ELEMENTS and self.registry.is_undeclared(url, self.plan.base_url.host):
+            self.outcome.undeclared.add(url.host)
+            if self.registry.strip_undeclared:
+                return _UNDECLARED_TAGS
+        return tags
 
     def _document_tags(self, doc: str) -> frozenset[str]:
         """The tags a document loaded in a frame would load (a data: URL's), read as gate reads a page.
@@ -812,6 +824,22 @@ class PageRewriter:
         self.body_done = True
         if self.plan.body_html:
             self.out.append(self.plan.body_html.encode(self.encoding, "xmlcharrefreplace"))
+
+
+# Loads to a third party that no vendor and no allow_hosts entry names: scripts, frames, pixels,
+# beacons (ping) and connection hints. Such a URL counts as the pseudo-tag UNDECLARED, never allowed.
+UNDECLARED = "undeclared"
+_UNDECLARED_TAGS = frozenset({UNDECLARED})
+UNDECLARED_ELEMENTS = frozenset({"script", "iframe", "frame", "fencedframe", "portal", "img", "image", "embed",
+                                 "object", "link", "ping"})
+_HINTS = frozenset({"preconnect", "dns-prefetch", "preload", "prefetch", "modulepreload", "prerender"})
+
+
+def _is_hint(attrs, encoding: str) -> bool:
+    for a in attrs:
+        if a[0] == b"rel":
+            return bool(_HINTS & set(hs.attr_text(a[1] or b"", encoding).lower().split()))
+    return False
 
 
 _PERSONAL_TYPES = (b"email", b"tel")

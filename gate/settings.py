@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from .errors import ConfigError
 
 MODES = ("opt-in", "opt-out")
+UNDECLARED = ("strip", "report")
 CSP_MODES = ("off", "report-only", "enforce")
 DEMO_UPSTREAM = "demo"
 
@@ -40,6 +41,20 @@ class Site:
     # path where it reads a form with name, e-mail or phone inputs. Tags that read forms run there only
     # for recipients the visitor gave the separate consent to personal data.
     form_paths: tuple[str, ...] = ()
+    # Third-party hosts no vendor declares: "strip" (the default in opt-in mode) removes scripts, frames,
+    # pixels, beacons and connection hints to them; "report" (the default in opt-out mode) only counts.
+    undeclared: str | None = None
+    allow_hosts: Mapping[str, str] = field(default_factory=dict)  # host -> why the site needs it
+
+    @property
+    def strips_undeclared(self) -> bool:
+        return (self.undeclared or ("strip" if self.mode == "opt-in" else "report")) == "strip"
+
+    @property
+    def own_hosts(self) -> tuple[str, ...]:
+        """allow_hosts and csp_hosts as bare host names: the third parties that are no recipient."""
+        hosts = [*self.allow_hosts, *(h.split("://")[-1].split("/")[0].split(":")[0] for h in self.csp_hosts)]
+        return tuple(dict.fromkeys(h.lower().removeprefix("*.") for h in hosts))
     upstream_host: str | None = None  # Host header sent upstream; None = the upstream URL's
 
     @property
@@ -161,6 +176,18 @@ def _site(raw: Any, file: str, i: int, top_upstream: str | None) -> Site:
             raise ConfigError(file, f"{key}.csp_hosts", 'expected a list of hosts such as ["cdn.example.jp", '
                                                         '"*.example.jp", "https://api.example.jp"]')
         kw["csp_hosts"] = tuple(h.lower() for h in hosts)
+    if "undeclared" in raw:
+        if raw["undeclared"] not in UNDECLARED:
+            raise ConfigError(file, f"{key}.undeclared", f"expected one of {', '.join(UNDECLARED)}, got {raw['undeclared']!r}")
+        kw["undeclared"] = raw["undeclared"]
+    if "allow_hosts" in raw:
+        allow = raw["allow_hosts"]
+        if not isinstance(allow, dict) or not all(isinstance(h, str) and _HOST.match(h) and isinstance(why, str)
+                                                  and why.strip() for h, why in allow.items()):
+            raise ConfigError(file, f"{key}.allow_hosts", 'expected a table of host = "reason", such as '
+                                                          '{ "cdn.example.jp" = "our images", '
+                                                          '"www.youtube-nocookie.com" = "job videos" }')
+        kw["allow_hosts"] = {h.lower(): why.strip() for h, why in allow.items()}
     if "form_paths" in raw:
         paths = raw["form_paths"]
         if not isinstance(paths, list) or not all(isinstance(x, str) and _FORM_PATH.match(x) for x in paths):
@@ -210,6 +237,7 @@ def shown_value(conf: Settings, name: str) -> str:
     return repr(value)
 
 
+_HOST = re.compile(r"^(?:\*\.)?[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+$")
 _FORM_PATH = re.compile(r"^(/([^/*?#]*|\*))+/?$")
 
 

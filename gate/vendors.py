@@ -126,6 +126,7 @@ class Vendor:
     regime_en: str = ""
     measures_ja: str = ""  # ... and the recipient's measures
     measures_en: str = ""
+    carried_by_default: bool = True  # a site that names no vendors carries this one
 
     @property
     def abroad(self) -> bool:
@@ -195,6 +196,10 @@ class Registry:
     # (for_site) keeps only the tags the site carries, so its keys are the carried tags.
     fingerprints: Mapping[str, str] = field(repr=False, default_factory=dict)
     declared_version: str = ""  # vendors.toml's policy_version, when set
+    # A site's third-party hosts that are no recipient (its CDN, fonts, video or map embeds: gate.toml's
+    # allow_hosts and csp_hosts), and whether loads to any other undeclared host are stripped.
+    own_hosts: tuple[str, ...] = ()
+    strip_undeclared: bool = False
 
     @property
     def refusable(self) -> tuple[str, ...]:
@@ -278,9 +283,11 @@ class Registry:
 
     # -- per site ----------------------------------------------------------------------------
     def carried(self, vendors: Iterable[str] | None, tags: Iterable[str] | None) -> frozenset[str]:
-        """The tags a site carries: its vendors' tags (every vendor when None), narrowed by ``tags``.
+        """The tags a site carries: its vendors' tags (every vendor carried by default when None),
+        narrowed by ``tags``.
         The banner, the notice and the gate all read it from here, so they cannot disagree."""
-        vendor_ids = self.vendors if vendors is None else [v for v in vendors if v in self.vendors]
+        vendor_ids = ([v.id for v in self.vendors.values() if v.carried_by_default] if vendors is None
+                      else [v for v in vendors if v in self.vendors])
         found = {t for v in vendor_ids for t in self.vendors[v].tags}
         return frozenset(found if tags is None else found & set(tags))
 
@@ -292,6 +299,18 @@ class Registry:
         for tag_id, purposes in overrides.items():
             tags[tag_id] = replace(tags[tag_id], purposes=frozenset(purposes))
         return build(self.purposes, self.vendors, tags, explicit_version=self.declared_version or None)
+
+    def with_undeclared(self, own_hosts: Iterable[str], strip: bool) -> Registry:
+        """A copy that knows the site's own third-party hosts and whether undeclared ones are stripped."""
+        return replace(self, own_hosts=tuple(h.lower().removeprefix("*.") for h in own_hosts), strip_undeclared=strip)
+
+    def is_undeclared(self, url: urls.URL, page_host: str) -> bool:
+        """``url`` reaches a third party that is neither a vendor nor one of the site's own hosts (by
+        label: "example-cdn.jp" covers "img.example-cdn.jp"). The caller has checked it is no vendor's."""
+        host = url.host.rstrip(".")
+        if not host or url.scheme not in ("http", "https", "ws", "wss"):
+            return False
+        return not any(host == h or host.endswith("." + h) for h in (page_host, *self.own_hosts) if h)
 
     def for_site(self, carried: Iterable[str], words: str) -> Registry:
         """This registry as one site sees it: ``version`` hashes what the site carries (each tag's
@@ -450,8 +469,8 @@ def _strs(d: Mapping, key: str, where: str, file: str) -> tuple[str, ...]:
     return tuple(v)
 
 
-def _bool(d: Mapping, key: str, where: str, file: str) -> bool:
-    v = d.get(key, False)
+def _bool(d: Mapping, key: str, where: str, file: str, default: bool = False) -> bool:
+    v = d.get(key, default)
     if not isinstance(v, bool):
         raise ConfigError(file, f"{where}.{key}", "expected true or false")
     return v
@@ -540,6 +559,7 @@ def parse(raw: Mapping, file: str = "vendors.toml") -> Registry:
             domains=tuple(d.lower() for d in _strs(v, "domains", where, file)), tags=tuple(tag_ids),
             **{k: _str(v, k, where, file, "") for k in ("country", "country_ja", "country_en", "regime_ja",
                                                           "regime_en", "measures_ja", "measures_en")},
+            carried_by_default=_bool(v, "carried_by_default", where, file, True),
         )
         if vendors[vid].abroad and not (vendors[vid].regime_ja and vendors[vid].measures_ja):
             raise ConfigError(file, f"{where}.regime_ja", "a recipient abroad needs regime_ja and measures_ja "

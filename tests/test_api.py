@@ -218,7 +218,7 @@ async def test_body_over_the_cap_is_413_even_when_content_length_lies(app, clien
     ("form", {"choice": "custom", "purposes": ["improvement", "ads", "tracking"]}, ["ads, tracking"]),
     ("form", {"choice": "custom", "refuse_vendor": ["doubleclick"]}, ["doubleclick"]),
     ("json", {"purposes": {"ads": False}}, ["ads"]),
-    ("json", {"choice": "custom", "vendors_refused": ["tiktok"]}, ["tiktok"]),
+    ("json", {"choice": "custom", "vendors_refused": ["myspace"]}, ["myspace"]),
     ("json", {"choice": "maybe"}, ["maybe"]),
     ("form", {"choice": "maybe"}, ["maybe"]),
     ("json", {"purposes": {"improvement": "yes"}}, ["purposes"]),

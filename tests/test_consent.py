@@ -12,6 +12,7 @@ from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
 from gate import consent, vendors
 from gate.consent import Consent, ConsentCodec
+from .conftest import policy_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 NEW, OLD = "new-key-0123456789abcdef", "old-key-0123456789abcdef"
@@ -22,7 +23,7 @@ EVERY_TAG = frozenset({"google.analytics", "google.ads", "google.floodlight", "g
 
 @pytest.fixture(scope="module")
 def registry() -> vendors.Registry:
-    return vendors.load(ROOT / "vendors.toml")
+    return policy_registry()
 
 
 @pytest.fixture

@@ -40,7 +40,14 @@ def test_purpose_wording_is_the_policys(registry):
 
 
 def test_vendor_ids_are_fixed(registry):
-    assert list(registry.vendors) == ["google", "yahoo", "criteo", "adjust", "facebook"]
+    assert list(registry.vendors) == ["google", "yahoo", "criteo", "adjust", "facebook", "line", "tiktok", "x",
+                                      "microsoft", "indeed", "kyujinbox", "a8"]
+
+
+def test_a_site_carries_the_five_vendors_the_policy_names_unless_it_names_others(registry):
+    carried = registry.carried(None, None)
+    assert {registry.tags[t].vendor for t in carried} == {"google", "yahoo", "criteo", "adjust", "facebook"}
+    assert registry.carried(["line", "tiktok"], None) == {"line.tag", "tiktok.pixel"}
 
 
 @pytest.mark.parametrize(("tag_id", "purposes"), [
