@@ -58,7 +58,8 @@ def create_app(settings: Settings) -> Starlette:
                                    reconsent_age=settings.reconsent_days * 24 * 3600)
     app.state.attempts = csp.Attempts()  # CSP and guard reports; the ledger reads attempted_counts()
     # Per site, once: a site's GTM container may serve other purposes, which changes its policy version.
-    registries = {s.host: registry.with_tag_purposes(s.tag_purposes) for s in settings.sites}
+    registries = {s.host: registry.with_tag_purposes(s.tag_purposes)
+                  .with_site_words(s.information, s.information_en, s.tag_cookies) for s in settings.sites}
     app.state.carried = {s.host: registries[s.host].carried(s.vendors, s.tags) for s in settings.sites}
     # Each site's policy version hashes what it carries and says (consent.py: what asks again).
     app.state.registries = {s.host: registries[s.host].for_site(app.state.carried[s.host], words_digest(s.mode))

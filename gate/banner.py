@@ -32,7 +32,9 @@ JS_URL = static_url("gate.js")
 TEXT = {
     "ja": {
         "title": "Cookieと外部送信について",
-        "data": "当サイトは、Cookie情報、ユーザー識別子、IPアドレス、広告識別子、位置情報、Web閲覧履歴を取り扱い、{mode}次の事業者へ送信します",
+        "data": "当サイトは、Cookie情報、ユーザー識別子、IPアドレス、広告識別子、{location}Web閲覧履歴を取り扱い、{mode}次の事業者へ送信します",
+        "location": "位置情報、",
+        "purposes": "利用目的：",
         "opt-in": "あなたが同意した目的に限り、", "opt-out": "あなたが拒否しない限り、",
         "gpc": "ブラウザのGPC（グローバル・プライバシー・コントロール）の信号に従い、広告と提案の目的は最初から拒否にしています。",
         "accept": "すべて同意", "reject": "すべて拒否", "settings": "設定", "save": "選択を保存",
@@ -48,8 +50,10 @@ TEXT = {
     },
     "en": {
         "title": "Cookies and data sent to other companies",
-        "data": "This site handles cookie data, user identifiers, IP addresses, advertising identifiers, location "
-                "data and browsing history and, {mode}, sends them to",
+        "data": "This site handles cookie data, user identifiers, IP addresses, advertising identifiers, {location}"
+                "browsing history and, {mode}, sends them to",
+        "location": "location data, ",
+        "purposes": "What for:",
         "opt-in": "only for the purposes you accept", "opt-out": "unless you refuse",
         "gpc": "Your browser's Global Privacy Control signal was honoured: advertising and suggestions are "
                "refused by default.",
@@ -131,8 +135,10 @@ def services_by_vendor(registry: Registry, carried: frozenset[str], purpose: str
     return found
 
 
-def _purpose_rows(registry: Registry, carried: frozenset[str], lang: str) -> list[Html]:
-    """One switch per refusable purpose that a carried tag uses, with its recipients and services."""
+def _purpose_rows(registry: Registry, carried: frozenset[str], lang: str, consent: Consent) -> list[Html]:
+    """One switch per refusable purpose that a carried tag uses, with its summary, recipients and
+    services. In opt-out mode a switch is ticked when that purpose is being sent now (as on the
+    preferences page); in opt-in mode nothing is ticked before the visitor chooses."""
     t, rows = TEXT[lang], []
     for p in registry.purposes.values():
         name = p.ja if lang == "ja" else p.en
@@ -145,9 +151,11 @@ def _purpose_rows(registry: Registry, carried: frozenset[str], lang: str) -> lis
             continue  # nothing on this site uses it: a switch for it would be noise
         who = join("", (el("li", registry.vendors[v].recipient + t["colon"] + t["sep"].join(s))
                         for v, s in by_vendor.items()))
-        rows.append(el("label", el("input", type="checkbox", name="purposes", value=p.id,
-                                   aria_describedby=f"gate-d-{p.id}"),
+        sent = consent.opt_out_mode and consent.allows_purpose(p.id, registry.refusable)
+        rows.append(el("label", el("input", type="checkbox", name="purposes", value=p.id, checked=sent,
+                                   aria_describedby=f"gate-m-{p.id} gate-d-{p.id}"),
                        " ", el("b", name), class_="gate-sw"))
+        rows.append(el("p", p.summary_ja if lang == "ja" else p.summary_en, id=f"gate-m-{p.id}", class_="gate-who"))
         rows.append(el("ul", who, id=f"gate-d-{p.id}", class_="gate-who"))
     return rows
 
@@ -180,9 +188,16 @@ def render_banner(registry: Registry, consent: Consent, *, lang: str, next_path:
     t = TEXT[lang]
     who = t["sep"].join(recipients(registry, carried))
     who += "" if who.endswith(t["end"]) else t["end"]  # "Meta Platforms, Inc." needs no second full stop
+    location = t["location"] if any(registry.tags[tid].location for tid in carried) else ""
     first = [
         el("h2", t["title"], id="gate-title"),
-        el("p", t["data"].format(mode=t["opt-out" if consent.opt_out_mode else "opt-in"]), t["colon"], el("b", who)),
+        el("p", t["data"].format(mode=t["opt-out" if consent.opt_out_mode else "opt-in"], location=location),
+           t["colon"], el("b", who)),
+        el("p", t["purposes"], class_="gate-purposes-intro"),
+        el("ul", *(el("li", el("b", p.ja if lang == "ja" else p.en), t["colon"],
+                          p.summary_ja if lang == "ja" else p.summary_en)
+                   for p in registry.purposes.values() if p.refusable and services_by_vendor(registry, carried, p.id, lang)),
+           class_="gate-purposes"),
     ]
     if consent.renewing and (new := _new_since(registry, consent, carried, lang)):
         first.append(el("p", t["new_opt_out" if consent.opt_out_mode else "new"], " ", el("b", new),
@@ -202,7 +217,7 @@ def render_banner(registry: Registry, consent: Consent, *, lang: str, next_path:
     )
     panel = el(
         "div",
-        el("fieldset", el("legend", t["choose"]), *_purpose_rows(registry, carried, lang)),
+        el("fieldset", el("legend", t["choose"]), *_purpose_rows(registry, carried, lang, consent)),
         el("fieldset", *pd_rows, class_="gate-pd") if (pd_rows := personal_data_rows(registry, carried, lang)) else "",
         el("div", el("button", t["save"], name="choice", value="custom", class_="gate-btn"),
            class_="gate-row"),

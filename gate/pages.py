@@ -189,7 +189,7 @@ def notice_rows(registry: Registry, consent: Consent, carried: frozenset[str], l
                          for p in registry.purposes.values() if p.id in tag.purposes],
             "recipient_purpose": tag.recipient_purpose_ja if ja else (tag.recipient_purpose_en
                                                                       or tag.recipient_purpose_ja),
-            "privacy_url": vendor.privacy_url, "optout_url": vendor.optout_url,
+            "privacy_url": vendor.privacy_url, "optout_url": tag.optout_url or vendor.optout_url,
             "allowed": consent.allows(tag, refusable),
             "country": vendor.country, "country_name": vendor.country_ja if ja else vendor.country_en,
             "reads_forms": tag.reads_forms,
@@ -240,6 +240,13 @@ def _forms(v: Visit, t: dict, rows: list[dict]) -> list[Html]:
             el("ul", *(el("li", r["service"], t["colon"], r["recipient"]) for r in readers), class_="gate-forms")]
 
 
+def _glossary(t: dict) -> list[Html]:
+    """Plain words for the table's jargon."""
+    return [el("h2", t["glossary_title"]),
+            el("dl", *(part for term, meaning in t["glossary"] for part in (el("dt", term), el("dd", meaning))),
+               class_="gate-glossary", id="glossary")]
+
+
 async def notice(request: Request) -> Response:
     """GET /_gate/notice (``?format=json`` for the same rows as data)."""
     v = _visit(request)
@@ -259,7 +266,7 @@ async def notice(request: Request) -> Response:
     body = [el("p", t["intro"]),
             el("p", t["opt_out_notice" if v.site.mode == "opt-out" else "opt_in_notice"], " ", prefs, t["end"],
                class_="gate-note"),
-            table, *always, *_forms(v, t, rows), *_abroad(v, t),
+            table, *always, *_forms(v, t, rows), *_abroad(v, t), *_glossary(t),
             _links(v, t, el("a", t["json"], href="/_gate/notice?format=json" + ("&gate_lang=en" if v.lang == "en" else "")))]
     return HTMLResponse(_page(v, v.lang, t["notice_title"], *body), headers=HEADERS)
 

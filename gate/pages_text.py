@@ -44,6 +44,14 @@ TEXT: dict[str, dict] = {
         "abroad_intro": "次の送信先は外国にあります。個人データを提供することに同意いただく前に、"
                         "その国の個人情報の保護に関する制度と、送信先が講じている措置をお知らせします。",
         "abroad_country": "国：", "abroad_regime": "その国の制度：", "abroad_measures": "送信先の措置：",
+        "glossary_title": "用語の説明",
+        "glossary": (
+            ("コンバージョン", "広告を見た人が、応募や会員登録など、サイトが目標とする行動をすること。その数を数えることを「コンバージョン測定」といいます。"),
+            ("リマーケティング・リターゲティング", "一度サイトを訪れた人に、他のサイトやアプリで、そのサイトの広告（見た求人など）を表示すること。"),
+            ("アトリビューション", "応募などの成果が、どの広告やキャンペーンから来たのかを割り当てて測ること。"),
+            ("コンテナID（GTM-…）", "タグマネージャーで、サイトに入れるタグのまとまりを区別する番号。あなたを識別するものではありません。"),
+            ("Cookie ID", "ブラウザに保存され、同じブラウザからの訪問を見分けるための文字列。"),
+        ),
         "forms_title": "応募フォームのあるページ",
         "forms": "氏名・メールアドレス・電話番号を入力するフォームのあるページでは、入力内容を読み取れる次のタグを止めます。"
                  "送信先ごとに、Cookie設定で個人情報の提供に同意した場合だけ動作します：",
@@ -90,6 +98,17 @@ TEXT: dict[str, dict] = {
                         "the recipient takes.",
         "abroad_country": "Country: ", "abroad_regime": "The country's regime: ",
         "abroad_measures": "The recipient's measures: ",
+        "glossary_title": "Words used here",
+        "glossary": (
+            ("Conversion", "Someone who saw an ad doing what the site aims for, such as applying or signing up; "
+                           "counting these is conversion tracking."),
+            ("Remarketing, retargeting", "Showing the site's ads (such as jobs you viewed) on other sites and apps "
+                                         "to people who visited it."),
+            ("Attribution", "Working out which ad or campaign a result, such as an application, came from."),
+            ("Container id (GTM-…)", "The number a tag manager uses to tell one site's set of tags from another's. "
+                                     "It does not identify you."),
+            ("Cookie ID", "A string kept in your browser to recognise visits from the same browser."),
+        ),
         "forms_title": "Pages with an application form",
         "forms": "On pages with a form for your name, e-mail address or phone number, these tags, which can read "
                  "what you type, are stopped. Each runs only if you agreed, in the cookie settings, to its "

@@ -28,7 +28,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Match, NoMatchFound
 from starlette.types import Receive, Scope, Send
 
-from . import beacon, charset, consentmode, csp, guard, ledger, metrics, urls
+from . import beacon, charset, consentmode, csp, expiry, guard, ledger, metrics, urls
 from .banner import choose_lang, render_banner, render_footer_link, render_settings_link
 from .consent import COOKIE_NAME, Consent, ConsentCodec
 from .decoders import Decoder, decoder_for
@@ -319,6 +319,7 @@ def head_html(registry: Registry, allowed: frozenset[str], nonce: str | None = N
     do not throw."""
     defaults = consentmode.script(registry, consent, allowed) if consent is not None else ""
     script = guard.script(registry, allowed) + defaults + stub_script(registry, allowed)
+    script += expiry.storage_script(registry, allowed)
     if script and nonce:
         script = script.replace("<script data-gate>", f'<script data-gate nonce="{nonce}">')
     return script

@@ -44,6 +44,12 @@ class Site:
     # Third-party hosts no vendor declares: "strip" (the default in opt-in mode) removes scripts, frames,
     # pixels, beacons and connection hints to them; "report" (the default in opt-out mode) only counts.
     undeclared: str | None = None
+    # The site's own words added to a tag's "information sent" (the job ids and titles it passes to
+    # Google and Meta, say) and cookies it lists for a tag: the notice shows them, and a consent given
+    # before they were added no longer covers that tag.
+    information: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    information_en: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    tag_cookies: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     allow_hosts: Mapping[str, str] = field(default_factory=dict)  # host -> why the site needs it
 
     @property
@@ -176,6 +182,14 @@ def _site(raw: Any, file: str, i: int, top_upstream: str | None) -> Site:
             raise ConfigError(file, f"{key}.csp_hosts", 'expected a list of hosts such as ["cdn.example.jp", '
                                                         '"*.example.jp", "https://api.example.jp"]')
         kw["csp_hosts"] = tuple(h.lower() for h in hosts)
+    for name in ("information", "information_en", "tag_cookies"):
+        if name in raw:
+            table = raw[name]
+            if not isinstance(table, dict) or not all(isinstance(v, list) and all(isinstance(x, str) and x for x in v)
+                                                      for v in table.values()):
+                raise ConfigError(file, f"{key}.{name}", 'expected a table of tag id = [strings], such as '
+                                                         '{ "google.analytics" = ["閲覧した求人のIDとタイトル"] }')
+            kw[name] = {k: tuple(v) for k, v in table.items()}
     if "undeclared" in raw:
         if raw["undeclared"] not in UNDECLARED:
             raise ConfigError(file, f"{key}.undeclared", f"expected one of {', '.join(UNDECLARED)}, got {raw['undeclared']!r}")

@@ -104,6 +104,9 @@ class Tag:
     recipient_purpose_ja: str = ""
     recipient_purpose_en: str = ""
     reads_forms: bool = False  # can read what is typed into a form (enhanced conversions, advanced matching)
+    storage: tuple[str, ...] = ()  # "localStorage:cto_bundle", "indexedDB:adjust-sdk": kept outside cookies
+    optout_url: str = ""  # the tag's own opt-out page; "" = its vendor's
+    location: bool = False  # sends the visitor's location
 
     def cookie_matches(self, name: str) -> bool:
         return any(name.startswith(c[:-1]) if c.endswith("*") else name == c for c in self.cookies)
@@ -300,6 +303,20 @@ class Registry:
             tags[tag_id] = replace(tags[tag_id], purposes=frozenset(purposes))
         return build(self.purposes, self.vendors, tags, explicit_version=self.declared_version or None)
 
+    def with_site_words(self, information_ja: Mapping[str, Iterable[str]], information_en: Mapping[str, Iterable[str]],
+                        cookies: Mapping[str, Iterable[str]]) -> Registry:
+        """A copy where a site adds to some tags' "information sent" and cookies (so their fingerprints,
+        and what a consent to them covers, change with it)."""
+        if not (information_ja or information_en or cookies):
+            return self
+        tags = dict(self.tags)
+        for tag_id in {*information_ja, *information_en, *cookies}:
+            tag = tags[tag_id]
+            tags[tag_id] = replace(tag, information_ja=(*tag.information_ja, *information_ja.get(tag_id, ())),
+                                   information_en=(*tag.information_en, *information_en.get(tag_id, ())),
+                                   cookies=(*tag.cookies, *cookies.get(tag_id, ())))
+        return build(self.purposes, self.vendors, tags, explicit_version=self.declared_version or None)
+
     def with_undeclared(self, own_hosts: Iterable[str], strip: bool) -> Registry:
         """A copy that knows the site's own third-party hosts and whether undeclared ones are stripped."""
         return replace(self, own_hosts=tuple(h.lower().removeprefix("*.") for h in own_hosts), strip_undeclared=strip)
@@ -469,6 +486,17 @@ def _strs(d: Mapping, key: str, where: str, file: str) -> tuple[str, ...]:
     return tuple(v)
 
 
+_STORAGE = re.compile(r"^(localStorage|sessionStorage|indexedDB):[A-Za-z0-9_.$-]+\*?$")
+
+
+def _storage(entries: tuple[str, ...], where: str, file: str) -> tuple[str, ...]:
+    for e in entries:
+        if not _STORAGE.match(e):
+            raise ConfigError(file, f"{where}: storage", f'expected "localStorage:<key>", "sessionStorage:<key>" '
+                                                         f'or "indexedDB:<database>", got {e!r}')
+    return entries
+
+
 def _bool(d: Mapping, key: str, where: str, file: str, default: bool = False) -> bool:
     v = d.get(key, default)
     if not isinstance(v, bool):
@@ -550,6 +578,9 @@ def parse(raw: Mapping, file: str = "vendors.toml") -> Registry:
                 recipient_purpose_ja=_str(t, "recipient_purpose_ja", twhere, file, ""),
                 recipient_purpose_en=_str(t, "recipient_purpose_en", twhere, file, ""),
                 reads_forms=_bool(t, "reads_forms", twhere, file),
+                storage=_storage(_strs(t, "storage", twhere, file), twhere, file),
+                optout_url=_str(t, "optout_url", twhere, file, ""),
+                location=_bool(t, "location", twhere, file),
             )
             tag_ids.append(tid)
         vendors[vid] = Vendor(
