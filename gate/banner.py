@@ -194,8 +194,8 @@ def render_banner(registry: Registry, consent: Consent, *, lang: str, next_path:
         el("p", t["data"].format(mode=t["opt-out" if consent.opt_out_mode else "opt-in"], location=location),
            t["colon"], el("b", who)),
         el("p", t["purposes"], class_="gate-purposes-intro"),
-        el("ul", *(el("li", el("b", p.ja if lang == "ja" else p.en), t["colon"],
-                          p.summary_ja if lang == "ja" else p.summary_en)
+        # One line per purpose; each one's summary is in the settings layer (and the notice).
+        el("ul", *(el("li", p.ja if lang == "ja" else p.en)
                    for p in registry.purposes.values() if p.refusable and services_by_vendor(registry, carried, p.id, lang)),
            class_="gate-purposes"),
     ]

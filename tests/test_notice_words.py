@@ -66,17 +66,16 @@ async def test_the_site_adds_to_what_is_sent_and_a_consent_before_it_is_asked_ag
     assert read.renewing and "google.analytics" not in read.covered and "google.ads" in read.covered
 
 
-def test_the_first_layer_names_each_purpose_in_one_line_with_its_summary():
+def test_the_first_layer_names_each_purpose_and_the_settings_layer_summarises_it():
     html = banner()
     first = html[:html.index('id="gate-panel"')]
     lines = re.findall(r'<ul data-gate class="gate-purposes">(.*?)</ul>', first)[0]
-    items = re.findall(r"<li data-gate>(.*?)</li>", lines)
-    assert [re.sub("<[^>]+>", "", i).split("：")[0] for i in items] == [
+    assert re.findall(r"<li data-gate>(.*?)</li>", lines) == [
         "商品・サービスの開発および改善", "コンテンツ・広告の配信および提供", "利用者へのサービスの提案"]
-    suggestions = items[2]
-    assert "Criteo" in suggestions and "Yahoo!広告" in suggestions and "リターゲティング広告" in suggestions
     panel = html[html.index('id="gate-panel"'):]
-    assert 'id="gate-m-suggestions"' in panel and "リターゲティング広告" in panel  # the summary in the settings layer
+    suggestions = re.search(r'<p data-gate id="gate-m-suggestions" class="gate-who">(.*?)</p>', panel).group(1)
+    assert "Criteo" in suggestions and "Yahoo!広告" in suggestions and "リターゲティング広告" in suggestions
+    assert 'id="gate-m-improvement"' in panel and 'id="gate-m-advertising"' in panel
 
 
 async def test_the_notice_explains_its_jargon():
