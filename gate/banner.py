@@ -268,9 +268,10 @@ def render_footer_link(*, lang: str) -> str:
 
 
 def payload_bytes(registry: Registry, lang: str = "ja") -> dict[str, tuple[int, int]]:
-    """(raw, gzip) bytes a first visit costs: the banner HTML (every tag carried), gate.css and gate.js."""
+    """(raw, gzip) bytes a first visit costs: the banner HTML (every tag a site carries by default),
+    gate.css and gate.js."""
     html = render_banner(registry, undecided(registry), lang=lang, next_path="/", policy_url="/privacy",
-                         carried=frozenset(registry.tags))
+                         carried=registry.carried(None, None))
     parts = {"banner": html.encode(), "css": (STATIC_DIR / "gate.css").read_bytes(),
              "js": (STATIC_DIR / "gate.js").read_bytes()}
     sizes = {k: (len(v), len(gzip.compress(v, 9))) for k, v in parts.items()}

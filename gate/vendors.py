@@ -203,6 +203,7 @@ class Registry:
     # allow_hosts and csp_hosts), and whether loads to any other undeclared host are stripped.
     own_hosts: tuple[str, ...] = ()
     strip_undeclared: bool = False
+    _declared_hosts: frozenset[str] = field(repr=False, default=frozenset())
 
     @property
     def refusable(self) -> tuple[str, ...]:
@@ -319,15 +320,28 @@ class Registry:
 
     def with_undeclared(self, own_hosts: Iterable[str], strip: bool) -> Registry:
         """A copy that knows the site's own third-party hosts and whether undeclared ones are stripped."""
-        return replace(self, own_hosts=tuple(h.lower().removeprefix("*.") for h in own_hosts), strip_undeclared=strip)
+        own = tuple(h.lower().removeprefix("*.") for h in own_hosts)
+        # Every host a vendor declares, without its path (www.google.com for www.google.com/pagead/): the
+        # guard can only match hosts, and both must agree on what is undeclared.
+        vendor_hosts = {h.split("/")[0] for t in self.tags.values() for h in t.hosts}
+        vendor_hosts |= {d.split("/")[0] for v in self.vendors.values() for d in v.domains}
+        return replace(self, own_hosts=own, strip_undeclared=strip, _declared_hosts=frozenset(vendor_hosts) | set(own))
 
     def is_undeclared(self, url: urls.URL, page_host: str) -> bool:
-        """``url`` reaches a third party that is neither a vendor nor one of the site's own hosts (by
-        label: "example-cdn.jp" covers "img.example-cdn.jp"). The caller has checked it is no vendor's."""
+        """``url`` reaches a third party that is neither a vendor's host nor one of the site's own hosts
+        (by label: "example-cdn.jp" covers "img.example-cdn.jp")."""
         host = url.host.rstrip(".")
         if not host or url.scheme not in ("http", "https", "ws", "wss"):
             return False
-        return not any(host == h or host.endswith("." + h) for h in (page_host, *self.own_hosts) if h)
+        if page_host and (host == page_host or host.endswith("." + page_host)):
+            return False
+        declared = self._declared_hosts
+        while host:
+            if host in declared:
+                return False
+            dot = host.find(".")
+            host = host[dot + 1:] if dot >= 0 else ""
+        return True
 
     def for_site(self, carried: Iterable[str], words: str) -> Registry:
         """This registry as one site sees it: ``version`` hashes what the site carries (each tag's
