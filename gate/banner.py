@@ -32,7 +32,8 @@ JS_URL = static_url("gate.js")
 TEXT = {
     "ja": {
         "title": "Cookieと外部送信について",
-        "data": "当サイトは、Cookie情報、ユーザー識別子、IPアドレス、広告識別子、{location}Web閲覧履歴を取り扱い、{mode}次の事業者へ送信します",
+        "data": "当サイトは、Cookie情報、ユーザー識別子、IPアドレス、広告識別子、{location}Web閲覧履歴を取り扱い、"
+                "{mode}次の事業者へ送信します",
         "location": "位置情報、",
         "purposes": "利用目的：",
         "opt-in": "あなたが同意した目的に限り、", "opt-out": "あなたが拒否しない限り、",
@@ -195,8 +196,8 @@ def render_banner(registry: Registry, consent: Consent, *, lang: str, next_path:
            t["colon"], el("b", who)),
         el("p", t["purposes"], class_="gate-purposes-intro"),
         # One line per purpose; each one's summary is in the settings layer (and the notice).
-        el("ul", *(el("li", p.ja if lang == "ja" else p.en)
-                   for p in registry.purposes.values() if p.refusable and services_by_vendor(registry, carried, p.id, lang)),
+        el("ul", *(el("li", p.ja if lang == "ja" else p.en) for p in registry.purposes.values()
+                   if p.refusable and services_by_vendor(registry, carried, p.id, lang)),
            class_="gate-purposes"),
     ]
     if consent.renewing and (new := _new_since(registry, consent, carried, lang)):

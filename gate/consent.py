@@ -204,7 +204,9 @@ class ConsentCodec:
 
 
 def _vendor_ids(raw: object, registry: Registry) -> frozenset[str]:
-    return frozenset(v for v in raw if isinstance(v, str) and v in registry.vendors) if isinstance(raw, list) else frozenset()
+    if not isinstance(raw, list):
+        return frozenset()
+    return frozenset(v for v in raw if isinstance(v, str) and v in registry.vendors)
 
 
 def _coverage(raw: object, registry: Registry) -> tuple[dict[str, str], frozenset[str]]:

@@ -17,9 +17,21 @@ from urllib.parse import urlencode
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
-from .banner import (CSS_URL, Html, choose_lang, el, join, notice_url, personal_data_rows, preferences_url,
-                     render_banner, services_by_vendor, static_url, text_of)
 from . import urls
+from .banner import (
+    CSS_URL,
+    Html,
+    choose_lang,
+    el,
+    join,
+    notice_url,
+    personal_data_rows,
+    preferences_url,
+    render_banner,
+    services_by_vendor,
+    static_url,
+    text_of,
+)
 from .consent import COOKIE_NAME, Consent
 from .pages_text import ERRORS, TEXT
 from .settings import Site

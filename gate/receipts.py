@@ -26,8 +26,8 @@ from starlette.routing import BaseRoute, Route
 
 from .banner import choose_lang, recipients
 from .consent import Consent, shown_purposes
-from .pages import shown_text
 from .ledger import site_label
+from .pages import shown_text
 from .settings import Site
 from .store import RECEIPT_COLUMNS, Receipt
 

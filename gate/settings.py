@@ -192,7 +192,8 @@ def _site(raw: Any, file: str, i: int, top_upstream: str | None) -> Site:
             kw[name] = {k: tuple(v) for k, v in table.items()}
     if "undeclared" in raw:
         if raw["undeclared"] not in UNDECLARED:
-            raise ConfigError(file, f"{key}.undeclared", f"expected one of {', '.join(UNDECLARED)}, got {raw['undeclared']!r}")
+            raise ConfigError(file, f"{key}.undeclared",
+                              f"expected one of {', '.join(UNDECLARED)}, got {raw['undeclared']!r}")
         kw["undeclared"] = raw["undeclared"]
     if "allow_hosts" in raw:
         allow = raw["allow_hosts"]

@@ -45,7 +45,7 @@ def browser() -> Iterator[Browser]:
 def decide(page, base: str, body: str) -> None:
     page.goto(base + "/_gate/healthz")
     status = page.evaluate("""b => fetch('/_gate/consent', {method: 'POST', body: b,
-                             headers: {'content-type': 'application/x-www-form-urlencoded'}}).then(r => r.status)""", body)
+      headers: {'content-type': 'application/x-www-form-urlencoded'}}).then(r => r.status)""", body)
     assert status == 200  # fetch follows the 303 to the site
 
 

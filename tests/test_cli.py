@@ -99,7 +99,8 @@ def test_check_shows_effective_settings_with_secrets_masked(capsys, monkeypatch,
     assert "secret_keys = <2 masked>" in out
     assert "upstream=http://127.0.0.1:9000" in out
     assert "purposes (5): improvement, advertising, suggestions, content, security (always on)" in out
-    assert "vendors (12): google, yahoo, criteo, adjust, facebook, line, tiktok, x, microsoft, indeed, kyujinbox, a8" in out
+    assert ("vendors (12): google, yahoo, criteo, adjust, facebook, line, tiktok, x, microsoft, indeed, kyujinbox, "
+            "a8") in out
     assert "facebook.pixel" in out
 
 

@@ -51,7 +51,8 @@ def payload_of(cookie: str, key: str = NEW) -> object:
 
 # -- the cookie -----------------------------------------------------------------------------------
 def test_round_trip_keeps_the_whole_decision(registry, codec):
-    given = consent.decide(registry, ["improvement", "suggestions"], vendors_refused=["criteo", "nobody"], method="page")
+    given = consent.decide(registry, ["improvement", "suggestions"], vendors_refused=["criteo", "nobody"],
+                           method="page")
     read = codec.read(codec.dumps(given), registry)
     assert read == given
     assert read.decided and read.purposes == {"improvement": True, "advertising": False, "suggestions": True,

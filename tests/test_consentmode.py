@@ -35,7 +35,7 @@ KINDS = ["ad_storage", "ad_user_data", "ad_personalization", "analytics_storage"
 def test_defaults_follow_the_purposes(accepted, expected):
     # A site whose container also embeds content: only then is "content" shown, and so acceptable.
     registry = REGISTRY.with_tag_purposes({"google.tag_manager": ["improvement", "advertising", "content"]})
-    assert consentmode.defaults(registry, decide(registry, accepted)) == dict(zip(KINDS, expected))
+    assert consentmode.defaults(registry, decide(registry, accepted)) == dict(zip(KINDS, expected, strict=True))
 
 
 def test_undecided_visitor_in_opt_out_mode_with_gpc():

@@ -133,7 +133,7 @@ async def test_receipts_record_the_personal_data_consent_on_its_own_line(tmp_pat
         b = await client.post("/_gate/consent", content="choice=custom&purposes=advertising&personal_data=google",
                               headers=FORM)
         assert await app.state.recorder.flush()
-        read = lambda r: app.state.codec.read(r.cookies[COOKIE_NAME], app.state.registries[None])  # noqa: E731
+        read = lambda r: app.state.codec.read(r.cookies[COOKIE_NAME], app.state.registries[None])
         [ra] = app.state.recorder.store.receipts_for(read(a).consent_id)
         [rb] = app.state.recorder.store.receipts_for(read(b).consent_id)
     assert (ra.choice, ra.personal_data) == ("accept_all", "")

@@ -74,7 +74,8 @@ async def test_a_receipt_records_the_version_text_language_gpc_and_recipients_sh
     gpc = {"sec-gpc": "1"}
     async with asgi_client(app) as client:
         page = (await client.get("/jobs/dh-001?gate_lang=en", headers=gpc)).text
-        shown = page[page.index('<div data-gate role="dialog"'):page.index('<script data-gate src="/_gate/static/gate.js')]
+        start = page.index('<div data-gate role="dialog"')
+        shown = page[start:page.index('<script data-gate src="/_gate/static/gate.js')]
         assert "Global Privacy Control" in shown
         r = await client.post("/_gate/consent", content="choice=reject_all&lang=en",
                               headers=FORM | gpc | {"referer": "http://gate.test/jobs/dh-001?gate_lang=en"})

@@ -81,7 +81,7 @@ async def test_answering_again_covers_the_new_tags_and_keeps_the_consent_id():
         r = await client.post("/_gate/consent", content="choice=accept_all",
                               headers=FORM | {"cookie": f"{COOKIE_NAME}={cookie}"})
     again = r.cookies[COOKIE_NAME]
-    read = lambda app, c: app.state.codec.read(c, app.state.registries[None])  # noqa: E731
+    read = lambda app, c: app.state.codec.read(c, app.state.registries[None])
     assert read(new_app, again).consent_id == read(old, cookie).consent_id
     kept, _ = tags(await page(new_app, again))
     assert "criteo.onetag" in kept

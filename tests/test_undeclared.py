@@ -44,7 +44,8 @@ LINE_TIKTOK_CLARITY = (
     "ttq.load('C0000000000000000000');ttq.page();}(window, document, 'ttq');</script>"
     "<script>(function(c,l,a,r,i,t,y){c[a]=c[a]||function(){(c[a].q=c[a].q||[]).push(arguments)};"
     "t=l.createElement(r);t.async=1;t.src='https://www.clarity.ms/tag/'+i;"
-    "y=l.getElementsByTagName(r)[0];y.parentNode.insertBefore(t,y);})(window, document, 'clarity', 'script', 'abcdefghij');</script>"
+    "y=l.getElementsByTagName(r)[0];y.parentNode.insertBefore(t,y);})"
+    "(window, document, 'clarity', 'script', 'abcdefghij');</script>"
 )
 
 

@@ -276,7 +276,8 @@ def test_unreadable_file_is_one_line(tmp_path, content, expected):
 # -- the design doc's tag table matches vendors.toml ----------------------------------------------
 def test_design_doc_lists_every_tag_with_its_purposes(registry):
     readme = (ROOT / "docs" / "design.md").read_text(encoding="utf-8")
-    rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| `([a-z][a-z0-9_]*\.[a-z][a-z0-9_]*)` \|[^|]*\|([^|]*)\|", readme, re.M)}
+    row = re.compile(r"^\| `([a-z][a-z0-9_]*\.[a-z][a-z0-9_]*)` \|[^|]*\|([^|]*)\|", re.M)
+    rows = {m.group(1): m.group(2) for m in row.finditer(readme)}
     assert set(rows) == set(registry.tags)
     for tag in registry.tags.values():
         assert set(re.findall(r"[a-z]+", rows[tag.id])) == tag.purposes, tag.id
