@@ -126,7 +126,7 @@ def test_an_older_schema_is_migrated_and_keeps_its_data(tmp_path):
     conn.close()
     store = open_store(str(path))
     try:
-        assert store.schema_version() == SCHEMA_VERSION == 3
+        assert store.schema_version() == SCHEMA_VERSION == 4
         store.write(Batch(receipts=[receipt("r1")]))
         assert pages_count(store) == 41 and len(store.receipts_for("c1")) == 1
     finally:
