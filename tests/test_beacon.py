@@ -210,7 +210,7 @@ async def test_a_contacted_url_counts_for_the_one_tag_it_belongs_to(app):
     did not; Google Ads fired, Floodlight did not."""
     async with asgi_client(app) as client:
         client.cookies.update(consent_cookie(app, ["improvement", "advertising", "suggestions"]))
-        r = await client.post("/_gate/beacon", content=urls_body([
+        r = await post(client, urls_body([
             "//s.yimg.jp/images/listing/tool/cv/ytag.js", "//b97.yahoo.co.jp/pagead/conversion/1001/",
             "//googleads.g.doubleclick.net/pagead/viewthroughconversion/123/",
         ]), headers=SELF | TEXT)
@@ -237,7 +237,7 @@ async def test_a_host_several_tags_could_have_contacted_is_reported_not_credited
     """A version 1 beacon names hosts only: s.yimg.jp serves every Yahoo tag, so it counts for none."""
     async with asgi_client(app) as client:
         client.cookies.update(consent_cookie(app, ["improvement", "advertising", "suggestions"]))
-        await client.post("/_gate/beacon", content=body(hosts=["s.yimg.jp"]), headers=SELF | TEXT)
+        await post(client, body(hosts=["s.yimg.jp"]), headers=SELF | TEXT)
         data = await report(app, client)
     assert fired(data, "yahoo.ads") == fired(data, "yahoo.tag_manager") == fired(data, "yahoo.retargeting") == 0
     assert set(findings(data, "unattributed_host")) == {"s.yimg.jp"}
@@ -246,7 +246,7 @@ async def test_a_host_several_tags_could_have_contacted_is_reported_not_credited
 
 async def test_a_refused_vendor_host_is_a_leak_even_when_no_single_tag_explains_it(app):
     async with asgi_client(app) as client:  # undecided: everything refused
-        await client.post("/_gate/beacon", content=urls_body(["//s.yimg.jp/favicon.ico"]), headers=SELF | TEXT)
+        await post(client, urls_body(["//s.yimg.jp/favicon.ico"]), headers=SELF | TEXT)
         data = await report(app, client)
     assert {"yahoo.ads", "yahoo.tag_manager"} <= set(findings(data, "leak"))
 
