@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urljoin
 
 import pytest
 from starlette.applications import Starlette
@@ -138,7 +139,8 @@ def test_the_settings_button_can_leave_a_left_sidebar_alone(open_page):
 def test_the_site_can_host_the_settings_link_in_its_own_markup(open_page):
     page = open_page("/hosted")
     assert page.locator("#foot .gate-set").count() == 1 and page.locator(".gate-dock").count() == 0
-    assert page.locator("#foot .gate-foot a").get_attribute("href") == "/_gate/notice"
+    # absolute on gate's origin, like every injected URL (a page's <base> must not carry it elsewhere)
+    assert page.locator("#foot .gate-foot a").get_attribute("href") == urljoin(page.url, "/_gate/notice")
 
 
 def test_notice_link_can_be_turned_off(open_page):
