@@ -1,10 +1,13 @@
 """The HTTP contract under /_gate/ (public: other tools and tests rely on it).
 
-    GET    /_gate/consent      -> 200 {"version", "decided", "purposes": {id: bool}, "vendors_refused": [..]}
+    GET    /_gate/consent      -> 200 {"version", "decided", "purposes": {id: bool}, "vendors_refused": [..],
+                                      "personal_data": [vendor id..]}
     POST   /_gate/consent      form: choice=accept_all|reject_all|custom|withdraw, purposes=<id>..,
-                                     refuse_vendor=<id>.., next=<same-origin path>, source=page
+                                     refuse_vendor=<id>.., personal_data=<vendor id>.. (custom only: never
+                                     implied by accept_all), next=<same-origin path>, source=page, lang=ja|en
                                      -> 303 to next (anything off-site or odd -> /)
-                               JSON: {"choice": ..} | {"purposes": {id: bool}, "vendors_refused": [..]}
+                               JSON: {"choice": ..} | {"purposes": {id: bool}, "vendors_refused": [..],
+                                      "personal_data": [..]}
                                      -> 200 with the state
                                403 unless Origin (else Referer) is the site's own; 413 over
                                max_consent_body; 400 naming unknown purpose or vendor ids;
@@ -95,9 +98,10 @@ async def post_consent(request: Request) -> Response:
     await limit_decisions(request, ctx.site)
     body = await read_body(request, request.app.state.settings.max_consent_body)
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    lang = None
     if media_type == "application/json":
-        choice, accepted, refused, vendors = _from_json(body)
-        consent = _decision(ctx, choice, accepted, vendors, "api", also_named=refused)
+        choice, accepted, refused, vendors, personal = _from_json(body)
+        consent = _decision(ctx, choice, accepted, vendors, "api", also_named=refused, personal_data=personal)
         response: Response = JSONResponse(consent.as_public(), headers=_NO_STORE)
     elif media_type == "application/x-www-form-urlencoded":
         form = parse_qsl(body.decode("latin-1"), keep_blank_values=True, max_num_fields=200)
@@ -107,11 +111,13 @@ async def post_consent(request: Request) -> Response:
 
         choice = (values("choice") or [""])[-1]
         method = "page" if "page" in values("source") else "banner"
-        consent = _decision(ctx, choice, values("purposes"), values("refuse_vendor"), method)
+        consent = _decision(ctx, choice, values("purposes"), values("refuse_vendor"), method,
+                            personal_data=values("personal_data"))
+        lang = (values("lang") or [None])[-1]
         response = RedirectResponse(urls.safe_next((values("next") or ["/"])[-1], ctx.origin), 303, headers=_NO_STORE)
     else:
         raise RequestError(415, "expected an application/x-www-form-urlencoded form or application/json")
-    await receipts.record_decision(request, ctx.site, ctx.current, consent, choice)  # durable before the cookie
+    await receipts.record_decision(request, ctx.site, ctx.current, consent, choice, lang)  # durable before the cookie
     return _with_cookie(response, ctx, consent)
 
 
@@ -181,8 +187,8 @@ async def read_body(request: Request, cap: int) -> bytes:
     return bytes(body)
 
 
-def _from_json(body: bytes) -> tuple[str, list[str], list[str], list[str]]:
-    """(choice, accepted purposes, refused purposes, refused vendors) from a JSON body."""
+def _from_json(body: bytes) -> tuple[str, list[str], list[str], list[str], list[str]]:
+    """(choice, accepted purposes, refused purposes, refused vendors, personal-data vendors) from JSON."""
     try:
         data: Any = json.loads(body)
     except (ValueError, UnicodeDecodeError):
@@ -194,20 +200,23 @@ def _from_json(body: bytes) -> tuple[str, list[str], list[str], list[str]]:
         raise RequestError(400, 'expected "purposes" as {id: true|false}')
     if not isinstance(vendors, list) or not all(isinstance(v, str) for v in vendors):
         raise RequestError(400, 'expected "vendors_refused" as a list of vendor ids')
-    choice = data.get("choice", "custom" if "purposes" in data or "vendors_refused" in data else "")
+    personal = data.get("personal_data", [])
+    if not isinstance(personal, list) or not all(isinstance(v, str) for v in personal):
+        raise RequestError(400, 'expected "personal_data" as a list of vendor ids')
+    choice = data.get("choice", "custom" if {"purposes", "vendors_refused", "personal_data"} & set(data) else "")
     if not isinstance(choice, str):
         raise RequestError(400, f'expected "choice" as one of {", ".join(CHOICES)}')
     accepted = [p for p, ok in purposes.items() if ok]
-    return choice, accepted, [p for p, ok in purposes.items() if not ok], vendors
+    return choice, accepted, [p for p, ok in purposes.items() if not ok], vendors, personal
 
 
 def _decision(ctx: _SiteContext, choice: str, purposes: list[str], vendors: list[str], method: str,
-              also_named: Sequence[str] = ()) -> Consent:
+              also_named: Sequence[str] = (), personal_data: Sequence[str] = ()) -> Consent:
     """The consent ``choice`` makes; ``also_named``: purpose ids refused by name, checked like the rest
     (a typo must not pass silently just because it was refused)."""
     registry = ctx.registry
     unknown_p = sorted({p for p in [*purposes, *also_named] if p not in registry.purposes})
-    unknown_v = sorted({v for v in vendors if v not in registry.vendors})
+    unknown_v = sorted({v for v in [*vendors, *personal_data] if v not in registry.vendors})
     named = [f"unknown {kind} ids: {', '.join(ids)} (known: {', '.join(known)})"
              for kind, ids, known in (("purpose", unknown_p, registry.purposes),
                                       ("vendor", unknown_v, registry.vendors)) if ids]
@@ -220,7 +229,8 @@ def _decision(ctx: _SiteContext, choice: str, purposes: list[str], vendors: list
     if choice == "reject_all":
         return decide(registry, (), method=method, previous=ctx.current)
     if choice == "custom":
-        return decide(registry, purposes, vendors_refused=vendors, method=method, previous=ctx.current)
+        return decide(registry, purposes, vendors_refused=vendors, method=method, previous=ctx.current,
+                      personal_data=personal_data)
     raise RequestError(400, f"unknown choice {choice!r} (expected one of {', '.join(CHOICES)})")
 
 

@@ -13,8 +13,9 @@ from .consent import ConsentCodec
 from .forwarded import ForwardedMiddleware
 from .limits import Limits
 from .logs import AccessLog
+from .pages_text import words_digest
 from .readiness import Readiness, draining_on_signals
-from .settings import Settings
+from .settings import Settings, form_path_matcher
 from .shares import Shares
 from .tokens import PageTokens
 from .upstream import Upstream
@@ -59,6 +60,13 @@ def create_app(settings: Settings) -> Starlette:
     app.state.limits = Limits(recorder.limits_path(settings.store))  # shared by every worker of the host
     app.state.attempts = csp.Attempts()  # CSP and guard reports; the ledger reads attempted_counts()
     # Per site, once: a site's GTM container may serve other purposes, which changes its policy version.
-    app.state.registries = {s.host: registry.with_tag_purposes(s.tag_purposes) for s in settings.sites}
-    app.state.carried = {s.host: app.state.registries[s.host].carried(s.vendors, s.tags) for s in settings.sites}
+    registries = {s.host: registry.with_tag_purposes(s.tag_purposes)
+                  .with_site_words(s.information, s.information_en, s.tag_cookies) for s in settings.sites}
+    app.state.carried = {s.host: registries[s.host].carried(s.vendors, s.tags) for s in settings.sites}
+    # Each site's policy version hashes what it carries and says (consent.py: what asks again).
+    app.state.registries = {s.host: registries[s.host].for_site(app.state.carried[s.host], words_digest(s.mode))
+                            .with_undeclared(s.own_hosts, s.strips_undeclared) for s in settings.sites}
+    # Application-form pages: configured (form_paths) and found while reading pages (bounded, per process).
+    app.state.form_matchers = {s.host: form_path_matcher(s.form_paths) for s in settings.sites}
+    app.state.form_pages = {s.host: vendors.Memo(4096) for s in settings.sites}
     return app

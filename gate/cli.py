@@ -112,7 +112,10 @@ def load_all(flags: Mapping[str, Any], env: Mapping[str, str]) -> tuple[settings
         raise ConfigError(*where, f"expected one of {', '.join(LOG_LEVELS)}, got {conf.log_level!r}")
     for i, site in enumerate(conf.sites):
         for key, ids, known in (("vendors", site.vendors, registry.vendors), ("tags", site.tags, registry.tags),
-                                ("tag_purposes", site.tag_purposes, registry.tags)):
+                                ("tag_purposes", site.tag_purposes, registry.tags),
+                                ("information", site.information, registry.tags),
+                                ("information_en", site.information_en, registry.tags),
+                                ("tag_cookies", site.tag_cookies, registry.tags)):
             unknown = [x for x in ids or () if x not in known]
             if unknown:
                 raise ConfigError(file, f"site[{i}].{key}", f"unknown id '{unknown[0]}' (known: {', '.join(known)})")

@@ -154,7 +154,8 @@ def host_list(registry: Registry, allowed: frozenset[str]) -> str:
 def policy(site: Site, registry: Registry, allowed: frozenset[str], nonce: str | None = None,
            report_to: bool = False, token: str | None = None) -> str:
     """This visitor's policy on ``site``; ``token``: the page's (gate.tokens), carried by report-uri."""
-    hosts = " ".join(filter(None, ["'self'", " ".join(site.csp_hosts), host_list(registry, allowed)]))
+    allow = " ".join(s for h in site.allow_hosts for s in spec_source(h.removeprefix("*.")).csp())
+    hosts = " ".join(filter(None, ["'self'", " ".join(site.csp_hosts), allow, host_list(registry, allowed)]))
     inline = f"'nonce-{nonce}'" if nonce else "'unsafe-inline'"
     parts = [f"default-src {hosts} {inline} 'unsafe-eval' data: blob:", "style-src * 'unsafe-inline' data: blob:",
              "font-src * data:", f"report-uri {report_url(token)}"]
@@ -185,7 +186,8 @@ def response_headers(site: Site, registry: Registry, allowed: frozenset[str], no
 # -- reports --------------------------------------------------------------------------------------
 class Attempt(NamedTuple):
     """One kind of blocked load: on ``site`` (its host, "" for the default site), a ``vendor`` id (or
-    "" for an undeclared host), the blocked ``host``, and who saw it: "csp" or "guard"."""
+    "" for an undeclared host), the blocked ``host``, and who saw it: "csp", "guard" or "html" (an
+    undeclared host the rewriter met in a page)."""
 
     site: str
     vendor: str

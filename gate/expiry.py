@@ -24,10 +24,11 @@ Core module: no starlette, no httpx.
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 from collections.abc import Iterable
 
-from .vendors import Registry
+from .vendors import Registry, per_consent
 
 # Two-label public suffixes: never a cookie domain. (Single labels, like "jp", never are either.)
 PUBLIC_SUFFIXES = frozenset({
@@ -80,3 +81,22 @@ def _is_ip(host: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+# -- what vendors keep outside cookies ------------------------------------------------------------
+_CLEAR = ("(function(s){s.forEach(function(e){try{var i=e.indexOf(':'),k=e.slice(0,i),n=e.slice(i+1),w=window;"
+          "if(k=='indexedDB'){w.indexedDB&&indexedDB.deleteDatabase(n);return;}var t=w[k];if(!t)return;"
+          "if(n.slice(-1)=='*'){n=n.slice(0,-1);for(var j=t.length-1;j>=0;j--){var x=t.key(j);"
+          "if(x&&x.indexOf(n)==0)t.removeItem(x);}}else t.removeItem(n);}catch(e){}});})")
+
+
+@per_consent
+def storage_script(registry: Registry, allowed: frozenset[str]) -> str:
+    """``<script data-gate>`` that clears the localStorage keys, sessionStorage keys and IndexedDB
+    databases (vendors.toml ``storage``) of the carried tags this visitor refuses, on every page while
+    refused: HTTP cannot reach them, so the page after a withdrawal clears them. "" when there are none."""
+    entries = sorted({e for t in registry.tags.values() if t.id not in allowed and t.id in registry.carried_tags
+                      for e in t.storage})
+    if not entries:
+        return ""
+    return f"<script data-gate>{_CLEAR}({json.dumps(entries)});</script>"

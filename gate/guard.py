@@ -8,7 +8,10 @@ at import, and called per response with this visitor's refusals:
   counts as all its tags). A host that an ACCEPTED tag also uses (www.googletagmanager.com serves
   GA4's gtag.js and Google Ads' alike) is left out, so the accepted tag keeps working;
 - ``p``: for those shared hosts, the refused tags' ``url_patterns``, which tell the two apart as on
-  the server (``gtag/js?id=AW-…`` stopped, ``?id=G-…`` let through).
+  the server (``gtag/js?id=AW-…`` stopped, ``?id=G-…`` let through);
+- ``a``: where the site strips undeclared hosts, the hosts that are declared (every vendor's, and the
+  site's allow_hosts and csp_hosts): any other host but the page's own (and its subdomains) is stopped,
+  the list the rewriter and the CSP follow too.
 
 Limits (the CSP backstop reports these): code in another realm (an about:blank iframe's own fetch),
 CSS url()s, WebSocket/EventSource, srcset, and a refused host spelled with character references
@@ -79,7 +82,7 @@ def _overlap(a: Source, b: Source) -> bool:
 def refusals(registry: Registry, allowed: frozenset[str]) -> dict | None:
     """The guard's configuration for this consent, or None when nothing is refused."""
     refused = [t for t in registry.tags.values() if t.id not in allowed]
-    if not refused:
+    if not refused and not registry.strip_undeclared:
         return None
     accepted = [s for t in registry.tags.values() if t.id in allowed for s in tag_sources(t)]
     candidates = [spec_source(h) for t in refused for h in t.hosts]
@@ -99,7 +102,19 @@ def refusals(registry: Registry, allowed: frozenset[str]) -> dict | None:
                 continue
             patterns.append(p.pattern)
     alternation = "|".join(re.escape(e.host) + re.escape(e.path or "/") for e in sorted(entries, key=_order))
-    return {"h": alternation, "p": list(dict.fromkeys(patterns))}
+    return {"h": alternation, "p": list(dict.fromkeys(patterns)), "a": declared(registry)}
+
+
+def declared(registry: Registry) -> str:
+    """With undeclared = "strip": the hosts a page may reach besides its own, as one alternation (every
+    vendor's hosts and domains, refused ones being stopped by ``h`` first, and the site's own third-party
+    hosts); "" when undeclared hosts are only reported."""
+    if not registry.strip_undeclared:
+        return ""
+    hosts = {spec_source(h).host for t in registry.tags.values() for h in t.hosts}
+    hosts |= {spec_source(d).host for v in registry.vendors.values() for d in v.domains}
+    hosts |= set(registry.own_hosts)
+    return "|".join(re.escape(h) for h in sorted(hosts))
 
 
 def _order(s: Source) -> tuple[str, str]:

@@ -17,9 +17,21 @@ from urllib.parse import urlencode
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
-from .banner import (CSS_URL, Html, choose_lang, el, join, notice_url, preferences_url, services_by_vendor,
-                     static_url)
 from . import urls
+from .banner import (
+    CSS_URL,
+    Html,
+    choose_lang,
+    el,
+    join,
+    notice_url,
+    personal_data_rows,
+    preferences_url,
+    render_banner,
+    services_by_vendor,
+    static_url,
+    text_of,
+)
 from .consent import COOKIE_NAME, Consent
 from .pages_text import ERRORS, TEXT
 from .settings import Site
@@ -132,6 +144,11 @@ def _vendor_fields(v: Visit, t: dict) -> Html:
     return el("fieldset", *rows)
 
 
+def _personal_data_fields(v: Visit) -> Html | str:
+    rows = personal_data_rows(v.registry, v.carried, v.lang, v.consent.personal_data)
+    return el("fieldset", *rows) if rows else ""
+
+
 async def preferences(request: Request) -> Response:
     """GET /_gate/preferences: the visitor's settings as one plain form."""
     v = _visit(request)
@@ -148,11 +165,25 @@ async def preferences(request: Request) -> Response:
         buttons.append(el("button", t["withdraw"], type="submit", name="choice", value="withdraw", class_="gate-btn"))
     form = el("form", el("input", type="hidden", name="next", value=next_path),
               el("input", type="hidden", name="source", value="page"),
-              _purpose_fields(v, t), _vendor_fields(v, t), el("div", *buttons, class_="gate-row"),
+              el("input", type="hidden", name="lang", value=v.lang),
+              _purpose_fields(v, t), _vendor_fields(v, t), _personal_data_fields(v),
+              el("div", *buttons, class_="gate-row"),
               el("p", t["withdraw_help"]) if withdraw else "",
               method="post", action="/_gate/consent")
     body = [*_state(v, t), form, _links(v, t, el("a", t["back"], href=next_path))]
     return HTMLResponse(_page(v, v.lang, t["prefs_title"], *body), headers=HEADERS)
+
+
+def shown_text(site: Site, registry: Registry, consent: Consent, carried: frozenset[str], lang: str,
+               source: str) -> str:
+    """The words a visitor deciding from ``source`` ("banner" or "page") was shown, as text: what a
+    receipt's text_hash is taken over."""
+    if source == "banner":
+        return text_of(render_banner(registry, consent, lang=lang, next_path="/", policy_url=site.policy_url,
+                                     carried=carried, origin=""))  # the words, not the URLs
+    v = Visit(site, registry, consent, carried, lang, "")
+    t = TEXT[lang]
+    return text_of(join("", [*_state(v, t), _purpose_fields(v, t), _vendor_fields(v, t), _personal_data_fields(v)]))
 
 
 # -- notice --------------------------------------------------------------------------------------
@@ -173,8 +204,11 @@ def notice_rows(registry: Registry, consent: Consent, carried: frozenset[str], l
                          for p in registry.purposes.values() if p.id in tag.purposes],
             "recipient_purpose": tag.recipient_purpose_ja if ja else (tag.recipient_purpose_en
                                                                       or tag.recipient_purpose_ja),
-            "privacy_url": vendor.privacy_url, "optout_url": vendor.optout_url,
+            "privacy_url": vendor.privacy_url, "optout_url": tag.optout_url or vendor.optout_url,
             "allowed": consent.allows(tag, refusable),
+            "country": vendor.country, "country_name": vendor.country_ja if ja else vendor.country_en,
+            "reads_forms": tag.reads_forms,
+            "personal_data_allowed": tag.vendor in consent.personal_data,
         })
     return rows
 
@@ -185,7 +219,8 @@ def _row(r: dict, t: dict) -> Html:
     links += [el("li", el("a", t["optout"], href=r["optout_url"]))] if r["optout_url"] else []
     cells = [
         el("th", r["service"], scope="row"),
-        el("td", r["recipient"], el("br"), t["contact"].format(contact=r["contact"]), data_label=h[1]),
+        el("td", r["recipient"], el("br"), t["contact"].format(contact=r["contact"]), el("br"),
+           t["country"].format(country=r["country_name"]), data_label=h[1]),
         el("td", el("ul", *(el("li", i) for i in r["information"])), data_label=h[2]),
         el("td", el("ul", *(el("li", p["name"]) for p in r["purposes"])), data_label=h[3]),
         el("td", r["recipient_purpose"], data_label=h[4]),
@@ -193,6 +228,38 @@ def _row(r: dict, t: dict) -> Html:
         el("td", el("b", t["sent"] if r["allowed"] else t["not_sent"]), data_label=h[6]),
     ]
     return el("tr", *cells, id=r["tag"])
+
+
+def _abroad(v: Visit, t: dict) -> list[Html]:
+    """APPI art. 28: per foreign recipient, its country, that country's regime and its measures."""
+    ja = v.lang == "ja"
+    items = []
+    for vendor in v.registry.vendors.values():
+        if vendor.abroad and any(tid in v.carried for tid in vendor.tags):
+            items.append(el("li", el("b", vendor.recipient), el("br"),
+                            t["abroad_country"], vendor.country_ja if ja else vendor.country_en, el("br"),
+                            t["abroad_regime"], vendor.regime_ja if ja else (vendor.regime_en or vendor.regime_ja),
+                            el("br"), t["abroad_measures"],
+                            vendor.measures_ja if ja else (vendor.measures_en or vendor.measures_ja),
+                            id=f"abroad-{vendor.id}"))
+    if not items:
+        return []
+    return [el("h2", t["abroad_title"]), el("p", t["abroad_intro"]), el("ul", *items, class_="gate-abroad")]
+
+
+def _forms(v: Visit, t: dict, rows: list[dict]) -> list[Html]:
+    readers = [r for r in rows if r["reads_forms"]]
+    if not readers:
+        return []
+    return [el("h2", t["forms_title"]), el("p", t["forms"]),
+            el("ul", *(el("li", r["service"], t["colon"], r["recipient"]) for r in readers), class_="gate-forms")]
+
+
+def _glossary(t: dict) -> list[Html]:
+    """Plain words for the table's jargon."""
+    return [el("h2", t["glossary_title"]),
+            el("dl", *(part for term, meaning in t["glossary"] for part in (el("dt", term), el("dd", meaning))),
+               class_="gate-glossary", id="glossary")]
 
 
 async def notice(request: Request) -> Response:
@@ -214,7 +281,7 @@ async def notice(request: Request) -> Response:
     body = [el("p", t["intro"]),
             el("p", t["opt_out_notice" if v.site.mode == "opt-out" else "opt_in_notice"], " ", prefs, t["end"],
                class_="gate-note"),
-            table, *always,
+            table, *always, *_forms(v, t, rows), *_abroad(v, t), *_glossary(t),
             _links(v, t, el("a", t["json"], href="/_gate/notice?format=json" + ("&gate_lang=en" if v.lang == "en" else "")))]
     return HTMLResponse(_page(v, v.lang, t["notice_title"], *body), headers=HEADERS)
 

@@ -39,6 +39,26 @@ TEXT: dict[str, dict] = {
         "privacy": "プライバシーポリシー", "optout": "オプトアウト",
         "sent": "送信する", "not_sent": "送信しない",
         "json": "この表のデータ（JSON）",
+        "country": "所在国：{country}",
+        "abroad_title": "外国にある送信先（個人情報保護法第28条）",
+        "abroad_intro": "次の送信先は外国にあります。個人データを提供することに同意いただく前に、"
+                        "その国の個人情報の保護に関する制度と、送信先が講じている措置をお知らせします。",
+        "abroad_country": "国：", "abroad_regime": "その国の制度：", "abroad_measures": "送信先の措置：",
+        "glossary_title": "用語の説明",
+        "glossary": (
+            ("コンバージョン", "広告を見た人が、応募や会員登録など、サイトが目標とする行動をすること。"
+                               "その数を数えることを「コンバージョン測定」といいます。"),
+            ("リマーケティング・リターゲティング", "一度サイトを訪れた人に、他のサイトやアプリで、"
+                                                   "そのサイトの広告（見た求人など）を表示すること。"),
+            ("アトリビューション", "応募などの成果が、どの広告やキャンペーンから来たのかを割り当てて測ること。"),
+            ("コンテナID（GTM-…）", "タグマネージャーで、サイトに入れるタグのまとまりを区別する番号。"
+                                    "あなたを識別するものではありません。"),
+            ("Cookie ID", "ブラウザに保存され、同じブラウザからの訪問を見分けるための文字列。"),
+        ),
+        "forms_title": "応募フォームのあるページ",
+        "forms": "氏名・メールアドレス・電話番号を入力するフォームのあるページでは、"
+                 "入力内容を読み取れる次のタグを止めます。"
+                 "送信先ごとに、Cookie設定で個人情報の提供に同意した場合だけ動作します：",
     },
     "en": {
         "prefs_title": "Cookie settings",
@@ -75,6 +95,28 @@ TEXT: dict[str, dict] = {
         "privacy": "Privacy policy", "optout": "Opt out",
         "sent": "Sent", "not_sent": "Not sent",
         "json": "This table as data (JSON)",
+        "country": "Located in: {country}",
+        "abroad_title": "Recipients abroad (APPI article 28)",
+        "abroad_intro": "These recipients are outside Japan. Before you agree to them receiving personal data, "
+                        "here is each country's regime for protecting personal information and the measures "
+                        "the recipient takes.",
+        "abroad_country": "Country: ", "abroad_regime": "The country's regime: ",
+        "abroad_measures": "The recipient's measures: ",
+        "glossary_title": "Words used here",
+        "glossary": (
+            ("Conversion", "Someone who saw an ad doing what the site aims for, such as applying or signing up; "
+                           "counting these is conversion tracking."),
+            ("Remarketing, retargeting", "Showing the site's ads (such as jobs you viewed) on other sites and apps "
+                                         "to people who visited it."),
+            ("Attribution", "Working out which ad or campaign a result, such as an application, came from."),
+            ("Container id (GTM-…)", "The number a tag manager uses to tell one site's set of tags from another's. "
+                                     "It does not identify you."),
+            ("Cookie ID", "A string kept in your browser to recognise visits from the same browser."),
+        ),
+        "forms_title": "Pages with an application form",
+        "forms": "On pages with a form for your name, e-mail address or phone number, these tags, which can read "
+                 "what you type, are stopped. Each runs only if you agreed, in the cookie settings, to its "
+                 "recipient receiving personal data:",
     },
 }
 for _lang, _words in TEXT.items():  # the banner's words (buttons, links, GPC line) are shared
@@ -95,3 +137,14 @@ ERRORS: dict[int, dict[str, str]] = {
         "ja": "エラーが発生しました。しばらくしてから、もう一度お試しください。",
         "en": "Something went wrong. Please try again in a moment."},
 }
+
+
+def words_digest(mode: str) -> str:
+    """A digest of every word the banner and the /_gate/ pages can show, and the site's mode: part of
+    a site's policy version (Registry.for_site), so a receipt's version names the wording it was given
+    under. (The registry's own words are in each tag's fingerprint.)"""
+    import hashlib
+    import json
+
+    shape = {"banner": BANNER, "pages": TEXT, "mode": mode}
+    return hashlib.sha256(json.dumps(shape, ensure_ascii=False, sort_keys=True).encode()).hexdigest()[:12]

@@ -28,7 +28,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Match, NoMatchFound
 from starlette.types import Receive, Scope, Send
 
-from . import beacon, charset, consentmode, csp, guard, ledger, metrics, urls
+from . import beacon, charset, consentmode, csp, expiry, guard, ledger, metrics, urls
 from .banner import choose_lang, el, render_banner, render_dock, render_root
 from .consent import COOKIE_NAME, Consent, ConsentCodec
 from .decoders import Decoder, decoder_for
@@ -97,6 +97,8 @@ async def handle(request: Request) -> Response | Streamed:
     consent = read_consent(request, site, registry, state.codec)
     request.state.gate_site, request.state.gate_consent = site, consent  # for the ledger, after the stream
     allowed = consent.allowed_tags(registry, carried)
+    if is_form_page(request, site):  # an application form: tags that read it need their own consent
+        allowed -= form_readers(registry, consent, allowed)
     started = time.perf_counter()
     try:
         with anyio.fail_after(deadline - anyio.current_time()):
@@ -262,6 +264,36 @@ def read_consent(request: Request, site: Site, registry: Registry, codec: Consen
                       opt_out_mode=site.mode == "opt-out")
 
 
+def form_readers(registry: Registry, consent: Consent, allowed: frozenset[str]) -> frozenset[str]:
+    """The allowed tags that read forms, for recipients without the visitor's personal-data consent."""
+    return frozenset(t for t in allowed if registry.tags[t].reads_forms
+                     and registry.tags[t].vendor not in consent.personal_data)
+
+
+def is_form_page(request: Request, site: Site) -> bool:
+    """The path is one of the site's form_paths, or gate read a personal-data form there before."""
+    state, path = request.app.state, request.url.path
+    matcher = state.form_matchers.get(site.host)
+    return bool(matcher and matcher.match(path)) or path in state.form_pages[site.host]
+
+
+def learn_form_page(request: Request, outcome: Outcome | None) -> None:
+    if outcome is not None and outcome.form_page:
+        site = request.state.gate_site
+        request.app.state.form_pages[site.host].put(request.url.path, True)
+
+
+def count_undeclared(request: Request, outcome: Outcome | None) -> None:
+    """Each undeclared third-party host a page named (stripped or, with undeclared = "report", left):
+    counted with the CSP's and the guard's attempts, source "html"."""
+    attempts = getattr(request.app.state, "attempts", None)
+    if outcome is None or not outcome.undeclared or attempts is None:
+        return
+    site = request.state.gate_site
+    for host in sorted(outcome.undeclared):
+        attempts.record(csp.Attempt(site.host or "", "", host, "html"))
+
+
 def cookie_filter(registry: Registry, allowed: frozenset[str]):
     """Cookies the origin must not see: gate's own, and those of every tag this visitor refuses (a
     server-side integration could otherwise read _fbp or _ga the visitor said no to)."""
@@ -290,6 +322,7 @@ def head_html(registry: Registry, allowed: frozenset[str], nonce: str | None = N
     do not throw."""
     defaults = consentmode.script(registry, consent, allowed) if consent is not None else ""
     script = guard.script(registry, allowed) + defaults + stub_script(registry, allowed)
+    script += expiry.storage_script(registry, allowed)
     if script and nonce:
         script = script.replace("<script data-gate>", f'<script data-gate nonce="{nonce}">')
     return script
@@ -317,7 +350,8 @@ def page_plan(request: Request, site: Site, registry: Registry, consent: Consent
                     head_html=token_meta + head_html(registry, allowed, nonce, consent),
                     body_html=render_root(body) + beacon.script_tag(request, origin, nonce),
                     carry_over=request.app.state.settings.carry_over_bytes,
-                    personal_data_allowed=site.personal_data)
+                    personal_data_allowed=site.personal_data,
+                    form_readers=form_readers(registry, consent, allowed))
 
 
 def page_path(request: Request) -> str:
@@ -426,6 +460,8 @@ async def _page_chunks(chunks: AsyncIterator[bytes], page: PageBody, request: Re
         yield out
     request.state.gate_outcome = page.outcome
     warn_personal_data(request, page.outcome)
+    learn_form_page(request, page.outcome)
+    count_undeclared(request, page.outcome)
     ledger.record_page(request, page.outcome)
     if page.outcome is not None and log.isEnabledFor(logging.DEBUG):
         log.debug("%s %s: %s", request.method, request.url.path, page.outcome.header())

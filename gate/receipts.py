@@ -14,6 +14,7 @@ Look-ups: ``GET /_gate/receipts/<consent id>`` (report token), ``gate receipts s
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import secrets
 import time
@@ -25,9 +26,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from .consent import Consent
+from .banner import choose_lang, recipients
+from .consent import Consent, shown_purposes
 from .errors import RequestError
 from .ledger import site_label
+from .pages import shown_text
 from .recorder import ReceiptsFull
 from .settings import Site
 from .store import RECEIPT_COLUMNS, Receipt
@@ -36,16 +39,23 @@ FORMATS = ("csv", "jsonl")
 RETRY_AFTER = 5  # seconds, on every 503 about the store
 
 
-async def record_decision(request: Request, site: Site, previous: Consent, consent: Consent, choice: str) -> None:
+async def record_decision(request: Request, site: Site, previous: Consent, consent: Consent, choice: str,
+                          lang: str | None = None) -> None:
     """Keep the receipt of one decision (journaled and fsynced before this returns) and count it;
-    ``previous`` is the consent before it (a withdrawal keeps the id of the consent it withdraws).
+    ``previous`` is the consent before it (a withdrawal keeps the id of the consent it withdraws),
+    ``lang`` the language the form was shown in (else Accept-Language decides, as it did for the page).
     RequestError(503) when the receipt cannot be kept: the decision must then not be acknowledged."""
     recorder = getattr(request.app.state, "recorder", None)
     if recorder is None:
         return
     registry = request.app.state.registries[site.host]
-    accepted = sorted(p for p, ok in consent.purposes.items() if ok) if consent.decided else []
+    carried = request.app.state.carried[site.host]
+    shown = shown_purposes(registry)  # a receipt names only purposes the visitor could see
+    accepted = [p for p in shown if consent.purposes.get(p)] if consent.decided else []
     method = consent.method if consent.decided else _method(request)
+    lang = choose_lang(lang, request.headers.get("accept-language"))
+    source = "page" if page_path(request).startswith("/_gate/preferences") else "banner"
+    text = shown_text(site, registry, previous, carried, lang, source) if method in ("banner", "page") else ""
     label = site_label(site)
     receipt = Receipt(
         rid=receipt_id(),
@@ -54,11 +64,16 @@ async def record_decision(request: Request, site: Site, previous: Consent, conse
         site=label,
         policy_version=consent.version,
         choice=choice,
-        accepted=",".join(accepted),
-        refused=",".join(p for p in registry.refusable if p not in accepted),
+        accepted=",".join(sorted(accepted)),
+        refused=",".join(p for p in shown if p not in accepted),
         vendors_refused=",".join(sorted(consent.vendors_refused)),
         method=method,
         page=recorder.expander.template(page) if (page := page_path(request)) else "",
+        text_hash=hashlib.sha256(text.encode()).hexdigest() if text else "",
+        lang=lang,
+        gpc=int(request.headers.get("sec-gpc") == "1"),
+        recipients="; ".join(recipients(registry, carried)),
+        personal_data=",".join(sorted(consent.personal_data)) if consent.decided else "",
     )
     try:
         await recorder.keep_receipt(receipt)

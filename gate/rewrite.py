@@ -41,6 +41,7 @@ class PagePlan:
     carry_over: int = 256 * 1024
     gating: bool = True  # False: pass through untouched (benchmark baseline)
     personal_data_allowed: bool = False  # False: a script sending hashed e-mail/phone is stripped
+    form_readers: frozenset[str] = frozenset()  # withdrawn from allowed once a personal-data form is read
 
 
 @dataclass
@@ -49,6 +50,8 @@ class Outcome:
     stripped: set[str] = field(default_factory=set)
     uncertain: int = 0
     personal_data: set[str] = field(default_factory=set)
+    form_page: bool = False  # the page has a form asking for a name, e-mail address or phone number
+    undeclared: set[str] = field(default_factory=set)  # third-party hosts no vendor or allow_hosts names
 
     def header(self) -> str:
         """The Gate-Tags header value: ``kept=a,b; stripped=c; uncertain=N``."""
@@ -62,6 +65,8 @@ class Outcome:
         self.stripped |= other.stripped
         self.uncertain += other.uncertain
         self.personal_data |= other.personal_data
+        self.form_page |= other.form_page
+        self.undeclared |= other.undeclared
 
 
 _NOTHING = Outcome()  # a decision that found no tag
@@ -153,8 +158,11 @@ class PageRewriter:
         self._unsure = False  # set by _url_tags when a document it read could not be read to its end
         self._doc_personal: frozenset[str] = frozenset()  # ... and when that document sends personal data
         # What a decision reads besides the element's bytes and the base URL (see _remembered).
+        self.refusing = self.refusing or (plan.gating and plan.registry.strip_undeclared)
+        # What a decision reads besides the element's bytes and the base URL (see _remembered); the page's
+        # host decides which hosts are third parties.
         self._context = (self.allowed, self.refusing, encoding, depth, plan.carry_over,
-                         plan.personal_data_allowed)
+                         plan.personal_data_allowed, plan.base_url.host)
 
     # -- public --------------------------------------------------------------------------------
     def feed(self, data: bytes) -> bytes:
@@ -439,6 +447,8 @@ class PageRewriter:
             self.in_select = True
         elif name == "base":
             return self._base_tag(buf, pos, m, attrs)
+        if name == "input" and not self.outcome.form_page and asks_personal_data(attrs):
+            self._form_found()
         result = self._emit_tag(buf, pos, m, name, attrs, placeholder)
         if name == "head" and not self.head_done:
             self._inject_head()
@@ -465,6 +475,18 @@ class PageRewriter:
                 # Its own href resolves against the document's URL, never against another <base>.
                 self.base = urls.parse(hs.attr_text(href, self.encoding), self.fallback_base) or self.base
         return m.end()
+
+    def _form_found(self) -> None:
+        """A form asks for personal data: from here on, tags that read forms are refused unless the
+        visitor agreed to give that recipient personal data (the plan lists them). What ran before
+        this point is why gate also remembers the path (proxy.py): the next view withholds them whole."""
+        self.outcome.form_page = True
+        withdrawn = self.allowed & self.plan.form_readers
+        if withdrawn and self.plan.gating:
+            self.allowed -= withdrawn
+            self.plan = replace(self.plan, allowed=self.allowed)
+            self.refusing = True
+            self._context = (self.allowed, self.refusing, *self._context[2:])
 
     def _foreign_start(self, buf, pos, m, name, attrs, self_closing, final) -> int:
         end = m.end()
@@ -583,7 +605,7 @@ class PageRewriter:
                 continue
             refused = (tags - self.allowed) | personal
             if refused:
-                self.outcome.stripped |= refused
+                self.outcome.stripped |= refused - {UNDECLARED}
                 if primary:
                     strip = True
                 else:
@@ -617,7 +639,9 @@ class PageRewriter:
         if key in (b"src", b"data", b"poster", b"background", b"codebase", b"xlink:href") or (
             key == b"href" and (name in ("link", "image", "use", "feimage", "script") or self.foreign and not self._html_mode())
         ):
-            return self._url_tags(text, name), name in VOID_STRIP | RAW_STRIP | {"script"}
+            # a stylesheet or icon <link> is not one of the loads undeclared hosts are stripped from
+            element = "link-sheet" if name == "link" and not _is_hint(attrs, self.encoding) else name
+            return self._url_tags(text, element), name in VOID_STRIP | RAW_STRIP | {"script"}
         if key == b"srcset":
             found: set[str] = set()
             for cand in text.split(","):
@@ -626,7 +650,7 @@ class PageRewriter:
         if key == b"ping":
             found = set()
             for u in text.split():
-                found |= self._url_tags(u, name)
+                found |= self._url_tags(u, "ping")
             return frozenset(found), False
         if key == b"content" and name == "meta":
             equiv = hs.attr_text(self._first(attrs, b"http-equiv"), self.encoding).strip().lower()
@@ -654,7 +678,12 @@ class PageRewriter:
             if element in DOCUMENT_ELEMENTS and "<" in text:
                 found |= self._document_tags(text)
             return found
-        return self.registry.tags_for_url(url)
+        tags = self.registry.tags_for_url(url)
+        if not tags and element in UNDECLARED_ELEMENTS and self.registry.is_undeclared(url, self.plan.base_url.host):
+            self.outcome.undeclared.add(url.host)
+            if self.registry.strip_undeclared:
+                return _UNDECLARED_TAGS
+        return tags
 
     def _document_tags(self, doc: str) -> frozenset[str]:
         """The tags a document loaded in a frame would load (a data: URL's), read as gate reads a page.
@@ -820,6 +849,43 @@ class PageRewriter:
         self.body_done = True
         if self.plan.body_html:
             self.out.append(self.plan.body_html.encode(self.encoding, "xmlcharrefreplace"))
+
+
+# Loads to a third party that no vendor and no allow_hosts entry names: scripts, frames, pixels,
+# beacons (ping) and connection hints. Such a URL counts as the pseudo-tag UNDECLARED, never allowed.
+UNDECLARED = "undeclared"
+_UNDECLARED_TAGS = frozenset({UNDECLARED})
+UNDECLARED_ELEMENTS = frozenset({"script", "iframe", "frame", "fencedframe", "portal", "img", "image", "embed",
+                                 "object", "link", "ping"})
+_HINTS = frozenset({"preconnect", "dns-prefetch", "preload", "prefetch", "modulepreload", "prerender"})
+
+
+def _is_hint(attrs, encoding: str) -> bool:
+    for a in attrs:
+        if a[0] == b"rel":
+            return bool(_HINTS & set(hs.attr_text(a[1] or b"", encoding).lower().split()))
+    return False
+
+
+_PERSONAL_TYPES = (b"email", b"tel")
+_PERSONAL_WORDS = (b"name", b"mail", b"tel", b"phone")
+_NOT_TYPED = (b"hidden", b"submit", b"button", b"image", b"reset", b"checkbox", b"radio", b"file")
+
+
+def asks_personal_data(attrs) -> bool:
+    """An <input> for a name, an e-mail address or a phone number: by its type, or by its name,
+    autocomplete or id ("email", "tel-national", "family-name", "applicant_phone" …)."""
+    found = False
+    for a in attrs:
+        key, value = a[0], (a[1] or b"").strip(b"\"' \t\n\r\x0c").lower()
+        if key == b"type":
+            if value in _PERSONAL_TYPES:
+                return True
+            if value in _NOT_TYPED:
+                return False
+        elif key in (b"name", b"autocomplete", b"id") and any(w in value for w in _PERSONAL_WORDS):
+            found = True
+    return found
 
 
 def _data_url_text(body: str) -> str:

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from .errors import ConfigError
 
 MODES = ("opt-in", "opt-out")
+UNDECLARED = ("strip", "report")
 CSP_MODES = ("off", "report-only", "enforce")
 DEMO_UPSTREAM = "demo"
 CORNERS = ("bottom-left", "bottom-right", "top-left", "top-right")
@@ -41,6 +42,30 @@ class Site:
     notice_link: bool = True  # gate's own 「外部送信について」 link beside the settings button
     settings_button: str = "bottom-left"  # the floating button's corner (a [data-gate-settings] element hosts it)
     settings_button_offset: int = 8  # px from the corner's two edges
+    # Pages with application forms ("/apply", "/jobs/*/apply": * is one path segment). gate adds every
+    # path where it reads a form with name, e-mail or phone inputs. Tags that read forms run there only
+    # for recipients the visitor gave the separate consent to personal data.
+    form_paths: tuple[str, ...] = ()
+    # Third-party hosts no vendor declares: "strip" (the default in opt-in mode) removes scripts, frames,
+    # pixels, beacons and connection hints to them; "report" (the default in opt-out mode) only counts.
+    undeclared: str | None = None
+    # The site's own words added to a tag's "information sent" (the job ids and titles it passes to
+    # Google and Meta, say) and cookies it lists for a tag: the notice shows them, and a consent given
+    # before they were added no longer covers that tag.
+    information: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    information_en: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    tag_cookies: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    allow_hosts: Mapping[str, str] = field(default_factory=dict)  # host -> why the site needs it
+
+    @property
+    def strips_undeclared(self) -> bool:
+        return (self.undeclared or ("strip" if self.mode == "opt-in" else "report")) == "strip"
+
+    @property
+    def own_hosts(self) -> tuple[str, ...]:
+        """allow_hosts and csp_hosts as bare host names: the third parties that are no recipient."""
+        hosts = [*self.allow_hosts, *(h.split("://")[-1].split("/")[0].split(":")[0] for h in self.csp_hosts)]
+        return tuple(dict.fromkeys(h.lower().removeprefix("*.") for h in hosts))
 
     @property
     def is_demo(self) -> bool:
@@ -174,6 +199,33 @@ def _site(raw: Any, file: str, i: int, top_upstream: str | None) -> Site:
     if "settings_button_offset" in raw:
         kw["settings_button_offset"] = _number(raw["settings_button_offset"], file, f"{key}.settings_button_offset",
                                                int, 0, 500)
+    for name in ("information", "information_en", "tag_cookies"):
+        if name in raw:
+            table = raw[name]
+            if not isinstance(table, dict) or not all(isinstance(v, list) and all(isinstance(x, str) and x for x in v)
+                                                      for v in table.values()):
+                raise ConfigError(file, f"{key}.{name}", 'expected a table of tag id = [strings], such as '
+                                                         '{ "google.analytics" = ["閲覧した求人のIDとタイトル"] }')
+            kw[name] = {k: tuple(v) for k, v in table.items()}
+    if "undeclared" in raw:
+        if raw["undeclared"] not in UNDECLARED:
+            raise ConfigError(file, f"{key}.undeclared",
+                              f"expected one of {', '.join(UNDECLARED)}, got {raw['undeclared']!r}")
+        kw["undeclared"] = raw["undeclared"]
+    if "allow_hosts" in raw:
+        allow = raw["allow_hosts"]
+        if not isinstance(allow, dict) or not all(isinstance(h, str) and _HOST.match(h) and isinstance(why, str)
+                                                  and why.strip() for h, why in allow.items()):
+            raise ConfigError(file, f"{key}.allow_hosts", 'expected a table of host = "reason", such as '
+                                                          '{ "cdn.example.jp" = "our images", '
+                                                          '"www.youtube-nocookie.com" = "job videos" }')
+        kw["allow_hosts"] = {h.lower(): why.strip() for h, why in allow.items()}
+    if "form_paths" in raw:
+        paths = raw["form_paths"]
+        if not isinstance(paths, list) or not all(isinstance(x, str) and _FORM_PATH.match(x) for x in paths):
+            raise ConfigError(file, f"{key}.form_paths", 'expected a list of paths such as ["/apply", '
+                                                         '"/jobs/*/apply"], * standing for one path segment')
+        kw["form_paths"] = tuple(paths)
     return Site(**kw)
 
 
@@ -213,6 +265,19 @@ def shown_value(conf: Settings, name: str) -> str:
 
         return repr(mask_url(value))
     return repr(value)
+
+
+_HOST = re.compile(r"^(?:\*\.)?[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+$")
+_FORM_PATH = re.compile(r"^(/([^/*?#]*|\*))+/?$")
+
+
+def form_path_matcher(paths: tuple[str, ...]) -> re.Pattern[str] | None:
+    """One compiled pattern for a site's form_paths (None when it has none)."""
+    if not paths:
+        return None
+    parts = ("/".join("[^/]+" if seg == "*" else re.escape(seg) for seg in p.rstrip("/").split("/")) + "/?"
+             for p in paths)
+    return re.compile("^(?:" + "|".join(parts) + ")$")
 
 
 _TEMPLATE = re.compile(r"^(/([^/{}]*|\{[A-Za-z_][A-Za-z0-9_]*\}))+/?$")

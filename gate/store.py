@@ -61,6 +61,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (  # 3: one row per written batch, so a batch written twice (a flush abandoned, then retried) counts once
         "CREATE TABLE gate_batches (bid TEXT PRIMARY KEY, at BIGINT NOT NULL)",
     ),
+    (  # 4: what the visitor was shown (issue 11): the text's hash, language, Sec-GPC, recipients listed,
+       # and the recipients given a separate consent to personal data from forms
+        "ALTER TABLE gate_receipts ADD COLUMN text_hash TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE gate_receipts ADD COLUMN lang TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE gate_receipts ADD COLUMN gpc INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE gate_receipts ADD COLUMN recipients TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE gate_receipts ADD COLUMN personal_data TEXT NOT NULL DEFAULT ''",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 TIMEOUT = 5.0  # seconds: the longest any one store call may take before it is cut (StoreError)
@@ -88,6 +96,11 @@ class Receipt:
     vendors_refused: str
     method: str  # banner | page | api | gpc
     page: str  # the path it was given on, without the query
+    text_hash: str = ""  # sha256 of the exact text the visitor was shown (banner or preferences page)
+    lang: str = ""  # the language it was shown in
+    gpc: int = 0  # 1 when the browser sent Sec-GPC: 1
+    recipients: str = ""  # the recipients listed, "; "-separated (legal names may hold commas)
+    personal_data: str = ""  # vendor ids given the separate consent to personal data from forms
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -105,6 +105,10 @@ class Tag:
     information_en: tuple[str, ...] = ()
     recipient_purpose_ja: str = ""
     recipient_purpose_en: str = ""
+    reads_forms: bool = False  # can read what is typed into a form (enhanced conversions, advanced matching)
+    storage: tuple[str, ...] = ()  # "localStorage:cto_bundle", "indexedDB:adjust-sdk": kept outside cookies
+    optout_url: str = ""  # the tag's own opt-out page; "" = its vendor's
+    location: bool = False  # sends the visitor's location
 
     def cookie_matches(self, name: str) -> bool:
         return any(name.startswith(c[:-1]) if c.endswith("*") else name == c for c in self.cookies)
@@ -120,6 +124,18 @@ class Vendor:
     optout_url: str
     domains: tuple[str, ...]
     tags: tuple[str, ...]
+    country: str = ""  # ISO 3166 code of where the recipient is
+    country_ja: str = ""
+    country_en: str = ""
+    regime_ja: str = ""  # APPI art. 28: that country's personal-information regime
+    regime_en: str = ""
+    measures_ja: str = ""  # ... and the recipient's measures
+    measures_en: str = ""
+    carried_by_default: bool = True  # a site that names no vendors carries this one
+
+    @property
+    def abroad(self) -> bool:
+        return self.country not in ("", "JP")
 
 
 def per_consent(fn: Callable[[Registry, frozenset[str]], T]) -> Callable[[Registry, frozenset[str]], T]:
@@ -182,6 +198,15 @@ class Registry:
     _domain_words: frozenset[str] = field(repr=False, default=frozenset())
     _words: tuple[str, ...] = field(repr=False, default=())  # every word looked for: signatures', domains
     _word_tags: Mapping[str, frozenset[str]] = field(repr=False, default_factory=dict)  # word -> tags it may be
+    # Per tag, a short hash of what a consent to it covers (see tag_fingerprint); a site's registry
+    # (for_site) keeps only the tags the site carries, so its keys are the carried tags.
+    fingerprints: Mapping[str, str] = field(repr=False, default_factory=dict)
+    declared_version: str = ""  # vendors.toml's policy_version, when set
+    # A site's third-party hosts that are no recipient (its CDN, fonts, video or map embeds: gate.toml's
+    # allow_hosts and csp_hosts), and whether loads to any other undeclared host are stripped.
+    own_hosts: tuple[str, ...] = ()
+    strip_undeclared: bool = False
+    _declared_hosts: frozenset[str] = field(repr=False, default=frozenset())
 
     @property
     def refusable(self) -> tuple[str, ...]:
@@ -283,9 +308,11 @@ class Registry:
 
     # -- per site ----------------------------------------------------------------------------
     def carried(self, vendors: Iterable[str] | None, tags: Iterable[str] | None) -> frozenset[str]:
-        """The tags a site carries: its vendors' tags (every vendor when None), narrowed by ``tags``.
+        """The tags a site carries: its vendors' tags (every vendor carried by default when None),
+        narrowed by ``tags``.
         The banner, the notice and the gate all read it from here, so they cannot disagree."""
-        vendor_ids = self.vendors if vendors is None else [v for v in vendors if v in self.vendors]
+        vendor_ids = ([v.id for v in self.vendors.values() if v.carried_by_default] if vendors is None
+                      else [v for v in vendors if v in self.vendors])
         found = {t for v in vendor_ids for t in self.vendors[v].tags}
         return frozenset(found if tags is None else found & set(tags))
 
@@ -296,7 +323,60 @@ class Registry:
         tags = dict(self.tags)
         for tag_id, purposes in overrides.items():
             tags[tag_id] = replace(tags[tag_id], purposes=frozenset(purposes))
-        return build(self.purposes, self.vendors, tags, explicit_version=None)
+        return build(self.purposes, self.vendors, tags, explicit_version=self.declared_version or None)
+
+    def with_site_words(self, information_ja: Mapping[str, Iterable[str]], information_en: Mapping[str, Iterable[str]],
+                        cookies: Mapping[str, Iterable[str]]) -> Registry:
+        """A copy where a site adds to some tags' "information sent" and cookies (so their fingerprints,
+        and what a consent to them covers, change with it)."""
+        if not (information_ja or information_en or cookies):
+            return self
+        tags = dict(self.tags)
+        for tag_id in {*information_ja, *information_en, *cookies}:
+            tag = tags[tag_id]
+            tags[tag_id] = replace(tag, information_ja=(*tag.information_ja, *information_ja.get(tag_id, ())),
+                                   information_en=(*tag.information_en, *information_en.get(tag_id, ())),
+                                   cookies=(*tag.cookies, *cookies.get(tag_id, ())))
+        return build(self.purposes, self.vendors, tags, explicit_version=self.declared_version or None)
+
+    def with_undeclared(self, own_hosts: Iterable[str], strip: bool) -> Registry:
+        """A copy that knows the site's own third-party hosts and whether undeclared ones are stripped."""
+        own = tuple(h.lower().removeprefix("*.") for h in own_hosts)
+        # Every host a vendor declares, without its path (www.google.com for www.google.com/pagead/): the
+        # guard can only match hosts, and both must agree on what is undeclared.
+        vendor_hosts = {h.split("/")[0] for t in self.tags.values() for h in t.hosts}
+        vendor_hosts |= {d.split("/")[0] for v in self.vendors.values() for d in v.domains}
+        return replace(self, own_hosts=own, strip_undeclared=strip, _declared_hosts=frozenset(vendor_hosts) | set(own))
+
+    def is_undeclared(self, url: urls.URL, page_host: str) -> bool:
+        """``url`` reaches a third party that is neither a vendor's host nor one of the site's own hosts
+        (by label: "example-cdn.jp" covers "img.example-cdn.jp")."""
+        host = url.host.rstrip(".")
+        if not host or url.scheme not in ("http", "https", "ws", "wss"):
+            return False
+        if page_host and (host == page_host or host.endswith("." + page_host)):
+            return False
+        declared = self._declared_hosts
+        while host:
+            if host in declared:
+                return False
+            dot = host.find(".")
+            host = host[dot + 1:] if dot >= 0 else ""
+        return True
+
+    def for_site(self, carried: Iterable[str], words: str) -> Registry:
+        """This registry as one site sees it: ``version`` hashes what the site carries (each tag's
+        fingerprint) and what it says (``words``: a digest of the banner's and notice's wording), so a
+        consent is given under a version that changes exactly when the site's own tags or words do."""
+        prints = {t: self.fingerprints[t] for t in sorted(carried) if t in self.fingerprints}
+        shape = {"tags": prints, "words": words, "declared": self.declared_version}
+        version = hashlib.sha256(json.dumps(shape, ensure_ascii=False).encode()).hexdigest()[:12]
+        return replace(self, version=version, fingerprints=prints)
+
+    @property
+    def carried_tags(self) -> frozenset[str]:
+        """The tags a consent under this registry covers: a site's carried tags (every tag, unsited)."""
+        return frozenset(self.fingerprints)
 
 
 def _compile(patterns: Iterable[str], where: str, file: str) -> tuple[re.Pattern[str], ...]:
@@ -316,6 +396,16 @@ def _version(purposes: Mapping[str, Purpose], vendors: Mapping[str, Vendor], tag
         "tags": sorted((t.id, sorted(t.purposes)) for t in tags.values()),
     }
     return hashlib.sha256(json.dumps(shape, ensure_ascii=False).encode()).hexdigest()[:12]
+
+
+def tag_fingerprint(tag: Tag, vendor: Vendor, purposes: Mapping[str, Purpose], declared: str = "") -> str:
+    """What a consent to ``tag`` was given to: its recipient, what it sends and the purposes it serves,
+    in the words shown. When any of it changes, a consent given before no longer covers the tag (its
+    service name, contact and links may change without asking again: they do not widen what is sent)."""
+    shape = [tag.id, vendor.recipient, sorted(tag.purposes), list(tag.information_ja), list(tag.information_en),
+             [(p.id, p.ja, p.en, p.summary_ja, p.summary_en) for p in purposes.values() if p.id in tag.purposes],
+             declared]
+    return hashlib.sha256(json.dumps(shape, ensure_ascii=False).encode()).hexdigest()[:8]
 
 
 def build(purposes: Mapping[str, Purpose], vendors: Mapping[str, Vendor], tags: Mapping[str, Tag],
@@ -348,6 +438,9 @@ def build(purposes: Mapping[str, Purpose], vendors: Mapping[str, Vendor], tags: 
         _domain_words=frozenset(domains),
         _words=tuple(sorted({w for w, _, _ in signatures if w} | set(domains) | set(calls.words))),
         _word_tags={w: frozenset(ts) for w, ts in word_tags.items()},
+        fingerprints={t.id: tag_fingerprint(t, vendors[t.vendor], purposes, explicit_version or "")
+                      for t in tags.values()},
+        declared_version=explicit_version or "",
     )
 
 
@@ -565,6 +658,24 @@ def _strs(d: Mapping, key: str, where: str, file: str) -> tuple[str, ...]:
     return tuple(v)
 
 
+_STORAGE = re.compile(r"^(localStorage|sessionStorage|indexedDB):[A-Za-z0-9_.$-]+\*?$")
+
+
+def _storage(entries: tuple[str, ...], where: str, file: str) -> tuple[str, ...]:
+    for e in entries:
+        if not _STORAGE.match(e):
+            raise ConfigError(file, f"{where}: storage", f'expected "localStorage:<key>", "sessionStorage:<key>" '
+                                                         f'or "indexedDB:<database>", got {e!r}')
+    return entries
+
+
+def _bool(d: Mapping, key: str, where: str, file: str, default: bool = False) -> bool:
+    v = d.get(key, default)
+    if not isinstance(v, bool):
+        raise ConfigError(file, f"{where}.{key}", "expected true or false")
+    return v
+
+
 def load(path: str | Path | None = None) -> Registry:
     """Read and validate vendors.toml (the packaged copy when ``path`` is None)."""
     p = Path(path) if path else (DEFAULT_PATH if DEFAULT_PATH.exists() else PACKAGED_PATH)
@@ -639,6 +750,10 @@ def parse(raw: Mapping, file: str = "vendors.toml") -> Registry:
                 information_en=_strs(t, "information_en", twhere, file),
                 recipient_purpose_ja=_str(t, "recipient_purpose_ja", twhere, file, ""),
                 recipient_purpose_en=_str(t, "recipient_purpose_en", twhere, file, ""),
+                reads_forms=_bool(t, "reads_forms", twhere, file),
+                storage=_storage(_strs(t, "storage", twhere, file), twhere, file),
+                optout_url=_str(t, "optout_url", twhere, file, ""),
+                location=_bool(t, "location", twhere, file),
             )
             tag_ids.append(tid)
         vendors[vid] = Vendor(
@@ -646,7 +761,13 @@ def parse(raw: Mapping, file: str = "vendors.toml") -> Registry:
             contact_ja=_str(v, "contact_ja", where, file, ""), contact_en=_str(v, "contact_en", where, file, ""),
             privacy_url=_str(v, "privacy_url", where, file, ""), optout_url=_str(v, "optout_url", where, file, ""),
             domains=tuple(d.lower() for d in _strs(v, "domains", where, file)), tags=tuple(tag_ids),
+            **{k: _str(v, k, where, file, "") for k in ("country", "country_ja", "country_en", "regime_ja",
+                                                          "regime_en", "measures_ja", "measures_en")},
+            carried_by_default=_bool(v, "carried_by_default", where, file, True),
         )
+        if vendors[vid].abroad and not (vendors[vid].regime_ja and vendors[vid].measures_ja):
+            raise ConfigError(file, f"{where}.regime_ja", "a recipient abroad needs regime_ja and measures_ja "
+                                                          "(APPI art. 28: the notice must state them)")
     version = raw.get("policy_version")
     if version is not None and not isinstance(version, str):
         raise ConfigError(file, "policy_version", "expected a string")

@@ -104,3 +104,15 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     if not missing:
         return ["gate: every outside part the tests use is here"]
     return [f"gate: missing {what}: its tests will skip (run `bash tests/run` to provision)" for what in missing]
+
+
+def policy_registry():
+    """vendors.toml narrowed to the vendors a site carries by default: the five the privacy policy names
+    (the catalogue's other recipients are carried only where a site names them)."""
+    import tomllib
+
+    from gate import vendors
+
+    raw = tomllib.loads(vendors.DEFAULT_PATH.read_text(encoding="utf-8"))
+    raw["vendors"] = {k: v for k, v in raw["vendors"].items() if v.get("carried_by_default", True)}
+    return vendors.parse(raw)

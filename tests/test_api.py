@@ -18,7 +18,8 @@ from .conftest import asgi_client, gate_settings
 pytestmark = pytest.mark.anyio
 SELF = {"origin": "http://gate.test"}
 FORM = {"content-type": "application/x-www-form-urlencoded"} | SELF
-ALL = {"improvement": True, "advertising": True, "suggestions": True, "content": True}
+# "content" is no carried tag's purpose: never shown, so never accepted, not even by "accept all".
+ALL = {"improvement": True, "advertising": True, "suggestions": True, "content": False}
 NONE = dict.fromkeys(ALL, False)
 
 
@@ -50,7 +51,7 @@ async def test_get_consent_undecided(app, client) -> None:
     r = await client.get("/_gate/consent")
     assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
     assert r.json() == {"version": app.state.registries[None].version, "decided": False, "purposes": NONE,
-                        "vendors_refused": []}
+                        "vendors_refused": [], "personal_data": []}
 
 
 @pytest.mark.parametrize("value", ["garbage", "a.b.c", "", "x" * 5000], ids=["garbage", "dots", "empty", "huge"])
@@ -86,7 +87,7 @@ async def test_cookie_signed_by_the_old_key_still_verifies() -> None:
     ({"choice": "accept_all"}, ALL, []),
     ({"choice": "reject_all"}, NONE, []),
     ({"choice": "custom", "purposes": ["improvement", "content"], "refuse_vendor": ["criteo", "facebook"]},
-     NONE | {"improvement": True, "content": True}, ["criteo", "facebook"]),
+     NONE | {"improvement": True}, ["criteo", "facebook"]),
     ({"choice": "custom", "purposes": ["security"]}, NONE, []),  # always on, accepted silently
 ], ids=["accept-all", "reject-all", "custom", "security-is-known"])
 async def test_form_decides_and_sees_the_visitor_back(app, client, form, purposes, refused) -> None:
@@ -160,7 +161,7 @@ async def test_json_answers_with_the_state(app, client, body, purposes, refused)
     r = await client.post("/_gate/consent", json=body, headers=SELF)
     assert r.status_code == 200
     assert r.json() == {"version": app.state.registries[None].version, "decided": True, "purposes": purposes,
-                        "vendors_refused": refused}
+                        "vendors_refused": refused, "personal_data": []}
     assert stored(app, r).method == "api"
 
 
@@ -217,7 +218,7 @@ async def test_body_over_the_cap_is_413_even_when_content_length_lies(app, clien
     ("form", {"choice": "custom", "purposes": ["improvement", "ads", "tracking"]}, ["ads, tracking"]),
     ("form", {"choice": "custom", "refuse_vendor": ["doubleclick"]}, ["doubleclick"]),
     ("json", {"purposes": {"ads": False}}, ["ads"]),
-    ("json", {"choice": "custom", "vendors_refused": ["tiktok"]}, ["tiktok"]),
+    ("json", {"choice": "custom", "vendors_refused": ["myspace"]}, ["myspace"]),
     ("json", {"choice": "maybe"}, ["maybe"]),
     ("form", {"choice": "maybe"}, ["maybe"]),
     ("json", {"purposes": {"improvement": "yes"}}, ["purposes"]),
@@ -279,4 +280,4 @@ async def test_pages_are_routed(client, path: str) -> None:
 
 def test_contract_json_is_plain_json(app) -> None:
     registry = app.state.registries[None]
-    assert json.loads(json.dumps(decide(registry, ["content"]).as_public()))["purposes"]["content"] is True
+    assert json.loads(json.dumps(decide(registry, ["improvement"]).as_public()))["purposes"]["improvement"] is True

@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 from bs4 import BeautifulSoup
 
-from gate import banner, vendors
+from gate import banner
 from gate.consent import undecided
 
-REGISTRY = vendors.load()
+from .conftest import policy_registry
+
+REGISTRY = policy_registry()
 ALL = frozenset(REGISTRY.tags)
 HOSTILE = '"><script>alert(1)</script>'
 STATIC = Path(banner.__file__).parent / "static"
@@ -63,10 +65,12 @@ def test_settings_button_opens_the_preferences_page_without_javascript():
 
 @pytest.mark.parametrize("gpc,opt_out", [(False, False), (True, False), (False, True), (True, True)],
                          ids=["plain", "gpc", "opt-out", "gpc+opt-out"])
-def test_no_purpose_is_preticked(gpc, opt_out):
+def test_no_purpose_is_preticked_in_opt_in_and_opt_out_ticks_what_is_sent(gpc, opt_out):
     boxes = dialog(render(gpc=gpc, opt_out=opt_out)).find_all("input", attrs={"name": "purposes"})
     assert [b["value"] for b in boxes] == ["improvement", "advertising", "suggestions"]  # content: no tag uses it
-    assert not any(b.has_attr("checked") for b in boxes)
+    # Opt-out mode sends until refused: its switches show what is sent now (issue 11.4), GPC's refusal included.
+    sent = {"improvement"} | (set() if gpc else {"advertising", "suggestions"}) if opt_out else set()
+    assert {b["value"] for b in boxes if b.has_attr("checked")} == sent
 
 
 def test_security_is_shown_always_on():
@@ -78,7 +82,7 @@ def test_security_is_shown_always_on():
 def test_each_purpose_lists_its_services_and_recipients():
     d = dialog(render())
     box = d.find("input", attrs={"value": "suggestions"})
-    who = d.find(id=box["aria-describedby"]).get_text(" ")
+    who = d.find(id=box["aria-describedby"].split()[-1]).get_text(" ")  # (the first id: its summary)
     assert "Criteo SA" in who and "Criteo OneTag" in who and "LINEヤフー株式会社" in who
     assert "Google" not in who
 
@@ -133,7 +137,8 @@ def test_all_five_recipients_named_on_the_first_layer():
     first = dialog(render()).find("p").get_text()
     for name in ("Google LLC", "LINEヤフー株式会社", "Criteo SA", "Adjust GmbH", "Meta Platforms, Inc."):
         assert name in first
-    assert "Cookie情報、ユーザー識別子、IPアドレス、広告識別子、位置情報、Web閲覧履歴" in first
+    # 位置情報 only when a carried tag sends location (issue 11.4); none of the five does.
+    assert "Cookie情報、ユーザー識別子、IPアドレス、広告識別子、Web閲覧履歴" in first
 
 
 def test_banner_links_to_the_notice_and_the_policy():

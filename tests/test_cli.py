@@ -130,7 +130,8 @@ def test_check_shows_effective_settings_with_secrets_masked(capsys, monkeypatch,
     assert "secret_keys = <2 masked>" in out
     assert "upstream=http://127.0.0.1:9000" in out
     assert "purposes (5): improvement, advertising, suggestions, content, security (always on)" in out
-    assert "vendors (5): google, yahoo, criteo, adjust, facebook" in out
+    assert ("vendors (12): google, yahoo, criteo, adjust, facebook, line, tiktok, x, microsoft, indeed, kyujinbox, "
+            "a8") in out
     assert "facebook.pixel" in out
 
 
@@ -138,8 +139,9 @@ def test_check_shows_effective_settings_with_secrets_masked(capsys, monkeypatch,
     ("port = 'x'\n", "gate.toml: port: expected a number, got 'x'"),
     ("colour = 1\n", "gate.toml: colour: unknown key"),
     ("[[site]]\nupstream = 'ftp://x'\n", "gate.toml: site[0].upstream: expected an http(s):// URL"),
-    ("[[site]]\nupstream = 'demo'\nvendors = ['google', 'tiktok']\n",
-     "gate.toml: site[0].vendors: unknown id 'tiktok' (known: google, yahoo, criteo, adjust, facebook)"),
+    ("[[site]]\nupstream = 'demo'\nvendors = ['google', 'myspace']\n",
+     "gate.toml: site[0].vendors: unknown id 'myspace' (known: google, yahoo, criteo, adjust, facebook, line, "
+     "tiktok, x, microsoft, indeed, kyujinbox, a8)"),
     ("[[site]]\nupstream = 'demo'\ntags = ['facebook.capi']\n", "gate.toml: site[0].tags: unknown id 'facebook.capi'"),
     ("[[site]]\nupstream = 'demo'\ntag_purposes = { 'google.tag_manager' = ['ads'] }\n",
      "gate.toml: site[0].tag_purposes.google.tag_manager: unknown purpose 'ads'"),

@@ -12,6 +12,7 @@ from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
 from gate import consent, vendors
 from gate.consent import Consent, ConsentCodec
+from .conftest import policy_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 NEW, OLD = "new-key-0123456789abcdef", "old-key-0123456789abcdef"
@@ -22,7 +23,7 @@ EVERY_TAG = frozenset({"google.analytics", "google.ads", "google.floodlight", "g
 
 @pytest.fixture(scope="module")
 def registry() -> vendors.Registry:
-    return vendors.load(ROOT / "vendors.toml")
+    return policy_registry()
 
 
 @pytest.fixture
@@ -50,11 +51,12 @@ def payload_of(cookie: str, key: str = NEW) -> object:
 
 # -- the cookie -----------------------------------------------------------------------------------
 def test_round_trip_keeps_the_whole_decision(registry, codec):
-    given = consent.decide(registry, ["improvement", "content"], vendors_refused=["criteo", "nobody"], method="page")
+    given = consent.decide(registry, ["improvement", "suggestions"], vendors_refused=["criteo", "nobody"],
+                           method="page")
     read = codec.read(codec.dumps(given), registry)
     assert read == given
-    assert read.decided and read.purposes == {"improvement": True, "advertising": False, "suggestions": False,
-                                              "content": True}
+    assert read.decided and read.purposes == {"improvement": True, "advertising": False, "suggestions": True,
+                                              "content": False}
     assert read.vendors_refused == {"criteo"}  # unknown vendor ids are dropped
     assert read.method == "page" and len(read.consent_id) >= 16 and read.decided_at > 0
 
@@ -137,11 +139,19 @@ def test_lifetime_is_capped_at_13_months():
     assert ConsentCodec([NEW], max_age=180 * DAY).lifetime == 180 * DAY
 
 
-def test_a_new_policy_version_asks_again(registry, codec):
+def test_a_new_version_that_changes_every_carried_tag_asks_again(registry, codec):
     cookie = codec.dumps(decided(registry, *registry.refusable))
-    changed = dataclasses.replace(registry, version=registry.version + "-next")
+    changed = dataclasses.replace(registry, version=registry.version + "-next",
+                                  fingerprints={t: "0" * 8 for t in registry.fingerprints})
     assert codec.read(cookie, registry).decided
     assert codec.read(cookie, changed) == consent.undecided(changed)
+
+
+def test_a_new_version_that_keeps_every_carried_tag_keeps_the_decision_under_its_old_version(registry, codec):
+    cookie = codec.dumps(decided(registry, "improvement"))
+    reworded = dataclasses.replace(registry, version=registry.version + "-reworded")
+    read = codec.read(cookie, reworded)
+    assert read.decided and read.version == registry.version and read.purposes["improvement"]
 
 
 def test_withdraw_is_undecided(registry):
@@ -152,7 +162,7 @@ def test_public_shape(registry):
     shape = decided(registry, "improvement", refused=("facebook",)).as_public()
     assert shape == {"version": registry.version, "decided": True,
                      "purposes": {"improvement": True, "advertising": False, "suggestions": False, "content": False},
-                     "vendors_refused": ["facebook"]}
+                     "vendors_refused": ["facebook"], "personal_data": []}
 
 
 def test_codec_needs_a_key():

@@ -16,9 +16,9 @@ from gate.consent import COOKIE_NAME, ConsentCodec, decide
 from gate.errors import ConfigError
 from gate.settings import Site
 
-from .conftest import KEY, asgi_client, gate_settings
+from .conftest import KEY, asgi_client, gate_settings, policy_registry
 
-REGISTRY = vendors.load()
+REGISTRY = policy_registry()
 ALL = frozenset(REGISTRY.tags)
 GOOGLE = frozenset(t for t in ALL if t.startswith("google."))
 SITE = Site(upstream="http://origin.test")

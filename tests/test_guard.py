@@ -114,7 +114,8 @@ def test_the_minifier_keeps_strings_and_drops_comments():
 
 def test_the_guard_is_small():
     raw = guard.MINIFIED.encode()
-    assert len(raw) < 3600 and len(gzip.compress(raw, 9)) < 1600, (len(raw), len(gzip.compress(raw, 9)))
+    # 3688 / 1623 bytes once main's guard (3552 / 1572) met h/consent's undeclared-host check (c.a)
+    assert len(raw) < 3800 and len(gzip.compress(raw, 9)) < 1700, (len(raw), len(gzip.compress(raw, 9)))
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")

@@ -13,12 +13,13 @@ from starlette.routing import Route
 
 from gate import consent, pages, settings, vendors
 from gate.settings import Site
+from .conftest import policy_registry
 
 with warnings.catch_warnings():  # starlette asks for httpx2; the venv has httpx
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
-REGISTRY = vendors.load()
+REGISTRY = policy_registry()
 ALL_TAGS = list(REGISTRY.tags)
 
 

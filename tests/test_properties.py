@@ -17,8 +17,9 @@ from gate import htmlstream, urls, vendors
 from gate.rewrite import PagePlan, PageRewriter
 
 from .judge import live_tags
+from .conftest import policy_registry
 
-REGISTRY = vendors.load()
+REGISTRY = policy_registry()
 ALL = frozenset(REGISTRY.tags)
 BASE = urls.parse("https://jobs.example.jp/")
 EXAMPLES = int(os.environ.get("GATE_HYPOTHESIS_EXAMPLES", "1500"))

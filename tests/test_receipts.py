@@ -4,6 +4,7 @@ the store, queued receipts survive a store outage and a shutdown, and they can b
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from gate.banner import text_of
 from gate.store import open_store
 
 from . import store_support
@@ -58,12 +60,33 @@ async def test_every_decision_writes_a_receipt_without_ip_or_user_agent(store_ur
         ("custom", "api", "/_gate/preferences", version),
         ("withdraw", "api", "", version),
     ]
-    assert found[0].accepted == "advertising,content,improvement,suggestions" and found[0].refused == ""
-    assert found[1].accepted == "improvement" and found[1].refused == "advertising,suggestions,content"
+    # "content" is no carried tag's purpose: never shown, so never in a receipt (issue 11.1)
+    assert found[0].accepted == "advertising,improvement,suggestions" and found[0].refused == ""
+    assert found[1].accepted == "improvement" and found[1].refused == "advertising,suggestions"
     assert found[2].accepted == "" and found[0].site == "*" and found[0].at > 1_700_000_000
     stored = json.dumps([r.as_dict() for r in found])
     assert CLIENT_IP not in stored and "receipt-test-agent" not in stored and "utm_source" not in stored
     assert "a@b.jp" not in stored
+
+
+async def test_a_receipt_records_the_version_text_language_gpc_and_recipients_shown(tmp_path):
+    app = recording_app(str(tmp_path / "gate.sqlite3"))
+    gpc = {"sec-gpc": "1"}
+    async with asgi_client(app) as client:
+        page = (await client.get("/jobs/dh-001?gate_lang=en", headers=gpc)).text
+        start = page.index('<div data-gate role="dialog"')
+        shown = page[start:page.index('<script data-gate src="http://gate.test/_gate/static/gate.js')]
+        assert "Global Privacy Control" in shown
+        r = await client.post("/_gate/consent", content="choice=reject_all&lang=en",
+                              headers=FORM | gpc | {"referer": "http://gate.test/jobs/dh-001?gate_lang=en"})
+        cid = consent_id(app, r)
+        assert await app.state.recorder.flush()
+        [receipt] = app.state.recorder.store.receipts_for(cid)
+    assert receipt.policy_version == app.state.registries[None].version
+    assert receipt.text_hash == hashlib.sha256(text_of(shown).encode()).hexdigest()
+    assert receipt.lang == "en" and receipt.gpc == 1
+    assert receipt.recipients == "Google LLC; LINEヤフー株式会社; Criteo SA; Adjust GmbH; Meta Platforms, Inc."
+    assert receipt.accepted == "" and receipt.refused == "improvement,advertising,suggestions"
 
 
 async def test_the_cookie_is_set_while_the_store_is_down_and_the_receipt_follows(tmp_path, monkeypatch):

@@ -126,11 +126,38 @@ def test_an_older_schema_is_migrated_and_keeps_its_data(tmp_path):
     conn.close()
     store = open_store(str(path))
     try:
-        assert store.schema_version() == SCHEMA_VERSION == 3
+        assert store.schema_version() == SCHEMA_VERSION == 4
         store.write(Batch(receipts=[receipt("r1")]))
         assert pages_count(store) == 41 and len(store.receipts_for("c1")) == 1
     finally:
         store.close()
+
+
+def test_a_store_with_batch_ids_gains_the_receipt_fields_and_keeps_its_receipts(tmp_path):
+    """A store written by gate with batch ids (schema 3) but before issue 11's receipt fields: both
+    migrations apply in order, the old receipt reads back with empty new fields, and a new one keeps them."""
+    path = tmp_path / "gate.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE gate_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    for migration in MIGRATIONS[:3]:
+        for statement in migration:
+            conn.execute(statement)
+    conn.execute("INSERT INTO gate_meta VALUES ('schema_version', '3')")
+    conn.execute("INSERT INTO gate_receipts VALUES ('r0', 'c1', 1700000000, '*', 'v1', 'reject_all', '',"
+                 " 'advertising', '', 'banner', '/')")
+    conn.execute("INSERT INTO gate_batches VALUES ('b0', 1700000000)")
+    conn.commit()
+    conn.close()
+    store = open_store(str(path))
+    try:
+        assert store.schema_version() == SCHEMA_VERSION == 4
+        store.write(Batch(receipts=[Receipt(**receipt("r1").as_dict() | {"lang": "en", "gpc": 1,
+                                                                          "personal_data": "google"})]))
+        old, new = sorted(store.receipts_for("c1"), key=lambda r: r.rid)
+    finally:
+        store.close()
+    assert (old.choice, old.text_hash, old.lang, old.gpc, old.personal_data) == ("reject_all", "", "", 0, "")
+    assert (new.lang, new.gpc, new.personal_data) == ("en", 1, "google")
 
 
 def test_a_newer_schema_is_refused(tmp_path):

@@ -40,7 +40,14 @@ def test_purpose_wording_is_the_policys(registry):
 
 
 def test_vendor_ids_are_fixed(registry):
-    assert list(registry.vendors) == ["google", "yahoo", "criteo", "adjust", "facebook"]
+    assert list(registry.vendors) == ["google", "yahoo", "criteo", "adjust", "facebook", "line", "tiktok", "x",
+                                      "microsoft", "indeed", "kyujinbox", "a8"]
+
+
+def test_a_site_carries_the_five_vendors_the_policy_names_unless_it_names_others(registry):
+    carried = registry.carried(None, None)
+    assert {registry.tags[t].vendor for t in carried} == {"google", "yahoo", "criteo", "adjust", "facebook"}
+    assert registry.carried(["line", "tiktok"], None) == {"line.tag", "tiktok.pixel"}
 
 
 @pytest.mark.parametrize(("tag_id", "purposes"), [
@@ -274,7 +281,8 @@ def test_unreadable_file_is_one_line(tmp_path, content, expected):
 # -- the design doc's tag table matches vendors.toml ----------------------------------------------
 def test_design_doc_lists_every_tag_with_its_purposes(registry):
     readme = (ROOT / "docs" / "design.md").read_text(encoding="utf-8")
-    rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| `([a-z_]+\.[a-z_]+)` \|[^|]*\|([^|]*)\|", readme, re.M)}
+    row = re.compile(r"^\| `([a-z][a-z0-9_]*\.[a-z][a-z0-9_]*)` \|[^|]*\|([^|]*)\|", re.M)
+    rows = {m.group(1): m.group(2) for m in row.finditer(readme)}
     assert set(rows) == set(registry.tags)
     for tag in registry.tags.values():
         assert set(re.findall(r"[a-z]+", rows[tag.id])) == tag.purposes, tag.id

@@ -4,6 +4,9 @@
           ("facebook\.net/" stops connect.facebook.net, never notfacebook.net); "" when none
      c.p  url_patterns (regex sources) of refused tags on hosts an accepted tag shares, matched
           against "//host/path?query" as on the server (gtag.js?id=AW-... while ?id=G-... passes)
+     c.a  where the site strips undeclared hosts: an alternation of the declared ones (vendors', the
+          site's allow_hosts); any other host but the page's own and its subdomains is stopped too; ""
+          when undeclared hosts are only reported
    It stops scripts, images, frames, link preloads, beacons, fetches and XHRs to those hosts that the
    page's own code starts after the server gated the HTML (a tag manager injecting a pixel), counts
    them in window.__gateGuard = {stopped, hosts} and reports them to /_gate/csp-report as CSP
@@ -16,6 +19,7 @@
     return;
   }
   var U = c.h && new RegExp('^//(?:[\\w-]+\\.)*(?:' + c.h + ')', 'i'), P = [];
+  var A = c.a && new RegExp('^(?:[\\w-]+\\.)*(?:' + c.a + ')$', 'i'), L = location.hostname;
   c.p.forEach(function (s) {
     try {
       P.push(new RegExp(s, 'i'));
@@ -34,7 +38,7 @@
     var h = u.hostname.replace(/\.$/, ''), k = '//' + h + u.pathname;
     return /^(https?|wss?):$/.test(u.protocol) && ((U && U.test(k)) || P.some(function (r) {
       return r.test(k + u.search);
-    })) ? h : '';
+    }) || (A && h != L && ('.' + h).slice(-L.length - 1) != '.' + L && !A.test(h))) ? h : '';
   }
 
   // Count it; report it (at most 20 a page, batched into one beacon per task), with the token gate
