@@ -9,6 +9,7 @@ import io
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -177,3 +178,22 @@ def test_export_reads_postgresql_too(postgres_url):
     done = gate("receipts", "export", "--since", "2030-01-01", "--format", "jsonl", "--store", postgres_url)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["rid"] == "r1"
+
+
+def test_export_includes_receipts_still_in_the_journal(tmp_path):
+    """A stop whose last flush did not finish leaves acknowledged receipts in the journal only: the
+    export writes them to the store first, as the next start would, and finds them."""
+    from gate.journal import Journal
+    from gate.recorder import spool_dir
+    from gate.store import Receipt
+
+    store_path = str(tmp_path / "gate.sqlite3")
+    open_store(store_path).close()
+    journal = Journal(spool_dir(store_path))
+    journal.append(Receipt("r-journal", "c-journal", int(time.time()), "*", "v", "accept_all", "improvement", "",
+                           "", "banner", "/"), lambda r: None)
+    journal.close()
+    done = gate("receipts", "show", "c-journal", "--store", store_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["rid"] == "r-journal"
+    assert not list(spool_dir(store_path).glob("receipts-*"))  # stored once: the journal file is gone
