@@ -65,6 +65,21 @@ def gate_settings(upstream: str = "http://origin.test", *, keys: str = KEY, **ov
     return dataclasses.replace(conf, **overrides)
 
 
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium (tests/browser_support.py), one per browser test module."""
+    from playwright.sync_api import sync_playwright
+
+    from .browser_support import launch
+
+    with sync_playwright() as playwright:
+        chromium = launch(playwright)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"

@@ -18,13 +18,13 @@ import pytest
 
 
 from .conftest import policy_registry
-from .browser_support import (AXE_JS, LOADERS, SCRIPT_LOADERS, Traffic, chromium_missing, demo_gate,
-                              horizontal_overflow, launch, new_context, page_errors, run_axe)
+from .browser_support import (AXE_JS, LOADERS, SCRIPT_LOADERS, Traffic,
+                              chromium_missing, demo_gate, horizontal_overflow, new_context, page_errors, run_axe)
 
 if (_reason := chromium_missing()) is not None:
     pytest.skip(_reason, allow_module_level=True)
 
-from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect  # noqa: E402
 
 REGISTRY = policy_registry()
 PURPOSE_JA = {p.id: p.ja for p in REGISTRY.purposes.values()}
@@ -41,16 +41,6 @@ FORM_READERS = {"ga4", "google_ads", "gtm", "meta"}
 def base() -> Iterator[str]:
     with demo_gate() as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = launch(playwright)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 class Visitor:

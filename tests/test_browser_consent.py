@@ -15,13 +15,13 @@ from gate.app import create_app
 from gate.consent import COOKIE_NAME
 from gate.settings import Site
 
-from .browser_support import chromium_missing, launch, new_context, page_errors
+from .browser_support import chromium_missing, new_context, page_errors
 from .conftest import gate_settings, serve
 
 if (_reason := chromium_missing()) is not None:
     pytest.skip(_reason, allow_module_level=True)
 
-from playwright.sync_api import Browser, expect, sync_playwright
+from playwright.sync_api import expect
 
 
 @contextmanager
@@ -30,16 +30,6 @@ def gate_for(*vendors: str) -> Iterator[str]:
     app = create_app(gate_settings("demo", sites=(Site(upstream="demo", vendors=vendors),)))
     with serve(app) as base:
         yield base
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        chromium = launch(p)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 def decide(page, base: str, body: str) -> None:

@@ -23,14 +23,13 @@ from starlette.routing import Route
 from gate import urls, vendors
 from gate.app import create_app
 
-from .browser_support import chromium_missing, launch, new_context, page_errors
+from .browser_support import chromium_missing, new_context, page_errors
 from .conftest import gate_settings, serve
 from .store_support import TOKEN
 
 if (_reason := chromium_missing()) is not None:
     pytest.skip(_reason, allow_module_level=True)
 
-from playwright.sync_api import Browser, sync_playwright  # noqa: E402
 
 REGISTRY = vendors.load()
 # {site} is gate's own origin, filled in per request (the page is served before the test knows it).
@@ -77,16 +76,6 @@ def gate(tmp_path_factory) -> Iterator[tuple[str, Landed]]:
         app = Landed(create_app(gate_settings(origin_url, store=store, report_token=TOKEN, flush_interval=3600.0)))
         with serve(app) as base:
             yield base, app
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = launch(playwright)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 def off_gate(requested: list[str], base: str) -> list[str]:

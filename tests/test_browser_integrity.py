@@ -43,13 +43,13 @@ from gate.app import create_app
 from gate.consent import COOKIE_NAME, ConsentCodec, decide
 from gate.demo import bench_page, create_demo_app
 
-from .browser_support import ROOT, chromium_missing, launch, new_context
+from .browser_support import chromium_missing, new_context, ROOT
 from .conftest import KEY, gate_settings, serve
 
 if (_reason := chromium_missing()) is not None:
     pytest.skip(_reason, allow_module_level=True)
 
-from playwright.sync_api import Browser, sync_playwright  # noqa: E402
+from playwright.sync_api import Browser  # noqa: E402
 
 REGISTRY = vendors.load()
 # file name -> the demo site's path it is rendered from (or a large page)
@@ -205,16 +205,6 @@ def origins(nginx, brotli_origin) -> Iterator[dict[str, tuple[str, str]]]:
     with serve(create_app(gate_settings(nginx))) as via_nginx, \
             serve(create_app(gate_settings(brotli_origin))) as via_python:
         yield {"identity": (nginx, via_nginx), "gzip": (nginx, via_nginx), "br": (brotli_origin, via_python)}
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = launch(playwright)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 # -- the DOM as Chromium built it -------------------------------------------------------------------

@@ -20,13 +20,13 @@ from gate.app import create_app
 from gate.consent import COOKIE_NAME, ConsentCodec, decide
 from gate.settings import Site
 
-from .browser_support import chromium_missing, demo_gate, launch, new_context
+from .browser_support import chromium_missing, demo_gate, new_context
 from .conftest import KEY, gate_settings, serve
 
 if (_reason := chromium_missing()) is not None:
     pytest.skip(_reason, allow_module_level=True)
 
-from playwright.sync_api import Browser, Page, sync_playwright  # noqa: E402
+from playwright.sync_api import Browser, Page  # noqa: E402
 
 REGISTRY = vendors.load()
 GA = '<script async src="https://www.googletagmanager.com/gtag/js?id=G-DEMO12345"></script>'
@@ -57,16 +57,6 @@ def origin_app() -> Starlette:
 def origin() -> Iterator[str]:
     with serve(origin_app()) as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = launch(playwright)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 @pytest.fixture
