@@ -17,6 +17,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from .store import use_wal
+
 PRUNE_EVERY = 300.0  # seconds between deletions of expired rows
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS used (key TEXT PRIMARY KEY, expires REAL NOT NULL)",
@@ -40,14 +42,7 @@ class Limits:
             if str(self.path) != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=2, isolation_level=None, check_same_thread=False)
-            for attempt in range(40):  # switching a new file to WAL ignores the busy timeout
-                try:
-                    conn.execute("PRAGMA journal_mode=WAL")
-                    break
-                except sqlite3.OperationalError:
-                    if attempt == 39:
-                        raise
-                    time.sleep(0.05)
+            use_wal(conn, seconds=2.0)
             conn.execute("PRAGMA synchronous=OFF")
             for statement in _SCHEMA:
                 conn.execute(statement)

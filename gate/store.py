@@ -81,6 +81,20 @@ class StoreError(Exception):
     """The store cannot be opened or written; the caller keeps its batch and retries."""
 
 
+
+def use_wal(conn: sqlite3.Connection, seconds: float) -> None:
+    """Put a SQLite connection in WAL mode, retrying for up to ``seconds``: switching a new file to WAL
+    ignores the busy timeout while another process does the same."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)
+
 @dataclass(frozen=True)
 class Receipt:
     """Proof of one consent decision. No IP address, no user agent: nothing that names the visitor."""
@@ -386,14 +400,7 @@ class SqliteStore(Store):
             # Autocommit mode: transactions are opened explicitly, BEGIN IMMEDIATE taking the write lock
             # at once, so two processes never deadlock upgrading a read lock.
             conn = sqlite3.connect(path, timeout=TIMEOUT, isolation_level=None, check_same_thread=False)
-            for attempt in range(100):  # switching a new file to WAL ignores the busy timeout
-                try:
-                    conn.execute("PRAGMA journal_mode=WAL")
-                    break
-                except sqlite3.OperationalError:
-                    if attempt == 99:
-                        raise
-                    time.sleep(0.05)
+            use_wal(conn, seconds=5.0)
             # WAL + NORMAL: a committed flush survives the process being killed; only a power cut may
             # lose the last commits.
             conn.execute("PRAGMA synchronous=NORMAL")
