@@ -19,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gate import urls, vendors  # noqa: E402
-from gate.rewrite import PagePlan, PageRewriter  # noqa: E402
+from gate import urls, vendors
+from gate.rewrite import PagePlan, PageRewriter
 
 PAGES = 400
 CACHES = ("_tag_cache", "_attrs_cache", "_script_cache", "_url_cache")

@@ -30,11 +30,20 @@ sys.path.insert(0, str(ROOT))
 
 def serve(code: Path, folder: str, port: int) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATE_")}
-    env |= {"PYTHONPATH": str(code), "GATE_SECRET_KEY": "bench-key-0123456789abcdef",
-            "GATE_STORE": os.path.join(folder, "data", "gate.sqlite3"), "GATE_LOG_LEVEL": "warning",
-            "GATE_TRUSTED_PROXIES": "127.0.0.1"}  # each decision from its own address: under the limit
-    return subprocess.Popen([sys.executable, "-m", "gate.cli", "serve", "--port", str(port)], cwd=folder, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env |= {
+        "PYTHONPATH": str(code),
+        "GATE_SECRET_KEY": "bench-key-0123456789abcdef",
+        "GATE_STORE": os.path.join(folder, "data", "gate.sqlite3"),
+        "GATE_LOG_LEVEL": "warning",
+        "GATE_TRUSTED_PROXIES": "127.0.0.1",
+    }  # each decision from its own address: under the limit
+    return subprocess.Popen(
+        [sys.executable, "-m", "gate.cli", "serve", "--port", str(port)],
+        cwd=folder,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def decisions(url: str, n: int) -> list[float]:
@@ -43,8 +52,11 @@ def decisions(url: str, n: int) -> list[float]:
         for i in range(n):
             client.cookies.clear()
             started = time.perf_counter()
-            r = client.post("/_gate/consent", data={"choice": "reject_all" if i % 2 else "accept_all"},
-                            headers={"x-forwarded-for": f"198.51.100.{i % 250}"})
+            r = client.post(
+                "/_gate/consent",
+                data={"choice": "reject_all" if i % 2 else "accept_all"},
+                headers={"x-forwarded-for": f"198.51.100.{i % 250}"},
+            )
             out.append(time.perf_counter() - started)
             assert r.status_code == 303, r.status_code
     return out
@@ -96,12 +108,16 @@ def main() -> None:
                 server.wait(timeout=30)
         medians.append(statistics.median(took) * 1000)
         p99s.append(ms(took, 99))
-    print(f"POST /_gate/consent ({args.code}): median {statistics.median(medians):.2f} ms, "
-          f"p99 {statistics.median(p99s):.2f} ms ({args.rounds} rounds of {args.decisions})")
+    print(
+        f"POST /_gate/consent ({args.code}): median {statistics.median(medians):.2f} ms, "
+        f"p99 {statistics.median(p99s):.2f} ms ({args.rounds} rounds of {args.decisions})"
+    )
     if (args.code / "gate" / "journal.py").exists() and args.code == ROOT:
         appends = journal_appends(args.decisions)
-        print(f"journal append + fsync alone: median {statistics.median(appends) * 1000:.3f} ms, "
-              f"p99 {ms(appends, 99):.3f} ms")
+        print(
+            f"journal append + fsync alone: median {statistics.median(appends) * 1000:.3f} ms, "
+            f"p99 {ms(appends, 99):.3f} ms"
+        )
 
 
 if __name__ == "__main__":

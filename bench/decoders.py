@@ -51,8 +51,10 @@ def page(size: int) -> bytes:
     cards, i = [], 0
     total = len(head) + len(tail)
     while total < size:
-        card = (f"<div class=card><h2>Job {i}: dental hygienist in ward {i % 23}</h2>"
-                f"<p>Salary {200_000 + i * 37 % 90_000} yen, {i % 5 + 1} days a week</p></div>\n").encode()
+        card = (
+            f"<div class=card><h2>Job {i}: dental hygienist in ward {i % 23}</h2>"
+            f"<p>Salary {200_000 + i * 37 % 90_000} yen, {i % 5 + 1} days a week</p></div>\n"
+        ).encode()
         cards.append(card)
         total += len(card)
         i += 1
@@ -81,9 +83,11 @@ def delivered() -> None:
 
     async def br(request):
         wire = wires[int(request.query_params["n"])]
+
         async def body():
             for i in range(0, len(wire), PIECE):
-                yield wire[i:i + PIECE]
+                yield wire[i : i + PIECE]
+
         return StreamingResponse(body(), media_type="text/html", headers={"content-encoding": "br"})
 
     origin = Starlette(routes=[Route("/br", br)])
@@ -94,8 +98,10 @@ def delivered() -> None:
                 got, status, note = r.content, r.status_code, ""
             except httpx.HTTPError as e:
                 got, status, note = b"", "-", f" ({type(e).__name__}: the response was cut)"
-            print(f"  {n:>9,} B brotli page: status {status}, {len(got):>9,} B delivered "
-                  f"(origin page {len(p):,} B; last line delivered: {b'the origin' in got[-4096:]}){note}")
+            print(
+                f"  {n:>9,} B brotli page: status {status}, {len(got):>9,} B delivered "
+                f"(origin page {len(p):,} B; last line delivered: {b'the origin' in got[-4096:]}){note}"
+            )
 
 
 # -- decode -------------------------------------------------------------------------------------
@@ -110,12 +116,14 @@ def decode(runs: int) -> None:
             started = time.process_time()
             out = 0
             for i in range(0, len(wire), PIECE):
-                out += sum(len(p) for p in d.feed(wire[i:i + PIECE]))
+                out += sum(len(p) for p in d.feed(wire[i : i + PIECE]))
             out += sum(len(p) for p in d.close())
             times.append(time.process_time() - started)
         med = statistics.median(times)
-        print(f"  {coding:>4}: {len(text) / med / 1e6:7.1f} MB/s of page (median of {runs}, {med * 1000:.1f} ms); "
-              f"decoded {out:,} of {len(text):,} B")
+        print(
+            f"  {coding:>4}: {len(text) / med / 1e6:7.1f} MB/s of page (median of {runs}, {med * 1000:.1f} ms); "
+            f"decoded {out:,} of {len(text):,} B"
+        )
 
 
 # -- bomb ---------------------------------------------------------------------------------------
@@ -176,15 +184,22 @@ def bomb_child(labelled: bool) -> None:
         took = time.monotonic() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     kind = "labelled text/html" if labelled else "unlabelled"
-    print(f"  {kind} bomb ({len(wire):,} B of brotli -> {BOMB_BYTES:,} B): {status.decode(errors='replace')!r}, "
-          f"{got:,} B received in {took:.1f} s; peak RSS {peak:.0f} MiB (at rest {before:.0f} MiB)")
+    print(
+        f"  {kind} bomb ({len(wire):,} B of brotli -> {BOMB_BYTES:,} B): {status.decode(errors='replace')!r}, "
+        f"{got:,} B received in {took:.1f} s; peak RSS {peak:.0f} MiB (at rest {before:.0f} MiB)"
+    )
 
 
 def bomb() -> None:
     bomb_bytes()
     for labelled in (False, True):
-        proc = subprocess.run([sys.executable, __file__, "_bomb_child", str(int(labelled))], check=False, timeout=120,
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, __file__, "_bomb_child", str(int(labelled))],
+            check=False,
+            timeout=120,
+            capture_output=True,
+            text=True,
+        )
         print(proc.stdout.rstrip() or f"  child failed (exit {proc.returncode}): {proc.stderr.strip()[-400:]}")
 
 

@@ -36,8 +36,9 @@ _LISTENING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
 
 
 @contextmanager
-def gate(upstream: str | None, toml: str = "", nofile: int | None = None,
-         store: str = "off") -> Iterator[tuple[str, int]]:
+def gate(
+    upstream: str | None, toml: str = "", nofile: int | None = None, store: str = "off"
+) -> Iterator[tuple[str, int]]:
     """`gate serve` in a subprocess; yields (url, pid). ``nofile``: its soft open-files limit at start."""
     with tempfile.TemporaryDirectory() as tmp:
         args = [sys.executable, "-m", "gate.cli", "serve", "--port", "0"]
@@ -45,15 +46,21 @@ def gate(upstream: str | None, toml: str = "", nofile: int | None = None,
         if toml:
             (Path(tmp) / "gate.toml").write_text(toml)
             args += ["--config", str(Path(tmp) / "gate.toml")]
-        env = {**os.environ, "GATE_SECRET_KEY": KEY, "GATE_STORE": store, "GATE_LOG_LEVEL": "info",
-               "PYTHONPATH": str(ROOT)}
+        env = {
+            **os.environ,
+            "GATE_SECRET_KEY": KEY,
+            "GATE_STORE": store,
+            "GATE_LOG_LEVEL": "info",
+            "PYTHONPATH": str(ROOT),
+        }
 
         def limit() -> None:
             if nofile:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
 
-        proc = subprocess.Popen(args, cwd=tmp, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                text=True, preexec_fn=limit)
+        proc = subprocess.Popen(
+            args, cwd=tmp, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, preexec_fn=limit
+        )
         lines = LOGS[proc.pid] = []
         threading.Thread(target=lambda: lines.extend(proc.stderr or ()), daemon=True).start()  # drains the pipe
         try:
@@ -83,14 +90,17 @@ def origin() -> Iterator[str]:
             sleep_unless(stopped, 120)
             return False
         if path.startswith("/big"):
-            sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
-                         b"Content-Length: %d\r\n\r\n" % BIG)
+            sock.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n" % BIG
+            )
             for _ in range(BIG // 65536):
                 sock.sendall(b"x" * 65536)
             return True
         if path == "/first":
-            sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello"
-                         b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 8\r\n\r\nSMUGGLED")
+            sock.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello"
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 8\r\n\r\nSMUGGLED"
+            )
             return True
         sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok")
         return True
@@ -143,15 +153,19 @@ def closed_within(sock: socket.socket, seconds: float) -> str:
 def point1(up: str, url: str) -> None:
     slow = holders(url, [("127.0.0.2", get(f"/big/{i}")) for i in range(32)])
     time.sleep(1)
-    print(f"1  32 slow readers of 16 MB: another visitor gets {timed(url, get('/small'))}; "
-          f"readyz {timed(url, get('/_gate/readyz'))}")
+    print(
+        f"1  32 slow readers of 16 MB: another visitor gets {timed(url, get('/small'))}; "
+        f"readyz {timed(url, get('/_gate/readyz'))}"
+    )
     for s in slow:
         s.close()
     time.sleep(1)
     stalled = holders(url, [(f"127.0.0.{2 + i}", get("/stall")) for i in range(32)])
     time.sleep(1)
-    print(f"1  32 visitors on one stalling URL: another visitor gets {timed(url, get('/ok'))}; "
-          f"readyz {timed(url, get('/_gate/readyz'))}")
+    print(
+        f"1  32 visitors on one stalling URL: another visitor gets {timed(url, get('/ok'))}; "
+        f"readyz {timed(url, get('/_gate/readyz'))}"
+    )
     for s in stalled:
         s.close()
 
@@ -206,8 +220,10 @@ def point8_files(up: str) -> None:
             time.sleep(0.5)
             limits = [ln for ln in Path(f"/proc/{pid}/limits").read_text().splitlines() if "open files" in ln]
             soft_hard = " ".join(limits[0].split()[3:5])
-            print(f"8  1,100 slow connections, started with a soft limit of 1,024 open files ({soft_hard} "
-                  f"soft/hard now): another visitor gets {timed(url, get('/ok'), timeout=5)}")
+            print(
+                f"8  1,100 slow connections, started with a soft limit of 1,024 open files ({soft_hard} "
+                f"soft/hard now): another visitor gets {timed(url, get('/ok'), timeout=5)}"
+            )
         finally:
             for s in slow:
                 s.close()

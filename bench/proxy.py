@@ -34,7 +34,9 @@ def start(kind: str, port: int, upstream: str | None = None) -> subprocess.Popen
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
-            httpx.get(f"http://127.0.0.1:{port}/_gate/healthz" if kind != "origin" else f"http://127.0.0.1:{port}/", timeout=1)
+            httpx.get(
+                f"http://127.0.0.1:{port}/_gate/healthz" if kind != "origin" else f"http://127.0.0.1:{port}/", timeout=1
+            )
             return proc
         except httpx.TransportError:
             time.sleep(0.1)
@@ -58,11 +60,13 @@ async def throughput(url: str, n: int, concurrency: int, cookies: dict[str, str]
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     queue = list(range(n))
     async with httpx.AsyncClient(cookies=cookies, timeout=60, limits=limits) as client:
+
         async def worker() -> None:
             while queue:
                 queue.pop()
                 r = await client.get(url)
                 assert r.status_code == 200
+
         t = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         return n / (time.perf_counter() - t)
@@ -101,7 +105,9 @@ def main() -> None:
                 lat = sorted(asyncio.run(latency(base + args.page, args.requests, cookies)))
                 results[name]["p50"].append(lat[len(lat) // 2] * 1000)
                 results[name]["p99"].append(lat[int(len(lat) * 0.99) - 1] * 1000)
-                results[name]["rps"].append(asyncio.run(throughput(base + args.page, args.requests, args.concurrency, cookies)))
+                results[name]["rps"].append(
+                    asyncio.run(throughput(base + args.page, args.requests, args.concurrency, cookies))
+                )
     finally:
         for p in procs:
             p.terminate()
@@ -109,8 +115,10 @@ def main() -> None:
             p.wait(timeout=10)
     base_p50 = statistics.median(results["origin direct"]["p50"])
     base_rps = statistics.median(results["origin direct"]["rps"])
-    print(f"page {args.page}: {size} bytes; {args.requests} requests x {args.rounds} rounds; "
-          f"throughput at {args.concurrency} concurrent connections; medians of rounds")
+    print(
+        f"page {args.page}: {size} bytes; {args.requests} requests x {args.rounds} rounds; "
+        f"throughput at {args.concurrency} concurrent connections; medians of rounds"
+    )
     print(f"{'variant':<20} {'p50 ms':>8} {'p99 ms':>8} {'added p50':>10} {'req/s':>8} {'vs direct':>10}")
     for name, r in results.items():
         p50, p99, rps = (statistics.median(r[k]) for k in ("p50", "p99", "rps"))

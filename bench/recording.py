@@ -38,8 +38,9 @@ def serve(store: str, port: int) -> None:
     from gate.app import create_app
 
     conf = settings.load({}, {"GATE_SECRET_KEY": KEY, "GATE_STORE": store})
-    uvicorn.run(create_app(conf), host="127.0.0.1", port=port, log_level="warning", access_log=False,
-                loop="auto", http="auto")
+    uvicorn.run(
+        create_app(conf), host="127.0.0.1", port=port, log_level="warning", access_log=False, loop="auto", http="auto"
+    )
 
 
 def start(store: str, port: int) -> subprocess.Popen:
@@ -66,12 +67,14 @@ async def throughput(base: str, n: int, concurrency: int, cookie: str) -> float:
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     todo = list(range(n))
     async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
+
         async def worker() -> None:
             while todo:
                 i = todo.pop()
                 headers = {"cookie": f"gate_consent={cookie}"} if i % 2 else {}
                 r = await client.get(PAGES[i % len(PAGES)], headers=headers)
                 assert r.status_code == 200
+
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         return n / (time.perf_counter() - started)
@@ -115,14 +118,20 @@ def main() -> None:
     off, on = statistics.median(rps["recording off"]), statistics.median(rps["recording on"])
     ratios = sorted(b / a for a, b in zip(rps["recording off"], rps["recording on"]))
     print(f"load average at end: {os.getloadavg()[0]:.2f}")
-    print(f"pages: {', '.join(PAGES)}; job page {sizes['recording off']} bytes off, {sizes['recording on']} on "
-          f"(+{sizes['recording on'] - sizes['recording off']}: the beacon script tag)")
-    print(f"{args.requests} requests x {args.rounds} rounds at {args.concurrency} concurrent connections; "
-          "medians of rounds")
+    print(
+        f"pages: {', '.join(PAGES)}; job page {sizes['recording off']} bytes off, {sizes['recording on']} on "
+        f"(+{sizes['recording on'] - sizes['recording off']}: the beacon script tag)"
+    )
+    print(
+        f"{args.requests} requests x {args.rounds} rounds at {args.concurrency} concurrent connections; "
+        "medians of rounds"
+    )
     print(f"recording off: {off:.0f} req/s")
     print(f"recording on:  {on:.0f} req/s")
-    print(f"on / off: {on / off:.3f} (cost {100 * (1 - on / off):+.1f} %); per-round ratios "
-          f"{', '.join(f'{x:.3f}' for x in ratios)}")
+    print(
+        f"on / off: {on / off:.3f} (cost {100 * (1 - on / off):+.1f} %); per-round ratios "
+        f"{', '.join(f'{x:.3f}' for x in ratios)}"
+    )
 
 
 if __name__ == "__main__":

@@ -48,8 +48,12 @@ WARMUP = 2
 BASE = urls.parse("https://demo.example/jobs")
 REGISTRY = vendors.load()
 ALL_TAGS = frozenset(REGISTRY.tags)
-HOSTS = sorted({h.split("/")[0] for t in REGISTRY.tags.values() for h in t.hosts}
-               | {d.split("/")[0] for v in REGISTRY.vendors.values() for d in v.domains}, key=len, reverse=True)
+HOSTS = sorted(
+    {h.split("/")[0] for t in REGISTRY.tags.values() for h in t.hosts}
+    | {d.split("/")[0] for v in REGISTRY.vendors.values() for d in v.domains},
+    key=len,
+    reverse=True,
+)
 VENDOR = re.compile("|".join(map(re.escape, HOSTS)))  # on lower-cased text: re.IGNORECASE is ~10x slower
 VENDOR_BYTES = re.compile(b"|".join(re.escape(h.encode()) for h in HOSTS), re.IGNORECASE)
 LT = re.compile(rb"<")
@@ -102,12 +106,13 @@ def gate_job(allowed: frozenset[str], chunk: int = 0, cold: bool = False, new_ur
     def run(page: bytes, codec: str) -> bytes:
         if cold:
             registry.clear_caches()
-        page_plan = PagePlan(registry, allowed, urls.parse(f"https://demo.example/jobs/{next(runs)}")) \
-            if new_url else plan
+        page_plan = (
+            PagePlan(registry, allowed, urls.parse(f"https://demo.example/jobs/{next(runs)}")) if new_url else plan
+        )
         rw = PageRewriter(page_plan, codec)
         if not chunk:
             return rw.feed(page) + rw.close()
-        out = [rw.feed(page[i:i + chunk]) for i in range(0, len(page), chunk)]
+        out = [rw.feed(page[i : i + chunk]) for i in range(0, len(page), chunk)]
         out.append(rw.close())
         return b"".join(out)
 
@@ -326,12 +331,21 @@ def identity_checks(pages: dict[tuple[str, str], bytes]) -> list[str]:
     trials: list[tuple[str, str, Callable[[], bytes]]] = [
         ("gate, accepted everything", "gate", lambda: gate_job(ALL_TAGS)(page, "utf-8")),
         ("lol-html, no-op handler on *", "lolhtml", lambda: lolhtml_identity(page)),
-        ("selectolax parse + .html", "selectolax.lexbor",
-         lambda: __import__("selectolax.lexbor").lexbor.LexborHTMLParser(page.decode()).html.encode()),
-        ('bs4 "html.parser" parse + decode', "bs4",
-         lambda: str(__import__("bs4").BeautifulSoup(page.decode(), "html.parser")).encode()),
-        ("bs4 html5lib parse + decode", "html5lib",
-         lambda: str(__import__("bs4").BeautifulSoup(page.decode(), "html5lib")).encode()),
+        (
+            "selectolax parse + .html",
+            "selectolax.lexbor",
+            lambda: __import__("selectolax.lexbor").lexbor.LexborHTMLParser(page.decode()).html.encode(),
+        ),
+        (
+            'bs4 "html.parser" parse + decode',
+            "bs4",
+            lambda: str(__import__("bs4").BeautifulSoup(page.decode(), "html.parser")).encode(),
+        ),
+        (
+            "bs4 html5lib parse + decode",
+            "html5lib",
+            lambda: str(__import__("bs4").BeautifulSoup(page.decode(), "html5lib")).encode(),
+        ),
     ]
     for label, probe, run in trials:
         try:
@@ -395,22 +409,32 @@ def child_memory(mode: str, path: str) -> dict:
             sent += len(rw.feed(f.read(chunk)))
     sent += len(rw.close())
     seconds = time.perf_counter() - t0
-    result = {"page_bytes": size, "sent_bytes": sent, "seconds": seconds,
-              "stripped": sorted(rw.outcome.stripped), "uncertain": rw.outcome.uncertain}
+    result = {
+        "page_bytes": size,
+        "sent_bytes": sent,
+        "seconds": seconds,
+        "stripped": sorted(rw.outcome.stripped),
+        "uncertain": rw.outcome.uncertain,
+    }
     if mode == "tracemalloc":
         result["tracemalloc_peak_bytes"] = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
     else:
         after_max = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        result.update(maxrss_before_kb=before_max, maxrss_after_kb=after_max, rss_before_kb=before_now,
-                      hwm_after_kb=proc_status_kb("VmHWM") if peak_reset else -1, hwm_reset=peak_reset)
+        result.update(
+            maxrss_before_kb=before_max,
+            maxrss_after_kb=after_max,
+            rss_before_kb=before_now,
+            hwm_after_kb=proc_status_kb("VmHWM") if peak_reset else -1,
+            hwm_reset=peak_reset,
+        )
     return result
 
 
 def child_first_byte(repeat: int) -> dict:
     """Seconds from the first 16 KB chunk's arrival to the first non-empty output, for gate and lol-html."""
     page, chunk = demo.bench_page("1m"), 16 * 1024
-    chunks = [page[i:i + chunk] for i in range(0, len(page), chunk)]
+    chunks = [page[i : i + chunk] for i in range(0, len(page), chunk)]
     plan = PagePlan(REGISTRY, frozenset(), BASE)
 
     def gate_once() -> tuple[float, int]:
@@ -442,6 +466,7 @@ def child_first_byte(repeat: int) -> dict:
     runners = [("gate", gate_once)]
     try:
         import lolhtml  # noqa: F401
+
         runners.append(("lol-html", lolhtml_once))
     except (ImportError, OSError) as exc:
         result["lol-html"] = {"skipped": f"{type(exc).__name__}: {exc}"}
@@ -449,8 +474,11 @@ def child_first_byte(repeat: int) -> dict:
         for _ in range(WARMUP):
             once()
         samples = [once() for _ in range(repeat)]
-        result[name] = {"median_s": statistics.median(s for s, _ in samples),
-                        "p90_s": p90([s for s, _ in samples]), "chunks_fed": samples[0][1]}
+        result[name] = {
+            "median_s": statistics.median(s for s, _ in samples),
+            "p90_s": p90([s for s, _ in samples]),
+            "chunks_fed": samples[0][1],
+        }
     return result
 
 
@@ -458,8 +486,9 @@ def in_child(*args: str) -> dict:
     """Run ``--child args`` in a fresh process, forked by a small shell: on Linux, ru_maxrss carries the
     high-water mark of whatever process forked the exec'd one, and this benchmark's own is large."""
     command = [sys.executable, str(Path(__file__).resolve()), "--child", *args]
-    proc = subprocess.run(["/bin/sh", "-c", '"$@"; exit $?', "sh", *command], capture_output=True, text=True,
-                          timeout=600, check=False)
+    proc = subprocess.run(
+        ["/bin/sh", "-c", '"$@"; exit $?', "sh", *command], capture_output=True, text=True, timeout=600, check=False
+    )
     if proc.returncode:
         return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
     return json.loads(proc.stdout)
@@ -484,20 +513,34 @@ def report(rows: list[Row], pages: dict[tuple[str, str], bytes]) -> str:
             mbs.append((row.name, ["not run"] * len(PAGES)))
             continue
         mbs.append((row.name, [f"{len(pages[k]) / statistics.median(row.times[k]) / 1e6:,.1f}" for k in PAGES]))
-        ms.append((row.name, [f"{statistics.median(row.times[k]) * 1e3:.3f} / {p90(row.times[k]) * 1e3:.3f}"
-                              for k in PAGES]))
-    out = [table("Throughput, MB/s (input bytes / median seconds; Shift_JIS: decode/encode of str libraries "
-                 "and lol-html's transcoding included)", mbs, header), "",
-           table("Time per page, ms: median / p90", ms, header)]
+        ms.append(
+            (row.name, [f"{statistics.median(row.times[k]) * 1e3:.3f} / {p90(row.times[k]) * 1e3:.3f}" for k in PAGES])
+        )
+    out = [
+        table(
+            "Throughput, MB/s (input bytes / median seconds; Shift_JIS: decode/encode of str libraries "
+            "and lol-html's transcoding included)",
+            mbs,
+            header,
+        ),
+        "",
+        table("Time per page, ms: median / p90", ms, header),
+    ]
     by_name = {r.name: r for r in rows}
     lol = by_name.get("lol-html (python-lolhtml)")
     if lol is not None and lol.job is not None:
         ratios = []
-        for name in ("gate, refused everything", "gate, refused, cold caches", "gate, refused, new page URL",
-                     "gate, refused, 16 KB chunks", "gate, accepted everything"):
+        for name in (
+            "gate, refused everything",
+            "gate, refused, cold caches",
+            "gate, refused, new page URL",
+            "gate, refused, 16 KB chunks",
+            "gate, accepted everything",
+        ):
             gate = by_name[name]
-            ratios.append((name, [f"{statistics.median(lol.times[k]) / statistics.median(gate.times[k]):.2f}"
-                                  for k in PAGES]))
+            ratios.append(
+                (name, [f"{statistics.median(lol.times[k]) / statistics.median(gate.times[k]):.2f}" for k in PAGES])
+            )
         out += ["", table("gate MB/s ÷ lol-html MB/s (above 1: gate is faster)", ratios, header)]
     return "\n".join(out)
 
@@ -509,41 +552,60 @@ def environment(repeat: int, core: int | None) -> dict:
             versions[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
             versions[dist] = "not installed"
-    return {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-            "python": platform.python_version(), "platform": platform.platform(),
-            "cpus": os.cpu_count(), "pinned_core": core, "repeat": repeat, "warmup": WARMUP,
-            "loadavg_start": os.getloadavg(), "versions": versions}
+    return {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "pinned_core": core,
+        "repeat": repeat,
+        "warmup": WARMUP,
+        "loadavg_start": os.getloadavg(),
+        "versions": versions,
+    }
 
 
 def print_first_byte(first: dict) -> None:
-    print("Time to first byte, 1 MB page fed in 16 KB chunks, refused everything: from the first chunk's arrival "
-          "(the upstream's first byte) to the first non-empty output, median / p90:")
+    print(
+        "Time to first byte, 1 MB page fed in 16 KB chunks, refused everything: from the first chunk's arrival "
+        "(the upstream's first byte) to the first non-empty output, median / p90:"
+    )
     for name, res in first.items():
         if "median_s" in res:
-            print(f"  {name}: {res['median_s'] * 1e3:.3f} ms / {res['p90_s'] * 1e3:.3f} ms "
-                  f"(first output after chunk {res['chunks_fed']})")
+            print(
+                f"  {name}: {res['median_s'] * 1e3:.3f} ms / {res['p90_s'] * 1e3:.3f} ms "
+                f"(first output after chunk {res['chunks_fed']})"
+            )
         else:
             print(f"  {name}: not measured: {res.get('skipped') or res.get('error')}")
 
 
 def print_memory(memory: dict) -> None:
-    print("Memory, gate refusing everything on a 20 MB page read from a file and fed in 64 KB chunks "
-          "(a fresh process each; neither input nor output held):")
+    print(
+        "Memory, gate refusing everything on a 20 MB page read from a file and fed in 64 KB chunks "
+        "(a fresh process each; neither input nor output held):"
+    )
     if any("error" in m for m in memory.values()):
         print("  failed: " + "; ".join(f"{k}: {m['error']}" for k, m in memory.items() if "error" in m))
         return
     rss, hwm, traced, mib = memory["rss"], memory["hwm"], memory["tracemalloc"], 1024
-    print(f"  page {rss['page_bytes']:,} B -> sent {rss['sent_bytes']:,} B in {rss['seconds']:.2f} s "
-          f"({rss['page_bytes'] / rss['seconds'] / 1e6:.1f} MB/s), stripped {len(rss['stripped'])} tags, "
-          f"uncertain {rss['uncertain']}")
+    print(
+        f"  page {rss['page_bytes']:,} B -> sent {rss['sent_bytes']:,} B in {rss['seconds']:.2f} s "
+        f"({rss['page_bytes'] / rss['seconds'] / 1e6:.1f} MB/s), stripped {len(rss['stripped'])} tags, "
+        f"uncertain {rss['uncertain']}"
+    )
     print(f"  tracemalloc, peak of traced memory during the rewrite: {traced['tracemalloc_peak_bytes'] / 1e6:.2f} MB")
     before, after = rss["maxrss_before_kb"] / mib, rss["maxrss_after_kb"] / mib
-    print(f"  max RSS (getrusage): {before:.1f} MiB before the rewrite -> {after:.1f} MiB after, "
-          f"delta {after - before:+.1f} MiB (the whole worker: interpreter, gate and its registry)")
+    print(
+        f"  max RSS (getrusage): {before:.1f} MiB before the rewrite -> {after:.1f} MiB after, "
+        f"delta {after - before:+.1f} MiB (the whole worker: interpreter, gate and its registry)"
+    )
     if hwm["hwm_reset"]:
         peak, start = hwm["hwm_after_kb"] / mib, hwm["rss_before_kb"] / mib
-        print(f"  peak RSS during the rewrite alone (VmHWM reset just before it): {peak:.1f} MiB, "
-              f"{peak - start:+.1f} MiB over the {start:.1f} MiB resident when it began")
+        print(
+            f"  peak RSS during the rewrite alone (VmHWM reset just before it): {peak:.1f} MiB, "
+            f"{peak - start:+.1f} MiB over the {start:.1f} MiB resident when it began"
+        )
     else:
         print("  peak RSS during the rewrite alone: not measured (/proc/self/clear_refs not writable)")
 
@@ -551,14 +613,26 @@ def print_memory(memory: dict) -> None:
 def as_json(env: dict, rows: list[Row], pages: dict[tuple[str, str], bytes], extra: dict) -> dict:
     def cell(row: Row, key: tuple[str, str]) -> dict:
         median = statistics.median(row.times[key])
-        return {"samples_s": row.times[key], "median_s": median, "p90_s": p90(row.times[key]),
-                "mb_s": len(pages[key]) / median / 1e6}
+        return {
+            "samples_s": row.times[key],
+            "median_s": median,
+            "p90_s": p90(row.times[key]),
+            "mb_s": len(pages[key]) / median / 1e6,
+        }
 
-    return {"environment": env, "pages": {f"{s} {c}": len(p) for (s, c), p in pages.items()},
-            "rows": {r.name: {"skipped": r.skipped, "note": r.note,
-                              "pages": {f"{k[0]} {k[1]}": cell(r, k) for k in PAGES} if r.job else {}}
-                     for r in rows},
-            **extra}
+    return {
+        "environment": env,
+        "pages": {f"{s} {c}": len(p) for (s, c), p in pages.items()},
+        "rows": {
+            r.name: {
+                "skipped": r.skipped,
+                "note": r.note,
+                "pages": {f"{k[0]} {k[1]}": cell(r, k) for k in PAGES} if r.job else {},
+            }
+            for r in rows
+        },
+        **extra,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -577,12 +651,16 @@ def main(argv: list[str] | None = None) -> int:
     core = pin_one_core()
     env = environment(args.repeat, core)
     print(f"gate rewrite benchmark · {env['date']} · Python {env['python']} · {env['platform']}")
-    print(f"{env['cpus']} CPUs, pinned to core {core} · {args.repeat} timed runs after {WARMUP} warm-up · "
-          f"load {env['loadavg_start'][0]:.2f} · " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()))
+    print(
+        f"{env['cpus']} CPUs, pinned to core {core} · {args.repeat} timed runs after {WARMUP} warm-up · "
+        f"load {env['loadavg_start'][0]:.2f} · " + ", ".join(f"{k} {v}" for k, v in env["versions"].items())
+    )
     pages = {(size, cs): demo.bench_page(size, cs) for size, cs in PAGES}
     check_pages(pages)
-    print("checked: gate's accept-all output equals the input byte for byte on all 6 pages; "
-          "16 KB chunks give the same output as one chunk")
+    print(
+        "checked: gate's accept-all output equals the input byte for byte on all 6 pages; "
+        "16 KB chunks give the same output as one chunk"
+    )
     rows = build_rows()
     for row in rows:
         if row.skipped:
@@ -594,9 +672,14 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + report(rows, pages) + "\n")
 
     left = audit(rows, pages)
-    print(table("What was left on the 100 KB pages: output bytes, vendor-host mentions anywhere in the output "
-                "(untimed; gate also strips inline tags by signature, the others only by host)",
-                left, list(CHARSETS)))
+    print(
+        table(
+            "What was left on the 100 KB pages: output bytes, vendor-host mentions anywhere in the output "
+            "(untimed; gate also strips inline tags by signature, the others only by host)",
+            left,
+            list(CHARSETS),
+        )
+    )
     print("\nParse + serialize with nothing removed, 100 KB UTF-8 page:")
     identity = identity_checks(pages)
     print("\n".join("  " + line for line in identity) + "\n")

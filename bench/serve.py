@@ -1,8 +1,8 @@
 """One server for bench/proxy.py, in its own process: the origin, gate, or gate with gating off.
 
-    python bench/serve.py origin   --port 9101
-    python bench/serve.py gate     --port 9102 --upstream http://127.0.0.1:9101
-    python bench/serve.py gate-off --port 9103 --upstream http://127.0.0.1:9101
+python bench/serve.py origin   --port 9101
+python bench/serve.py gate     --port 9102 --upstream http://127.0.0.1:9101
+python bench/serve.py gate-off --port 9103 --upstream http://127.0.0.1:9101
 """
 
 from __future__ import annotations
@@ -25,10 +25,12 @@ def main() -> None:
     args = ap.parse_args()
     if args.kind == "origin":
         from gate.demo import create_demo_app
+
         app = create_demo_app()
     else:
         from gate import proxy, settings
         from gate.app import create_app
+
         env = {"GATE_SECRET_KEY": "bench-key-0123456789abcdef"}
         app = create_app(settings.load({"upstream": args.upstream}, env))
         if args.kind == "gate-off":  # the same proxy path with the rewrite switched off: the baseline
@@ -36,9 +38,9 @@ def main() -> None:
 
             def no_gating(*a, **kw):
                 return dataclasses.replace(original(*a, **kw), gating=False)
+
             proxy.page_plan = no_gating
-    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False,
-                loop="auto", http="auto")
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False, loop="auto", http="auto")
 
 
 if __name__ == "__main__":

@@ -54,6 +54,7 @@ async def measure() -> None:
     url = "http://127.0.0.1:%d/" % server.sockets[0].getsockname()[1]
     limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
     async with httpx.AsyncClient(limits=limits) as client:
+
         async def worker(n: int) -> None:
             for _ in range(n):
                 assert len((await client.get(url)).content) == len(BODY)
@@ -65,11 +66,14 @@ async def measure() -> None:
     server.close()
     try:
         import sniffio  # noqa: F401
+
         label = "with sniffio   "
     except ImportError:
         label = "without sniffio"
-    print(f"{label}  {per_call * 1e6:5.1f} us per call, {calls[0] / REQUESTS:4.1f} calls per request, "
-          f"{REQUESTS / elapsed:6.0f} requests/s (100 KB, concurrency {CONCURRENCY})")
+    print(
+        f"{label}  {per_call * 1e6:5.1f} us per call, {calls[0] / REQUESTS:4.1f} calls per request, "
+        f"{REQUESTS / elapsed:6.0f} requests/s (100 KB, concurrency {CONCURRENCY})"
+    )
 
 
 def main() -> None:

@@ -41,9 +41,14 @@ from tests.hostile import get, path_of, raw_origin, sleep_unless, visitor
 FAULTY = "faulty.test"
 BIG = 16 * 1024 * 1024
 # (kind, method, path, expected status); weights below
-ORDINARY = [("page", "GET", "/", 200), ("page", "GET", "/jobs/{job}", 200), ("asset", "GET", "/static/logo.png", 200),
-            ("asset", "GET", "/logo.svg", 200), ("consent", "POST", "/_gate/consent", 200),
-            ("beacon", "POST", "/_gate/beacon", 204)]
+ORDINARY = [
+    ("page", "GET", "/", 200),
+    ("page", "GET", "/jobs/{job}", 200),
+    ("asset", "GET", "/static/logo.png", 200),
+    ("asset", "GET", "/logo.svg", 200),
+    ("consent", "POST", "/_gate/consent", 200),
+    ("beacon", "POST", "/_gate/beacon", 204),
+]
 WEIGHTS = [3, 3, 2, 2, 1, 2]
 JOBS = ["dh-001", "dh-002", "dh-003", "dh-004", "dds-001", "dds-002"]  # the demo site's
 
@@ -62,17 +67,21 @@ def faulty_answer(stopped: threading.Event):
                 sock.sendall(b"x")
             return False
         if path.startswith("/short"):  # a Content-Length shorter than the body
-            sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nabcdef"
-                         b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nSMUGGLED")
+            sock.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nabcdef"
+                b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nSMUGGLED"
+            )
             return True
         if path.startswith("/big"):
-            sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
-                         b"Content-Length: %d\r\n\r\n" % BIG)
+            sock.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n" % BIG
+            )
             for _ in range(BIG // 65536):
                 sock.sendall(b"x" * 65536)
             return True
         sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok")
         return True
+
     return answer
 
 
@@ -114,8 +123,10 @@ async def ordinary(url: str, worker: int, until: float, budget: list[int], resul
             if kind == "consent":
                 kwargs = {"json": {"choice": rng.choice(["accept_all", "reject_all"])}, "headers": {"origin": url}}
             elif kind == "beacon":
-                kwargs = {"content": json.dumps({"v": 1, "page": "/", "hosts": ["connect.facebook.net"]}),
-                          "headers": {"origin": url, "content-type": "text/plain"}}
+                kwargs = {
+                    "content": json.dumps({"v": 1, "page": "/", "hosts": ["connect.facebook.net"]}),
+                    "headers": {"origin": url, "content-type": "text/plain"},
+                }
             started = time.perf_counter()
             try:
                 r = await client.request(method, path, **kwargs)
@@ -131,8 +142,11 @@ def demo_origin() -> Iterator[str]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("serve.py")), "origin", "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("serve.py")), "origin", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -163,23 +177,26 @@ def main() -> None:
     stopped = threading.Event()
     with demo_origin() as ordinary_url, raw_origin(faulty_answer(stopped), stopped) as faulty:
         # Both sites share gate's one upstream pool, as they would in production.
-        toml = (f'[[site]]\nupstream = "{ordinary_url}"\n\n[[site]]\nhost = "{FAULTY}"\nupstream = "{faulty.url}"\n')
+        toml = f'[[site]]\nupstream = "{ordinary_url}"\n\n[[site]]\nhost = "{FAULTY}"\nupstream = "{faulty.url}"\n'
         with gate(None, toml=toml, store="soak.sqlite3") as (url, pid):
             for _ in range(20):  # warm up: every page type once
                 httpx.get(url + "/", timeout=10)
             rss_before, files_before = rss_mb(pid)[0], open_files(pid)
             counts: Counter = Counter()
             stop = threading.Event()
-            beside = threading.Thread(target=hostile_loop, args=(url, stop, args.seconds, counts, args.hostile),
-                                      daemon=True)
+            beside = threading.Thread(
+                target=hostile_loop, args=(url, stop, args.seconds, counts, args.hostile), daemon=True
+            )
             beside.start()
             results: list = []
             started = time.monotonic()
 
             async def load() -> None:
                 until, budget = started + args.seconds, [args.requests]
-                await asyncio.gather(*(ordinary(url, i, until, budget, results, random.Random(i))
-                                       for i in range(args.visitors)))
+                await asyncio.gather(
+                    *(ordinary(url, i, until, budget, results, random.Random(i)) for i in range(args.visitors))
+                )
+
             asyncio.run(load())
             elapsed = time.monotonic() - started
             stop.set()
@@ -189,8 +206,16 @@ def main() -> None:
             files_after = open_files(pid)
         stopped.set()
     report(results, counts, elapsed, (rss_before, rss_after, peak), (files_before, files_after))
-    ordinary_failures = [ln.strip() for ln in LOGS[pid] if "failed for" in ln and FAULTY not in ln
-                         and "/stall" not in ln and "/trickle" not in ln and "/big" not in ln and "/short" not in ln]
+    ordinary_failures = [
+        ln.strip()
+        for ln in LOGS[pid]
+        if "failed for" in ln
+        and FAULTY not in ln
+        and "/stall" not in ln
+        and "/trickle" not in ln
+        and "/big" not in ln
+        and "/short" not in ln
+    ]
     print(f"gate's log: {len(LOGS[pid])} lines; upstream failures on the ordinary site: {len(ordinary_failures)}")
     for line in ordinary_failures[:5]:
         print("  " + line[:200])
@@ -208,18 +233,24 @@ def report(results: list, hostile: Counter, elapsed: float, rss: tuple, files: t
         elif outcome != expected:
             errors += 1
     every = sorted(s for kind in by_kind.values() for s in kind)
-    print(f"ordinary requests: {len(results)} in {elapsed:.1f} s ({len(results) / elapsed:.0f}/s); "
-          f"errors: {errors}; beacons limited (429): {limited}")
+    print(
+        f"ordinary requests: {len(results)} in {elapsed:.1f} s ({len(results) / elapsed:.0f}/s); "
+        f"errors: {errors}; beacons limited (429): {limited}"
+    )
     for kind, seconds in sorted(by_kind.items()):
         seconds.sort()
-        print(f"  {kind:8} n={len(seconds):5}  p50 {statistics.median(seconds) * 1000:6.1f} ms  "
-              f"p99 {seconds[int(len(seconds) * 0.99) - 1] * 1000:7.1f} ms  max {seconds[-1] * 1000:7.1f} ms")
+        print(
+            f"  {kind:8} n={len(seconds):5}  p50 {statistics.median(seconds) * 1000:6.1f} ms  "
+            f"p99 {seconds[int(len(seconds) * 0.99) - 1] * 1000:7.1f} ms  max {seconds[-1] * 1000:7.1f} ms"
+        )
     if every:
         print(f"  all      n={len(every):5}  p99 {every[int(len(every) * 0.99) - 1] * 1000:.1f} ms")
     print("  outcomes: " + ", ".join(f"{k}:{o}={n}" for (k, o), n in sorted(outcomes.items(), key=str)))
     print("hostile beside them: " + ", ".join(f"{k}={n}" for k, n in sorted(hostile.items())))
-    print(f"gate RSS: {rss[0]:.0f} MB before, {rss[1]:.0f} MB after (peak {rss[2]:.0f} MB); "
-          f"open files: {files[0]} before, {files[1]} after")
+    print(
+        f"gate RSS: {rss[0]:.0f} MB before, {rss[1]:.0f} MB after (peak {rss[2]:.0f} MB); "
+        f"open files: {files[0]} before, {files[1]} after"
+    )
 
 
 if __name__ == "__main__":

@@ -38,9 +38,14 @@ def start_gate(workers: int, log: Path) -> tuple[subprocess.Popen[bytes], str]:
     env["PYTHONPATH"] = str(ROOT)
     env["GATE_LOG_LEVEL"] = "info"  # the access line is part of what a request costs in production
     with log.open("wb") as err:
-        process = subprocess.Popen([sys.executable, "-m", "gate.cli", "serve", "--port", "0", "--workers", str(workers)],
-                                   cwd=log.parent, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                   stderr=err)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gate.cli", "serve", "--port", "0", "--workers", str(workers)],
+            cwd=log.parent,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if m := _LISTENING.search(log.read_text(encoding="utf-8", errors="replace")):
@@ -53,7 +58,9 @@ def start_gate(workers: int, log: Path) -> tuple[subprocess.Popen[bytes], str]:
         stop(process)
         raise RuntimeError("gate did not start in 60 s")
     # Every worker must be up: with --workers 2 the second may start seconds after the first.
-    while time.monotonic() < deadline and log.read_text(errors="replace").count("Application startup complete") < workers:
+    while (
+        time.monotonic() < deadline and log.read_text(errors="replace").count("Application startup complete") < workers
+    ):
         time.sleep(0.1)
     return process, url
 
@@ -74,6 +81,7 @@ async def _client_load(url: str, requests: int, connections: int) -> tuple[float
     errors = 0
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+
         async def worker() -> None:
             nonlocal remaining, errors
             while remaining > 0:
@@ -91,15 +99,33 @@ def load(url: str, args: argparse.Namespace) -> tuple[float, str]:
     """Requests per second from a second process, and the tool's name."""
     wrk = shutil.which("wrk")
     if wrk and not args.python_client:
-        done = subprocess.run([wrk, "-t1", f"-c{args.connections}", f"-d{args.seconds}s", "--timeout", "10s", url],
-                              capture_output=True, text=True, timeout=args.seconds + 60, check=False)
+        done = subprocess.run(
+            [wrk, "-t1", f"-c{args.connections}", f"-d{args.seconds}s", "--timeout", "10s", url],
+            capture_output=True,
+            text=True,
+            timeout=args.seconds + 60,
+            check=False,
+        )
         m = re.search(r"Requests/sec:\s+([\d.]+)", done.stdout)
         if done.returncode != 0 or m is None or re.search(r"Non-2xx|Socket errors", done.stdout):
             raise RuntimeError(f"wrk failed or saw errors:\n{done.stdout}{done.stderr}")
         return float(m.group(1)), "wrk"
-    done = subprocess.run([sys.executable, __file__, "--client", url, "--requests", str(args.requests),
-                           "--connections", str(args.connections)], capture_output=True, text=True, timeout=600,
-                          check=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--client",
+            url,
+            "--requests",
+            str(args.requests),
+            "--connections",
+            str(args.connections),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
     rate, errors = done.stdout.split()
     if int(errors):
         raise RuntimeError(f"{errors} requests failed")
@@ -137,11 +163,15 @@ def main() -> int:
                     stop(process)
                 results[workers].append(rate)
                 load_avg = os.getloadavg()[0]
-                print(f"round {round_ + 1}: --workers {workers}: {rate:8.1f} req/s  (load average {load_avg:.2f})",
-                      flush=True)
+                print(
+                    f"round {round_ + 1}: --workers {workers}: {rate:8.1f} req/s  (load average {load_avg:.2f})",
+                    flush=True,
+                )
     one, two = statistics.median(results[1]), statistics.median(results[2])
-    print(f"\n{os.cpu_count()} CPUs, GET {args.path} (demo page, undecided visitor), {args.connections} connections, "
-          f"load by {tool}")
+    print(
+        f"\n{os.cpu_count()} CPUs, GET {args.path} (demo page, undecided visitor), {args.connections} connections, "
+        f"load by {tool}"
+    )
     print(f"--workers 1: median {one:.1f} req/s  ({', '.join(f'{r:.0f}' for r in results[1])})")
     print(f"--workers 2: median {two:.1f} req/s  ({', '.join(f'{r:.0f}' for r in results[2])})")
     print(f"ratio 2/1: {two / one:.2f}")

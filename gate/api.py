@@ -1,23 +1,23 @@
 """The HTTP contract under /_gate/ (public: other tools and tests rely on it).
 
-    GET    /_gate/consent      -> 200 {"version", "decided", "purposes": {id: bool}, "vendors_refused": [..],
-                                      "personal_data": [vendor id..]}
-    POST   /_gate/consent      form: choice=accept_all|reject_all|custom|withdraw, purposes=<id>..,
-                                     refuse_vendor=<id>.., personal_data=<vendor id>.. (custom only: never
-                                     implied by accept_all), next=<same-origin path>, source=page, lang=ja|en
-                                     -> 303 to next (anything off-site or odd -> /)
-                               JSON: {"choice": ..} | {"purposes": {id: bool}, "vendors_refused": [..],
-                                      "personal_data": [..]}
-                                     -> 200 with the state
-                               403 unless Origin (else Referer) is the site's own; 413 over
-                               max_consent_body; 400 naming unknown purpose or vendor ids;
-                               429 + Retry-After past 20 decisions a minute per client address;
-                               503 + Retry-After when the receipt cannot be kept (nothing is set)
-    DELETE /_gate/consent      -> 200, undecided again (cookie deleted)
-    GET    /_gate/preferences, /_gate/notice   -> gate.pages
-    GET    /_gate/healthz      -> 200 "ok"
-    GET    /_gate/readyz       -> 200 "ready" | 503 "not ready: <reasons>" (draining, no origin answers)
-    GET    /_gate/static/*     -> gate/static/, cached for a year (URLs carry a content hash)
+GET    /_gate/consent      -> 200 {"version", "decided", "purposes": {id: bool}, "vendors_refused": [..],
+                                  "personal_data": [vendor id..]}
+POST   /_gate/consent      form: choice=accept_all|reject_all|custom|withdraw, purposes=<id>..,
+                                 refuse_vendor=<id>.., personal_data=<vendor id>.. (custom only: never
+                                 implied by accept_all), next=<same-origin path>, source=page, lang=ja|en
+                                 -> 303 to next (anything off-site or odd -> /)
+                           JSON: {"choice": ..} | {"purposes": {id: bool}, "vendors_refused": [..],
+                                  "personal_data": [..]}
+                                 -> 200 with the state
+                           403 unless Origin (else Referer) is the site's own; 413 over
+                           max_consent_body; 400 naming unknown purpose or vendor ids;
+                           429 + Retry-After past 20 decisions a minute per client address;
+                           503 + Retry-After when the receipt cannot be kept (nothing is set)
+DELETE /_gate/consent      -> 200, undecided again (cookie deleted)
+GET    /_gate/preferences, /_gate/notice   -> gate.pages
+GET    /_gate/healthz      -> 200 "ok"
+GET    /_gate/readyz       -> 200 "ready" | 503 "not ready: <reasons>" (draining, no origin answers)
+GET    /_gate/static/*     -> gate/static/, cached for a year (URLs carry a content hash)
 """
 
 from __future__ import annotations
@@ -60,8 +60,12 @@ class _SiteContext:
         self.origin = f"{self.scheme}://{request.url.netloc}"
         self.carried: frozenset[str] = state.carried[site.host]
         self.host, self.sent_cookies = request.url.hostname or "", list(request.cookies)  # for expiry
-        self.current = self.codec.read(request.cookies.get(COOKIE_NAME), self.registry,
-                                       gpc=request.headers.get("sec-gpc") == "1", opt_out_mode=site.mode == "opt-out")
+        self.current = self.codec.read(
+            request.cookies.get(COOKIE_NAME),
+            self.registry,
+            gpc=request.headers.get("sec-gpc") == "1",
+            opt_out_mode=site.mode == "opt-out",
+        )
 
 
 def _context(request: Request) -> _SiteContext:
@@ -76,11 +80,13 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 def _errors(endpoint: Endpoint) -> Endpoint:
     """RequestError -> a short plain-text answer with its status."""
+
     async def wrapped(request: Request) -> Response:
         try:
             return await endpoint(request)
         except RequestError as e:
             return PlainTextResponse(e.message + "\n", e.status, headers=e.headers)
+
     wrapped.__name__ = endpoint.__name__
     return wrapped
 
@@ -111,8 +117,9 @@ async def post_consent(request: Request) -> Response:
 
         choice = (values("choice") or [""])[-1]
         method = "page" if "page" in values("source") else "banner"
-        consent = _decision(ctx, choice, values("purposes"), values("refuse_vendor"), method,
-                            personal_data=values("personal_data"))
+        consent = _decision(
+            ctx, choice, values("purposes"), values("refuse_vendor"), method, personal_data=values("personal_data")
+        )
         lang = (values("lang") or [None])[-1]
         response = RedirectResponse(urls.safe_next((values("next") or ["/"])[-1], ctx.origin), 303, headers=_NO_STORE)
     else:
@@ -131,14 +138,16 @@ async def delete_consent(request: Request) -> Response:
     return _with_cookie(JSONResponse(consent.as_public(), headers=_NO_STORE), ctx, consent)
 
 
-async def take_limit(request: Request, bucket: str, per_minute: float, burst: float, once: Sequence[str] = (),
-                     expires: float = 0.0) -> tuple[str | None, list[str]]:
+async def take_limit(
+    request: Request, bucket: str, per_minute: float, burst: float, once: Sequence[str] = (), expires: float = 0.0
+) -> tuple[str | None, list[str]]:
     """gate.limits' take() for this client (shared by every worker), in a worker thread;
     ("unavailable", []) when the shared limits cannot be used."""
     client = request.client.host if request.client else ""
     try:
-        return await anyio.to_thread.run_sync(request.app.state.limits.take, f"{bucket}:{client}", per_minute,
-                                              burst, once, expires)
+        return await anyio.to_thread.run_sync(
+            request.app.state.limits.take, f"{bucket}:{client}", per_minute, burst, once, expires
+        )
     except Unavailable as e:
         log.error("shared limits unavailable: %s", e)
         return "unavailable", []
@@ -150,8 +159,11 @@ async def limit_decisions(request: Request, site: Site) -> None:
     reason, _ = await take_limit(request, "consent", CONSENT_PER_MINUTE, CONSENT_BURST)
     if reason == "rate_limited":
         record_rejection(request, site, "consent", reason)
-        raise RequestError(429, "too many consent decisions from this address; try again shortly",
-                           retry_after=int(60 / CONSENT_PER_MINUTE) + 1)
+        raise RequestError(
+            429,
+            "too many consent decisions from this address; try again shortly",
+            retry_after=int(60 / CONSENT_PER_MINUTE) + 1,
+        )
 
 
 def check_origin(request: Request, origin: str) -> None:
@@ -210,16 +222,25 @@ def _from_json(body: bytes) -> tuple[str, list[str], list[str], list[str], list[
     return choice, accepted, [p for p, ok in purposes.items() if not ok], vendors, personal
 
 
-def _decision(ctx: _SiteContext, choice: str, purposes: list[str], vendors: list[str], method: str,
-              also_named: Sequence[str] = (), personal_data: Sequence[str] = ()) -> Consent:
+def _decision(
+    ctx: _SiteContext,
+    choice: str,
+    purposes: list[str],
+    vendors: list[str],
+    method: str,
+    also_named: Sequence[str] = (),
+    personal_data: Sequence[str] = (),
+) -> Consent:
     """The consent ``choice`` makes; ``also_named``: purpose ids refused by name, checked like the rest
     (a typo must not pass silently just because it was refused)."""
     registry = ctx.registry
     unknown_p = sorted({p for p in [*purposes, *also_named] if p not in registry.purposes})
     unknown_v = sorted({v for v in [*vendors, *personal_data] if v not in registry.vendors})
-    named = [f"unknown {kind} ids: {', '.join(ids)} (known: {', '.join(known)})"
-             for kind, ids, known in (("purpose", unknown_p, registry.purposes),
-                                      ("vendor", unknown_v, registry.vendors)) if ids]
+    named = [
+        f"unknown {kind} ids: {', '.join(ids)} (known: {', '.join(known)})"
+        for kind, ids, known in (("purpose", unknown_p, registry.purposes), ("vendor", unknown_v, registry.vendors))
+        if ids
+    ]
     if named:
         raise RequestError(400, "; ".join(named))
     if choice == "withdraw":
@@ -229,16 +250,29 @@ def _decision(ctx: _SiteContext, choice: str, purposes: list[str], vendors: list
     if choice == "reject_all":
         return decide(registry, (), method=method, previous=ctx.current)
     if choice == "custom":
-        return decide(registry, purposes, vendors_refused=vendors, method=method, previous=ctx.current,
-                      personal_data=personal_data)
+        return decide(
+            registry,
+            purposes,
+            vendors_refused=vendors,
+            method=method,
+            previous=ctx.current,
+            personal_data=personal_data,
+        )
     raise RequestError(400, f"unknown choice {choice!r} (expected one of {', '.join(CHOICES)})")
 
 
 def _with_cookie(response: Response, ctx: _SiteContext, consent: Consent) -> Response:
     secure = ctx.scheme == "https"
     if consent.decided:
-        response.set_cookie(COOKIE_NAME, ctx.codec.dumps(consent), max_age=ctx.codec.lifetime, path="/",
-                            secure=secure, httponly=True, samesite="lax")
+        response.set_cookie(
+            COOKIE_NAME,
+            ctx.codec.dumps(consent),
+            max_age=ctx.codec.lifetime,
+            path="/",
+            secure=secure,
+            httponly=True,
+            samesite="lax",
+        )
     else:
         response.delete_cookie(COOKIE_NAME, path="/", secure=secure, httponly=True, samesite="lax")
     # The cookies of every tag this decision refuses, HttpOnly ones included (gate/expiry.py).
@@ -276,13 +310,18 @@ class Static(StaticFiles):
 
 
 def routes() -> list[BaseRoute]:
-    return [Mount("/_gate", routes=[
-        Route("/consent", get_consent, methods=["GET"]),
-        Route("/consent", post_consent, methods=["POST"]),
-        Route("/consent", delete_consent, methods=["DELETE"]),
-        Route("/preferences", preferences, methods=["GET"]),
-        Route("/notice", notice, methods=["GET"]),
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/readyz", readiness.readyz, methods=["GET"]),
-        Mount("/static", app=Static(directory=STATIC_DIR, check_dir=False), name="static"),
-    ])]
+    return [
+        Mount(
+            "/_gate",
+            routes=[
+                Route("/consent", get_consent, methods=["GET"]),
+                Route("/consent", post_consent, methods=["POST"]),
+                Route("/consent", delete_consent, methods=["DELETE"]),
+                Route("/preferences", preferences, methods=["GET"]),
+                Route("/notice", notice, methods=["GET"]),
+                Route("/healthz", healthz, methods=["GET"]),
+                Route("/readyz", readiness.readyz, methods=["GET"]),
+                Mount("/static", app=Static(directory=STATIC_DIR, check_dir=False), name="static"),
+            ],
+        )
+    ]

@@ -44,28 +44,42 @@ def create_app(settings: Settings) -> Starlette:
     # Not a Route: a Route lists its methods, and the proxy takes every method there is.
     catch_all = proxy.CatchAll()
     # Outermost first: the request as the visitor made it (trusted X-Forwarded-*), then the access line.
-    middleware = [Middleware(ForwardedMiddleware, proxies=settings.trusted_proxies),
-                  Middleware(AccessLog, settings=settings)]
+    middleware = [
+        Middleware(ForwardedMiddleware, proxies=settings.trusted_proxies),
+        Middleware(AccessLog, settings=settings),
+    ]
     middleware.append(Middleware(metrics.Timing))  # origin latency and rewrite time, for /_gate/metrics
     recording = [*beacon.routes(), *report.routes(), *metrics.routes(), *receipts.routes()]  # before the /_gate mount
-    app = Starlette(routes=[*recording, *csp.routes(), *api.routes(), catch_all], middleware=middleware,
-                    lifespan=lifespan)
+    app = Starlette(
+        routes=[*recording, *csp.routes(), *api.routes(), catch_all], middleware=middleware, lifespan=lifespan
+    )
     app.state.settings = settings
     app.state.readiness = Readiness(settings)
     app.state.shares = Shares(settings)  # of the upstream pool, per visitor and per path
     app.state.registry = registry
-    app.state.codec = ConsentCodec(settings.secret_keys, max_age=settings.consent_max_age_days * 24 * 3600,
-                                   reconsent_age=settings.reconsent_days * 24 * 3600)
+    app.state.codec = ConsentCodec(
+        settings.secret_keys,
+        max_age=settings.consent_max_age_days * 24 * 3600,
+        reconsent_age=settings.reconsent_days * 24 * 3600,
+    )
     app.state.page_tokens = PageTokens(settings.secret_keys)  # what a beacon or CSP report must carry
     app.state.limits = Limits(recorder.limits_path(settings.store))  # shared by every worker of the host
     app.state.attempts = csp.Attempts()  # CSP and guard reports; the ledger reads attempted_counts()
     # Per site, once: a site's GTM container may serve other purposes, which changes its policy version.
-    registries = {s.host: registry.with_tag_purposes(s.tag_purposes)
-                  .with_site_words(s.information, s.information_en, s.tag_cookies) for s in settings.sites}
+    registries = {
+        s.host: registry.with_tag_purposes(s.tag_purposes).with_site_words(
+            s.information, s.information_en, s.tag_cookies
+        )
+        for s in settings.sites
+    }
     app.state.carried = {s.host: registries[s.host].carried(s.vendors, s.tags) for s in settings.sites}
     # Each site's policy version hashes what it carries and says (consent.py: what asks again).
-    app.state.registries = {s.host: registries[s.host].for_site(app.state.carried[s.host], words_digest(s.mode))
-                            .with_undeclared(s.own_hosts, s.strips_undeclared) for s in settings.sites}
+    app.state.registries = {
+        s.host: registries[s.host]
+        .for_site(app.state.carried[s.host], words_digest(s.mode))
+        .with_undeclared(s.own_hosts, s.strips_undeclared)
+        for s in settings.sites
+    }
     # Application-form pages: configured (form_paths) and found while reading pages (bounded, per process).
     app.state.form_matchers = {s.host: form_path_matcher(s.form_paths) for s in settings.sites}
     app.state.form_pages = {s.host: vendors.Memo(4096) for s in settings.sites}

@@ -38,42 +38,60 @@ TEXT = {
     "ja": {
         "title": "Cookieと外部送信について",
         "data": "当サイトは、Cookie情報、ユーザー識別子、IPアドレス、広告識別子、{location}Web閲覧履歴を取り扱い、"
-                "{mode}次の事業者へ送信します",
+        "{mode}次の事業者へ送信します",
         "location": "位置情報、",
         "purposes": "利用目的：",
-        "opt-in": "あなたが同意した目的に限り、", "opt-out": "あなたが拒否しない限り、",
+        "opt-in": "あなたが同意した目的に限り、",
+        "opt-out": "あなたが拒否しない限り、",
         "gpc": "ブラウザのGPC（グローバル・プライバシー・コントロール）の信号に従い、広告と提案の目的は最初から拒否にしています。",
-        "accept": "すべて同意", "reject": "すべて拒否", "settings": "設定", "save": "選択を保存",
-        "choose": "目的ごとに選ぶ", "always": "（常に有効）", "notice": "外部送信について",
-        "policy": "プライバシーポリシー", "cookie_settings": "Cookie設定",
-        "sep": "、", "end": "", "colon": "：",
+        "accept": "すべて同意",
+        "reject": "すべて拒否",
+        "settings": "設定",
+        "save": "選択を保存",
+        "choose": "目的ごとに選ぶ",
+        "always": "（常に有効）",
+        "notice": "外部送信について",
+        "policy": "プライバシーポリシー",
+        "cookie_settings": "Cookie設定",
+        "sep": "、",
+        "end": "",
+        "colon": "：",
         "new": "前回の選択のあと、次の送信先または目的が加わりました。これらには、あなたが選ぶまで送信しません：",
         "new_opt_out": "前回の選択のあと、次の送信先または目的が加わりました：",
         "pd_legend": "応募フォームの個人情報の提供（任意・送信先ごと）",
         "pd_help": "応募フォームのあるページでは、入力内容を読み取れるタグを止めています。チェックした送信先にだけ、"
-                   "フォームに入力した氏名・メールアドレス・電話番号が届くことがあります。「すべて同意」には含まれません。",
+        "フォームに入力した氏名・メールアドレス・電話番号が届くことがあります。「すべて同意」には含まれません。",
         "pd_line": "{recipient}（{country}）への提供に同意する",
     },
     "en": {
         "title": "Cookies and data sent to other companies",
         "data": "This site handles cookie data, user identifiers, IP addresses, advertising identifiers, {location}"
-                "browsing history and, {mode}, sends them to",
+        "browsing history and, {mode}, sends them to",
         "location": "location data, ",
         "purposes": "What for:",
-        "opt-in": "only for the purposes you accept", "opt-out": "unless you refuse",
+        "opt-in": "only for the purposes you accept",
+        "opt-out": "unless you refuse",
         "gpc": "Your browser's Global Privacy Control signal was honoured: advertising and suggestions are "
-               "refused by default.",
-        "accept": "Accept all", "reject": "Reject all", "settings": "Settings", "save": "Save my choices",
-        "choose": "Choose by purpose", "always": " (always on)", "notice": "External transmission",
-        "policy": "Privacy policy", "cookie_settings": "Cookie settings",
-        "sep": ", ", "end": ".", "colon": ": ",
+        "refused by default.",
+        "accept": "Accept all",
+        "reject": "Reject all",
+        "settings": "Settings",
+        "save": "Save my choices",
+        "choose": "Choose by purpose",
+        "always": " (always on)",
+        "notice": "External transmission",
+        "policy": "Privacy policy",
+        "cookie_settings": "Cookie settings",
+        "sep": ", ",
+        "end": ".",
+        "colon": ": ",
         "new": "Since your last choice, these recipients or purposes were added. Nothing is sent to them "
-               "until you choose:",
+        "until you choose:",
         "new_opt_out": "Since your last choice, these recipients or purposes were added:",
         "pd_legend": "Personal data from application forms (optional, per recipient)",
         "pd_help": "On pages with an application form, tags that can read what you type are stopped. Only the "
-                   "recipients you tick may receive the name, e-mail address and phone number you enter. "
-                   "\u201cAccept all\u201d does not include this.",
+        "recipients you tick may receive the name, e-mail address and phone number you enter. "
+        "\u201cAccept all\u201d does not include this.",
         "pd_line": "I agree to {recipient} ({country}) receiving it",
     },
 }
@@ -155,25 +173,48 @@ def _purpose_rows(registry: Registry, carried: frozenset[str], lang: str, consen
     for p in registry.purposes.values():
         name = p.ja if lang == "ja" else p.en
         if not p.refusable:
-            rows.append(el("label", el("input", type="checkbox", checked=True, disabled=True),
-                           " ", el("b", name), t["always"], class_="gate-sw"))
+            rows.append(
+                el(
+                    "label",
+                    el("input", type="checkbox", checked=True, disabled=True),
+                    " ",
+                    el("b", name),
+                    t["always"],
+                    class_="gate-sw",
+                )
+            )
             continue
         by_vendor = services_by_vendor(registry, carried, p.id, lang)
         if not by_vendor:
             continue  # nothing on this site uses it: a switch for it would be noise
-        who = join("", (el("li", registry.vendors[v].recipient + t["colon"] + t["sep"].join(s))
-                        for v, s in by_vendor.items()))
+        who = join(
+            "", (el("li", registry.vendors[v].recipient + t["colon"] + t["sep"].join(s)) for v, s in by_vendor.items())
+        )
         sent = consent.opt_out_mode and consent.allows_purpose(p.id, registry.refusable)
-        rows.append(el("label", el("input", type="checkbox", name="purposes", value=p.id, checked=sent,
-                                   aria_describedby=f"gate-m-{p.id} gate-d-{p.id}"),
-                       " ", el("b", name), class_="gate-sw"))
+        rows.append(
+            el(
+                "label",
+                el(
+                    "input",
+                    type="checkbox",
+                    name="purposes",
+                    value=p.id,
+                    checked=sent,
+                    aria_describedby=f"gate-m-{p.id} gate-d-{p.id}",
+                ),
+                " ",
+                el("b", name),
+                class_="gate-sw",
+            )
+        )
         rows.append(el("p", p.summary_ja if lang == "ja" else p.summary_en, id=f"gate-m-{p.id}", class_="gate-who"))
         rows.append(el("ul", who, id=f"gate-d-{p.id}", class_="gate-who"))
     return rows
 
 
-def personal_data_rows(registry: Registry, carried: frozenset[str], lang: str,
-                       given: frozenset[str] = frozenset()) -> list[Html]:
+def personal_data_rows(
+    registry: Registry, carried: frozenset[str], lang: str, given: frozenset[str] = frozenset()
+) -> list[Html]:
     """The settings layer's own line per recipient whose carried tags read forms: a consent to
     personal data (APPI art. 27/31), never part of "accept all". Empty when no carried tag reads forms."""
     t, rows = TEXT[lang], []
@@ -184,17 +225,39 @@ def personal_data_rows(registry: Registry, carried: frozenset[str], lang: str,
         country = vendor.country_ja if lang == "ja" else vendor.country_en
         line = t["pd_line"].format(recipient=vendor.recipient, country=country or "?")
         services = t["sep"].join(tag.service_ja if lang == "ja" else tag.service_en for tag in tags)
-        rows.append(el("label", el("input", type="checkbox", name="personal_data", value=vendor.id,
-                                   checked=vendor.id in given, aria_describedby=f"gate-pd-{vendor.id}"),
-                       " ", el("b", line), class_="gate-sw"))
+        rows.append(
+            el(
+                "label",
+                el(
+                    "input",
+                    type="checkbox",
+                    name="personal_data",
+                    value=vendor.id,
+                    checked=vendor.id in given,
+                    aria_describedby=f"gate-pd-{vendor.id}",
+                ),
+                " ",
+                el("b", line),
+                class_="gate-sw",
+            )
+        )
         rows.append(el("p", services, id=f"gate-pd-{vendor.id}", class_="gate-who"))
     if rows:
         rows[:0] = [el("legend", t["pd_legend"]), el("p", t["pd_help"], class_="gate-who")]
     return rows
 
 
-def render_banner(registry: Registry, consent: Consent, *, lang: str, next_path: str, policy_url: str,
-                  carried: frozenset[str], origin: str, nonce: str | None = None) -> str:
+def render_banner(
+    registry: Registry,
+    consent: Consent,
+    *,
+    lang: str,
+    next_path: str,
+    policy_url: str,
+    carried: frozenset[str],
+    origin: str,
+    nonce: str | None = None,
+) -> str:
     """The consent dialog: first layer with three equal buttons, settings layer, one plain form.
 
     ``origin``: gate's public ``scheme://host``, which every URL in it is made absolute on."""
@@ -205,55 +268,102 @@ def render_banner(registry: Registry, consent: Consent, *, lang: str, next_path:
     location = t["location"] if any(registry.tags[tid].location for tid in carried) else ""
     first = [
         el("h2", t["title"], id="gate-title"),
-        el("p", t["data"].format(mode=t["opt-out" if consent.opt_out_mode else "opt-in"], location=location),
-           t["colon"], el("b", who)),
+        el(
+            "p",
+            t["data"].format(mode=t["opt-out" if consent.opt_out_mode else "opt-in"], location=location),
+            t["colon"],
+            el("b", who),
+        ),
         el("p", t["purposes"], class_="gate-purposes-intro"),
         # One line per purpose; each one's summary is in the settings layer (and the notice).
-        el("ul", *(el("li", p.ja if lang == "ja" else p.en) for p in registry.purposes.values()
-                   if p.refusable and services_by_vendor(registry, carried, p.id, lang)),
-           class_="gate-purposes"),
+        el(
+            "ul",
+            *(
+                el("li", p.ja if lang == "ja" else p.en)
+                for p in registry.purposes.values()
+                if p.refusable and services_by_vendor(registry, carried, p.id, lang)
+            ),
+            class_="gate-purposes",
+        ),
     ]
     if consent.renewing and (new := _new_since(registry, consent, carried, lang)):
-        first.append(el("p", t["new_opt_out" if consent.opt_out_mode else "new"], " ", el("b", new),
-                        class_="gate-new"))
+        first.append(el("p", t["new_opt_out" if consent.opt_out_mode else "new"], " ", el("b", new), class_="gate-new"))
     if consent.gpc and consent.covered is None:
         first.append(el("p", t["gpc"], class_="gate-gpc"))
-    first.append(el("p", el("a", t["notice"], href=notice_url(lang, origin), target="_self"), " ",
-                    el("a", t["policy"], href=site_url(origin, policy_url), target="_self"), class_="gate-links"))
+    first.append(
+        el(
+            "p",
+            el("a", t["notice"], href=notice_url(lang, origin), target="_self"),
+            " ",
+            el("a", t["policy"], href=site_url(origin, policy_url), target="_self"),
+            class_="gate-links",
+        )
+    )
     buttons = el(
         "div",
         el("button", t["accept"], name="choice", value="accept_all", class_="gate-btn"),
         el("button", t["reject"], name="choice", value="reject_all", class_="gate-btn"),
         # Without JavaScript this button opens the full preferences page; gate.js turns it into a toggle.
-        el("button", t["settings"], name="choice", value="settings", class_="gate-btn",
-           formaction=origin + "/_gate/preferences", formmethod="get", id="gate-settings"),
+        el(
+            "button",
+            t["settings"],
+            name="choice",
+            value="settings",
+            class_="gate-btn",
+            formaction=origin + "/_gate/preferences",
+            formmethod="get",
+            id="gate-settings",
+        ),
         class_="gate-row",
     )
     panel = el(
         "div",
         el("fieldset", el("legend", t["choose"]), *_purpose_rows(registry, carried, lang, consent)),
         el("fieldset", *pd_rows, class_="gate-pd") if (pd_rows := personal_data_rows(registry, carried, lang)) else "",
-        el("div", el("button", t["save"], name="choice", value="custom", class_="gate-btn"),
-           class_="gate-row"),
-        id="gate-panel", hidden=True,
+        el("div", el("button", t["save"], name="choice", value="custom", class_="gate-btn"), class_="gate-row"),
+        id="gate-panel",
+        hidden=True,
     )
-    form = el("form", el("input", type="hidden", name="next", value=next_path),
-              el("input", type="hidden", name="lang", value=lang), *first, buttons, panel,
-              method="post", action=origin + "/_gate/consent", target="_self", class_="gate-in")
-    return join("", [
-        el("link", rel="stylesheet", href=origin + CSS_URL),
-        el("div", form, role="dialog", aria_labelledby="gate-title", id="gate-banner", class_="gate gate-sheet",
-           lang=lang),
-        el("script", src=origin + JS_URL, defer=True, nonce=nonce),
-    ])
+    form = el(
+        "form",
+        el("input", type="hidden", name="next", value=next_path),
+        el("input", type="hidden", name="lang", value=lang),
+        *first,
+        buttons,
+        panel,
+        method="post",
+        action=origin + "/_gate/consent",
+        target="_self",
+        class_="gate-in",
+    )
+    return join(
+        "",
+        [
+            el("link", rel="stylesheet", href=origin + CSS_URL),
+            el(
+                "div",
+                form,
+                role="dialog",
+                aria_labelledby="gate-title",
+                id="gate-banner",
+                class_="gate gate-sheet",
+                lang=lang,
+            ),
+            el("script", src=origin + JS_URL, defer=True, nonce=nonce),
+        ],
+    )
 
 
 def _new_since(registry: Registry, consent: Consent, carried: frozenset[str], lang: str) -> str:
     """「Criteo SA（Criteo OneTag）、…」: the carried tags an earlier decision did not cover."""
     t = TEXT[lang]
     new = [registry.tags[tid] for tid in registry.tags if tid in carried and tid not in (consent.covered or ())]
-    items = [f"{registry.vendors[tag.vendor].recipient}（{tag.service_ja}）" if lang == "ja" else
-             f"{registry.vendors[tag.vendor].recipient} ({tag.service_en})" for tag in new]
+    items = [
+        f"{registry.vendors[tag.vendor].recipient}（{tag.service_ja}）"
+        if lang == "ja"
+        else f"{registry.vendors[tag.vendor].recipient} ({tag.service_en})"
+        for tag in new
+    ]
     return t["sep"].join(items)
 
 
@@ -270,29 +380,66 @@ def text_of(html: str) -> str:
 def render_settings_link(*, lang: str, next_path: str, origin: str) -> str:
     """After a decision: a small fixed link back to the preferences."""
     lang = lang if lang in LANGS else "ja"
-    return join("", [el("link", rel="stylesheet", href=origin + CSS_URL),
-                     el("a", TEXT[lang]["cookie_settings"], href=preferences_url(lang, next_path, origin),
-                        target="_self", class_="gate-set", lang=lang)])
+    return join(
+        "",
+        [
+            el("link", rel="stylesheet", href=origin + CSS_URL),
+            el(
+                "a",
+                TEXT[lang]["cookie_settings"],
+                href=preferences_url(lang, next_path, origin),
+                target="_self",
+                class_="gate-set",
+                lang=lang,
+            ),
+        ],
+    )
 
 
 def render_footer_link(*, lang: str, origin: str) -> str:
     """「外部送信について」, on every page: the notice one click away (電気通信事業法 27条の12)."""
     lang = lang if lang in LANGS else "ja"
-    return el("p", el("a", TEXT[lang]["notice"], href=notice_url(lang, origin), target="_self"),
-              class_="gate-foot", lang=lang)
+    return el(
+        "p", el("a", TEXT[lang]["notice"], href=notice_url(lang, origin), target="_self"), class_="gate-foot", lang=lang
+    )
 
 
-def render_dock(*, lang: str, next_path: str, origin: str, notice_link: bool = True, corner: str = "bottom-left",
-                offset: int = 8, nonce: str | None = None) -> str:
+def render_dock(
+    *,
+    lang: str,
+    next_path: str,
+    origin: str,
+    notice_link: bool = True,
+    corner: str = "bottom-left",
+    offset: int = 8,
+    nonce: str | None = None,
+) -> str:
     """After a decision: the settings link (and the notice link unless the site's own footer has it),
     floating at ``corner``, or moved by gate.js into the site's own ``[data-gate-settings]`` element."""
     lang = lang if lang in LANGS else "ja"
-    settings = el("a", TEXT[lang]["cookie_settings"], href=preferences_url(lang, next_path, origin), target="_self",
-                  class_="gate-set")
-    dock = el("div", settings, render_footer_link(lang=lang, origin=origin) if notice_link else "",
-              class_=f"gate-dock gate-at-{corner}", lang=lang, data_gate_offset=None if offset == 8 else str(offset))
-    return join("", [el("link", rel="stylesheet", href=origin + CSS_URL), dock,
-                     el("script", src=origin + JS_URL, defer=True, nonce=nonce)])
+    settings = el(
+        "a",
+        TEXT[lang]["cookie_settings"],
+        href=preferences_url(lang, next_path, origin),
+        target="_self",
+        class_="gate-set",
+    )
+    dock = el(
+        "div",
+        settings,
+        render_footer_link(lang=lang, origin=origin) if notice_link else "",
+        class_=f"gate-dock gate-at-{corner}",
+        lang=lang,
+        data_gate_offset=None if offset == 8 else str(offset),
+    )
+    return join(
+        "",
+        [
+            el("link", rel="stylesheet", href=origin + CSS_URL),
+            dock,
+            el("script", src=origin + JS_URL, defer=True, nonce=nonce),
+        ],
+    )
 
 
 def render_root(inner: str) -> str:
@@ -304,10 +451,20 @@ def render_root(inner: str) -> str:
 def payload_bytes(registry: Registry, lang: str = "ja") -> dict[str, tuple[int, int]]:
     """(raw, gzip) bytes a first visit costs: the banner HTML (every tag a site carries by default),
     gate.css and gate.js."""
-    html = render_banner(registry, undecided(registry), lang=lang, next_path="/", policy_url="/privacy",
-                         carried=registry.carried(None, None), origin="https://www.example.jp")
-    parts = {"banner": html.encode(), "css": (STATIC_DIR / "gate.css").read_bytes(),
-             "js": (STATIC_DIR / "gate.js").read_bytes()}
+    html = render_banner(
+        registry,
+        undecided(registry),
+        lang=lang,
+        next_path="/",
+        policy_url="/privacy",
+        carried=registry.carried(None, None),
+        origin="https://www.example.jp",
+    )
+    parts = {
+        "banner": html.encode(),
+        "css": (STATIC_DIR / "gate.css").read_bytes(),
+        "js": (STATIC_DIR / "gate.js").read_bytes(),
+    }
     sizes = {k: (len(v), len(gzip.compress(v, 9))) for k, v in parts.items()}
     sizes["total"] = (sum(r for r, _ in sizes.values()), sum(g for _, g in sizes.values()))
     return sizes

@@ -46,10 +46,14 @@ MAX_BODY = 4096
 MAX_HOSTS = 64
 PER_MINUTE, BURST = 30.0, 30.0  # one page view every two seconds, sustained, per client
 SCRIPT_URL = static_url("beacon.js")
-_HOST = re.compile(r"^(?=.{1,253}$)[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?(?:\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?)*$")
+_HOST = re.compile(
+    r"^(?=.{1,253}$)[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?(?:\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?)*$"
+)
 # //host/path, at most 100 characters of path, and at most a tag loader's id (see the module's doc)
-_URL = re.compile(r"^//([A-Za-z0-9_.-]{1,253})(?:/[A-Za-z0-9._~%!$&'()*+,;=:@/-]{0,100})?"
-                  r"(?:\?id=[A-Za-z0-9_-]{1,40})?$")
+_URL = re.compile(
+    r"^//([A-Za-z0-9_.-]{1,253})(?:/[A-Za-z0-9._~%!$&'()*+,;=:@/-]{0,100})?"
+    r"(?:\?id=[A-Za-z0-9_-]{1,40})?$"
+)
 _NO_STORE = {"cache-control": "no-store"}
 
 
@@ -84,9 +88,10 @@ def _urls(value: Any) -> list[str]:
     for url in value:
         m = _URL.match(url) if isinstance(url, str) else None
         if m is None or not _HOST.match(m.group(1).lower().rstrip(".")):
-            raise RequestError(400, '"urls" must hold //host/path[?id=…] such as '
-                                    '"//connect.facebook.net/en_US/fbevents.js"')
-        clean.add("//" + m.group(1).lower().rstrip(".") + url[2 + len(m.group(1)):])
+            raise RequestError(
+                400, '"urls" must hold //host/path[?id=…] such as "//connect.facebook.net/en_US/fbevents.js"'
+            )
+        clean.add("//" + m.group(1).lower().rstrip(".") + url[2 + len(m.group(1)) :])
     return sorted(clean)
 
 
@@ -132,8 +137,9 @@ class Attribution:
         found = self._candidates.get(host)
         if found is None:
             names = {re.escape(host), re.escape(host.removeprefix("www."))}
-            found = self.claimed(host) | {t.id for t in self.registry.tags.values()
-                                          if any(n in p.pattern for p in t.url_patterns for n in names)}
+            found = self.claimed(host) | {
+                t.id for t in self.registry.tags.values() if any(n in p.pattern for p in t.url_patterns for n in names)
+            }
             if len(self._candidates) > 4096:
                 self._candidates.clear()
             self._candidates[host] = found
@@ -190,6 +196,7 @@ def endpoint() -> Any:
             return PlainTextResponse(e.message + "\n", e.status, headers=e.headers)
         metrics.BEACONS.labels("204").inc()
         return response
+
     return beacon
 
 
@@ -212,8 +219,9 @@ async def _beacon(request: Request, attributions: dict[str | None, Attribution])
     except tokens.Rejected as e:
         record_rejection(request, site, "beacon", e.reason)
         raise RequestError(403, f"not counted ({e.reason}): a beacon needs the token of a page gate served") from None
-    reason, _ = await take_limit(request, "beacon", PER_MINUTE, BURST, [f"b:{token.nonce}"],
-                                 time.time() + tokens.MAX_AGE)
+    reason, _ = await take_limit(
+        request, "beacon", PER_MINUTE, BURST, [f"b:{token.nonce}"], time.time() + tokens.MAX_AGE
+    )
     if reason is not None:
         record_rejection(request, site, "beacon", reason)
         if reason == "rate_limited":
@@ -224,8 +232,12 @@ async def _beacon(request: Request, attributions: dict[str | None, Attribution])
     recorder = getattr(state, "recorder", None)
     if recorder is not None:
         registry = state.registries[site.host]
-        consent = state.codec.read(request.cookies.get(COOKIE_NAME), registry, gpc=request.headers.get("sec-gpc") == "1",
-                                   opt_out_mode=site.mode == "opt-out")
+        consent = state.codec.read(
+            request.cookies.get(COOKIE_NAME),
+            registry,
+            gpc=request.headers.get("sec-gpc") == "1",
+            opt_out_mode=site.mode == "opt-out",
+        )
         allowed = consent.allowed_tags(registry, state.carried[site.host])
         attribution = attributions.get(site.host) or attributions.setdefault(site.host, Attribution(registry))
         own = (request.url.hostname or "").lower().rstrip(".")

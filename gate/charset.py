@@ -26,8 +26,8 @@ for _codec, _labels in {
     "iso2022_jp": "iso-2022-jp csiso2022jp",
     # Browsers read all of these as windows-1252.
     "cp1252": "windows-1252 cp1252 x-cp1252 latin1 l1 iso-8859-1 iso8859-1 iso88591 iso_8859-1 "
-              "iso_8859-1:1987 iso-ir-100 cp819 ibm819 csisolatin1 us-ascii ascii ansi_x3.4-1968 "
-              "iso-8859-15 iso8859-15 latin-9",
+    "iso_8859-1:1987 iso-ir-100 cp819 ibm819 csisolatin1 us-ascii ascii ansi_x3.4-1968 "
+    "iso-8859-15 iso8859-15 latin-9",
     "utf-16-le": "utf-16 utf-16le unicode ucs-2 csunicode iso-10646-ucs-2 unicodefeff",
     "utf-16-be": "utf-16be unicodefffe",
     "gb18030": "gbk gb2312 gb18030 chinese csgb2312 x-gbk",
@@ -54,9 +54,16 @@ def lookup(label: str) -> str | None:
 
 
 # The label a rewritten page declares in its Content-Type (WHATWG names browsers know).
-_CODEC_LABEL = {"utf-8": "utf-8", "cp932": "Shift_JIS", "shift_jis": "Shift_JIS", "euc_jp": "EUC-JP",
-                "iso2022_jp": "ISO-2022-JP", "cp1252": "windows-1252", "utf-16-le": "UTF-16LE",
-                "utf-16-be": "UTF-16BE"}
+_CODEC_LABEL = {
+    "utf-8": "utf-8",
+    "cp932": "Shift_JIS",
+    "shift_jis": "Shift_JIS",
+    "euc_jp": "EUC-JP",
+    "iso2022_jp": "ISO-2022-JP",
+    "cp1252": "windows-1252",
+    "utf-16-le": "UTF-16LE",
+    "utf-16-be": "UTF-16BE",
+}
 
 
 def label_for(codec: str) -> str | None:
@@ -121,7 +128,7 @@ def prescan(head: bytes) -> str | None:
                     return None
                 pos = end + 3
                 continue
-            low = s[pos:pos + 6].lower()
+            low = s[pos : pos + 6].lower()
             if low[:5] == "<meta" and len(low) == 6 and low[5] in _SPACE + "/":
                 pos, found = _meta(s, pos + 5)
                 if found:
@@ -205,7 +212,7 @@ def _attribute(s: str, pos: int) -> tuple[str, str, int] | None:
         end = s.find(quote, pos + 1)
         if end < 0:
             raise _End
-        return name, s[pos + 1:end].lower(), end + 1
+        return name, s[pos + 1 : end].lower(), end + 1
     if quote == ">":
         return name, "", pos
     start = pos
@@ -233,7 +240,7 @@ def _charset_in_content(value: str) -> str | None:
         return None
     if value[pos] in "\"'":
         end = value.find(value[pos], pos + 1)
-        return value[pos + 1:end] if end >= 0 else None
+        return value[pos + 1 : end] if end >= 0 else None
     m = re.match(r"[^\t\n\f\r ;]+", value[pos:])
     return m.group(0) if m else None
 

@@ -12,13 +12,18 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from . import __version__, settings, vendors
-from . import cli_report
+from . import __version__, cli_report, settings, vendors
 from .errors import ConfigError
 
 # Flags of `gate serve`, the environment variable each one travels in to --workers processes.
-SERVE_FLAGS = {"upstream": "GATE_UPSTREAM", "host": "GATE_HOST", "port": "GATE_PORT",
-               "config": "GATE_CONFIG", "vendors": "GATE_VENDORS", "workers": "GATE_WORKERS"}
+SERVE_FLAGS = {
+    "upstream": "GATE_UPSTREAM",
+    "host": "GATE_HOST",
+    "port": "GATE_PORT",
+    "config": "GATE_CONFIG",
+    "vendors": "GATE_VENDORS",
+    "workers": "GATE_WORKERS",
+}
 EPHEMERAL_ENV = "GATE_EPHEMERAL_KEY"  # set by the parent only: the key in GATE_SECRET_KEY is the demo's
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 DEMO_WARNING = """\
@@ -47,7 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--vendors", metavar="FILE", help="vendors.toml (env GATE_VENDORS; default: the shipped one)")
 
     serve = commands.add_parser("serve", help="run the proxy (the demo site when no upstream is set)")
-    serve.add_argument("--upstream", metavar="URL", help="origin to proxy, e.g. http://127.0.0.1:8000 (env GATE_UPSTREAM)")
+    serve.add_argument(
+        "--upstream", metavar="URL", help="origin to proxy, e.g. http://127.0.0.1:8000 (env GATE_UPSTREAM)"
+    )
     serve.add_argument("--host", help="address to listen on (env GATE_HOST; default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (env GATE_PORT; default 8080)")
     files(serve)
@@ -57,8 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     files(commands.add_parser("check", help="validate gate.toml and vendors.toml, show the effective settings"))
     scan = commands.add_parser("scan", help="show the tags on one page, kept or stripped under a consent")
     scan.add_argument("target", metavar="URL|FILE", help="an http(s) URL to fetch, or an HTML file")
-    scan.add_argument("--consent", default="reject_all", metavar="CHOICE",
-                      help="accept_all, reject_all (default) or purposes=a,b (the purposes accepted)")
+    scan.add_argument(
+        "--consent",
+        default="reject_all",
+        metavar="CHOICE",
+        help="accept_all, reject_all (default) or purposes=a,b (the purposes accepted)",
+    )
     scan.add_argument("--json", action="store_true", help="machine-readable output")
     scan.add_argument("--base", metavar="URL", help="the page's public URL, for a FILE (default: file://…)")
     scan.add_argument("--vendors", metavar="FILE", help="vendors.toml (env GATE_VENDORS; default: the shipped one)")
@@ -68,8 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--force", action="store_true", help="replace FILE when it exists")
     init.add_argument("--max-pages", type=int, default=30, metavar="N", help="pages to read at most (default 30)")
     init.add_argument("--max-seconds", type=float, default=60.0, metavar="S", help="time to crawl at most (default 60)")
-    init.add_argument("--max-bytes", type=int, default=32 * 1024 * 1024, metavar="B",
-                      help="bytes to read at most, in all (default 32 MiB)")
+    init.add_argument(
+        "--max-bytes",
+        type=int,
+        default=32 * 1024 * 1024,
+        metavar="B",
+        help="bytes to read at most, in all (default 32 MiB)",
+    )
     init.add_argument("--vendors", metavar="FILE", help="vendors.toml (env GATE_VENDORS; default: the shipped one)")
     cli_report.add_parsers(commands, files)
     commands.add_parser("version", help="print the version")
@@ -86,8 +102,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("gate: a command is needed: serve, check, scan, … (see gate --help)", file=sys.stderr)
         return 2
     try:
-        code = {"serve": serve, "keys": keys_new, "check": check, "scan": scan_page, "init": init_site,
-                "version": version, **cli_report.COMMANDS}[args.command](args)
+        code = {
+            "serve": serve,
+            "keys": keys_new,
+            "check": check,
+            "scan": scan_page,
+            "init": init_site,
+            "version": version,
+            **cli_report.COMMANDS,
+        }[args.command](args)
         sys.stdout.flush()  # here, so a closed pipe is met inside the try rather than at exit
         return code
     except ConfigError as e:
@@ -111,19 +134,25 @@ def load_all(flags: Mapping[str, Any], env: Mapping[str, str]) -> tuple[settings
         where = ("environment", "GATE_LOG_LEVEL") if env.get("GATE_LOG_LEVEL") else (file, "log_level")
         raise ConfigError(*where, f"expected one of {', '.join(LOG_LEVELS)}, got {conf.log_level!r}")
     for i, site in enumerate(conf.sites):
-        for key, ids, known in (("vendors", site.vendors, registry.vendors), ("tags", site.tags, registry.tags),
-                                ("tag_purposes", site.tag_purposes, registry.tags),
-                                ("information", site.information, registry.tags),
-                                ("information_en", site.information_en, registry.tags),
-                                ("tag_cookies", site.tag_cookies, registry.tags)):
+        for key, ids, known in (
+            ("vendors", site.vendors, registry.vendors),
+            ("tags", site.tags, registry.tags),
+            ("tag_purposes", site.tag_purposes, registry.tags),
+            ("information", site.information, registry.tags),
+            ("information_en", site.information_en, registry.tags),
+            ("tag_cookies", site.tag_cookies, registry.tags),
+        ):
             unknown = [x for x in ids or () if x not in known]
             if unknown:
                 raise ConfigError(file, f"site[{i}].{key}", f"unknown id '{unknown[0]}' (known: {', '.join(known)})")
         for tag_id, purposes in site.tag_purposes.items():
             unknown = [p for p in purposes if p not in registry.purposes]
             if unknown:
-                raise ConfigError(file, f"site[{i}].tag_purposes.{tag_id}",
-                                  f"unknown purpose '{unknown[0]}' (known: {', '.join(registry.purposes)})")
+                raise ConfigError(
+                    file,
+                    f"site[{i}].tag_purposes.{tag_id}",
+                    f"unknown purpose '{unknown[0]}' (known: {', '.join(registry.purposes)})",
+                )
     return conf, registry
 
 
@@ -168,10 +197,18 @@ def serve(args: argparse.Namespace) -> int:
     server.raise_open_files_limit()
     # proxy_headers off: gate.forwarded believes X-Forwarded-* from trusted_proxies only. SIGTERM: stop
     # accepting, give in-flight responses shutdown_timeout seconds, then the lifespan's shutdown.
-    options: dict[str, Any] = dict(host=conf.host, port=conf.port, loop="auto",
-                                   proxy_headers=False, server_header=False, log_level=conf.log_level.lower(),
-                                   access_log=False, log_config=logs.config(conf.log_level),
-                                   timeout_graceful_shutdown=conf.shutdown_timeout, **server.options(conf))
+    options: dict[str, Any] = dict(
+        host=conf.host,
+        port=conf.port,
+        loop="auto",
+        proxy_headers=False,
+        server_header=False,
+        log_level=conf.log_level.lower(),
+        access_log=False,
+        log_config=logs.config(conf.log_level),
+        timeout_graceful_shutdown=conf.shutdown_timeout,
+        **server.options(conf),
+    )
     app: Any
     if conf.workers > 1:
         os.environ.update(worker_env(flags, conf))
@@ -229,8 +266,11 @@ def init_site(args: argparse.Namespace) -> int:
     upstream = draft.origin_of(args.url)
     if os.path.exists(args.output) and not args.force:
         raise ConfigError(args.output, "", "exists already: pass --force to replace it, or --output another file")
-    for flag, value in (("--max-pages", args.max_pages), ("--max-seconds", args.max_seconds),
-                        ("--max-bytes", args.max_bytes)):
+    for flag, value in (
+        ("--max-pages", args.max_pages),
+        ("--max-seconds", args.max_seconds),
+        ("--max-bytes", args.max_bytes),
+    ):
         if value <= 0:
             raise ConfigError("command line", flag, f"expected a number > 0, got {value}")
     registry = vendors.load(args.vendors or os.environ.get("GATE_VENDORS") or None)
@@ -249,10 +289,13 @@ def init_site(args: argparse.Namespace) -> int:
 def undeclared_warnings(conf: settings.Settings, registry: vendors.Registry) -> list[str]:
     """One line per proxied site that declares neither vendors nor tags: its banner and notice would
     name every company in vendors.toml."""
-    return [f"gate: WARNING: site {site.host or '(default)'} declares no `vendors` or `tags`: its banner and "
-            f"notice name all {len(registry.vendors)} vendors and {len(registry.tags)} tags of vendors.toml. "
-            f"Draft them with `gate init {site.upstream}`" for site in conf.sites
-            if not site.is_demo and site.vendors is None and site.tags is None]
+    return [
+        f"gate: WARNING: site {site.host or '(default)'} declares no `vendors` or `tags`: its banner and "
+        f"notice name all {len(registry.vendors)} vendors and {len(registry.tags)} tags of vendors.toml. "
+        f"Draft them with `gate init {site.upstream}`"
+        for site in conf.sites
+        if not site.is_demo and site.vendors is None and site.tags is None
+    ]
 
 
 def keys_new(args: argparse.Namespace) -> int:
@@ -271,8 +314,10 @@ def check(args: argparse.Namespace) -> int:
 
     for i, site in enumerate(conf.sites):
         carried = [t for t in registry.tags if t in registry.carried(site.vendors, site.tags)]
-        print(f"  site[{i}] host={site.host or '(default)'} upstream={site.upstream} mode={site.mode} "
-              f"csp={site.csp} policy_url={site.policy_url} tags={len(carried)}: {', '.join(carried)}")
+        print(
+            f"  site[{i}] host={site.host or '(default)'} upstream={site.upstream} mode={site.mode} "
+            f"csp={site.csp} policy_url={site.policy_url} tags={len(carried)}: {', '.join(carried)}"
+        )
     purposes = [p.id + ("" if p.refusable else " (always on)") for p in registry.purposes.values()]
     print(f"scan: {scan_backend()}")
     print(f"vendors.toml: policy version {registry.version}")

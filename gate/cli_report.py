@@ -90,8 +90,9 @@ def report_command(args: argparse.Namespace) -> int:
     if args.format == "csv":
         sys.stdout.write(report.to_csv(raw, label))
         return 0
-    data = report.summarize(raw, label, first, last, registry,
-                            registry.carried(sites[label].vendors, sites[label].tags))
+    data = report.summarize(
+        raw, label, first, last, registry, registry.carried(sites[label].vendors, sites[label].tags)
+    )
     if args.format == "json":
         print(json.dumps(data, ensure_ascii=False, indent=2))
     else:

@@ -79,7 +79,8 @@ class Consent:
         refusable = registry.refusable
         carried_set = set(carried) if carried is not None else None
         return frozenset(
-            t.id for t in registry.tags.values()
+            t.id
+            for t in registry.tags.values()
             if (carried_set is None or t.id in carried_set) and self.allows(t, refusable)
         )
 
@@ -90,8 +91,13 @@ class Consent:
 
     def as_public(self) -> dict:
         """The GET /_gate/consent shape."""
-        return {"version": self.version, "decided": self.decided, "purposes": dict(self.purposes),
-                "vendors_refused": sorted(self.vendors_refused), "personal_data": sorted(self.personal_data)}
+        return {
+            "version": self.version,
+            "decided": self.decided,
+            "purposes": dict(self.purposes),
+            "vendors_refused": sorted(self.vendors_refused),
+            "personal_data": sorted(self.personal_data),
+        }
 
 
 def undecided(registry: Registry, *, gpc: bool = False, opt_out_mode: bool = False) -> Consent:
@@ -105,15 +111,23 @@ def shown_purposes(registry: Registry) -> tuple[str, ...]:
     return tuple(p for p in registry.refusable if p in used)
 
 
-def decide(registry: Registry, accepted: Iterable[str], *, vendors_refused: Iterable[str] = (),
-           method: str = "banner", previous: Consent | None = None, now: float | None = None,
-           personal_data: Iterable[str] = ()) -> Consent:
+def decide(
+    registry: Registry,
+    accepted: Iterable[str],
+    *,
+    vendors_refused: Iterable[str] = (),
+    method: str = "banner",
+    previous: Consent | None = None,
+    now: float | None = None,
+    personal_data: Iterable[str] = (),
+) -> Consent:
     """A fresh decision, covering every tag the registry's site carries. Only purposes the site shows
     are accepted. Unknown ids are the caller's to reject before this point."""
     accepted = set(accepted) & set(shown_purposes(registry))
     keep_id = previous.consent_id if previous is not None and (previous.decided or previous.renewing) else ""
     return Consent(
-        version=registry.version, decided=True,
+        version=registry.version,
+        decided=True,
         purposes={p: p in accepted for p in registry.refusable},
         vendors_refused=frozenset(vendors_refused) & set(registry.vendors),
         decided_at=int(now if now is not None else time.time()),
@@ -142,8 +156,7 @@ class ConsentCodec:
         if not self.secret_keys:
             raise ValueError("at least one secret key is needed")
         # itsdangerous wants oldest -> newest and signs with the last one.
-        object.__setattr__(self, "_serializer",
-                           URLSafeTimedSerializer(list(reversed(self.secret_keys)), salt=SALT))
+        object.__setattr__(self, "_serializer", URLSafeTimedSerializer(list(reversed(self.secret_keys)), salt=SALT))
 
     @property
     def lifetime(self) -> int:
@@ -183,19 +196,30 @@ class ConsentCodec:
             return fallback
         accepted, refused = data.get("a"), data.get("r")
         decided_at, cid, method = data.get("t"), data.get("id"), data.get("m")
-        if not (isinstance(accepted, list) and isinstance(refused, list) and isinstance(decided_at, int)
-                and isinstance(cid, str) and isinstance(method, str)):
+        if not (
+            isinstance(accepted, list)
+            and isinstance(refused, list)
+            and isinstance(decided_at, int)
+            and isinstance(cid, str)
+            and isinstance(method, str)
+        ):
             return fallback
         if time.time() - decided_at > self.reconsent_after:
             return fallback  # time to ask again, even if the cookie itself lives longer
         refusable = registry.refusable
         whole = version == registry.version or covered >= registry.carried_tags
         return Consent(
-            version=version[:64], decided=whole,
+            version=version[:64],
+            decided=whole,
             purposes={p: p in accepted for p in refusable},
             vendors_refused=frozenset(v for v in refused if isinstance(v, str) and v in registry.vendors),
-            decided_at=decided_at, consent_id=cid[:64], method=method if method in METHODS else "api",
-            gpc=gpc, opt_out_mode=opt_out_mode, coverage=coverage, covered=None if whole else covered,
+            decided_at=decided_at,
+            consent_id=cid[:64],
+            method=method if method in METHODS else "api",
+            gpc=gpc,
+            opt_out_mode=opt_out_mode,
+            coverage=coverage,
+            covered=None if whole else covered,
             personal_data=_vendor_ids(data.get("p"), registry),
         )
 

@@ -46,8 +46,10 @@ def google_allowed(registry: Registry, allowed: frozenset[str]) -> bool:
 def defaults(registry: Registry, consent: Consent) -> dict[str, str]:
     """The Consent Mode types as 'granted' or 'denied' for ``consent``."""
     refusable = registry.refusable
-    return {kind: "granted" if all(consent.allows_purpose(p, refusable) for p in purposes) else "denied"
-            for kind, purposes in TYPES.items()}
+    return {
+        kind: "granted" if all(consent.allows_purpose(p, refusable) for p in purposes) else "denied"
+        for kind, purposes in TYPES.items()
+    }
 
 
 def accepted_purposes(registry: Registry, consent: Consent) -> list[str]:
@@ -60,6 +62,8 @@ def script(registry: Registry, consent: Consent, allowed: frozenset[str]) -> str
     if not google_allowed(registry, allowed):
         return ""
     event = {"event": "gate_consent", "gate_purposes": accepted_purposes(registry, consent)}
-    return ("<script data-gate>window.dataLayer=window.dataLayer||[];function gtag(){dataLayer.push(arguments)}"
-            f"gtag('consent','default',{script_json(defaults(registry, consent))});"
-            f"dataLayer.push({script_json(event)});</script>")
+    return (
+        "<script data-gate>window.dataLayer=window.dataLayer||[];function gtag(){dataLayer.push(arguments)}"
+        f"gtag('consent','default',{script_json(defaults(registry, consent))});"
+        f"dataLayer.push({script_json(event)});</script>"
+    )

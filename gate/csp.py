@@ -140,8 +140,11 @@ def accepted_sources(registry: Registry, allowed: frozenset[str]) -> list[Source
             out += [spec_source(d) for d in vendor.domains]
     unique = list(dict.fromkeys(out))
     # connect.facebook.net adds nothing next to facebook.net (by label): keep the list short.
-    return [s for s in unique if not any(t is not s and t.subdomains and t.covers(s.host)
-                                         and s.path.startswith(t.path) for t in unique)]
+    return [
+        s
+        for s in unique
+        if not any(t is not s and t.subdomains and t.covers(s.host) and s.path.startswith(t.path) for t in unique)
+    ]
 
 
 # -- the policy -----------------------------------------------------------------------------------
@@ -151,14 +154,24 @@ def host_list(registry: Registry, allowed: frozenset[str]) -> str:
     return " ".join(dict.fromkeys(s for src in accepted_sources(registry, allowed) for s in src.csp()))
 
 
-def policy(site: Site, registry: Registry, allowed: frozenset[str], nonce: str | None = None,
-           report_to: bool = False, token: str | None = None) -> str:
+def policy(
+    site: Site,
+    registry: Registry,
+    allowed: frozenset[str],
+    nonce: str | None = None,
+    report_to: bool = False,
+    token: str | None = None,
+) -> str:
     """This visitor's policy on ``site``; ``token``: the page's (gate.tokens), carried by report-uri."""
     allow = " ".join(s for h in site.allow_hosts for s in spec_source(h.removeprefix("*.")).csp())
     hosts = " ".join(filter(None, ["'self'", " ".join(site.csp_hosts), allow, host_list(registry, allowed)]))
     inline = f"'nonce-{nonce}'" if nonce else "'unsafe-inline'"
-    parts = [f"default-src {hosts} {inline} 'unsafe-eval' data: blob:", "style-src * 'unsafe-inline' data: blob:",
-             "font-src * data:", f"report-uri {report_url(token)}"]
+    parts = [
+        f"default-src {hosts} {inline} 'unsafe-eval' data: blob:",
+        "style-src * 'unsafe-inline' data: blob:",
+        "font-src * data:",
+        f"report-uri {report_url(token)}",
+    ]
     if report_to:
         parts.append(f"report-to {REPORT_GROUP}")
     return "; ".join(parts)
@@ -169,8 +182,9 @@ def report_url(token: str | None) -> str:
     return f"{REPORT_PATH}?{TOKEN_QUERY}={token}" if token else REPORT_PATH
 
 
-def response_headers(site: Site, registry: Registry, allowed: frozenset[str], nonce: str | None,
-                     origin: str, token: str | None = None) -> list[tuple[bytes, bytes]]:
+def response_headers(
+    site: Site, registry: Registry, allowed: frozenset[str], nonce: str | None, origin: str, token: str | None = None
+) -> list[tuple[bytes, bytes]]:
     """The headers a page gets for ``site.csp``; the origin's own CSP headers are left as they are.
     ``origin``: the site's public origin, e.g. ``https://jobs.example.jp``."""
     if site.csp == "off":
@@ -252,8 +266,11 @@ def blocked(body: bytes, media_type: str) -> Iterator[tuple[str, str]]:
         items = [data.get("csp-report")] if isinstance(data, dict) else []
         fields = ("blocked-uri", "source-file")
     else:
-        items = [r.get("body") for r in data if isinstance(r, dict) and r.get("type") == "csp-violation"] \
-            if isinstance(data, list) else []
+        items = (
+            [r.get("body") for r in data if isinstance(r, dict) and r.get("type") == "csp-violation"]
+            if isinstance(data, list)
+            else []
+        )
         fields = ("blockedURL", "sourceFile")
     for item in items:
         if isinstance(item, dict) and isinstance(item.get(fields[0]), str):
@@ -304,14 +321,16 @@ async def csp_report(request: Request) -> Response:
             raise
         except Rejected as e:
             record_rejection(request, site, "csp", e.reason)
-            raise RequestError(403, f"not counted ({e.reason}): a report needs the token of a page gate served"
-                               ) from None
+            raise RequestError(
+                403, f"not counted ({e.reason}): a report needs the token of a page gate served"
+            ) from None
         found = attempts_in(blocked(body, media_type), request.app.state.registries[site.host], site.host or "")
         found = found[:MAX_ATTEMPTS_PER_REPORT]
         # Each blocked load counts once per page view, however often it is reported.
         keys = [f"c:{token.nonce}:{a.vendor}:{a.host}:{a.source}" for a in found]
-        reason, fresh = await take_limit(request, "csp", REPORTS_PER_MINUTE, REPORTS_BURST, keys,
-                                         time.time() + TOKEN_MAX_AGE)
+        reason, fresh = await take_limit(
+            request, "csp", REPORTS_PER_MINUTE, REPORTS_BURST, keys, time.time() + TOKEN_MAX_AGE
+        )
         if reason is not None:
             record_rejection(request, site, "csp", reason)
             if reason == "rate_limited":

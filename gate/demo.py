@@ -227,7 +227,7 @@ async def apply_form(request: Request) -> Response:
     chosen = request.query_params.get("job", "")
     options = "".join(
         f'<option value="{j["id"]}"{" selected" if j["id"] == escape(chosen) else ""}>'
-        f'{j["kind"]}|{j["clinic"]}({j["employment"]})</option>'
+        f"{j['kind']}|{j['clinic']}({j['employment']})</option>"
         for j in map(_escaped, _site()["jobs"])
     )
     main = f"""<h1>求人に応募する</h1>

@@ -49,8 +49,13 @@ def same_origin(a: str, b: str) -> bool:
     return (pa.scheme, pa.netloc.lower()) == (pb.scheme, pb.netloc.lower())
 
 
-def crawl(start: str, registry: Registry, max_pages: int = MAX_PAGES, max_seconds: float = MAX_SECONDS,
-          max_bytes: int = MAX_BYTES) -> Crawl:
+def crawl(
+    start: str,
+    registry: Registry,
+    max_pages: int = MAX_PAGES,
+    max_seconds: float = MAX_SECONDS,
+    max_bytes: int = MAX_BYTES,
+) -> Crawl:
     """Scan up to ``max_pages`` same-origin pages from ``start`` (and /sitemap.xml); ConfigError when the
     start page cannot be read or is gate's own output."""
     import httpx
@@ -100,8 +105,11 @@ def crawl(start: str, registry: Registry, max_pages: int = MAX_PAGES, max_second
             text = body.decode(report.charset, "replace")
             for href, label in links(text):
                 target = urldefrag(urljoin(final_url, href)).url
-                if result.policy is None and any(w in (label + " " + href).lower() for w in _POLICY_WORDS) \
-                        and same_origin(target, start):
+                if (
+                    result.policy is None
+                    and any(w in (label + " " + href).lower() for w in _POLICY_WORDS)
+                    and same_origin(target, start)
+                ):
                     result.policy = urlsplit(target).path or "/"
                 if target not in seen and same_origin(target, start):
                     seen.add(target)
@@ -112,8 +120,11 @@ def crawl(start: str, registry: Registry, max_pages: int = MAX_PAGES, max_second
 def links(page: str) -> list[tuple[str, str]]:
     """(href, text) of every <a href> on the page."""
     doc = scan._html5lib().parse(page, treebuilder="etree")
-    return [(el.get("href"), " ".join("".join(el.itertext()).split())) for el in doc.iter()
-            if el.tag == scan.HTML + "a" and el.get("href")]
+    return [
+        (el.get("href"), " ".join("".join(el.itertext()).split()))
+        for el in doc.iter()
+        if el.tag == scan.HTML + "a" and el.get("href")
+    ]
 
 
 def _get(client: httpx.Client, url: str, budget: int, deadline: float) -> tuple[bytes, str, str | None] | str:
@@ -187,16 +198,22 @@ def draft(result: Crawl, registry: Registry, upstream: str) -> str:
     else:
         out.append("tags = []")
     if result.policy:
-        out += ["# The privacy policy the notice links to: the page the site's own links call so.",
-                f"policy_url = {_q(result.policy)}"]
+        out += [
+            "# The privacy policy the notice links to: the page the site's own links call so.",
+            f"policy_url = {_q(result.policy)}",
+        ]
     else:
-        out += ["# No link reading as a privacy policy was found: set the page the notice should link to.",
-                '# policy_url = "/privacy"']
+        out += [
+            "# No link reading as a privacy policy was found: set the page the notice should link to.",
+            '# policy_url = "/privacy"',
+        ]
     if result.hosts:
-        out += [f"# Third-party hosts the pages load from that vendors.toml does not declare ({len(result.hosts)}).",
-                "# Your own CDN or API: allow them in gate's CSP with csp_hosts. Anyone else receives visitors'",
-                "# data: declare them (vendors.toml and your notice) before going live.",
-                "# csp_hosts = ["]
+        out += [
+            f"# Third-party hosts the pages load from that vendors.toml does not declare ({len(result.hosts)}).",
+            "# Your own CDN or API: allow them in gate's CSP with csp_hosts. Anyone else receives visitors'",
+            "# data: declare them (vendors.toml and your notice) before going live.",
+            "# csp_hosts = [",
+        ]
         for host, pages in sorted(result.hosts.items()):
             out.append(f"#   {_q(host)},  # {len(pages)} page(s), e.g. {_example(pages)}")
         out.append("# ]")
@@ -206,8 +223,11 @@ def draft(result: Crawl, registry: Registry, upstream: str) -> str:
 def summary(result: Crawl, registry: Registry) -> str:
     """What the crawl found, for the terminal."""
     lines = [f"{result.start}: {len(result.pages)} page(s) read; stopped at {result.stopped_by}", ""]
-    rows = [(t, registry.tags[t].vendor, str(len(result.tags[t])), _example(result.tags[t]))
-            for t in registry.tags if t in result.tags]
+    rows = [
+        (t, registry.tags[t].vendor, str(len(result.tags[t])), _example(result.tags[t]))
+        for t in registry.tags
+        if t in result.tags
+    ]
     lines.append(f"Tags found: {len(rows)}")
     if rows:
         lines += scan.table(("TAG", "VENDOR", "PAGES", "E.G."), rows)

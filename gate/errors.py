@@ -1,19 +1,19 @@
 """The small error tree of gate.
 
-    GateError                 base
-      ConfigError             a bad gate.toml / vendors.toml / flag / environment value
-                              -> at start-up: one line on stderr, exit code 2 (never an HTTP status)
-      UpstreamError           the origin could not be reached or answered badly
-        UpstreamUnavailable   refused, reset, DNS failure, bad response      -> 502 Bad Gateway
-        UpstreamTimeout       no answer within the configured timeout        -> 504 Gateway Timeout
-        IncompleteBody        the body cannot be delivered whole: its coding ends early or is
-                              corrupt (``reason``: truncated, corrupt)       -> 502 before the first
-                              byte went out; after it, the visitor's response is cut (never ended)
-          PageTooLarge        a page decodes to more than max_page_bytes     -> same as its parent
-      RequestError            the visitor's request is unacceptable          -> its ``status``
-                              (400 bad form/JSON, 403 foreign origin, 413 too large, 421 unknown host,
-                              429 too many, 503 a receipt that cannot be kept; the last two with
-                              ``retry_after`` seconds for a Retry-After header)
+GateError                 base
+  ConfigError             a bad gate.toml / vendors.toml / flag / environment value
+                          -> at start-up: one line on stderr, exit code 2 (never an HTTP status)
+  UpstreamError           the origin could not be reached or answered badly
+    UpstreamUnavailable   refused, reset, DNS failure, bad response      -> 502 Bad Gateway
+    UpstreamTimeout       no answer within the configured timeout        -> 504 Gateway Timeout
+    IncompleteBody        the body cannot be delivered whole: its coding ends early or is
+                          corrupt (``reason``: truncated, corrupt)       -> 502 before the first
+                          byte went out; after it, the visitor's response is cut (never ended)
+      PageTooLarge        a page decodes to more than max_page_bytes     -> same as its parent
+  RequestError            the visitor's request is unacceptable          -> its ``status``
+                          (400 bad form/JSON, 403 foreign origin, 413 too large, 421 unknown host,
+                          429 too many, 503 a receipt that cannot be kept; the last two with
+                          ``retry_after`` seconds for a Retry-After header)
 """
 
 from __future__ import annotations

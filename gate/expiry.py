@@ -31,11 +31,35 @@ from collections.abc import Iterable
 from .vendors import Registry, per_consent
 
 # Two-label public suffixes: never a cookie domain. (Single labels, like "jp", never are either.)
-PUBLIC_SUFFIXES = frozenset({
-    "co.jp", "ne.jp", "or.jp", "ac.jp", "go.jp", "ad.jp", "ed.jp", "gr.jp", "lg.jp",
-    "com.au", "net.au", "org.au", "co.uk", "org.uk", "ac.uk", "gov.uk", "co.kr", "or.kr",
-    "com.cn", "com.tw", "com.hk", "com.sg", "co.nz", "co.in", "com.br",
-})
+PUBLIC_SUFFIXES = frozenset(
+    {
+        "co.jp",
+        "ne.jp",
+        "or.jp",
+        "ac.jp",
+        "go.jp",
+        "ad.jp",
+        "ed.jp",
+        "gr.jp",
+        "lg.jp",
+        "com.au",
+        "net.au",
+        "org.au",
+        "co.uk",
+        "org.uk",
+        "ac.uk",
+        "gov.uk",
+        "co.kr",
+        "or.kr",
+        "com.cn",
+        "com.tw",
+        "com.hk",
+        "com.sg",
+        "co.nz",
+        "co.in",
+        "com.br",
+    }
+)
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # a cookie name we can write back as it came
 
 
@@ -43,9 +67,15 @@ def refused_cookies(registry: Registry, allowed: frozenset[str], sent: Iterable[
     """The names in ``sent`` that belong to a tag not in ``allowed`` and to no tag in it."""
     refused = [t for t in registry.tags.values() if t.id not in allowed and t.cookies]
     kept = [t for t in registry.tags.values() if t.id in allowed and t.cookies]
-    return sorted({name for name in sent if _TOKEN.match(name)
-                   and any(t.cookie_matches(name) for t in refused)
-                   and not any(t.cookie_matches(name) for t in kept)})
+    return sorted(
+        {
+            name
+            for name in sent
+            if _TOKEN.match(name)
+            and any(t.cookie_matches(name) for t in refused)
+            and not any(t.cookie_matches(name) for t in kept)
+        }
+    )
 
 
 def cookie_domains(host: str) -> list[str]:
@@ -84,10 +114,12 @@ def _is_ip(host: str) -> bool:
 
 
 # -- what vendors keep outside cookies ------------------------------------------------------------
-_CLEAR = ("(function(s){s.forEach(function(e){try{var i=e.indexOf(':'),k=e.slice(0,i),n=e.slice(i+1),w=window;"
-          "if(k=='indexedDB'){w.indexedDB&&indexedDB.deleteDatabase(n);return;}var t=w[k];if(!t)return;"
-          "if(n.slice(-1)=='*'){n=n.slice(0,-1);for(var j=t.length-1;j>=0;j--){var x=t.key(j);"
-          "if(x&&x.indexOf(n)==0)t.removeItem(x);}}else t.removeItem(n);}catch(e){}});})")
+_CLEAR = (
+    "(function(s){s.forEach(function(e){try{var i=e.indexOf(':'),k=e.slice(0,i),n=e.slice(i+1),w=window;"
+    "if(k=='indexedDB'){w.indexedDB&&indexedDB.deleteDatabase(n);return;}var t=w[k];if(!t)return;"
+    "if(n.slice(-1)=='*'){n=n.slice(0,-1);for(var j=t.length-1;j>=0;j--){var x=t.key(j);"
+    "if(x&&x.indexOf(n)==0)t.removeItem(x);}}else t.removeItem(n);}catch(e){}});})"
+)
 
 
 @per_consent
@@ -95,8 +127,9 @@ def storage_script(registry: Registry, allowed: frozenset[str]) -> str:
     """``<script data-gate>`` that clears the localStorage keys, sessionStorage keys and IndexedDB
     databases (vendors.toml ``storage``) of the carried tags this visitor refuses, on every page while
     refused: HTTP cannot reach them, so the page after a withdrawal clears them. "" when there are none."""
-    entries = sorted({e for t in registry.tags.values() if t.id not in allowed and t.id in registry.carried_tags
-                      for e in t.storage})
+    entries = sorted(
+        {e for t in registry.tags.values() if t.id not in allowed and t.id in registry.carried_tags for e in t.storage}
+    )
     if not entries:
         return ""
     return f"<script data-gate>{_CLEAR}({json.dumps(entries)});</script>"

@@ -51,7 +51,7 @@ def minify(source: str) -> str:
             j = i + 1
             while source[j] != c:
                 j += 2 if source[j] == "\\" else 1
-            token, i = source[i:j + 1], j + 1
+            token, i = source[i : j + 1], j + 1
         elif source.startswith("/*", i):
             i, space = source.index("*/", i) + 2, True
             continue
@@ -86,8 +86,9 @@ def refusals(registry: Registry, allowed: frozenset[str]) -> dict | None:
         return None
     accepted = [s for t in registry.tags.values() if t.id in allowed for s in tag_sources(t)]
     candidates = [spec_source(h) for t in refused for h in t.hosts]
-    candidates += [spec_source(d) for v in registry.vendors.values()
-                   if any(t not in allowed for t in v.tags) for d in v.domains]
+    candidates += [
+        spec_source(d) for v in registry.vendors.values() if any(t not in allowed for t in v.tags) for d in v.domains
+    ]
     entries = [c for c in dict.fromkeys(candidates) if not any(_overlap(c, a) for a in accepted)]
     entries = [e for e in entries if not any(f != e and not f.path and f.covers(e.host) for f in entries)]
     patterns = []
@@ -97,8 +98,9 @@ def refusals(registry: Registry, allowed: frozenset[str]) -> dict | None:
             if hosts and all(any(not e.path and e.covers(h.host) for e in entries) for h in hosts):
                 continue  # its host is refused whole already
             if _NOT_JS.search(p.pattern):
-                log.warning("tag %s: url_pattern %r is not JavaScript regex syntax; the guard skips it",
-                            tag.id, p.pattern)
+                log.warning(
+                    "tag %s: url_pattern %r is not JavaScript regex syntax; the guard skips it", tag.id, p.pattern
+                )
                 continue
             patterns.append(p.pattern)
     alternation = "|".join(re.escape(e.host) + re.escape(e.path or "/") for e in sorted(entries, key=_order))

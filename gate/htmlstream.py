@@ -30,7 +30,9 @@ _ATTR = rb"[\t\n\f\r /]*+" + _NAME_FIRST + _NAME_REST + _ASSIGN
 # A complete start or end tag: group 1 "/" for end tags, 2 the name, 3 the attributes.
 TAG = re.compile(rb"<(/?)([a-zA-Z][^\t\n\f\r />]*+)((?:" + _ATTR + rb")*+)([\t\n\f\r /]*+)>")
 # One attribute inside group 3 of TAG: name, and the raw value with its quotes (or None).
-ATTR = re.compile(rb"[\t\n\f\r /]*+(" + _NAME_FIRST + _NAME_REST + rb")(?:[\t\n\f\r ]*+=[\t\n\f\r ]*+(" + _VALUE + rb"))?")
+ATTR = re.compile(
+    rb"[\t\n\f\r /]*+(" + _NAME_FIRST + _NAME_REST + rb")(?:[\t\n\f\r ]*+=[\t\n\f\r ]*+(" + _VALUE + rb"))?"
+)
 
 # Start tags that may load, execute, change how what follows is tokenized, or mark where we inject.
 INTERESTING_START = (
@@ -41,13 +43,20 @@ INTERESTING_START = (
 INTERESTING_END = "body html svg math select".split()
 # Attributes that can load or run something on ANY element; `href` is harmless when it plainly
 # navigates (starts with / # ? http(s):// mailto: tel: ./ ../).
-_RISKY_ATTR = (rb"(?:on[^\t\n\f\r />=]*+|style|ping|background|src|srcset|poster|data|action|formaction|"
-               rb"xlink:href|href|content|srcdoc)(?=[\t\n\f\r />=])")
+_RISKY_ATTR = (
+    rb"(?:on[^\t\n\f\r />=]*+|style|ping|background|src|srcset|poster|data|action|formaction|"
+    rb"xlink:href|href|content|srcdoc)(?=[\t\n\f\r />=])"
+)
 _SAFE_HREF = rb"(?:/|#|\?|https?://|mailto:|tel:|\.\.?/)"
 _SAFE_ATTR = (
     rb"[\t\n\f\r /]*+(?:"
-    rb"href[\t\n\f\r ]*+=[\t\n\f\r ]*+(?:\"" + _SAFE_HREF + rb"[^\"]*+\"|'" + _SAFE_HREF + rb"[^']*+'|"
-    + _SAFE_HREF + rb"[^\t\n\f\r >]*+)(?=[\t\n\f\r />])"
+    rb"href[\t\n\f\r ]*+=[\t\n\f\r ]*+(?:\""
+    + _SAFE_HREF
+    + rb"[^\"]*+\"|'"
+    + _SAFE_HREF
+    + rb"[^']*+'|"
+    + _SAFE_HREF
+    + rb"[^\t\n\f\r >]*+)(?=[\t\n\f\r />])"
     rb"|(?!" + _RISKY_ATTR + rb")" + _NAME_FIRST + _NAME_REST + _ASSIGN + rb")"
 )
 
@@ -63,9 +72,15 @@ BORING_HTML = re.compile(
     rb"|<(?=[^a-zA-Z!/?])"
     rb"|<!--(?:-?>|[\s\S]*?--!?>)"  # a comment: "<!-->", "<!--->", or to the first "-->" / "--!>"
     rb"|<!(?!--)[^>]*+>|<\?[^>]*+>"  # a bogus comment (doctype, "<?", CDATA outside foreign content)
-    rb"|<(?!(?:" + _names(INTERESTING_START) + rb")[\t\n\f\r />])[a-zA-Z][^\t\n\f\r />]*+(?>" + _SAFE_ATTR
+    rb"|<(?!(?:"
+    + _names(INTERESTING_START)
+    + rb")[\t\n\f\r />])[a-zA-Z][^\t\n\f\r />]*+(?>"
+    + _SAFE_ATTR
     + rb")*+[\t\n\f\r /]*+>"
-    rb"|</(?!(?:" + _names(INTERESTING_END) + rb")[\t\n\f\r />])[a-zA-Z][^\t\n\f\r />]*+(?>" + _ATTR
+    rb"|</(?!(?:"
+    + _names(INTERESTING_END)
+    + rb")[\t\n\f\r />])[a-zA-Z][^\t\n\f\r />]*+(?>"
+    + _ATTR
     + rb")*+[\t\n\f\r /]*+>"
     rb")*+",
     re.IGNORECASE,
@@ -94,8 +109,7 @@ def rawtext_end(name: str) -> re.Pattern[bytes]:
     return re.compile(rb"</" + re.escape(name.encode()) + rb"[\t\n\f\r />]", re.IGNORECASE)
 
 
-RAWTEXT_END = {n: rawtext_end(n) for n in
-               "style xmp iframe noembed noframes noscript textarea title script".split()}
+RAWTEXT_END = {n: rawtext_end(n) for n in "style xmp iframe noembed noframes noscript textarea title script".split()}
 
 # Script data states (WHATWG 13.2.5.4 ff.): normal, escaped (after <!--), double escaped
 # (after <!--<script>). Only </script> in normal or escaped state ends the element.
@@ -114,7 +128,7 @@ def script_end_py(buf: bytes, pos: int, state: int) -> tuple[int, int, int]:
             if state == SCRIPT_NORMAL:
                 # Whether "<!--" begins an escape hangs on the bytes after it ("<!-->", "<!--->"): at
                 # the buffer's end, read this token again once they are here.
-                if len(buf) <= start + 4 or (buf[start + 4:start + 5] == b"-" and len(buf) <= start + 5):
+                if len(buf) <= start + 4 or (buf[start + 4 : start + 5] == b"-" and len(buf) <= start + 5):
                     return -1, state, start
                 state = SCRIPT_ESCAPED
                 # "<!-->" and "<!--->" return to normal at once: look for "-->" overlapping it.
@@ -194,6 +208,7 @@ def css_unescape(text: str) -> str:
             cp = int(m.group(1), 16)
             return chr(cp) if 0 < cp <= 0x10FFFF and not 0xD800 <= cp <= 0xDFFF else "\ufffd"
         return m.group(2) if m.group(2) != "\n" else ""
+
     return _CSS_ESCAPE.sub(one, text) if "\\" in text else text
 
 
@@ -227,10 +242,12 @@ def tag_scan(buf: bytes, pos: int, state: str) -> tuple[int, str, int]:
     n = len(buf)
     while pos < n:
         if state in ("name", "aname", "unq"):
-            stop = (_TAG_NAME_STOP if state == "name" else _ANAME_STOP if state == "aname" else _UNQ_STOP).search(buf, pos)
+            stop = (_TAG_NAME_STOP if state == "name" else _ANAME_STOP if state == "aname" else _UNQ_STOP).search(
+                buf, pos
+            )
             if stop is None:
                 return -1, state, n
-            c, pos = buf[stop.start():stop.start() + 1], stop.start() + 1
+            c, pos = buf[stop.start() : stop.start() + 1], stop.start() + 1
             if c == b">":
                 return pos, state, pos
             state = "eq" if c == b"=" else "after" if (state == "aname" and c != b"/") else "before"
@@ -243,7 +260,7 @@ def tag_scan(buf: bytes, pos: int, state: str) -> tuple[int, str, int]:
             pos = (_SKIP_SEP if state == "before" else _SKIP_WS).match(buf, pos).end()
             if pos >= n:
                 return -1, state, n
-            c = buf[pos:pos + 1]
+            c = buf[pos : pos + 1]
             if c == b">":
                 return pos + 1, state, pos + 1
             if state == "after" and c in (b"/", b"="):

@@ -34,35 +34,86 @@ _SKIP_MODULE = re.compile(rf"(?:[{_WS}{_LT}]++|//[^{_LT}]*+|/\*(?:[^*]++|\*(?!/)
 _NEWLINE = re.compile(f"[{_LT}]")
 _LINE_REST = re.compile(f"[^{_LT}]*+")
 _IDENT = r"(?:[\w$]|\\u(?:[0-9a-fA-F]{4}|\{[0-9a-fA-F]++\}))++"
-_PUNCTS = [">>>=", "...", "===", "!==", "**=", "<<=", ">>=", ">>>", "&&=", "||=", "??=",
-           "=>", "==", "!=", "<=", ">=", "&&", "||", "??", "++", "--", "+=", "-=", "*=", "%=",
-           "&=", "|=", "^=", "**", "<<", ">>"]
+_PUNCTS = [
+    ">>>=",
+    "...",
+    "===",
+    "!==",
+    "**=",
+    "<<=",
+    ">>=",
+    ">>>",
+    "&&=",
+    "||=",
+    "??=",
+    "=>",
+    "==",
+    "!=",
+    "<=",
+    ">=",
+    "&&",
+    "||",
+    "??",
+    "++",
+    "--",
+    "+=",
+    "-=",
+    "*=",
+    "%=",
+    "&=",
+    "|=",
+    "^=",
+    "**",
+    "<<",
+    ">>",
+]
 _PUNCT = "|".join(re.escape(p) for p in _PUNCTS) + r"|\?\.(?!\d)|[{}()\[\];,<>+\-*%&|^!~?:=.@#]"
-_COMMON = (rf"(?P<number>0[xXoObB][0-9a-fA-F_]++n?|(?:\d[\d_]*+(?:\.[\d_]*+)?|\.\d[\d_]*+)(?:[eE][+-]?\d[\d_]*+)?n?)"
-           rf"|(?P<name>{_IDENT})"
-           r"""|(?P<string>"(?:[^"\\\n\r]++|\\(?:\r\n|[\s\S]))*+"|'(?:[^'\\\n\r]++|\\(?:\r\n|[\s\S]))*+')"""
-           r"|(?P<template>`)")
+_COMMON = (
+    rf"(?P<number>0[xXoObB][0-9a-fA-F_]++n?|(?:\d[\d_]*+(?:\.[\d_]*+)?|\.\d[\d_]*+)(?:[eE][+-]?\d[\d_]*+)?n?)"
+    rf"|(?P<name>{_IDENT})"
+    r"""|(?P<string>"(?:[^"\\\n\r]++|\\(?:\r\n|[\s\S]))*+"|'(?:[^'\\\n\r]++|\\(?:\r\n|[\s\S]))*+')"""
+    r"|(?P<template>`)"
+)
 _NOT_LT = r"\n\r\u2028\u2029"
-_REGEX_LIT = (rf"(?P<regex>/(?![*/])(?:[^/\\\[{_NOT_LT}]++|\\[^{_NOT_LT}]"
-              rf"|\[(?:[^\]\\{_NOT_LT}]++|\\[^{_NOT_LT}])*+\])++/[\w$]*+)")
+_REGEX_LIT = (
+    rf"(?P<regex>/(?![*/])(?:[^/\\\[{_NOT_LT}]++|\\[^{_NOT_LT}]"
+    rf"|\[(?:[^\]\\{_NOT_LT}]++|\\[^{_NOT_LT}])*+\])++/[\w$]*+)"
+)
 _SKIP_BODY = _SKIP.pattern
 _SKIP_MODULE_BODY = _SKIP_MODULE.pattern
 _TOKEN_REGEX = f"{_COMMON}|{_REGEX_LIT}|(?P<punct>{_PUNCT})"  # where "/" starts a regex
 _TOKEN_DIV = rf"{_COMMON}|(?P<punct>{_PUNCT}|/=|/)"  # where "/" divides
 # One match per token: what is skipped before it (group "ws"), then the token (its kind is the match's
 # lastgroup; "ws" when no token starts there). Keyed by (module, regex_ok).
-_NEXT = {(module, regex_ok): re.compile(f"(?P<ws>{_SKIP_MODULE_BODY if module else _SKIP_BODY})"
-                                        f"(?:{_TOKEN_REGEX if regex_ok else _TOKEN_DIV})?")
-         for module in (False, True) for regex_ok in (False, True)}
+_NEXT = {
+    (module, regex_ok): re.compile(
+        f"(?P<ws>{_SKIP_MODULE_BODY if module else _SKIP_BODY})(?:{_TOKEN_REGEX if regex_ok else _TOKEN_DIV})?"
+    )
+    for module in (False, True)
+    for regex_ok in (False, True)
+}
 _TEMPLATE_CHARS = re.compile(r"(?:[^`\\$]++|\\[\s\S]|\$(?!\{))*+")
 # After these words an expression starts, so "/" opens a regex; after any other name it divides.
-_BEFORE_EXPRESSION = frozenset("return typeof instanceof in of new delete void throw case do else yield await "
-                               "extends".split())
+_BEFORE_EXPRESSION = frozenset(
+    "return typeof instanceof in of new delete void throw case do else yield await extends".split()
+)
 _CONDITION = frozenset({"if", "while", "for", "with"})  # "if (x) /re/.test(s)": a regex after ")"
 _CLOSE = {")": "(", "]": "[", "}": "{"}
 _ESCAPE = re.compile(r"\\(u\{[0-9a-fA-F]+\}|u[0-9a-fA-F]{4}|x[0-9a-fA-F]{2}|\r\n|[\s\S])")
-_SIMPLE_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "v": "\v", "0": "\0",
-                   "\n": "", "\r": "", "\r\n": "", "\u2028": "", "\u2029": ""}
+_SIMPLE_ESCAPES = {
+    "n": "\n",
+    "t": "\t",
+    "r": "\r",
+    "b": "\b",
+    "f": "\f",
+    "v": "\v",
+    "0": "\0",
+    "\n": "",
+    "\r": "",
+    "\r\n": "",
+    "\u2028": "",
+    "\u2029": "",
+}
 
 
 def _end(pattern: re.Pattern[str], text: str, pos: int) -> int:
@@ -89,6 +140,7 @@ def _unescape(raw: str) -> str:
             except (ValueError, OverflowError):
                 return ""
         return _SIMPLE_ESCAPES.get(e, e)
+
     return _ESCAPE.sub(one, raw)
 
 
@@ -191,11 +243,14 @@ class Script:
         undefined, void 0, false."""
         if span[1] - span[0] > 3:
             return False
-        vals = [(t.kind, t.value) for t in self.tokens[span[0]:span[1]]]
+        vals = [(t.kind, t.value) for t in self.tokens[span[0] : span[1]]]
         if len(vals) == 1:
             kind, value = vals[0]
-            return (kind == STRING and not value.strip()) or (kind == TEMPLATE and value == "``") \
+            return (
+                (kind == STRING and not value.strip())
+                or (kind == TEMPLATE and value == "``")
                 or (kind == NAME and value in ("null", "undefined", "false"))
+            )
         if vals == [(NAME, "void"), (NUMBER, "0")]:
             return True
         if vals in ([(PUNCT, "[")] + [(PUNCT, "]")], [(PUNCT, "{"), (PUNCT, "}")]):
@@ -209,7 +264,7 @@ class Script:
         Callers bound ``span`` (see MAX_SPAN): calls nested in calls would otherwise be read again
         at every level."""
         consts = self.constants()
-        for t in self.tokens[span[0]:span[1]]:
+        for t in self.tokens[span[0] : span[1]]:
             if t.kind == STRING:
                 yield t.value
             elif t.kind == NAME and t.value in consts:
@@ -219,15 +274,21 @@ class Script:
         """The value in ``span`` is a bare variable whose content this reading cannot know."""
         if span[1] - span[0] > 31:
             return False
-        toks = self.tokens[span[0]:span[1]]
-        if not toks or len(toks) % 2 == 0 or any(
+        toks = self.tokens[span[0] : span[1]]
+        if (
+            not toks
+            or len(toks) % 2 == 0
+            or any(
                 t.kind != (NAME if k % 2 == 0 else PUNCT) or (k % 2 and t.value not in (".", "?."))
-                for k, t in enumerate(toks)):
+                for k, t in enumerate(toks)
+            )
+        ):
             return False  # not a name or a member chain (a.b.c)
         if len(toks) == 1 and toks[0].value in self.constants():
             return False
-        return toks[0].value not in ("arguments", "null", "undefined", "true", "false", "NaN", "Infinity") \
-            and (len(toks) > 1 or toks[0].value != "this")
+        return toks[0].value not in ("arguments", "null", "undefined", "true", "false", "NaN", "Infinity") and (
+            len(toks) > 1 or toks[0].value != "this"
+        )
 
     def constants(self) -> dict[str, set[str]]:
         """Names assigned a string literal anywhere (``var ID = 'G-1'``, ``{id: 'G-1'}``)."""
@@ -235,8 +296,12 @@ class Script:
             found: dict[str, set[str]] = {}
             toks = self.tokens
             for i in range(len(toks) - 2):
-                if toks[i].kind == NAME and toks[i + 1].kind == PUNCT and toks[i + 1].value in ("=", ":") \
-                        and toks[i + 2].kind == STRING:
+                if (
+                    toks[i].kind == NAME
+                    and toks[i + 1].kind == PUNCT
+                    and toks[i + 1].value in ("=", ":")
+                    and toks[i + 2].kind == STRING
+                ):
                     found.setdefault(toks[i].value, set()).add(toks[i + 2].value)
             self._constants = found
         return self._constants
@@ -332,9 +397,14 @@ class _Reader:
             self.stack.append((value, index))
             if value == "(" and prev is not None and prev.kind == NAME and prev.value in _CONDITION:
                 self.conditions.add(index)
-            elif value == "{" and prev is not None and (
+            elif (
+                value == "{"
+                and prev is not None
+                and (
                     (prev.kind == PUNCT and prev.value not in (")", "]", "}", ";", "=>"))
-                    or (prev.kind == NAME and prev.value in _BEFORE_EXPRESSION)):
+                    or (prev.kind == NAME and prev.value in _BEFORE_EXPRESSION)
+                )
+            ):
                 self.objects.add(index)  # an object literal: a "/" after its "}" divides
             self.regex_ok = True
         elif value in _CLOSE:
@@ -356,12 +426,12 @@ class _Reader:
         if end >= len(text):
             return -1
         if text[end] == "`":
-            self.tokens.append(Token(TEMPLATE, text[start:end + 1], start))
+            self.tokens.append(Token(TEMPLATE, text[start : end + 1], start))
             self.regex_ok = False
             return end + 1
         if len(self.stack) >= MAX_DEPTH:
             return -1
-        self.tokens.append(Token(TEMPLATE, text[start:end + 2], start))
+        self.tokens.append(Token(TEMPLATE, text[start : end + 2], start))
         self.stack.append(("${", len(self.tokens) - 1))
         self.regex_ok = True
         return end + 2

@@ -87,18 +87,45 @@ class Ledger:
         return counts
 
     def page(self, site: str, path: str, consent: Consent | None, outcome: Outcome) -> None:
-        key = (site, today(), path, consent_key(consent), frozenset(outcome.kept), frozenset(outcome.stripped),
-               outcome.uncertain, frozenset(outcome.personal_data))
+        key = (
+            site,
+            today(),
+            path,
+            consent_key(consent),
+            frozenset(outcome.kept),
+            frozenset(outcome.stripped),
+            outcome.uncertain,
+            frozenset(outcome.personal_data),
+        )
         self.counts.add(self.counts.pages, key, lambda: (key[0], key[1], OTHER, *key[3:]))
 
-    def beacon(self, site: str, path: str, fired: frozenset[str], leaked: frozenset[str],
-               undeclared: frozenset[str], unattributed: frozenset[str] = frozenset()) -> None:
+    def beacon(
+        self,
+        site: str,
+        path: str,
+        fired: frozenset[str],
+        leaked: frozenset[str],
+        undeclared: frozenset[str],
+        unattributed: frozenset[str] = frozenset(),
+    ) -> None:
         key = (site, today(), path, fired, leaked, undeclared, unattributed)
-        self.counts.add(self.counts.beacons, key, lambda: (site, key[1], OTHER, fired, leaked, frozenset({OTHER})
-                                                           if undeclared else undeclared, unattributed))
+        self.counts.add(
+            self.counts.beacons,
+            key,
+            lambda: (
+                site,
+                key[1],
+                OTHER,
+                fired,
+                leaked,
+                frozenset({OTHER}) if undeclared else undeclared,
+                unattributed,
+            ),
+        )
 
-    def decision(self, site: str, choice: str, method: str, accepted: frozenset[str] | None,
-                 refusable: tuple[str, ...]) -> None:
+    def decision(
+        self, site: str, choice: str, method: str, accepted: frozenset[str] | None, refusable: tuple[str, ...]
+    ) -> None:
         key = (site, today(), choice, method, accepted, refusable)
         self.counts.add(self.counts.decisions, key, lambda: key)
 
@@ -162,8 +189,10 @@ class PathTemplates:
     @, 33+ characters) becomes ``{id}``. Query strings never reach here."""
 
     def __init__(self, templates: Iterable[str]) -> None:
-        self.templates = [(re.compile("^" + re.sub(r"\\\{[A-Za-z_][A-Za-z0-9_]*\\\}", "[^/]+", re.escape(t))
-                                      + "$"), t) for t in templates]
+        self.templates = [
+            (re.compile("^" + re.sub(r"\\\{[A-Za-z_][A-Za-z0-9_]*\\\}", "[^/]+", re.escape(t)) + "$"), t)
+            for t in templates
+        ]
         self._cache: dict[str, str] = {}
 
     def __call__(self, path: str) -> str:
@@ -254,7 +283,8 @@ class Expander:
         decided, gpc, opt_out, accepted, vendors_refused = ckey
         if tag.vendor in vendors_refused:
             return f"vendor:{tag.vendor}"
-        consent = Consent("", decided, {p: p in accepted for p in registry.refusable}, vendors_refused, gpc=gpc,
-                          opt_out_mode=opt_out)
+        consent = Consent(
+            "", decided, {p: p in accepted for p in registry.refusable}, vendors_refused, gpc=gpc, opt_out_mode=opt_out
+        )
         refused = [p for p in sorted(tag.purposes) if not consent.allows_purpose(p, registry.refusable)]
         return "purpose:" + "+".join(refused) if refused else "refused"

@@ -49,8 +49,9 @@ class Limits:
             self._conn = conn
         return self._conn
 
-    def take(self, bucket: str, per_minute: float, burst: float, once: Sequence[str] = (),
-             expires: float = 0.0) -> tuple[str | None, list[str]]:
+    def take(
+        self, bucket: str, per_minute: float, burst: float, once: Sequence[str] = (), expires: float = 0.0
+    ) -> tuple[str | None, list[str]]:
         """In one transaction: one token from ``bucket`` (refilled at ``per_minute``, up to ``burst``),
         then the first use of each key in ``once`` (remembered until ``expires``, Unix time).
         Returns (why not, or None when allowed; the keys of ``once`` used for the first time now):
@@ -75,17 +76,31 @@ class Limits:
                 raise Unavailable(f"{self.path}: {e}") from None
 
     @staticmethod
-    def _take(conn: sqlite3.Connection, now: float, bucket: str, per_minute: float, burst: float,
-              once: Sequence[str], expires: float) -> tuple[str | None, list[str]]:
+    def _take(
+        conn: sqlite3.Connection,
+        now: float,
+        bucket: str,
+        per_minute: float,
+        burst: float,
+        once: Sequence[str],
+        expires: float,
+    ) -> tuple[str | None, list[str]]:
         row = conn.execute("SELECT tokens, at FROM buckets WHERE key = ?", (bucket,)).fetchone()
         tokens = burst if row is None else min(burst, row[0] + max(0.0, now - row[1]) * per_minute / 60.0)
         if tokens < 1.0:
             return "rate_limited", []
-        conn.execute("INSERT INTO buckets (key, tokens, at) VALUES (?, ?, ?) ON CONFLICT (key)"
-                     " DO UPDATE SET tokens = excluded.tokens, at = excluded.at", (bucket, tokens - 1.0, now))
-        fresh = [key for key in once
-                 if conn.execute("INSERT INTO used (key, expires) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
-                                 (key, expires)).rowcount]
+        conn.execute(
+            "INSERT INTO buckets (key, tokens, at) VALUES (?, ?, ?) ON CONFLICT (key)"
+            " DO UPDATE SET tokens = excluded.tokens, at = excluded.at",
+            (bucket, tokens - 1.0, now),
+        )
+        fresh = [
+            key
+            for key in once
+            if conn.execute(
+                "INSERT INTO used (key, expires) VALUES (?, ?) ON CONFLICT (key) DO NOTHING", (key, expires)
+            ).rowcount
+        ]
         return ("replayed" if once and not fresh else None), fresh
 
     def close(self) -> None:

@@ -54,7 +54,9 @@ class JSONFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
         }
         line.update(getattr(record, "access", None) or {})
         if record.exc_info:
@@ -103,10 +105,16 @@ def config(level: str, stderr: IO[str] | None = None) -> dict[str, Any]:
     is_tty = getattr(stderr, "isatty", lambda: False)()
     quiet = {"level": max(logging.WARNING, level_number(level))}
     return {
-        "version": 1, "disable_existing_loggers": False,
+        "version": 1,
+        "disable_existing_loggers": False,
         "formatters": {"json": {"()": "gate.logs.JSONFormatter"}, "human": {"()": "gate.logs.HumanFormatter"}},
-        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "human" if is_tty else "json",
-                                "stream": "ext://sys.stderr"}},
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "human" if is_tty else "json",
+                "stream": "ext://sys.stderr",
+            }
+        },
         "root": {"handlers": ["stderr"], "level": level_number(level)},
         "loggers": {"uvicorn.access": {"handlers": [], "propagate": False}, **{name: quiet for name in _QUIET}},
     }
@@ -150,20 +158,27 @@ class AccessLog:
         finally:
             self._write(scope, state, method, path, response, time.perf_counter() - started)
 
-    def _write(self, scope: Scope, state: Any, method: str, path: str, response: dict[str, int],
-               seconds: float) -> None:
+    def _write(
+        self, scope: Scope, state: Any, method: str, path: str, response: dict[str, int], seconds: float
+    ) -> None:
         host = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"host"), None)
         site = self.settings.site_for(host)
         page = state.get("gate_page") if isinstance(state, dict) else None
         outcome = page.outcome if page is not None else None
         fields: dict[str, Any] = {
             "site": "-" if site is None else site.host or "default",
-            "method": method, "path": self.path_template(path), "status": response["status"],
-            "bytes": response["bytes"], "duration_ms": _ms(seconds),
+            "method": method,
+            "path": self.path_template(path),
+            "status": response["status"],
+            "bytes": response["bytes"],
+            "duration_ms": _ms(seconds),
             "upstream_ms": _ms(state.get("gate_upstream_seconds") if isinstance(state, dict) else None),
             "rewrite_ms": _ms(page.stopwatch.seconds) if page is not None else None,
         }
         if outcome is not None:
-            fields["tags"] = {"kept": len(outcome.kept), "stripped": len(outcome.stripped),
-                              "uncertain": outcome.uncertain}
+            fields["tags"] = {
+                "kept": len(outcome.kept),
+                "stripped": len(outcome.stripped),
+                "uncertain": outcome.uncertain,
+            }
         ACCESS.info("%s %s %s", method, fields["path"], response["status"], extra={"access": fields})

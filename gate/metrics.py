@@ -25,20 +25,33 @@ from .store import Batch
 _SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 PAGES = Counter("gate_pages", "HTML pages gate rewrote, by whether the banner was shown", ["site", "banner"])
-TAGS = Counter("gate_tags", "Tags by outcome: served, stripped (on pages), fired (in browsers), attempted "
-               "(stopped by the guard or reported by CSP)", ["site", "tag", "outcome"])
+TAGS = Counter(
+    "gate_tags",
+    "Tags by outcome: served, stripped (on pages), fired (in browsers), attempted "
+    "(stopped by the guard or reported by CSP)",
+    ["site", "tag", "outcome"],
+)
 LEAKS = Counter("gate_field_leaks", "Tags seen firing in a browser whose visitor had refused them", ["site", "tag"])
 UNDECLARED = Counter("gate_undeclared_hosts", "Contacts with third-party hosts vendors.toml does not declare", ["site"])
-UNCERTAIN = Counter("gate_uncertain_strips", "Elements stripped because gate could not be sure what they load",
-                    ["site"])
+UNCERTAIN = Counter(
+    "gate_uncertain_strips", "Elements stripped because gate could not be sure what they load", ["site"]
+)
 DECISIONS = Counter("gate_decisions", "Consent decisions", ["site", "choice", "method"])
-REJECTED = Counter("gate_rejected_submissions", "Beacons, CSP reports and consent posts not counted, by "
-                   "endpoint:reason (no or bad page token, replayed, rate limited …)", ["site", "reason"])
+REJECTED = Counter(
+    "gate_rejected_submissions",
+    "Beacons, CSP reports and consent posts not counted, by "
+    "endpoint:reason (no or bad page token, replayed, rate limited …)",
+    ["site", "reason"],
+)
 BEACONS = Counter("gate_beacons", "POST /_gate/beacon by result", ["result"])
 STORE_FAILURES = Counter("gate_store_failures", "Flushes the store refused or could not take (retried)")
-INCOMPLETE = Counter("gate_incomplete_responses", "Responses gate could not deliver whole, by reason: truncated or "
-                     "corrupt coding, too_large (max_page_bytes), origin_closed (reset, short of Content-Length), "
-                     "timeout", ["reason"])
+INCOMPLETE = Counter(
+    "gate_incomplete_responses",
+    "Responses gate could not deliver whole, by reason: truncated or "
+    "corrupt coding, too_large (max_page_bytes), origin_closed (reset, short of Content-Length), "
+    "timeout",
+    ["reason"],
+)
 RECEIPTS_SPOOLED = Counter("gate_receipts_spooled", "Receipts written to the spool file at shutdown, store unreachable")
 UPSTREAM = Histogram("gate_upstream_seconds", "From the request to the origin's response headers", buckets=_SECONDS)
 REWRITE = Histogram("gate_rewrite_seconds", "Time the rewriter spent on one page", buckets=_SECONDS)

@@ -43,7 +43,7 @@ HEADERS = {
     "Cache-Control": "no-store",  # the page shows this visitor's consent
     "Vary": "Cookie, Accept-Language",
     "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
-                               "frame-ancestors 'none'; base-uri 'none'",
+    "frame-ancestors 'none'; base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
 }
 
@@ -68,26 +68,46 @@ def _visit(request: Request) -> Visit | Response:
     if site is None:
         return HTMLResponse(error_page(421, lang), status_code=421, headers=HEADERS)
     registry = state.registries[site.host]
-    consent = state.codec.read(request.cookies.get(COOKIE_NAME), registry,
-                               gpc=request.headers.get("sec-gpc") == "1", opt_out_mode=site.mode == "opt-out")
+    consent = state.codec.read(
+        request.cookies.get(COOKIE_NAME),
+        registry,
+        gpc=request.headers.get("sec-gpc") == "1",
+        opt_out_mode=site.mode == "opt-out",
+    )
     query = dict(request.query_params) | {"gate_lang": "en" if lang == "ja" else "ja"}
-    return Visit(site, registry, consent, state.carried[site.host], lang,
-                 request.url.path + "?" + urlencode(query), getattr(state, "recorder", None) is not None)
+    return Visit(
+        site,
+        registry,
+        consent,
+        state.carried[site.host],
+        lang,
+        request.url.path + "?" + urlencode(query),
+        getattr(state, "recorder", None) is not None,
+    )
 
 
 def _page(v: Visit | None, lang: str, title: str, *body: str) -> str:
     switch = el("p", el("a", TEXT[lang]["other_lang"], href=v.switch_href)) if v else ""
-    head = el("head", el("meta", charset="utf-8"),
-              el("meta", name="viewport", content="width=device-width,initial-scale=1"),
-              el("title", title), el("link", rel="stylesheet", href=CSS_URL),
-              el("link", rel="stylesheet", href=PAGES_CSS_URL))
+    head = el(
+        "head",
+        el("meta", charset="utf-8"),
+        el("meta", name="viewport", content="width=device-width,initial-scale=1"),
+        el("title", title),
+        el("link", rel="stylesheet", href=CSS_URL),
+        el("link", rel="stylesheet", href=PAGES_CSS_URL),
+    )
     main = el("main", el("h1", title), *body, switch, class_="gate-main")
     return "<!doctype html>\n" + el("html", head, el("body", main, class_="gate"), lang=lang)
 
 
 def _links(v: Visit, t: dict, *extra: Html) -> Html:
-    return el("p", join(" ", [el("a", t["notice"], href=notice_url(v.lang)),
-                              el("a", t["policy"], href=v.site.policy_url), *extra]), class_="gate-links")
+    return el(
+        "p",
+        join(
+            " ", [el("a", t["notice"], href=notice_url(v.lang)), el("a", t["policy"], href=v.site.policy_url), *extra]
+        ),
+        class_="gate-links",
+    )
 
 
 # -- preferences ---------------------------------------------------------------------------------
@@ -98,9 +118,16 @@ def _state(v: Visit, t: dict) -> list[Html]:
     else:
         when = datetime.fromtimestamp(c.decided_at, JST).strftime(t["time"])
         # The receipt of each decision is filed under this id (gate/receipts.py), unless store = "off"
-        lines = [el("p", t["decided"].format(time=when, method=t["methods"].get(c.method, c.method))),
-                 el("p", t["consent_id"], el("code", c.consent_id),
-                    t["consent_id_receipt" if v.recording else "consent_id_help"], class_="gate-consent-id")]
+        lines = [
+            el("p", t["decided"].format(time=when, method=t["methods"].get(c.method, c.method))),
+            el(
+                "p",
+                t["consent_id"],
+                el("code", c.consent_id),
+                t["consent_id_receipt" if v.recording else "consent_id_help"],
+                class_="gate-consent-id",
+            ),
+        ]
     if not c.decided and c.gpc:
         lines.append(el("p", t["gpc"], class_="gate-note"))
     if v.site.mode == "opt-out":
@@ -113,20 +140,49 @@ def _purpose_fields(v: Visit, t: dict) -> Html:
     for p in v.registry.purposes.values():
         name, summary = (p.ja, p.summary_ja) if v.lang == "ja" else (p.en, p.summary_en)
         if not p.refusable:
-            rows.append(el("label", el("input", type="checkbox", checked=True, disabled=True), " ",
-                           el("b", name), t["always"], class_="gate-sw"))
+            rows.append(
+                el(
+                    "label",
+                    el("input", type="checkbox", checked=True, disabled=True),
+                    " ",
+                    el("b", name),
+                    t["always"],
+                    class_="gate-sw",
+                )
+            )
             rows.append(el("p", summary, class_="gate-who"))
             continue
         used = services_by_vendor(v.registry, v.carried, p.id, v.lang)
         if not used:
             continue
-        rows.append(el("label", el("input", type="checkbox", name="purposes", value=p.id,
-                                   checked=v.consent.allows_purpose(p.id, refusable),
-                                   aria_describedby=f"m-{p.id} d-{p.id}"),
-                       " ", el("b", name), class_="gate-sw"))
+        rows.append(
+            el(
+                "label",
+                el(
+                    "input",
+                    type="checkbox",
+                    name="purposes",
+                    value=p.id,
+                    checked=v.consent.allows_purpose(p.id, refusable),
+                    aria_describedby=f"m-{p.id} d-{p.id}",
+                ),
+                " ",
+                el("b", name),
+                class_="gate-sw",
+            )
+        )
         rows.append(el("p", summary, id=f"m-{p.id}", class_="gate-who"))
-        rows.append(el("ul", *(el("li", v.registry.vendors[vid].recipient + t["colon"] + t["sep"].join(s))
-                               for vid, s in used.items()), id=f"d-{p.id}", class_="gate-who"))
+        rows.append(
+            el(
+                "ul",
+                *(
+                    el("li", v.registry.vendors[vid].recipient + t["colon"] + t["sep"].join(s))
+                    for vid, s in used.items()
+                ),
+                id=f"d-{p.id}",
+                class_="gate-who",
+            )
+        )
     return el("fieldset", *rows)
 
 
@@ -137,9 +193,22 @@ def _vendor_fields(v: Visit, t: dict) -> Html:
         if not services:
             continue
         names = t["sep"].join(s.service_ja if v.lang == "ja" else s.service_en for s in services)
-        rows.append(el("label", el("input", type="checkbox", name="refuse_vendor", value=vendor.id,
-                                   checked=vendor.id in v.consent.vendors_refused, aria_describedby=f"s-{vendor.id}"),
-                       " ", el("b", t["refuse_vendor"].format(recipient=vendor.recipient)), class_="gate-sw"))
+        rows.append(
+            el(
+                "label",
+                el(
+                    "input",
+                    type="checkbox",
+                    name="refuse_vendor",
+                    value=vendor.id,
+                    checked=vendor.id in v.consent.vendors_refused,
+                    aria_describedby=f"s-{vendor.id}",
+                ),
+                " ",
+                el("b", t["refuse_vendor"].format(recipient=vendor.recipient)),
+                class_="gate-sw",
+            )
+        )
         rows.append(el("p", names, id=f"s-{vendor.id}", class_="gate-who"))
     return el("fieldset", *rows)
 
@@ -157,30 +226,42 @@ async def preferences(request: Request) -> Response:
     t = TEXT[v.lang]
     next_path = urls.safe_next(request.query_params.get("next") or "/", f"{request.url.scheme}://{request.url.netloc}")
     # Save first: Enter in a checkbox submits with the form's first button. Then the banner's two answers.
-    buttons = [el("button", t["save"], type="submit", name="choice", value="custom", class_="gate-btn"),
-               el("button", t["accept"], type="submit", name="choice", value="accept_all", class_="gate-btn"),
-               el("button", t["reject"], type="submit", name="choice", value="reject_all", class_="gate-btn")]
+    buttons = [
+        el("button", t["save"], type="submit", name="choice", value="custom", class_="gate-btn"),
+        el("button", t["accept"], type="submit", name="choice", value="accept_all", class_="gate-btn"),
+        el("button", t["reject"], type="submit", name="choice", value="reject_all", class_="gate-btn"),
+    ]
     withdraw = v.site.mode != "opt-out"  # in opt-out mode "no choice" means "sent": withdrawing would not stop anything
     if withdraw:
         buttons.append(el("button", t["withdraw"], type="submit", name="choice", value="withdraw", class_="gate-btn"))
-    form = el("form", el("input", type="hidden", name="next", value=next_path),
-              el("input", type="hidden", name="source", value="page"),
-              el("input", type="hidden", name="lang", value=v.lang),
-              _purpose_fields(v, t), _vendor_fields(v, t), _personal_data_fields(v),
-              el("div", *buttons, class_="gate-row"),
-              el("p", t["withdraw_help"]) if withdraw else "",
-              method="post", action="/_gate/consent")
+    form = el(
+        "form",
+        el("input", type="hidden", name="next", value=next_path),
+        el("input", type="hidden", name="source", value="page"),
+        el("input", type="hidden", name="lang", value=v.lang),
+        _purpose_fields(v, t),
+        _vendor_fields(v, t),
+        _personal_data_fields(v),
+        el("div", *buttons, class_="gate-row"),
+        el("p", t["withdraw_help"]) if withdraw else "",
+        method="post",
+        action="/_gate/consent",
+    )
     body = [*_state(v, t), form, _links(v, t, el("a", t["back"], href=next_path))]
     return HTMLResponse(_page(v, v.lang, t["prefs_title"], *body), headers=HEADERS)
 
 
-def shown_text(site: Site, registry: Registry, consent: Consent, carried: frozenset[str], lang: str,
-               source: str) -> str:
+def shown_text(
+    site: Site, registry: Registry, consent: Consent, carried: frozenset[str], lang: str, source: str
+) -> str:
     """The words a visitor deciding from ``source`` ("banner" or "page") was shown, as text: what a
     receipt's text_hash is taken over."""
     if source == "banner":
-        return text_of(render_banner(registry, consent, lang=lang, next_path="/", policy_url=site.policy_url,
-                                     carried=carried, origin=""))  # the words, not the URLs
+        return text_of(
+            render_banner(
+                registry, consent, lang=lang, next_path="/", policy_url=site.policy_url, carried=carried, origin=""
+            )
+        )  # the words, not the URLs
     v = Visit(site, registry, consent, carried, lang, "")
     t = TEXT[lang]
     return text_of(join("", [*_state(v, t), _purpose_fields(v, t), _vendor_fields(v, t), _personal_data_fields(v)]))
@@ -194,22 +275,31 @@ def notice_rows(registry: Registry, consent: Consent, carried: frozenset[str], l
         if tag.id not in carried:
             continue
         vendor = registry.vendors[tag.vendor]
-        rows.append({
-            "tag": tag.id, "vendor": vendor.id,
-            "service": tag.service_ja if ja else tag.service_en,
-            "recipient": vendor.recipient,
-            "contact": vendor.contact_ja if ja else (vendor.contact_en or vendor.contact_ja),
-            "information": list(tag.information_ja if ja else (tag.information_en or tag.information_ja)),
-            "purposes": [{"id": p.id, "name": p.ja if ja else p.en}
-                         for p in registry.purposes.values() if p.id in tag.purposes],
-            "recipient_purpose": tag.recipient_purpose_ja if ja else (tag.recipient_purpose_en
-                                                                      or tag.recipient_purpose_ja),
-            "privacy_url": vendor.privacy_url, "optout_url": tag.optout_url or vendor.optout_url,
-            "allowed": consent.allows(tag, refusable),
-            "country": vendor.country, "country_name": vendor.country_ja if ja else vendor.country_en,
-            "reads_forms": tag.reads_forms,
-            "personal_data_allowed": tag.vendor in consent.personal_data,
-        })
+        rows.append(
+            {
+                "tag": tag.id,
+                "vendor": vendor.id,
+                "service": tag.service_ja if ja else tag.service_en,
+                "recipient": vendor.recipient,
+                "contact": vendor.contact_ja if ja else (vendor.contact_en or vendor.contact_ja),
+                "information": list(tag.information_ja if ja else (tag.information_en or tag.information_ja)),
+                "purposes": [
+                    {"id": p.id, "name": p.ja if ja else p.en}
+                    for p in registry.purposes.values()
+                    if p.id in tag.purposes
+                ],
+                "recipient_purpose": tag.recipient_purpose_ja
+                if ja
+                else (tag.recipient_purpose_en or tag.recipient_purpose_ja),
+                "privacy_url": vendor.privacy_url,
+                "optout_url": tag.optout_url or vendor.optout_url,
+                "allowed": consent.allows(tag, refusable),
+                "country": vendor.country,
+                "country_name": vendor.country_ja if ja else vendor.country_en,
+                "reads_forms": tag.reads_forms,
+                "personal_data_allowed": tag.vendor in consent.personal_data,
+            }
+        )
     return rows
 
 
@@ -219,8 +309,15 @@ def _row(r: dict, t: dict) -> Html:
     links += [el("li", el("a", t["optout"], href=r["optout_url"]))] if r["optout_url"] else []
     cells = [
         el("th", r["service"], scope="row"),
-        el("td", r["recipient"], el("br"), t["contact"].format(contact=r["contact"]), el("br"),
-           t["country"].format(country=r["country_name"]), data_label=h[1]),
+        el(
+            "td",
+            r["recipient"],
+            el("br"),
+            t["contact"].format(contact=r["contact"]),
+            el("br"),
+            t["country"].format(country=r["country_name"]),
+            data_label=h[1],
+        ),
         el("td", el("ul", *(el("li", i) for i in r["information"])), data_label=h[2]),
         el("td", el("ul", *(el("li", p["name"]) for p in r["purposes"])), data_label=h[3]),
         el("td", r["recipient_purpose"], data_label=h[4]),
@@ -236,12 +333,22 @@ def _abroad(v: Visit, t: dict) -> list[Html]:
     items = []
     for vendor in v.registry.vendors.values():
         if vendor.abroad and any(tid in v.carried for tid in vendor.tags):
-            items.append(el("li", el("b", vendor.recipient), el("br"),
-                            t["abroad_country"], vendor.country_ja if ja else vendor.country_en, el("br"),
-                            t["abroad_regime"], vendor.regime_ja if ja else (vendor.regime_en or vendor.regime_ja),
-                            el("br"), t["abroad_measures"],
-                            vendor.measures_ja if ja else (vendor.measures_en or vendor.measures_ja),
-                            id=f"abroad-{vendor.id}"))
+            items.append(
+                el(
+                    "li",
+                    el("b", vendor.recipient),
+                    el("br"),
+                    t["abroad_country"],
+                    vendor.country_ja if ja else vendor.country_en,
+                    el("br"),
+                    t["abroad_regime"],
+                    vendor.regime_ja if ja else (vendor.regime_en or vendor.regime_ja),
+                    el("br"),
+                    t["abroad_measures"],
+                    vendor.measures_ja if ja else (vendor.measures_en or vendor.measures_ja),
+                    id=f"abroad-{vendor.id}",
+                )
+            )
     if not items:
         return []
     return [el("h2", t["abroad_title"]), el("p", t["abroad_intro"]), el("ul", *items, class_="gate-abroad")]
@@ -251,15 +358,24 @@ def _forms(v: Visit, t: dict, rows: list[dict]) -> list[Html]:
     readers = [r for r in rows if r["reads_forms"]]
     if not readers:
         return []
-    return [el("h2", t["forms_title"]), el("p", t["forms"]),
-            el("ul", *(el("li", r["service"], t["colon"], r["recipient"]) for r in readers), class_="gate-forms")]
+    return [
+        el("h2", t["forms_title"]),
+        el("p", t["forms"]),
+        el("ul", *(el("li", r["service"], t["colon"], r["recipient"]) for r in readers), class_="gate-forms"),
+    ]
 
 
 def _glossary(t: dict) -> list[Html]:
     """Plain words for the table's jargon."""
-    return [el("h2", t["glossary_title"]),
-            el("dl", *(part for term, meaning in t["glossary"] for part in (el("dt", term), el("dd", meaning))),
-               class_="gate-glossary", id="glossary")]
+    return [
+        el("h2", t["glossary_title"]),
+        el(
+            "dl",
+            *(part for term, meaning in t["glossary"] for part in (el("dt", term), el("dd", meaning))),
+            class_="gate-glossary",
+            id="glossary",
+        ),
+    ]
 
 
 async def notice(request: Request) -> Response:
@@ -269,20 +385,47 @@ async def notice(request: Request) -> Response:
         return v
     rows = notice_rows(v.registry, v.consent, v.carried, v.lang)
     if request.query_params.get("format") == "json":
-        return JSONResponse({"mode": v.site.mode, "policy_version": v.registry.version, "lang": v.lang,
-                             "decided": v.consent.decided, "rows": rows}, headers=HEADERS)
+        return JSONResponse(
+            {
+                "mode": v.site.mode,
+                "policy_version": v.registry.version,
+                "lang": v.lang,
+                "decided": v.consent.decided,
+                "rows": rows,
+            },
+            headers=HEADERS,
+        )
     t = TEXT[v.lang]
     prefs = el("a", t["prefs_title"], href=preferences_url(v.lang, "/_gate/notice"))
-    always = [el("p", (p.ja + t["colon"] + p.summary_ja) if v.lang == "ja" else (p.en + t["colon"] + p.summary_en))
-              for p in v.registry.purposes.values() if not p.refusable]
-    table = el("table",
-               el("thead", el("tr", *(el("th", c, scope="col") for c in t["columns"]))),
-               el("tbody", *(_row(r, t) for r in rows)))
-    body = [el("p", t["intro"]),
-            el("p", t["opt_out_notice" if v.site.mode == "opt-out" else "opt_in_notice"], " ", prefs, t["end"],
-               class_="gate-note"),
-            table, *always, *_forms(v, t, rows), *_abroad(v, t), *_glossary(t),
-            _links(v, t, el("a", t["json"], href="/_gate/notice?format=json" + ("&gate_lang=en" if v.lang == "en" else "")))]
+    always = [
+        el("p", (p.ja + t["colon"] + p.summary_ja) if v.lang == "ja" else (p.en + t["colon"] + p.summary_en))
+        for p in v.registry.purposes.values()
+        if not p.refusable
+    ]
+    table = el(
+        "table",
+        el("thead", el("tr", *(el("th", c, scope="col") for c in t["columns"]))),
+        el("tbody", *(_row(r, t) for r in rows)),
+    )
+    body = [
+        el("p", t["intro"]),
+        el(
+            "p",
+            t["opt_out_notice" if v.site.mode == "opt-out" else "opt_in_notice"],
+            " ",
+            prefs,
+            t["end"],
+            class_="gate-note",
+        ),
+        table,
+        *always,
+        *_forms(v, t, rows),
+        *_abroad(v, t),
+        *_glossary(t),
+        _links(
+            v, t, el("a", t["json"], href="/_gate/notice?format=json" + ("&gate_lang=en" if v.lang == "en" else ""))
+        ),
+    ]
     return HTMLResponse(_page(v, v.lang, t["notice_title"], *body), headers=HEADERS)
 
 

@@ -44,22 +44,37 @@ class _Connection(httpcore.AsyncHTTPConnection):
                 except BaseException:
                     self._connect_failed = True
                     raise
-                self._connection = StrictHTTP11Connection(origin=self._origin, stream=stream,
-                                                          keepalive_expiry=self._keepalive_expiry)
+                self._connection = StrictHTTP11Connection(
+                    origin=self._origin, stream=stream, keepalive_expiry=self._keepalive_expiry
+                )
         return await super().handle_async_request(request)
 
 
 class _Pool(httpcore.AsyncConnectionPool):
     def create_connection(self, origin: httpcore.Origin) -> httpcore.AsyncConnectionInterface:
-        return _Connection(origin=origin, ssl_context=self._ssl_context, keepalive_expiry=self._keepalive_expiry,
-                           http1=True, http2=False, retries=self._retries, local_address=self._local_address,
-                           uds=self._uds, network_backend=self._network_backend, socket_options=self._socket_options)
+        return _Connection(
+            origin=origin,
+            ssl_context=self._ssl_context,
+            keepalive_expiry=self._keepalive_expiry,
+            http1=True,
+            http2=False,
+            retries=self._retries,
+            local_address=self._local_address,
+            uds=self._uds,
+            network_backend=self._network_backend,
+            socket_options=self._socket_options,
+        )
 
 
 def transport(limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
     """An HTTP/1.1 transport to origins whose pool never reuses a connection left in doubt."""
     made = httpx.AsyncHTTPTransport(limits=limits, http1=True, http2=False, trust_env=False)
-    made._pool = _Pool(ssl_context=made._pool._ssl_context, max_connections=limits.max_connections,
-                       max_keepalive_connections=limits.max_keepalive_connections,
-                       keepalive_expiry=limits.keepalive_expiry, http1=True, http2=False)
+    made._pool = _Pool(
+        ssl_context=made._pool._ssl_context,
+        max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections,
+        keepalive_expiry=limits.keepalive_expiry,
+        http1=True,
+        http2=False,
+    )
     return made

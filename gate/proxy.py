@@ -44,8 +44,19 @@ log = logging.getLogger("gate.proxy")
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 # What the rewritten body no longer matches: its length, coding, validators and byte ranges.
-_PAGE_DROP = frozenset({b"content-length", b"content-encoding", b"etag", b"last-modified", b"accept-ranges",
-                        b"content-md5", b"digest", b"cache-control", b"vary"})
+_PAGE_DROP = frozenset(
+    {
+        b"content-length",
+        b"content-encoding",
+        b"etag",
+        b"last-modified",
+        b"accept-ranges",
+        b"content-md5",
+        b"digest",
+        b"cache-control",
+        b"vary",
+    }
+)
 _NONCE = re.compile(r"'nonce-([A-Za-z0-9+/=_-]+)'")
 _OVERDUE = "no complete response within upstream_response_timeout"
 RETRY_AFTER = 2  # seconds, in the 503 of a visitor or path over its share of the upstream pool
@@ -102,9 +113,17 @@ async def handle(request: Request) -> Response | Streamed:
     started = time.perf_counter()
     try:
         with anyio.fail_after(deadline - anyio.current_time()):
-            upstream = await unless_gone(request, state.upstream.send(
-                request, site, scheme, host, cookie_filter(registry, allowed),
-                [(b"gate-consent", consent_header(consent).encode())]))
+            upstream = await unless_gone(
+                request,
+                state.upstream.send(
+                    request,
+                    site,
+                    scheme,
+                    host,
+                    cookie_filter(registry, allowed),
+                    [(b"gate-consent", consent_header(consent).encode())],
+                ),
+            )
         if upstream is None:
             log.info("client went away while the origin was answering: %s %s", request.method, request.url.path)
             return Response(status_code=499)  # never sent: nobody is there
@@ -162,8 +181,15 @@ def _has_body(request: Request) -> bool:
     return "transfer-encoding" in h or h.get("content-length", "0").strip() not in ("", "0")
 
 
-async def respond(request: Request, site: Site, upstream: httpx.Response, scheme: str,
-                  host: str, consent: Consent, allowed: frozenset[str]) -> Response | Streamed:
+async def respond(
+    request: Request,
+    site: Site,
+    upstream: httpx.Response,
+    scheme: str,
+    host: str,
+    consent: Consent,
+    allowed: frozenset[str],
+) -> Response | Streamed:
     """The visitor's response: the origin's bytes untouched, or, for a page, gated as it streams."""
     state = request.app.state
     headers = response_headers(upstream, OriginMap(site, f"{scheme}://{host}"))
@@ -188,8 +214,14 @@ async def respond(request: Request, site: Site, upstream: httpx.Response, scheme
     plan = page_plan(request, site, registry, consent, carried, allowed, upstream, scheme, host)
     page = request.state.gate_page = PageBody(plan, upstream.headers.get("content-type"), decoder)
     headers = page_headers(headers, carried, allowed)
-    headers += csp.response_headers(site, registry, allowed, script_nonce(upstream.headers.get_list(
-        "content-security-policy")), f"{scheme}://{host}", token)
+    headers += csp.response_headers(
+        site,
+        registry,
+        allowed,
+        script_nonce(upstream.headers.get_list("content-security-policy")),
+        f"{scheme}://{host}",
+        token,
+    )
     return Streamed(upstream.status_code, headers, _page_chunks(body, page, request), upstream, page=page)
 
 
@@ -207,9 +239,28 @@ def is_page(method: str, upstream: httpx.Response) -> bool:
 
 
 # WHATWG MIME sniffing, "rules for identifying an unknown MIME type": the HTML signatures.
-_HTML_SIGNATURES = tuple(s.encode() for s in (
-    "<!DOCTYPE HTML", "<HTML", "<HEAD", "<SCRIPT", "<IFRAME", "<H1", "<DIV", "<FONT", "<TABLE", "<A",
-    "<STYLE", "<TITLE", "<B", "<BODY", "<BR", "<P", "<!--"))
+_HTML_SIGNATURES = tuple(
+    s.encode()
+    for s in (
+        "<!DOCTYPE HTML",
+        "<HTML",
+        "<HEAD",
+        "<SCRIPT",
+        "<IFRAME",
+        "<H1",
+        "<DIV",
+        "<FONT",
+        "<TABLE",
+        "<A",
+        "<STYLE",
+        "<TITLE",
+        "<B",
+        "<BODY",
+        "<BR",
+        "<P",
+        "<!--",
+    )
+)
 SNIFF_BYTES = 512
 SNIFF_RAW_BYTES = 256 * 1024  # the most of an unlabelled body held back while sniffing
 
@@ -217,12 +268,12 @@ SNIFF_RAW_BYTES = 256 * 1024  # the most of an unlabelled body held back while s
 def looks_like_html(head: bytes) -> bool:
     """What a browser would render as HTML when no Content-Type says otherwise."""
     head = head.lstrip(b"\t\n\x0c\r ").upper()
-    return any(head.startswith(sig) and head[len(sig):len(sig) + 1] in (b" ", b">")
-               for sig in _HTML_SIGNATURES)
+    return any(head.startswith(sig) and head[len(sig) : len(sig) + 1] in (b" ", b">") for sig in _HTML_SIGNATURES)
 
 
-async def sniff_unlabelled(body: AsyncIterator[bytes], content_encoding: str | None
-                           ) -> tuple[AsyncIterator[bytes], bool]:
+async def sniff_unlabelled(
+    body: AsyncIterator[bytes], content_encoding: str | None
+) -> tuple[AsyncIterator[bytes], bool]:
     """Read up to SNIFF_BYTES of an unlabelled body (decoded) to tell whether it is HTML; the body is
     handed back whole, with what was read put back in front. Bounded both ways: at most SNIFF_RAW_BYTES
     of the body are held, and no more than SNIFF_BYTES are ever decoded (a bomb stays a few KB)."""
@@ -243,6 +294,7 @@ async def sniff_unlabelled(body: AsyncIterator[bytes], content_encoding: str | N
             yield chunk
         async for chunk in body:
             yield chunk
+
     return chained(), looks_like_html(head)
 
 
@@ -251,7 +303,7 @@ def _decoded_head(decoder: Decoder, chunk: bytes, head: bytes) -> tuple[bytes, b
     decoded (what came out before is still judged, as a browser would have rendered it)."""
     try:
         for piece in decoder.feed(chunk):
-            head += piece[:SNIFF_BYTES - len(head)]
+            head += piece[: SNIFF_BYTES - len(head)]
             if len(head) >= SNIFF_BYTES:
                 break
     except IncompleteBody:
@@ -260,14 +312,19 @@ def _decoded_head(decoder: Decoder, chunk: bytes, head: bytes) -> tuple[bytes, b
 
 
 def read_consent(request: Request, site: Site, registry: Registry, codec: ConsentCodec) -> Consent:
-    return codec.read(request.cookies.get(COOKIE_NAME), registry, gpc=request.headers.get("sec-gpc") == "1",
-                      opt_out_mode=site.mode == "opt-out")
+    return codec.read(
+        request.cookies.get(COOKIE_NAME),
+        registry,
+        gpc=request.headers.get("sec-gpc") == "1",
+        opt_out_mode=site.mode == "opt-out",
+    )
 
 
 def form_readers(registry: Registry, consent: Consent, allowed: frozenset[str]) -> frozenset[str]:
     """The allowed tags that read forms, for recipients without the visitor's personal-data consent."""
-    return frozenset(t for t in allowed if registry.tags[t].reads_forms
-                     and registry.tags[t].vendor not in consent.personal_data)
+    return frozenset(
+        t for t in allowed if registry.tags[t].reads_forms and registry.tags[t].vendor not in consent.personal_data
+    )
 
 
 def is_form_page(request: Request, site: Site) -> bool:
@@ -301,6 +358,7 @@ def cookie_filter(registry: Registry, allowed: frozenset[str]):
 
     def drop(name: str) -> bool:
         return name == COOKIE_NAME or any(t.cookie_matches(name) for t in refused)
+
     return drop
 
 
@@ -314,8 +372,9 @@ def consent_header(consent: Consent) -> str:
     return "; ".join(parts)
 
 
-def head_html(registry: Registry, allowed: frozenset[str], nonce: str | None = None,
-              consent: Consent | None = None) -> str:
+def head_html(
+    registry: Registry, allowed: frozenset[str], nonce: str | None = None, consent: Consent | None = None
+) -> str:
     """Injected first in <head>, in this order: the guard that stops refused tags' hosts at run time;
     Google Consent Mode defaults when a Google tag is let through (needs ``consent``); no-op stubs for
     the globals of refused tags, so the page's own calls to gtag(), fbq(), ytag() or criteo_q.push()
@@ -328,8 +387,17 @@ def head_html(registry: Registry, allowed: frozenset[str], nonce: str | None = N
     return script
 
 
-def page_plan(request: Request, site: Site, registry: Registry, consent: Consent, carried: frozenset[str],
-              allowed: frozenset[str], upstream: httpx.Response, scheme: str, host: str) -> PagePlan:
+def page_plan(
+    request: Request,
+    site: Site,
+    registry: Registry,
+    consent: Consent,
+    carried: frozenset[str],
+    allowed: frozenset[str],
+    upstream: httpx.Response,
+    scheme: str,
+    host: str,
+) -> PagePlan:
     query = request.url.query
     next_path = request.url.path + ("?" + query if query else "")
     base_url = urls.parse(f"{scheme}://{host}{next_path}") or urls.URL(scheme, host, next_path)
@@ -340,18 +408,37 @@ def page_plan(request: Request, site: Site, registry: Registry, consent: Consent
     # trusted proxy's X-Forwarded-Proto, else the connection's scheme.
     origin = f"{scheme}://{host}"
     if consent.decided:
-        body = render_dock(lang=lang, next_path=next_path, origin=origin, notice_link=site.notice_link,
-                           corner=site.settings_button, offset=site.settings_button_offset, nonce=nonce)
+        body = render_dock(
+            lang=lang,
+            next_path=next_path,
+            origin=origin,
+            notice_link=site.notice_link,
+            corner=site.settings_button,
+            offset=site.settings_button_offset,
+            nonce=nonce,
+        )
     else:
-        body = render_banner(registry, consent, lang=lang, next_path=next_path, policy_url=site.policy_url,
-                             carried=carried, origin=origin, nonce=nonce)
+        body = render_banner(
+            registry,
+            consent,
+            lang=lang,
+            next_path=next_path,
+            policy_url=site.policy_url,
+            carried=carried,
+            origin=origin,
+            nonce=nonce,
+        )
     token_meta = el("meta", name="gate-token", content=getattr(request.state, "gate_token", None) or "")
-    return PagePlan(registry=registry, allowed=allowed, base_url=base_url,
-                    head_html=token_meta + head_html(registry, allowed, nonce, consent),
-                    body_html=render_root(body) + beacon.script_tag(request, origin, nonce),
-                    carry_over=request.app.state.settings.carry_over_bytes,
-                    personal_data_allowed=site.personal_data,
-                    form_readers=form_readers(registry, consent, allowed))
+    return PagePlan(
+        registry=registry,
+        allowed=allowed,
+        base_url=base_url,
+        head_html=token_meta + head_html(registry, allowed, nonce, consent),
+        body_html=render_root(body) + beacon.script_tag(request, origin, nonce),
+        carry_over=request.app.state.settings.carry_over_bytes,
+        personal_data_allowed=site.personal_data,
+        form_readers=form_readers(registry, consent, allowed),
+    )
 
 
 def page_path(request: Request) -> str:
@@ -373,10 +460,18 @@ def warn_personal_data(request: Request, outcome: Outcome | None) -> None:
         if site is None or (site.host, tag) in _personal_data_warned:
             continue
         _personal_data_warned.add((site.host, tag))
-        action = ("let through: the site sets personal_data = true" if site.personal_data else
-                  "stripped: set personal_data = true for this site only with the visitor's consent to it")
-        log.warning("site %s, tag %s: a script on %s sends hashed e-mail or phone numbers (personal data); %s",
-                    site.host or "(default)", tag, request.url.path, action)
+        action = (
+            "let through: the site sets personal_data = true"
+            if site.personal_data
+            else "stripped: set personal_data = true for this site only with the visitor's consent to it"
+        )
+        log.warning(
+            "site %s, tag %s: a script on %s sends hashed e-mail or phone numbers (personal data); %s",
+            site.host or "(default)",
+            tag,
+            request.url.path,
+            action,
+        )
 
 
 def script_nonce(policies: list[str]) -> str | None:
@@ -467,8 +562,9 @@ async def _page_chunks(chunks: AsyncIterator[bytes], page: PageBody, request: Re
         log.debug("%s %s: %s", request.method, request.url.path, page.outcome.header())
 
 
-def page_headers(headers: list[tuple[bytes, bytes]], carried: frozenset[str],
-                 allowed: frozenset[str]) -> list[tuple[bytes, bytes]]:
+def page_headers(
+    headers: list[tuple[bytes, bytes]], carried: frozenset[str], allowed: frozenset[str]
+) -> list[tuple[bytes, bytes]]:
     """A rewritten page's headers: identity, no validators, private to this visitor, and Gate-Tags."""
     cache_control = [v.decode("latin-1") for k, v in headers if k == b"cache-control"]
     vary = [v.decode("latin-1") for k, v in headers if k == b"vary"]
@@ -510,8 +606,14 @@ class Streamed:
     on a failure mid-body, and when the visitor goes away (uvicorn's send() just returns then, so a
     watcher on receive() is what notices)."""
 
-    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: AsyncIterator[bytes],
-                 upstream: httpx.Response, page: PageBody | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        headers: list[tuple[bytes, bytes]],
+        body: AsyncIterator[bytes],
+        upstream: httpx.Response,
+        page: PageBody | None = None,
+    ) -> None:
         self.status, self.headers, self.body, self.upstream = status, headers, body, upstream
         self.page = page
         self.deadline = math.inf  # upstream_response_timeout: when the whole response must be over
@@ -554,8 +656,14 @@ class Streamed:
         except UpstreamError as e:
             reason = cut_reason(e)
             metrics.INCOMPLETE.labels(reason).inc()
-            log.warning("response cut (%s) for %s %s, %s: %s", reason, scope["method"], scope["path"],
-                        "after its first bytes" if self.started else "before any byte", _reason(e))
+            log.warning(
+                "response cut (%s) for %s %s, %s: %s",
+                reason,
+                scope["method"],
+                scope["path"],
+                "after its first bytes" if self.started else "before any byte",
+                _reason(e),
+            )
             if not self.started:  # nothing sent yet: the visitor can still get a proper error page
                 shown = e if isinstance(e, (PageTooLarge, UpstreamTimeout)) else UpstreamUnavailable(_reason(e))
                 await error_page(shown, Request(scope), self._site(scope))(scope, _no_receive, send)
@@ -605,24 +713,42 @@ def _reason(e: BaseException) -> str:
 
 
 _ERROR_TEXT = {
-    502: ("ページを表示できません",
-          "サイトのサーバーに接続できませんでした。しばらくしてから、もう一度お試しください。",
-          "Bad gateway", "The site's server could not be reached. Please try again in a moment."),
-    504: ("応答がありません",
-          "サイトのサーバーが時間内に応答しませんでした。しばらくしてから、もう一度お試しください。",
-          "Gateway timeout", "The site's server did not answer in time. Please try again in a moment."),
+    502: (
+        "ページを表示できません",
+        "サイトのサーバーに接続できませんでした。しばらくしてから、もう一度お試しください。",
+        "Bad gateway",
+        "The site's server could not be reached. Please try again in a moment.",
+    ),
+    504: (
+        "応答がありません",
+        "サイトのサーバーが時間内に応答しませんでした。しばらくしてから、もう一度お試しください。",
+        "Gateway timeout",
+        "The site's server did not answer in time. Please try again in a moment.",
+    ),
 }
-_TOO_LARGE_TEXT = ("ページが大きすぎます", "このページは大きすぎるため表示できません。",
-                   "Page too large", "This page is too large to be shown.")
+_TOO_LARGE_TEXT = (
+    "ページが大きすぎます",
+    "このページは大きすぎるため表示できません。",
+    "Page too large",
+    "This page is too large to be shown.",
+)
 
 
 def busy(error: ShareExceeded, request: Request, site: Site) -> Response:
     """503 when a visitor or a path has its whole share of the upstream pool under way."""
-    log.warning("503 for %s %s from %s: this %s has its share of the upstream pool (%s) under way",
-                request.method, request.url.path, request.client.host if request.client else "?", error.what,
-                site.upstream)
-    return PlainTextResponse("503 Service Unavailable: too many requests under way. Please retry in a moment.\n",
-                             503, headers={"retry-after": str(RETRY_AFTER), "cache-control": "no-store"})
+    log.warning(
+        "503 for %s %s from %s: this %s has its share of the upstream pool (%s) under way",
+        request.method,
+        request.url.path,
+        request.client.host if request.client else "?",
+        error.what,
+        site.upstream,
+    )
+    return PlainTextResponse(
+        "503 Service Unavailable: too many requests under way. Please retry in a moment.\n",
+        503,
+        headers={"retry-after": str(RETRY_AFTER), "cache-control": "no-store"},
+    )
 
 
 def error_page(error: UpstreamError, request: Request, site: Site) -> HTMLResponse:
@@ -630,9 +756,11 @@ def error_page(error: UpstreamError, request: Request, site: Site) -> HTMLRespon
     log.warning("upstream %s failed for %s %s: %s", site.upstream, request.method, request.url.path, _reason(error))
     texts = _TOO_LARGE_TEXT if isinstance(error, PageTooLarge) else _ERROR_TEXT[error.status]
     ja_title, ja_text, en_title, en_text = texts
-    html = (f'<!doctype html><html lang="ja"><meta charset="utf-8">'
-            f'<meta name="viewport" content="width=device-width,initial-scale=1">'
-            f"<title>{error.status} {en_title}</title>"
-            f"<h1>{ja_title}</h1><p>{ja_text}</p>"
-            f'<h1 lang="en">{en_title}</h1><p lang="en">{en_text}</p></html>\n')
+    html = (
+        f'<!doctype html><html lang="ja"><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width,initial-scale=1">'
+        f"<title>{error.status} {en_title}</title>"
+        f"<h1>{ja_title}</h1><p>{ja_text}</p>"
+        f'<h1 lang="en">{en_title}</h1><p lang="en">{en_text}</p></html>\n'
+    )
     return HTMLResponse(html, error.status, headers={"cache-control": "no-store"})

@@ -54,7 +54,9 @@ class Readiness:
             if not site.is_demo:
                 self.origins.setdefault(site.upstream, origin_name(site))
                 name = site.host or "the default site"
-                self.labels[site.upstream] = f"{self.labels[site.upstream]}, {name}" if site.upstream in self.labels else name
+                self.labels[site.upstream] = (
+                    f"{self.labels[site.upstream]}, {name}" if site.upstream in self.labels else name
+                )
         self.timeout = min(PROBE_TIMEOUT, settings.upstream_connect_timeout)
         self.checks: dict[str, Callable[[], Awaitable[Any]]] = {}
         self._seen: dict[str, tuple[float, str | None]] = {}  # upstream -> (when, problem or None)
@@ -73,14 +75,17 @@ class Readiness:
         if self.origins and upstream is None:
             found.append("starting (no upstream client yet)")
         elif self.origins and upstream is not None:
-            down = [f"upstream of {self.labels[url]} unreachable ({problem})" for url in self.origins
-                    if (problem := await self._origin(upstream.probe, url)) is not None]
+            down = [
+                f"upstream of {self.labels[url]} unreachable ({problem})"
+                for url in self.origins
+                if (problem := await self._origin(upstream.probe, url)) is not None
+            ]
             if len(down) == len(self.origins):
                 found += down
         for name, check in self.checks.items():
             try:
                 await check()
-            except Exception as e:  # noqa: BLE001 -- a check's failure is a reason, never a crash of the probe
+            except Exception as e:
                 self._changed(name, f"{type(e).__name__}: {e}")
                 found.append(f"{name}: {type(e).__name__}")
             else:
@@ -103,8 +108,9 @@ class Readiness:
             if self.clock() - when < CACHE_SECONDS:
                 return problem
             try:
-                response = await client.head(url + "/", headers={"host": self.origins[url]},
-                                             timeout=httpx.Timeout(self.timeout))
+                response = await client.head(
+                    url + "/", headers={"host": self.origins[url]}, timeout=httpx.Timeout(self.timeout)
+                )
                 await response.aclose()
                 problem = detail = None
             except httpx.HTTPError as e:

@@ -39,8 +39,9 @@ FORMATS = ("csv", "jsonl")
 RETRY_AFTER = 5  # seconds, on every 503 about the store
 
 
-async def record_decision(request: Request, site: Site, previous: Consent, consent: Consent, choice: str,
-                          lang: str | None = None) -> None:
+async def record_decision(
+    request: Request, site: Site, previous: Consent, consent: Consent, choice: str, lang: str | None = None
+) -> None:
     """Keep the receipt of one decision (journaled and fsynced before this returns) and count it;
     ``previous`` is the consent before it (a withdrawal keeps the id of the consent it withdraws),
     ``lang`` the language the form was shown in (else Accept-Language decides, as it did for the page).
@@ -78,10 +79,12 @@ async def record_decision(request: Request, site: Site, previous: Consent, conse
     try:
         await recorder.keep_receipt(receipt)
     except ReceiptsFull as e:
-        raise RequestError(503, f"your choice cannot be recorded right now ({e}); please try again shortly",
-                           retry_after=RETRY_AFTER) from None
-    recorder.ledger.decision(label, choice, method, frozenset(accepted) if consent.decided else None,
-                             registry.refusable)
+        raise RequestError(
+            503, f"your choice cannot be recorded right now ({e}); please try again shortly", retry_after=RETRY_AFTER
+        ) from None
+    recorder.ledger.decision(
+        label, choice, method, frozenset(accepted) if consent.decided else None, registry.refusable
+    )
 
 
 def receipt_id() -> str:
@@ -131,8 +134,11 @@ async def lookup(request: Request) -> Response:
     consent_id = request.path_params["consent_id"][:64]
     found, answered = await recorder.find_receipts(consent_id)
     if not answered and not found:
-        return JSONResponse({"error": "the store is unavailable; gate keeps retrying"}, 503,
-                            headers={"cache-control": "no-store", "retry-after": str(RETRY_AFTER)})
+        return JSONResponse(
+            {"error": "the store is unavailable; gate keeps retrying"},
+            503,
+            headers={"cache-control": "no-store", "retry-after": str(RETRY_AFTER)},
+        )
     body: dict = {"consent_id": consent_id, "receipts": [r.as_dict() for r in found]}
     if not answered:
         body["incomplete"] = True  # only what still waits for the store: older receipts may exist

@@ -99,8 +99,11 @@ class Recorder:
         self.journal.close()
         if not written and self.unstored:
             metrics.RECEIPTS_SPOOLED.inc(len(self.unstored))
-            log.warning("store unavailable at shutdown: %d receipts stay in %s for the next start",
-                        len(self.unstored), self.spool_dir)
+            log.warning(
+                "store unavailable at shutdown: %d receipts stay in %s for the next start",
+                len(self.unstored),
+                self.spool_dir,
+            )
         if written or self.store is None:
             with anyio.move_on_after(1):
                 await anyio.to_thread.run_sync(self._close, abandon_on_cancel=True)
@@ -262,8 +265,12 @@ class Recorder:
         first, most = BACKOFF
         self._retry_at = time.monotonic() + min(most, first * 2 ** min(self._failures - 1, 16))
         if self._failures in (1, 10) or self._failures % 100 == 0:  # loud at first, then not every few seconds
-            log.error("store unavailable (%d failed attempts, %d receipts waiting; retrying): %s",
-                      self._failures, len(self.unstored), error)
+            log.error(
+                "store unavailable (%d failed attempts, %d receipts waiting; retrying): %s",
+                self._failures,
+                len(self.unstored),
+                error,
+            )
 
     def _prune(self) -> None:
         now = time.time()

@@ -73,8 +73,9 @@ def parse_day(text: str, today: dt.date, what: str = "since") -> dt.date:
     try:
         return dt.date.fromisoformat(text.strip())
     except ValueError:
-        raise ValueError(f"{what}: expected a date such as 2025-04-01 or a number of days such as 7d, "
-                         f"got {text!r}") from None
+        raise ValueError(
+            f"{what}: expected a date such as 2025-04-01 or a number of days such as 7d, got {text!r}"
+        ) from None
 
 
 def day_range(since: str | None, until: str | None, today: dt.date | None = None) -> tuple[str, str]:
@@ -96,13 +97,23 @@ def collect(store: Store, site: str, first: str, last: str) -> dict[str, list[tu
     return raw
 
 
-def summarize(raw: dict[str, list[tuple[Any, ...]]], site: str, first: str, last: str, registry: Registry,
-              carried: Iterable[str]) -> dict[str, Any]:
+def summarize(
+    raw: dict[str, list[tuple[Any, ...]]], site: str, first: str, last: str, registry: Registry, carried: Iterable[str]
+) -> dict[str, Any]:
     """The report as data: what /_gate/report.json returns and the page and the terminal show."""
     start, end = dt.date.fromisoformat(first), dt.date.fromisoformat(last)
     days = [(start + dt.timedelta(days=i)).isoformat() for i in range((end - start).days + 1)]
-    per_day: dict[str, dict[str, Any]] = {d: {"day": d, "pages": 0, "banner_shown": 0, "gpc_default": 0, "beacons": 0,
-                   "decisions": dict.fromkeys(CHOICES, 0)} for d in days}
+    per_day: dict[str, dict[str, Any]] = {
+        d: {
+            "day": d,
+            "pages": 0,
+            "banner_shown": 0,
+            "gpc_default": 0,
+            "beacons": 0,
+            "decisions": dict.fromkeys(CHOICES, 0),
+        }
+        for d in days
+    }
     for day, banner, gpc, n in raw["pages"]:
         per_day[day]["pages"] += n
         per_day[day]["banner_shown"] += n if banner else 0
@@ -118,8 +129,7 @@ def summarize(raw: dict[str, list[tuple[Any, ...]]], site: str, first: str, last
     # Only the purposes the banner offered (a carried tag uses them): a decision says nothing about the rest
     carried = set(carried)
     offered = {p for t in carried if t in registry.tags for p in registry.tags[t].purposes}
-    purposes: dict[str, dict[str, int]] = {p: {"accepted": 0, "refused": 0} for p in registry.refusable
-                                           if p in offered}
+    purposes: dict[str, dict[str, int]] = {p: {"accepted": 0, "refused": 0} for p in registry.refusable if p in offered}
     for _, purpose, accepted, n in raw["purposes"]:
         if purpose in purposes:
             purposes[purpose]["accepted" if accepted else "refused"] += n
@@ -152,7 +162,9 @@ def summarize(raw: dict[str, list[tuple[Any, ...]]], site: str, first: str, last
 
     pages = sum(d["pages"] for d in per_day.values())
     return {
-        "site": site, "from": first, "to": last,
+        "site": site,
+        "from": first,
+        "to": last,
         "totals": {
             "pages": pages,
             "banner_shown": sum(d["banner_shown"] for d in per_day.values()),
@@ -167,21 +179,33 @@ def summarize(raw: dict[str, list[tuple[Any, ...]]], site: str, first: str, last
         # Beacons, CSP reports and consent posts not counted, by "<endpoint>:<reason>" (gate.tokens)
         "rejected": dict(sorted((f["subject"], f["count"]) for f in findings.values() if f["kind"] == "rejected")),
         "days": list(per_day.values()),
-        "decisions": {c: {"total": sum(m.values()), "by_method": dict(sorted(m.items()))} for c, m in decisions.items()},
-        "purposes": [{"purpose": p, **c, "rate": _rate(c["accepted"], c["accepted"] + c["refused"])}
-                     for p, c in purposes.items()],
+        "decisions": {
+            c: {"total": sum(m.values()), "by_method": dict(sorted(m.items()))} for c, m in decisions.items()
+        },
+        "purposes": [
+            {"purpose": p, **c, "rate": _rate(c["accepted"], c["accepted"] + c["refused"])} for p, c in purposes.items()
+        ],
         "tags": list(tags.values()),
-        "findings": sorted(findings.values(), key=lambda f: (FINDINGS.index(f["kind"]) if f["kind"] in FINDINGS
-                                                             else 99, -f["count"], f["subject"])),
+        "findings": sorted(
+            findings.values(),
+            key=lambda f: (FINDINGS.index(f["kind"]) if f["kind"] in FINDINGS else 99, -f["count"], f["subject"]),
+        ),
         "pages": [{"path": p, "pages": n} for p, n in sorted(raw["paths"], key=lambda r: (-r[1], r[0]))[:20]],
     }
 
 
 def _tag_row(registry: Registry, tag_id: str) -> dict[str, Any]:
     tag = registry.tags.get(tag_id)
-    return {"tag": tag_id, "vendor": tag.vendor if tag else "", "service_ja": tag.service_ja if tag else tag_id,
-            "service_en": tag.service_en if tag else tag_id, **dict.fromkeys(OUTCOMES, 0), "field_leaks": 0,
-            "stripped_by": {}, "attempted_by": {}}
+    return {
+        "tag": tag_id,
+        "vendor": tag.vendor if tag else "",
+        "service_ja": tag.service_ja if tag else tag_id,
+        "service_en": tag.service_en if tag else tag_id,
+        **dict.fromkeys(OUTCOMES, 0),
+        "field_leaks": 0,
+        "stripped_by": {},
+        "attempted_by": {},
+    }
 
 
 def _rate(part: int, whole: int) -> float | None:
@@ -213,8 +237,9 @@ async def _load(request: Request) -> tuple[dict[str, Any], dict[str, list[tuple[
     state = request.app.state
     recorder = getattr(state, "recorder", None)
     if recorder is None:
-        return PlainTextResponse('Recording is off (store = "off"): there is nothing to report.\n', 404,
-                                 headers=_HEADERS)
+        return PlainTextResponse(
+            'Recording is off (store = "off"): there is nothing to report.\n', 404, headers=_HEADERS
+        )
     store = await recorder.open_store()
     if store is None:
         return _unavailable()
@@ -237,8 +262,11 @@ async def _load(request: Request) -> tuple[dict[str, Any], dict[str, list[tuple[
 
 
 def _unavailable() -> Response:
-    return PlainTextResponse("The store is unavailable; gate keeps retrying (see the log).\n", 503,
-                             headers=_HEADERS | {"retry-after": str(RETRY_AFTER)})
+    return PlainTextResponse(
+        "The store is unavailable; gate keeps retrying (see the log).\n",
+        503,
+        headers=_HEADERS | {"retry-after": str(RETRY_AFTER)},
+    )
 
 
 async def report_json(request: Request) -> Response:
@@ -254,8 +282,11 @@ async def report_csv(request: Request) -> Response:
         return loaded
     data, raw, _ = loaded
     name = f"gate-report-{data['site'].replace('*', 'default')}-{data['from']}-{data['to']}.csv"
-    return Response(to_csv(raw, data["site"]), media_type="text/csv; charset=utf-8",
-                    headers=_HEADERS | {"content-disposition": f'attachment; filename="{name}"'})
+    return Response(
+        to_csv(raw, data["site"]),
+        media_type="text/csv; charset=utf-8",
+        headers=_HEADERS | {"content-disposition": f'attachment; filename="{name}"'},
+    )
 
 
 async def report_html(request: Request) -> Response:
@@ -271,9 +302,11 @@ async def report_html(request: Request) -> Response:
 
 
 def routes() -> list[BaseRoute]:
-    return [Route("/_gate/report", report_html, methods=["GET"]),
-            Route("/_gate/report.json", report_json, methods=["GET"]),
-            Route("/_gate/report.csv", report_csv, methods=["GET"])]
+    return [
+        Route("/_gate/report", report_html, methods=["GET"]),
+        Route("/_gate/report.json", report_json, methods=["GET"]),
+        Route("/_gate/report.csv", report_csv, methods=["GET"]),
+    ]
 
 
 # -- in a terminal ---------------------------------------------------------------------------------
@@ -282,8 +315,10 @@ def text_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     cells = [[str(h) for h in headers]] + [["" if v is None else _cell(v) for v in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     numeric = [all(_is_number(r[i]) for r in cells[1:]) and len(cells) > 1 for i in range(len(headers))]
-    lines = ["  ".join(c.rjust(w) if numeric[i] else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
-             for r in cells]
+    lines = [
+        "  ".join(c.rjust(w) if numeric[i] else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+        for r in cells
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
@@ -298,25 +333,70 @@ def _is_number(s: str) -> bool:
 
 def text_report(data: dict[str, Any]) -> str:
     t = data["totals"]
-    parts = [f"gate report: site {data['site']}, {data['from']} to {data['to']} (UTC days)", "",
-             text_table(["pages", "banner shown", "GPC default", "beacons", "decisions", "field leaks",
-                         "undeclared hosts", "uncertain strips", "rejected"],
-                        [[t["pages"], t["banner_shown"], t["gpc_default"], t["beacons"], t["decisions"],
-                          t["field_leaks"], t["undeclared_hosts"], t["uncertain_strips"], t["rejected"]]]),
-             "", "Decisions",
-             text_table(["choice", "total", "by method"],
-                        [[c, d["total"], ", ".join(f"{m} {n}" for m, n in d["by_method"].items())]
-                         for c, d in data["decisions"].items()]),
-             "", "Purposes",
-             text_table(["purpose", "accepted", "refused", "rate"],
-                        [[p["purpose"], p["accepted"], p["refused"], p["rate"]] for p in data["purposes"]]),
-             "", "Tags",
-             text_table(["tag", "served", "stripped", "fired", "attempted", "fire rate", "field leaks"],
-                        [[r["tag"], r["served"], r["stripped"], r["fired"], r["attempted"], r["fire_rate"],
-                          r["field_leaks"]] for r in data["tags"]])]
+    parts = [
+        f"gate report: site {data['site']}, {data['from']} to {data['to']} (UTC days)",
+        "",
+        text_table(
+            [
+                "pages",
+                "banner shown",
+                "GPC default",
+                "beacons",
+                "decisions",
+                "field leaks",
+                "undeclared hosts",
+                "uncertain strips",
+                "rejected",
+            ],
+            [
+                [
+                    t["pages"],
+                    t["banner_shown"],
+                    t["gpc_default"],
+                    t["beacons"],
+                    t["decisions"],
+                    t["field_leaks"],
+                    t["undeclared_hosts"],
+                    t["uncertain_strips"],
+                    t["rejected"],
+                ]
+            ],
+        ),
+        "",
+        "Decisions",
+        text_table(
+            ["choice", "total", "by method"],
+            [
+                [c, d["total"], ", ".join(f"{m} {n}" for m, n in d["by_method"].items())]
+                for c, d in data["decisions"].items()
+            ],
+        ),
+        "",
+        "Purposes",
+        text_table(
+            ["purpose", "accepted", "refused", "rate"],
+            [[p["purpose"], p["accepted"], p["refused"], p["rate"]] for p in data["purposes"]],
+        ),
+        "",
+        "Tags",
+        text_table(
+            ["tag", "served", "stripped", "fired", "attempted", "fire rate", "field leaks"],
+            [
+                [r["tag"], r["served"], r["stripped"], r["fired"], r["attempted"], r["fire_rate"], r["field_leaks"]]
+                for r in data["tags"]
+            ],
+        ),
+    ]
     if data["findings"]:
-        parts += ["", "Findings",
-                  text_table(["kind", "subject", "count", "example pages"],
-                             [[f["kind"], f["subject"] or "-", f["count"], " ".join(e["path"] for e in f["examples"])]
-                              for f in data["findings"]])]
+        parts += [
+            "",
+            "Findings",
+            text_table(
+                ["kind", "subject", "count", "example pages"],
+                [
+                    [f["kind"], f["subject"] or "-", f["count"], " ".join(e["path"] for e in f["examples"])]
+                    for f in data["findings"]
+                ],
+            ),
+        ]
     return "\n".join(parts) + "\n"

@@ -15,21 +15,59 @@ OUTCOME_COLORS = {"served": "#2f6db5", "stripped": "#8a8f98", "fired": "#1b7f3b"
 
 TEXT: dict[str, dict[str, str]] = {
     "ja": {
-        "title": "gate レポート", "site": "サイト", "from": "開始日", "to": "終了日", "period": "期間", "show": "表示", "default_site": "（既定のサイト）",
-        "utc": "日付はUTC", "download": "ダウンロード",
-        "pages": "書き換えたページ", "banner_shown": "バナー表示", "gpc_default": "GPCで既定拒否", "beacons": "計測できた閲覧",
-        "decisions": "同意の操作", "field_leaks": "漏れ", "undeclared_hosts": "未申告の送信先",
+        "title": "gate レポート",
+        "site": "サイト",
+        "from": "開始日",
+        "to": "終了日",
+        "period": "期間",
+        "show": "表示",
+        "default_site": "（既定のサイト）",
+        "utc": "日付はUTC",
+        "download": "ダウンロード",
+        "pages": "書き換えたページ",
+        "banner_shown": "バナー表示",
+        "gpc_default": "GPCで既定拒否",
+        "beacons": "計測できた閲覧",
+        "decisions": "同意の操作",
+        "field_leaks": "漏れ",
+        "undeclared_hosts": "未申告の送信先",
         "uncertain_strips": "判断保留の除去",
-        "h_decisions": "同意の推移（日別の操作）", "h_purposes": "目的ごとの同意率", "h_tags": "タグ別：配信・除去・発火",
-        "h_findings": "要確認の項目", "h_pages": "よく表示されたページ", "h_howto": "このレポートの読み方",
-        "accept_all": "すべて同意", "custom": "選んで同意", "reject_all": "すべて拒否", "withdraw": "撤回",
-        "served": "配信", "stripped": "除去", "fired": "発火", "attempted": "試行", "fire_rate": "発火率",
-        "tag": "タグ", "count": "件数", "day": "日付", "total": "合計", "by_method": "操作した場所",
-        "accepted": "同意", "refused": "拒否", "rate": "同意率", "reasons": "除去の理由", "path": "ページ",
-        "examples": "例", "rejected": "数えなかった送信（偽造・重複・過多）", "leak": "漏れ（拒否されたのに発火）", "undeclared_host": "未申告の送信先",
+        "h_decisions": "同意の推移（日別の操作）",
+        "h_purposes": "目的ごとの同意率",
+        "h_tags": "タグ別：配信・除去・発火",
+        "h_findings": "要確認の項目",
+        "h_pages": "よく表示されたページ",
+        "h_howto": "このレポートの読み方",
+        "accept_all": "すべて同意",
+        "custom": "選んで同意",
+        "reject_all": "すべて拒否",
+        "withdraw": "撤回",
+        "served": "配信",
+        "stripped": "除去",
+        "fired": "発火",
+        "attempted": "試行",
+        "fire_rate": "発火率",
+        "tag": "タグ",
+        "count": "件数",
+        "day": "日付",
+        "total": "合計",
+        "by_method": "操作した場所",
+        "accepted": "同意",
+        "refused": "拒否",
+        "rate": "同意率",
+        "reasons": "除去の理由",
+        "path": "ページ",
+        "examples": "例",
+        "rejected": "数えなかった送信（偽造・重複・過多）",
+        "leak": "漏れ（拒否されたのに発火）",
+        "undeclared_host": "未申告の送信先",
         "unattributed_host": "タグを特定できない送信先（どのタグにも数えない）",
-        "uncertain": "判断保留の除去", "personal_data": "個人データ送信の疑い", "none": "ありません",
-        "purpose_refused": "目的を拒否：", "vendor_refused": "事業者を拒否：", "no_data": "この期間のデータはありません",
+        "uncertain": "判断保留の除去",
+        "personal_data": "個人データ送信の疑い",
+        "none": "ありません",
+        "purpose_refused": "目的を拒否：",
+        "vendor_refused": "事業者を拒否：",
+        "no_data": "この期間のデータはありません",
         "howto": (
             "<dt>配信</dt><dd>同意があり、ページに残して配信した回数です。</dd>"
             "<dt>除去</dt><dd>同意がないため、gate がページから取り除いた回数です。理由は拒否された目的または事業者です。</dd>"
@@ -39,26 +77,63 @@ TEXT: dict[str, dict[str, str]] = {
             "<dt>漏れ</dt><dd>訪問者が拒否していたのに発火したタグです。タグマネージャーの設定を確認してください。</dd>"
             "<dt>未申告の送信先</dt><dd>vendors.toml にない第三者の送信先です。外部送信の公表事項に加える必要があります。</dd>"
             "<dt>判断保留の除去</dt><dd>内容を確実には読めなかったため、安全側で取り除いた要素です。</dd>"
-            "<dt>同意率</dt><dd>同意の操作のうち、その目的に同意した割合です。撤回は含みません。</dd>"),
+            "<dt>同意率</dt><dd>同意の操作のうち、その目的に同意した割合です。撤回は含みません。</dd>"
+        ),
     },
     "en": {
-        "title": "gate report", "site": "Site", "from": "From", "to": "To", "period": "Period", "show": "Show", "default_site": "(default site)",
-        "utc": "days in UTC", "download": "Download",
-        "pages": "Pages rewritten", "banner_shown": "Banner shown", "gpc_default": "GPC default", "beacons": "Views measured",
-        "decisions": "Consent decisions", "field_leaks": "Field leaks", "undeclared_hosts": "Undeclared hosts",
+        "title": "gate report",
+        "site": "Site",
+        "from": "From",
+        "to": "To",
+        "period": "Period",
+        "show": "Show",
+        "default_site": "(default site)",
+        "utc": "days in UTC",
+        "download": "Download",
+        "pages": "Pages rewritten",
+        "banner_shown": "Banner shown",
+        "gpc_default": "GPC default",
+        "beacons": "Views measured",
+        "decisions": "Consent decisions",
+        "field_leaks": "Field leaks",
+        "undeclared_hosts": "Undeclared hosts",
         "uncertain_strips": "Uncertain strips",
-        "h_decisions": "Consent decisions per day", "h_purposes": "Consent rate per purpose",
-        "h_tags": "Tags: served, stripped, fired", "h_findings": "Findings", "h_pages": "Most shown pages",
+        "h_decisions": "Consent decisions per day",
+        "h_purposes": "Consent rate per purpose",
+        "h_tags": "Tags: served, stripped, fired",
+        "h_findings": "Findings",
+        "h_pages": "Most shown pages",
         "h_howto": "How to read this report",
-        "accept_all": "Accept all", "custom": "Custom", "reject_all": "Reject all", "withdraw": "Withdraw",
-        "served": "Served", "stripped": "Stripped", "fired": "Fired", "attempted": "Attempted", "fire_rate": "Fire rate",
-        "tag": "Tag", "count": "Count", "day": "Day", "total": "Total", "by_method": "Where",
-        "accepted": "Accepted", "refused": "Refused", "rate": "Rate", "reasons": "Why stripped", "path": "Page",
-        "examples": "Examples", "rejected": "Submissions not counted (forged, replayed, too many)",
-        "leak": "Field leak (fired while refused)", "undeclared_host": "Undeclared host",
+        "accept_all": "Accept all",
+        "custom": "Custom",
+        "reject_all": "Reject all",
+        "withdraw": "Withdraw",
+        "served": "Served",
+        "stripped": "Stripped",
+        "fired": "Fired",
+        "attempted": "Attempted",
+        "fire_rate": "Fire rate",
+        "tag": "Tag",
+        "count": "Count",
+        "day": "Day",
+        "total": "Total",
+        "by_method": "Where",
+        "accepted": "Accepted",
+        "refused": "Refused",
+        "rate": "Rate",
+        "reasons": "Why stripped",
+        "path": "Page",
+        "examples": "Examples",
+        "rejected": "Submissions not counted (forged, replayed, too many)",
+        "leak": "Field leak (fired while refused)",
+        "undeclared_host": "Undeclared host",
         "unattributed_host": "Vendor host no single tag explains (counted for none)",
-        "uncertain": "Uncertain strip", "personal_data": "Possible personal data", "none": "None",
-        "purpose_refused": "purpose refused: ", "vendor_refused": "vendor refused: ", "no_data": "No data for these days",
+        "uncertain": "Uncertain strip",
+        "personal_data": "Possible personal data",
+        "none": "None",
+        "purpose_refused": "purpose refused: ",
+        "vendor_refused": "vendor refused: ",
+        "no_data": "No data for these days",
         "howto": (
             "<dt>Served</dt><dd>Times gate let the tag through on a page, because the visitor had consented.</dd>"
             "<dt>Stripped</dt><dd>Times gate removed it from a page for lack of consent; the reason is the refused "
@@ -70,7 +145,8 @@ TEXT: dict[str, dict[str, str]] = {
             "<dt>Undeclared host</dt><dd>A third-party host vendors.toml does not name: the external-transmission "
             "notice must list it.</dd>"
             "<dt>Uncertain strip</dt><dd>An element gate could not read for sure, so it removed it to be safe.</dd>"
-            "<dt>Consent rate</dt><dd>Of the decisions, the share that accepted the purpose (withdrawals excluded).</dd>"),
+            "<dt>Consent rate</dt><dd>Of the decisions, the share that accepted the purpose (withdrawals excluded).</dd>"
+        ),
     },
 }
 
@@ -103,11 +179,16 @@ def render(data: dict[str, Any], lang: str, registry: Registry) -> str:
         f"<title>{escape(t['title'])}: {escape(site_name)}</title><style>{STYLE}</style></head><body><main>",
         f"<h1>{escape(t['title'])}: {escape(site_name)}</h1>",
         f"<p>{escape(t['period'])}: {data['from']} – {data['to']} <span class=muted>({escape(t['utc'])})</span></p>",
-        _form(data, lang, t), _cards(data, t),
-        f"<h2>{escape(t['h_decisions'])}</h2>", _decisions(data, t),
-        f"<h2>{escape(t['h_purposes'])}</h2>", _purposes(data, t, registry, lang),
-        f"<h2>{escape(t['h_tags'])}</h2>", _tags(data, t, registry, lang),
-        f"<h2>{escape(t['h_findings'])}</h2>", _findings(data, t),
+        _form(data, lang, t),
+        _cards(data, t),
+        f"<h2>{escape(t['h_decisions'])}</h2>",
+        _decisions(data, t),
+        f"<h2>{escape(t['h_purposes'])}</h2>",
+        _purposes(data, t, registry, lang),
+        f"<h2>{escape(t['h_tags'])}</h2>",
+        _tags(data, t, registry, lang),
+        f"<h2>{escape(t['h_findings'])}</h2>",
+        _findings(data, t),
         f"<h2>{escape(t['h_pages'])}</h2>",
         _table([t["path"], t["pages"]], [[escape(p["path"]), _n(p["pages"])] for p in data["pages"]], t, numeric={1}),
         f"<h2>{escape(t['h_howto'])}</h2><dl>{t['howto']}</dl>",
@@ -118,32 +199,50 @@ def render(data: dict[str, Any], lang: str, registry: Registry) -> str:
 
 def _form(data: dict[str, Any], lang: str, t: dict[str, str]) -> str:
     query = {"site": data["site"], "since": data["from"], "until": data["to"]}
-    sites = "".join(f'<option value="{escape(s)}"{" selected" if s == data["site"] else ""}>'
-                    f'{escape(t["default_site"] if s == "*" else s)}</option>' for s in data.get("sites", [data["site"]]))
+    sites = "".join(
+        f'<option value="{escape(s)}"{" selected" if s == data["site"] else ""}>'
+        f"{escape(t['default_site'] if s == '*' else s)}</option>"
+        for s in data.get("sites", [data["site"]])
+    )
     lang_field = f'<input type="hidden" name="gate_lang" value="{lang}">' if lang != "ja" else ""
-    downloads = " ".join(f'<a href="/_gate/report.{kind}?{escape(urlencode(query))}">{kind.upper()}</a>'
-                         for kind in ("csv", "json"))
-    return (f'<form method="get" action="/_gate/report">{lang_field}'
-            f'<label>{escape(t["site"])}<select name="site">{sites}</select></label>'
-            f'<label>{escape(t["from"])}<input type="date" name="since" value="{data["from"]}"></label>'
-            f'<label>{escape(t["to"])}<input type="date" name="until" value="{data["to"]}"></label>'
-            f'<button>{escape(t["show"])}</button></form>'
-            f'<p class="noprint">{escape(t["download"])}: {downloads}</p>')
+    downloads = " ".join(
+        f'<a href="/_gate/report.{kind}?{escape(urlencode(query))}">{kind.upper()}</a>' for kind in ("csv", "json")
+    )
+    return (
+        f'<form method="get" action="/_gate/report">{lang_field}'
+        f'<label>{escape(t["site"])}<select name="site">{sites}</select></label>'
+        f'<label>{escape(t["from"])}<input type="date" name="since" value="{data["from"]}"></label>'
+        f'<label>{escape(t["to"])}<input type="date" name="until" value="{data["to"]}"></label>'
+        f"<button>{escape(t['show'])}</button></form>"
+        f'<p class="noprint">{escape(t["download"])}: {downloads}</p>'
+    )
 
 
 def _cards(data: dict[str, Any], t: dict[str, str]) -> str:
     totals = data["totals"]
     cards = []
-    for key in ("pages", "banner_shown", "gpc_default", "beacons", "decisions", "field_leaks", "undeclared_hosts",
-                "uncertain_strips", "rejected"):
+    for key in (
+        "pages",
+        "banner_shown",
+        "gpc_default",
+        "beacons",
+        "decisions",
+        "field_leaks",
+        "undeclared_hosts",
+        "uncertain_strips",
+        "rejected",
+    ):
         warn = " warn" if key in ("field_leaks", "undeclared_hosts") and totals[key] else ""
         cards.append(f'<div class="card{warn}">{escape(t[key])}<b>{_n(totals[key])}</b></div>')
     return f'<div class="cards">{"".join(cards)}</div>'
 
 
 def _legend(items: list[tuple[str, str]]) -> str:
-    return '<p class="legend">' + "".join(f'<span><i style="background:{c}"></i>{escape(label)}</span>'
-                                          for label, c in items) + "</p>"
+    return (
+        '<p class="legend">'
+        + "".join(f'<span><i style="background:{c}"></i>{escape(label)}</span>' for label, c in items)
+        + "</p>"
+    )
 
 
 def _decisions(data: dict[str, Any], t: dict[str, str]) -> str:
@@ -158,8 +257,10 @@ def _decisions(data: dict[str, Any], t: dict[str, str]) -> str:
     svg = [f'<svg viewBox="0 0 {width} {height}" role="img" aria-label="{escape(t["h_decisions"])}">']
     for value in range(0, top + 1, tick):
         y = height - bottom - (height - bottom - 8) * value / top
-        svg.append(f'<line x1="{left}" x2="{width}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e3e5e8"/>'
-                   f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end">{_n(value)}</text>')
+        svg.append(
+            f'<line x1="{left}" x2="{width}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e3e5e8"/>'
+            f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end">{_n(value)}</text>'
+        )
     for i, d in enumerate(days):
         y = height - bottom
         for choice, color in CHOICE_COLORS.items():
@@ -168,17 +269,31 @@ def _decisions(data: dict[str, Any], t: dict[str, str]) -> str:
                 continue
             h = (height - bottom - 8) * n / top
             y -= h
-            svg.append(f'<rect x="{left + i * step + step * 0.1:.1f}" y="{y:.1f}" width="{max(step * 0.8, 0.5):.1f}" '
-                       f'height="{h:.1f}" fill="{color}"><title>{d["day"]} {escape(t[choice])}: {n}</title></rect>')
+            svg.append(
+                f'<rect x="{left + i * step + step * 0.1:.1f}" y="{y:.1f}" width="{max(step * 0.8, 0.5):.1f}" '
+                f'height="{h:.1f}" fill="{color}"><title>{d["day"]} {escape(t[choice])}: {n}</title></rect>'
+            )
     for i in sorted({0, len(days) // 2, len(days) - 1}):
         anchor = "start" if i == 0 else "end" if i == len(days) - 1 else "middle"
-        svg.append(f'<text x="{left + (i + 0.5) * step:.1f}" y="{height - 6}" text-anchor="{anchor}">{days[i]["day"]}</text>')
+        svg.append(
+            f'<text x="{left + (i + 0.5) * step:.1f}" y="{height - 6}" text-anchor="{anchor}">{days[i]["day"]}</text>'
+        )
     svg.append("</svg>")
-    rows = [[c_label, _n(data["decisions"][c]["total"]),
-             escape(", ".join(f"{m} {n}" for m, n in data["decisions"][c]["by_method"].items()))]
-            for c, c_label in ((c, t[c]) for c in CHOICE_COLORS)]
-    return ("<figure>" + _legend([(t[c], col) for c, col in CHOICE_COLORS.items()]) + "".join(svg) + "</figure>"
-            + _table(["", t["total"], t["by_method"]], [[escape(r[0]), r[1], r[2]] for r in rows], t, numeric={1}))
+    rows = [
+        [
+            c_label,
+            _n(data["decisions"][c]["total"]),
+            escape(", ".join(f"{m} {n}" for m, n in data["decisions"][c]["by_method"].items())),
+        ]
+        for c, c_label in ((c, t[c]) for c in CHOICE_COLORS)
+    ]
+    return (
+        "<figure>"
+        + _legend([(t[c], col) for c, col in CHOICE_COLORS.items()])
+        + "".join(svg)
+        + "</figure>"
+        + _table(["", t["total"], t["by_method"]], [[escape(r[0]), r[1], r[2]] for r in rows], t, numeric={1})
+    )
 
 
 def _purposes(data: dict[str, Any], t: dict[str, str], registry: Registry, lang: str) -> str:
@@ -190,15 +305,23 @@ def _purposes(data: dict[str, Any], t: dict[str, str], registry: Registry, lang:
     for i, p in enumerate(rows):
         y, rate = i * row_h + 4, p["rate"] or 0.0
         bar = (width - left - 80) * rate
-        svg.append(f'<text x="{left - 8}" y="{y + 16}" text-anchor="end">{escape(_purpose_name(registry, p["purpose"], lang))}</text>'
-                   f'<rect x="{left}" y="{y + 4}" width="{width - left - 80}" height="16" fill="#e3e5e8"/>'
-                   f'<rect x="{left}" y="{y + 4}" width="{bar:.1f}" height="16" fill="#1b7f3b">'
-                   f'<title>{p["accepted"]} / {p["accepted"] + p["refused"]}</title></rect>'
-                   f'<text x="{width - 74}" y="{y + 16}">{_pct(p["rate"])}</text>')
+        svg.append(
+            f'<text x="{left - 8}" y="{y + 16}" text-anchor="end">{escape(_purpose_name(registry, p["purpose"], lang))}</text>'
+            f'<rect x="{left}" y="{y + 4}" width="{width - left - 80}" height="16" fill="#e3e5e8"/>'
+            f'<rect x="{left}" y="{y + 4}" width="{bar:.1f}" height="16" fill="#1b7f3b">'
+            f"<title>{p['accepted']} / {p['accepted'] + p['refused']}</title></rect>"
+            f'<text x="{width - 74}" y="{y + 16}">{_pct(p["rate"])}</text>'
+        )
     svg.append("</svg>")
-    table = _table([t["h_purposes"], t["accepted"], t["refused"], t["rate"]],
-                   [[escape(_purpose_name(registry, p["purpose"], lang)), _n(p["accepted"]), _n(p["refused"]),
-                     _pct(p["rate"])] for p in rows], t, numeric={1, 2, 3})
+    table = _table(
+        [t["h_purposes"], t["accepted"], t["refused"], t["rate"]],
+        [
+            [escape(_purpose_name(registry, p["purpose"], lang)), _n(p["accepted"]), _n(p["refused"]), _pct(p["rate"])]
+            for p in rows
+        ],
+        t,
+        numeric={1, 2, 3},
+    )
     return "<figure>" + "".join(svg) + "</figure>" + table
 
 
@@ -212,42 +335,83 @@ def _tags(data: dict[str, Any], t: dict[str, str], registry: Registry, lang: str
     for i, r in enumerate(rows):
         y = i * row_h + 4
         # The tag id: short and exact (service names are in the table below, and in <title> here).
-        svg.append(f'<text x="{left - 8}" y="{y + 20}" text-anchor="end">{escape(r["tag"])}'
-                   f'<title>{escape(_service(r, lang))}</title></text>')
+        svg.append(
+            f'<text x="{left - 8}" y="{y + 20}" text-anchor="end">{escape(r["tag"])}'
+            f"<title>{escape(_service(r, lang))}</title></text>"
+        )
         for j, (outcome, color) in enumerate(OUTCOME_COLORS.items()):
             w = (width - left - 60) * r[outcome] / top
-            svg.append(f'<rect x="{left}" y="{y + 4 + j * 11}" width="{w:.1f}" height="10" fill="{color}">'
-                       f'<title>{escape(t[outcome])}: {r[outcome]}</title></rect>'
-                       f'<text x="{left + w + 4:.1f}" y="{y + 13 + j * 11}" style="font-size:10px">{_n(r[outcome])}</text>')
+            svg.append(
+                f'<rect x="{left}" y="{y + 4 + j * 11}" width="{w:.1f}" height="10" fill="{color}">'
+                f"<title>{escape(t[outcome])}: {r[outcome]}</title></rect>"
+                f'<text x="{left + w + 4:.1f}" y="{y + 13 + j * 11}" style="font-size:10px">{_n(r[outcome])}</text>'
+            )
     svg.append("</svg>")
     table = _table(
-        [t["tag"], t["served"], t["stripped"], t["fired"], t["attempted"], t["fire_rate"], t["field_leaks"],
-         t["reasons"]],
-        [[f"{escape(_service(r, lang))}<br><code>{escape(r['tag'])}</code>", _n(r["served"]), _n(r["stripped"]),
-          _n(r["fired"]), _n(r["attempted"]), _pct(r["fire_rate"]), _n(r["field_leaks"]),
-          escape("; ".join(f"{_reason(k, t, registry, lang)} {n}" for k, n in r["stripped_by"].items()))]
-         for r in rows], t, numeric={1, 2, 3, 4, 5, 6}, wide=True)
-    return ("<figure>" + _legend([(t[o], c) for o, c in OUTCOME_COLORS.items()]) + "".join(svg) + "</figure>" + table)
+        [
+            t["tag"],
+            t["served"],
+            t["stripped"],
+            t["fired"],
+            t["attempted"],
+            t["fire_rate"],
+            t["field_leaks"],
+            t["reasons"],
+        ],
+        [
+            [
+                f"{escape(_service(r, lang))}<br><code>{escape(r['tag'])}</code>",
+                _n(r["served"]),
+                _n(r["stripped"]),
+                _n(r["fired"]),
+                _n(r["attempted"]),
+                _pct(r["fire_rate"]),
+                _n(r["field_leaks"]),
+                escape("; ".join(f"{_reason(k, t, registry, lang)} {n}" for k, n in r["stripped_by"].items())),
+            ]
+            for r in rows
+        ],
+        t,
+        numeric={1, 2, 3, 4, 5, 6},
+        wide=True,
+    )
+    return "<figure>" + _legend([(t[o], c) for o, c in OUTCOME_COLORS.items()]) + "".join(svg) + "</figure>" + table
 
 
 def _findings(data: dict[str, Any], t: dict[str, str]) -> str:
     if not data["findings"]:
         return f"<p>{escape(t['none'])}</p>"
-    return _table([t["h_findings"], "", t["count"], t["examples"]],
-                  [[escape(t.get(f["kind"], f["kind"])), f"<code>{escape(f['subject'])}</code>" if f["subject"] else "",
-                    _n(f["count"]), "<br>".join(f"{escape(e['path'])} <span class=muted>{e['day']}</span>"
-                                                 for e in f["examples"])] for f in data["findings"]],
-                  t, numeric={2})
+    return _table(
+        [t["h_findings"], "", t["count"], t["examples"]],
+        [
+            [
+                escape(t.get(f["kind"], f["kind"])),
+                f"<code>{escape(f['subject'])}</code>" if f["subject"] else "",
+                _n(f["count"]),
+                "<br>".join(f"{escape(e['path'])} <span class=muted>{e['day']}</span>" for e in f["examples"]),
+            ]
+            for f in data["findings"]
+        ],
+        t,
+        numeric={2},
+    )
 
 
-def _table(headers: list[str], rows: list[list[str]], t: dict[str, str], numeric: set[int] = frozenset(),  # type: ignore[assignment]
-           wide: bool = False) -> str:
+def _table(
+    headers: list[str],
+    rows: list[list[str]],
+    t: dict[str, str],
+    numeric: set[int] = frozenset(),  # type: ignore[assignment]
+    wide: bool = False,
+) -> str:
     """Cells are already escaped markup. A ``wide`` table scrolls sideways on a phone, never squeezes."""
     if not rows:
         return f"<p>{escape(t['no_data'])}</p>"
-    head = "".join(f'<th{" class=n" if i in numeric else ""}>{escape(h)}</th>' for i, h in enumerate(headers))
-    body = "".join("<tr>" + "".join(f'<td{" class=n" if i in numeric else ""}>{c}</td>' for i, c in enumerate(r))
-                   + "</tr>" for r in rows)
+    head = "".join(f"<th{' class=n' if i in numeric else ''}>{escape(h)}</th>" for i, h in enumerate(headers))
+    body = "".join(
+        "<tr>" + "".join(f"<td{' class=n' if i in numeric else ''}>{c}</td>" for i, c in enumerate(r)) + "</tr>"
+        for r in rows
+    )
     return f'<div class="scroll"><table{" class=wide" if wide else ""}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
@@ -275,7 +439,7 @@ def _tick(n: int) -> int:
     smallest giving at most five steps, so every gridline is a whole count and no two labels repeat."""
     power = 1
     while True:
-        for f in ((1, 2, 5) if power == 1 else (1, 2, 2.5, 5)):
+        for f in (1, 2, 5) if power == 1 else (1, 2, 2.5, 5):
             if n <= 5 * f * power:
                 return int(f * power)
         power *= 10

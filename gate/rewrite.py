@@ -132,9 +132,17 @@ class _Unit:
 class PageRewriter:
     """feed(bytes) -> bytes, close() -> bytes; ``encoding`` is a Python codec name."""
 
-    def __init__(self, plan: PagePlan, encoding: str = "utf-8", *, fragment: bool = False,
-                 foreign: list[str] | None = None, depth: int = 0, base: urls.URL | None = None,
-                 base_set: bool | None = None) -> None:
+    def __init__(
+        self,
+        plan: PagePlan,
+        encoding: str = "utf-8",
+        *,
+        fragment: bool = False,
+        foreign: list[str] | None = None,
+        depth: int = 0,
+        base: urls.URL | None = None,
+        base_set: bool | None = None,
+    ) -> None:
         self.plan, self.encoding, self.registry = plan, encoding, plan.registry
         self.allowed = plan.allowed
         self.refusing = plan.gating and bool(set(plan.registry.tags) - plan.allowed)
@@ -161,8 +169,15 @@ class PageRewriter:
         self.refusing = self.refusing or (plan.gating and plan.registry.strip_undeclared)
         # What a decision reads besides the element's bytes and the base URL (see _remembered); the page's
         # host decides which hosts are third parties.
-        self._context = (self.allowed, self.refusing, encoding, depth, plan.carry_over,
-                         plan.personal_data_allowed, plan.base_url.host)
+        self._context = (
+            self.allowed,
+            self.refusing,
+            encoding,
+            depth,
+            plan.carry_over,
+            plan.personal_data_allowed,
+            plan.base_url.host,
+        )
 
     # -- public --------------------------------------------------------------------------------
     def feed(self, data: bytes) -> bytes:
@@ -241,11 +256,15 @@ class PageRewriter:
 
     # -- at a "<" --------------------------------------------------------------------------------
     def _markup(self, buf: bytes, pos: int, final: bool) -> int:
-        nxt = buf[pos + 1:pos + 2]
+        nxt = buf[pos + 1 : pos + 2]
         if not nxt:
             return self._text(buf, pos, 1, final)
         if nxt == b"!":
-            if len(buf) - pos < 9 and not final and (b"<!--".startswith(buf[pos:pos + 4]) or b"<![CDATA[".startswith(buf[pos:])):
+            if (
+                len(buf) - pos < 9
+                and not final
+                and (b"<!--".startswith(buf[pos : pos + 4]) or b"<![CDATA[".startswith(buf[pos:]))
+            ):
                 return -1
             if buf.startswith(b"<!--", pos):
                 return self._comment(buf, pos, final)
@@ -255,7 +274,7 @@ class PageRewriter:
         if nxt == b"?":
             return self._start_stream(buf, pos, pos + 1, _Stream("bogus", True), final)
         if nxt == b"/":
-            c = buf[pos + 2:pos + 3]
+            c = buf[pos + 2 : pos + 3]
             if not c:
                 return self._text(buf, pos, 2, final)
             if c == b">":
@@ -276,7 +295,7 @@ class PageRewriter:
     def _text(self, buf: bytes, pos: int, size: int, final: bool) -> int:
         if not final:
             return -1
-        self.out.append(buf[pos:pos + size])
+        self.out.append(buf[pos : pos + size])
         return pos + size
 
     def _incomplete_tag(self, buf: bytes, pos: int, final: bool) -> int:
@@ -286,10 +305,10 @@ class PageRewriter:
         if len(buf) - pos <= self.plan.carry_over:
             return -1
         # Past the cap: follow the tag states as bytes stream by. Dropped when anything is refused.
-        raw_name = buf[pos + 1:pos + 64].lstrip(b"/")
+        raw_name = buf[pos + 1 : pos + 64].lstrip(b"/")
         stop = hs._TAG_NAME_STOP.search(raw_name)
-        name = raw_name[:stop.start() if stop else len(raw_name)].decode("ascii", "replace").lower()
-        is_end = buf[pos + 1:pos + 2] == b"/"
+        name = raw_name[: stop.start() if stop else len(raw_name)].decode("ascii", "replace").lower()
+        is_end = buf[pos + 1 : pos + 2] == b"/"
         then = "" if is_end else ("script" if name == "script" else name if name in RAWTEXT | {"noscript"} else "")
         keep = not self.refusing
         if not keep:
@@ -300,7 +319,7 @@ class PageRewriter:
     def _comment(self, buf: bytes, pos: int, final: bool) -> int:
         body = pos + 4
         if buf.startswith(b">", body) or buf.startswith(b"->", body):  # <!--> and <!--->
-            end = body + (1 if buf[body:body + 1] == b">" else 2)
+            end = body + (1 if buf[body : body + 1] == b">" else 2)
             self.out.append(buf[pos:end])
             return end
         if len(buf) < body + 2 and not final:
@@ -316,7 +335,7 @@ class PageRewriter:
         end += 3
         unit = buf[pos:end]
         gt = unit.find(b">")  # read as HTML, "<![CDATA[" is a bogus comment ending at the first ">"
-        refused, kept, clean = self._markup_view(unit[gt + 1:], None)
+        refused, kept, clean = self._markup_view(unit[gt + 1 :], None)
         if self.refusing and (refused or not clean):
             self.outcome.stripped |= refused
             self.outcome.uncertain += 0 if refused else 1
@@ -378,16 +397,16 @@ class PageRewriter:
 
     # -- tags ------------------------------------------------------------------------------------
     def _end_tag(self, buf: bytes, pos: int, m, name: str) -> int:
-        raw = buf[pos:m.end()]
+        raw = buf[pos : m.end()]
         if self.foreign and not (self.foreign[-1] in HTML_INTEGRATION and name not in self.foreign):
             if name in self.foreign or name + "+" in self.foreign:
                 key = name if name in self.foreign else name + "+"
-                del self.foreign[len(self.foreign) - 1 - self.foreign[::-1].index(key):]
+                del self.foreign[len(self.foreign) - 1 - self.foreign[::-1].index(key) :]
             else:  # "</p>", "</br>" break out in current browsers, not in older parsers; others may
                 # close an HTML ancestor or be ignored: read what follows both ways until it settles
                 self.uncertain_mode = True
         elif self.foreign and name in self.foreign:
-            del self.foreign[len(self.foreign) - 1 - self.foreign[::-1].index(name):]
+            del self.foreign[len(self.foreign) - 1 - self.foreign[::-1].index(name) :]
         elif name == "select":
             self.in_select = False
         if name in ("body", "html") and not self.body_done:
@@ -466,7 +485,7 @@ class PageRewriter:
             return m.end()
         self.out.append(out)
         if not self.base_set:
-            if out != buf[pos:m.end()]:
+            if out != buf[pos : m.end()]:
                 sent = hs.TAG.match(out)
                 attrs = hs.parse_attrs(sent.group(3)) if sent else []
             href = self._first(attrs, b"href")
@@ -564,7 +583,7 @@ class PageRewriter:
 
     def _decide_tag(self, buf: bytes, pos: int, m, name: str, attrs) -> bytes | None:
         """The tag's bytes as sent: unchanged, without some attributes, or None (element stripped)."""
-        raw = buf[pos:m.end()]
+        raw = buf[pos : m.end()]
         attr_base = m.start(3) - m.start()
         if len(raw) > _CACHED_TAG_MAX:
             return self._decide_tag_now(raw, attr_base, name, attrs)
@@ -619,7 +638,7 @@ class PageRewriter:
         edits = sorted([(s, e, b" ") for s, e in remove] + replace_at)
         out, last = [], 0
         for s, e, rep in edits:
-            out.append(raw[last:attr_base + s])
+            out.append(raw[last : attr_base + s])
             out.append(rep)
             last = attr_base + e
         out.append(raw[last:])
@@ -637,7 +656,8 @@ class PageRewriter:
         if key == b"href" and name == "base":
             return self._url_tags(text, name), True
         if key in (b"src", b"data", b"poster", b"background", b"codebase", b"xlink:href") or (
-            key == b"href" and (name in ("link", "image", "use", "feimage", "script") or self.foreign and not self._html_mode())
+            key == b"href"
+            and (name in ("link", "image", "use", "feimage", "script") or self.foreign and not self._html_mode())
         ):
             # a stylesheet or icon <link> is not one of the loads undeclared hosts are stripped from
             element = "link-sheet" if name == "link" and not _is_hint(attrs, self.encoding) else name
@@ -714,9 +734,15 @@ class PageRewriter:
         the other reading of an element): nothing injected, one level deeper, against this base.
         A ``document`` has a base of its own: its first <base href> rules its URLs (a fragment of
         this page follows this page's)."""
-        return PageRewriter(replace(self.plan, head_html="", body_html=""), encoding, fragment=True,
-                            foreign=foreign, depth=self.depth + 1, base=self.base,
-                            base_set=False if document else self.base_set)
+        return PageRewriter(
+            replace(self.plan, head_html="", body_html=""),
+            encoding,
+            fragment=True,
+            foreign=foreign,
+            depth=self.depth + 1,
+            base=self.base,
+            base_set=False if document else self.base_set,
+        )
 
     def _text_tags(self, text: str) -> frozenset[str]:
         return self.registry.tags_in_text(text) if text else frozenset()
@@ -791,7 +817,7 @@ class PageRewriter:
 
     def _unit_out(self, buf: bytes, pos: int, content_end: int, end: int, u: _Unit) -> bytes | None:
         """The element as sent, or None when it is stripped."""
-        content = buf[pos + u.tag_end:content_end]
+        content = buf[pos + u.tag_end : content_end]
         whole = buf[pos:end]
         tags: set[str] = set()
         personal: set[str] = set()  # tags this script would send personal data to, when that is not allowed
@@ -821,7 +847,7 @@ class PageRewriter:
                 self.outcome.uncertain += 1
             return None
         self.outcome.kept |= tags
-        return tag_out + whole[u.tag_end:]
+        return tag_out + whole[u.tag_end :]
 
     def _markup_view(self, content: bytes, push: str | None) -> tuple[set[str], set[str], bool]:
         """Read ``content`` as markup (the other reading): tags refused there, tags kept, and whether
@@ -855,8 +881,9 @@ class PageRewriter:
 # beacons (ping) and connection hints. Such a URL counts as the pseudo-tag UNDECLARED, never allowed.
 UNDECLARED = "undeclared"
 _UNDECLARED_TAGS = frozenset({UNDECLARED})
-UNDECLARED_ELEMENTS = frozenset({"script", "iframe", "frame", "fencedframe", "portal", "img", "image", "embed",
-                                 "object", "link", "ping"})
+UNDECLARED_ELEMENTS = frozenset(
+    {"script", "iframe", "frame", "fencedframe", "portal", "img", "image", "embed", "object", "link", "ping"}
+)
 _HINTS = frozenset({"preconnect", "dns-prefetch", "preload", "prefetch", "modulepreload", "prerender"})
 
 
@@ -892,8 +919,11 @@ def _data_url_text(body: str) -> str:
     """The text of a data: URL (for documents and scripts in iframes, objects, scripts)."""
     meta, _, payload = body.partition(",")
     try:
-        raw = base64.b64decode(unquote_to_bytes(payload), validate=False) if meta.lower().endswith(";base64") \
+        raw = (
+            base64.b64decode(unquote_to_bytes(payload), validate=False)
+            if meta.lower().endswith(";base64")
             else unquote_to_bytes(payload)
+        )
     except ValueError:
         return payload
     return raw.decode("utf-8", "replace")

@@ -107,8 +107,9 @@ def references(page: str) -> Iterator[Ref]:
                 yield from (Ref(name, k, u, "url") for u in value.split())
             elif k == "srcdoc":
                 yield from (Ref(f"{name} srcdoc > {r.element}", r.where, r.value, r.kind) for r in references(value))
-            elif (k == "content" and name == "meta" and "=" in value
-                  and (el.get("http-equiv") or "").lower() == "refresh"):
+            elif (
+                k == "content" and name == "meta" and "=" in value and (el.get("http-equiv") or "").lower() == "refresh"
+            ):
                 yield Ref(name, "refresh", value.split("=", 1)[1].strip().strip("'\""), "url")
 
 
@@ -122,8 +123,11 @@ def base_of(page: str, page_url: urls.URL) -> urls.URL:
 
 def served_by_gate(page: str) -> bool:
     """Whether ``page`` already went through gate: its injected elements carry ``data-gate``."""
-    return any(el.get("data-gate") is not None for el in _html5lib().parse(page, treebuilder="etree").iter()
-               if isinstance(el.tag, str))
+    return any(
+        el.get("data-gate") is not None
+        for el in _html5lib().parse(page, treebuilder="etree").iter()
+        if isinstance(el.tag, str)
+    )
 
 
 def tags_of(ref: Ref, registry: Registry, base: urls.URL) -> frozenset[str]:
@@ -148,8 +152,9 @@ def parse_consent(spec: str, registry: Registry) -> frozenset[str]:
         named = [p.strip() for p in spec.removeprefix("purposes=").split(",") if p.strip()]
         unknown = [p for p in named if p not in registry.purposes]
         if unknown:
-            raise ConfigError("command line", "--consent",
-                              f"unknown purpose '{unknown[0]}' (known: {', '.join(registry.purposes)})")
+            raise ConfigError(
+                "command line", "--consent", f"unknown purpose '{unknown[0]}' (known: {', '.join(registry.purposes)})"
+            )
         return frozenset(named)
     raise ConfigError("command line", "--consent", f"expected accept_all, reject_all or purposes=a,b, got {spec!r}")
 
@@ -161,20 +166,30 @@ def gate_page(page: bytes, codec: str, plan: PagePlan) -> tuple[bytes, Outcome]:
     return stream.feed(page) + stream.close(), rewriter.outcome
 
 
-def scan(page: bytes, page_url: str, registry: Registry, consent: str = "reject_all",
-         content_type: str | None = None, source: str | None = None) -> Report:
+def scan(
+    page: bytes,
+    page_url: str,
+    registry: Registry,
+    consent: str = "reject_all",
+    content_type: str | None = None,
+    source: str | None = None,
+) -> Report:
     """Scan ``page`` (bytes as served at ``page_url``) under ``consent`` (see parse_consent)."""
     parsed_url = urls.parse(page_url)
     if parsed_url is None:
         raise ConfigError("command line", "--base", f"expected an absolute URL, got {page_url!r}")
-    codec = charset.sniff(content_type, page[:charset.PRESCAN_BYTES])
+    codec = charset.sniff(content_type, page[: charset.PRESCAN_BYTES])
     accepted = parse_consent(consent, registry)
     allowed = decide(registry, accepted).allowed_tags(registry)
     gated, outcome = gate_page(page, codec, PagePlan(registry=registry, allowed=allowed, base_url=parsed_url))
     before, after = page.decode(codec, "replace"), gated.decode(codec, "replace")
     if served_by_gate(before):  # its refused tags are gone already: a scan would find none and mislead
-        raise ConfigError(source or page_url, "", "this page was served through gate (it carries gate's "
-                          "data-gate elements), so refused tags are already stripped: scan the origin's URL")
+        raise ConfigError(
+            source or page_url,
+            "",
+            "this page was served through gate (it carries gate's "
+            "data-gate elements), so refused tags are already stripped: scan the origin's URL",
+        )
     report = Report(source or page_url, page_url, codec, consent, allowed, registry, outcome=outcome)
 
     base, base_after = base_of(before, parsed_url), base_of(after, parsed_url)
@@ -214,17 +229,24 @@ def _fetch(url: str) -> tuple[bytes, str, str | None]:
     import httpx
 
     try:
-        with (httpx.Client(follow_redirects=True, timeout=FETCH_TIMEOUT,
-                           headers={"user-agent": f"gate-scan/{__version__}"}) as client,
-              client.stream("GET", url) as response):
+        with (
+            httpx.Client(
+                follow_redirects=True, timeout=FETCH_TIMEOUT, headers={"user-agent": f"gate-scan/{__version__}"}
+            ) as client,
+            client.stream("GET", url) as response,
+        ):
             body = bytearray()
             for chunk in response.iter_bytes():
                 body += chunk
                 if len(body) > MAX_BYTES:
                     raise ConfigError(url, "", f"page larger than {MAX_BYTES} bytes")
             if "gate-tags" in response.headers:
-                raise ConfigError(url, "", "this page was served through gate (its response has a Gate-Tags "
-                                  "header), so refused tags are already stripped: scan the origin's URL")
+                raise ConfigError(
+                    url,
+                    "",
+                    "this page was served through gate (its response has a Gate-Tags "
+                    "header), so refused tags are already stripped: scan the origin's URL",
+                )
             return bytes(body), str(response.url), response.headers.get("content-type")
     except httpx.HTTPError as e:
         raise ConfigError(url, "", f"cannot fetch: {type(e).__name__}: {e}") from None
@@ -234,17 +256,33 @@ def _fetch(url: str) -> tuple[bytes, str, str | None]:
 def as_json(report: Report) -> dict[str, Any]:
     registry = report.registry
     return {
-        "source": report.source, "page_url": report.page_url, "charset": report.charset,
-        "consent": report.consent, "allowed": sorted(report.allowed),
-        "tags": [{"tag": t, "vendor": registry.tags[t].vendor, "purposes": sorted(registry.tags[t].purposes),
-                  "result": "kept" if p.kept else "stripped", "element": p.ref.element, "where": p.ref.where,
-                  "value": _snippet(p.ref.value, 300)} for p in report.places for t in sorted(p.tags)],
-        "summary": {"kept": sorted({t for p in report.places if p.kept for t in p.tags}),
-                    "stripped": sorted({t for p in report.places if not p.kept for t in p.tags}),
-                    "uncertain": report.outcome.uncertain if report.outcome else 0,
-                    "leaks": sorted(report.leaks)},
-        "undeclared_hosts": [{"host": h, "count": sum(c.values()), "where": sorted(c)}
-                             for h, c in sorted(report.undeclared.items())],
+        "source": report.source,
+        "page_url": report.page_url,
+        "charset": report.charset,
+        "consent": report.consent,
+        "allowed": sorted(report.allowed),
+        "tags": [
+            {
+                "tag": t,
+                "vendor": registry.tags[t].vendor,
+                "purposes": sorted(registry.tags[t].purposes),
+                "result": "kept" if p.kept else "stripped",
+                "element": p.ref.element,
+                "where": p.ref.where,
+                "value": _snippet(p.ref.value, 300),
+            }
+            for p in report.places
+            for t in sorted(p.tags)
+        ],
+        "summary": {
+            "kept": sorted({t for p in report.places if p.kept for t in p.tags}),
+            "stripped": sorted({t for p in report.places if not p.kept for t in p.tags}),
+            "uncertain": report.outcome.uncertain if report.outcome else 0,
+            "leaks": sorted(report.leaks),
+        },
+        "undeclared_hosts": [
+            {"host": h, "count": sum(c.values()), "where": sorted(c)} for h, c in sorted(report.undeclared.items())
+        ],
     }
 
 
@@ -252,8 +290,17 @@ def as_text(report: Report) -> str:
     data = as_json(report)
     allowed = ", ".join(data["allowed"]) or "none"
     lines = [f"{report.source}: charset {report.charset}, consent {report.consent} (tags allowed: {allowed})", ""]
-    rows = [(t["tag"], t["vendor"], ",".join(t["purposes"]), t["result"], f"{t['element']} {t['where']}",
-             _snippet(t["value"], 60)) for t in data["tags"]]
+    rows = [
+        (
+            t["tag"],
+            t["vendor"],
+            ",".join(t["purposes"]),
+            t["result"],
+            f"{t['element']} {t['where']}",
+            _snippet(t["value"], 60),
+        )
+        for t in data["tags"]
+    ]
     lines.append(f"Tags found: {len(rows)} in {len(report.places)} places")
     if rows:
         lines += table(("TAG", "VENDOR", "PURPOSES", "RESULT", "WHERE", "FOUND"), rows)
@@ -266,7 +313,9 @@ def as_text(report: Report) -> str:
     hosts = data["undeclared_hosts"]
     lines += ["", f"Third-party hosts no vendor declares: {len(hosts)}"]
     if hosts:
-        lines += table(("HOST", "PLACES", "WHERE"), [(h["host"], str(h["count"]), ", ".join(h["where"])) for h in hosts])
+        lines += table(
+            ("HOST", "PLACES", "WHERE"), [(h["host"], str(h["count"]), ", ".join(h["where"])) for h in hosts]
+        )
     return "\n".join(lines)
 
 

@@ -127,8 +127,10 @@ class GateProtocol(HttpToolsProtocol):
             return
         reason = _REASONS[status]
         log.info("%s %s from %s", status, reason.decode(), self.client[0] if self.client else "?")
-        self.transport.write(b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n"
-                             b"connection: close\r\n\r\n%s\n" % (status, reason, len(reason) + 1, reason))
+        self.transport.write(
+            b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n"
+            b"connection: close\r\n\r\n%s\n" % (status, reason, len(reason) + 1, reason)
+        )
         self.transport.close()
 
     # -- writes: a visitor who stopped reading ---------------------------------------------------
@@ -164,14 +166,19 @@ def configure(conf: Settings) -> None:
 
 
 def _limits(conf: Settings) -> dict[str, Any]:
-    return {"max_header_bytes": conf.max_request_header_bytes, "header_timeout": conf.client_header_timeout,
-            "write_timeout": conf.client_write_timeout}
+    return {
+        "max_header_bytes": conf.max_request_header_bytes,
+        "header_timeout": conf.client_header_timeout,
+        "write_timeout": conf.client_write_timeout,
+    }
 
 
 def options(conf: Settings) -> dict[str, Any]:
     """uvicorn's options for ``conf`` that bound connections (the caller adds the rest)."""
-    return {"http": "gate.server:GateProtocol" if conf.workers > 1 else protocol(conf),
-            "timeout_keep_alive": conf.keep_alive_timeout}
+    return {
+        "http": "gate.server:GateProtocol" if conf.workers > 1 else protocol(conf),
+        "timeout_keep_alive": conf.keep_alive_timeout,
+    }
 
 
 def raise_open_files_limit() -> tuple[int, int]:

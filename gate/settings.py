@@ -178,13 +178,18 @@ def _site(raw: Any, file: str, i: int, top_upstream: str | None) -> Site:
     if "tag_purposes" in raw:
         tp = raw["tag_purposes"]
         if not isinstance(tp, dict) or not all(isinstance(v, list) for v in tp.values()):
-            raise ConfigError(file, f"{key}.tag_purposes", 'expected a table such as { "google.tag_manager" = ["improvement"] }')
+            raise ConfigError(
+                file, f"{key}.tag_purposes", 'expected a table such as { "google.tag_manager" = ["improvement"] }'
+            )
         kw["tag_purposes"] = {k: tuple(v) for k, v in tp.items()}
     if "csp_hosts" in raw:
         hosts = raw["csp_hosts"]
         if not isinstance(hosts, list) or not all(isinstance(h, str) and _CSP_HOST.match(h) for h in hosts):
-            raise ConfigError(file, f"{key}.csp_hosts", 'expected a list of hosts such as ["cdn.example.jp", '
-                                                        '"*.example.jp", "https://api.example.jp"]')
+            raise ConfigError(
+                file,
+                f"{key}.csp_hosts",
+                'expected a list of hosts such as ["cdn.example.jp", "*.example.jp", "https://api.example.jp"]',
+            )
         kw["csp_hosts"] = tuple(h.lower() for h in hosts)
     for name in ("personal_data", "notice_link"):
         if name in raw:
@@ -193,38 +198,54 @@ def _site(raw: Any, file: str, i: int, top_upstream: str | None) -> Site:
             kw[name] = raw[name]
     if "settings_button" in raw:
         if raw["settings_button"] not in CORNERS:
-            raise ConfigError(file, f"{key}.settings_button",
-                              f"expected one of {', '.join(CORNERS)}, got {raw['settings_button']!r}")
+            raise ConfigError(
+                file, f"{key}.settings_button", f"expected one of {', '.join(CORNERS)}, got {raw['settings_button']!r}"
+            )
         kw["settings_button"] = raw["settings_button"]
     if "settings_button_offset" in raw:
-        kw["settings_button_offset"] = _number(raw["settings_button_offset"], file, f"{key}.settings_button_offset",
-                                               int, 0, 500)
+        kw["settings_button_offset"] = _number(
+            raw["settings_button_offset"], file, f"{key}.settings_button_offset", int, 0, 500
+        )
     for name in ("information", "information_en", "tag_cookies"):
         if name in raw:
             table = raw[name]
-            if not isinstance(table, dict) or not all(isinstance(v, list) and all(isinstance(x, str) and x for x in v)
-                                                      for v in table.values()):
-                raise ConfigError(file, f"{key}.{name}", 'expected a table of tag id = [strings], such as '
-                                                         '{ "google.analytics" = ["閲覧した求人のIDとタイトル"] }')
+            if not isinstance(table, dict) or not all(
+                isinstance(v, list) and all(isinstance(x, str) and x for x in v) for v in table.values()
+            ):
+                raise ConfigError(
+                    file,
+                    f"{key}.{name}",
+                    "expected a table of tag id = [strings], such as "
+                    '{ "google.analytics" = ["閲覧した求人のIDとタイトル"] }',
+                )
             kw[name] = {k: tuple(v) for k, v in table.items()}
     if "undeclared" in raw:
         if raw["undeclared"] not in UNDECLARED:
-            raise ConfigError(file, f"{key}.undeclared",
-                              f"expected one of {', '.join(UNDECLARED)}, got {raw['undeclared']!r}")
+            raise ConfigError(
+                file, f"{key}.undeclared", f"expected one of {', '.join(UNDECLARED)}, got {raw['undeclared']!r}"
+            )
         kw["undeclared"] = raw["undeclared"]
     if "allow_hosts" in raw:
         allow = raw["allow_hosts"]
-        if not isinstance(allow, dict) or not all(isinstance(h, str) and _HOST.match(h) and isinstance(why, str)
-                                                  and why.strip() for h, why in allow.items()):
-            raise ConfigError(file, f"{key}.allow_hosts", 'expected a table of host = "reason", such as '
-                                                          '{ "cdn.example.jp" = "our images", '
-                                                          '"www.youtube-nocookie.com" = "job videos" }')
+        if not isinstance(allow, dict) or not all(
+            isinstance(h, str) and _HOST.match(h) and isinstance(why, str) and why.strip() for h, why in allow.items()
+        ):
+            raise ConfigError(
+                file,
+                f"{key}.allow_hosts",
+                'expected a table of host = "reason", such as '
+                '{ "cdn.example.jp" = "our images", '
+                '"www.youtube-nocookie.com" = "job videos" }',
+            )
         kw["allow_hosts"] = {h.lower(): why.strip() for h, why in allow.items()}
     if "form_paths" in raw:
         paths = raw["form_paths"]
         if not isinstance(paths, list) or not all(isinstance(x, str) and _FORM_PATH.match(x) for x in paths):
-            raise ConfigError(file, f"{key}.form_paths", 'expected a list of paths such as ["/apply", '
-                                                         '"/jobs/*/apply"], * standing for one path segment')
+            raise ConfigError(
+                file,
+                f"{key}.form_paths",
+                'expected a list of paths such as ["/apply", "/jobs/*/apply"], * standing for one path segment',
+            )
         kw["form_paths"] = tuple(paths)
     return Site(**kw)
 
@@ -251,7 +272,9 @@ def _networks(value: Any, file: str, key: str) -> tuple[str, ...]:
         try:
             out.append(str(ipaddress.ip_network(item, strict=False)))
         except ValueError:
-            raise ConfigError(file, key, f"expected an IP address or network such as 10.0.0.0/8, got {item!r}") from None
+            raise ConfigError(
+                file, key, f"expected an IP address or network such as 10.0.0.0/8, got {item!r}"
+            ) from None
     return tuple(out)
 
 
@@ -275,8 +298,9 @@ def form_path_matcher(paths: tuple[str, ...]) -> re.Pattern[str] | None:
     """One compiled pattern for a site's form_paths (None when it has none)."""
     if not paths:
         return None
-    parts = ("/".join("[^/]+" if seg == "*" else re.escape(seg) for seg in p.rstrip("/").split("/")) + "/?"
-             for p in paths)
+    parts = (
+        "/".join("[^/]+" if seg == "*" else re.escape(seg) for seg in p.rstrip("/").split("/")) + "/?" for p in paths
+    )
     return re.compile("^(?:" + "|".join(parts) + ")$")
 
 
@@ -303,8 +327,9 @@ def _recording(pick: Any) -> dict[str, Any]:
     value, where, key = pick("path_templates")
     if value is not None:
         if not isinstance(value, list) or not all(isinstance(t, str) and _TEMPLATE.match(t) for t in value):
-            raise ConfigError(where, key, 'expected a list of paths such as ["/jobs/{id}"], {name} standing for '
-                                          "one path segment")
+            raise ConfigError(
+                where, key, 'expected a list of paths such as ["/jobs/{id}"], {name} standing for one path segment'
+            )
         kw["path_templates"] = tuple(value)
     return kw
 
@@ -353,15 +378,21 @@ def load(flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None =
 
     kw: dict[str, Any] = {}
     for name, env_name, kind, minimum in (
-        ("port", "GATE_PORT", int, 0), ("workers", "GATE_WORKERS", int, 1),
-        ("consent_max_age_days", None, int, 1), ("upstream_connect_timeout", None, float, 0.01),
-        ("upstream_read_timeout", None, float, 0.01), ("upstream_max_connections", None, int, 1),
-        ("carry_over_bytes", None, int, 4096), ("max_consent_body", None, int, 256),
+        ("port", "GATE_PORT", int, 0),
+        ("workers", "GATE_WORKERS", int, 1),
+        ("consent_max_age_days", None, int, 1),
+        ("upstream_connect_timeout", None, float, 0.01),
+        ("upstream_read_timeout", None, float, 0.01),
+        ("upstream_max_connections", None, int, 1),
+        ("carry_over_bytes", None, int, 4096),
+        ("max_consent_body", None, int, 256),
         ("max_page_bytes", None, int, 65536),
         ("reconsent_days", None, int, 1),
         ("shutdown_timeout", None, float, 0),
-        ("upstream_response_timeout", None, float, 0.01), ("client_header_timeout", None, float, 0.01),
-        ("client_write_timeout", None, float, 0.01), ("keep_alive_timeout", None, float, 0.01),
+        ("upstream_response_timeout", None, float, 0.01),
+        ("client_header_timeout", None, float, 0.01),
+        ("client_write_timeout", None, float, 0.01),
+        ("keep_alive_timeout", None, float, 0.01),
         ("max_request_header_bytes", None, int, 1024),
     ):
         value, where, key = pick(name, env_name)
@@ -372,8 +403,9 @@ def load(flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None =
         if value is not None:
             kw[name] = _number(value, where, key, float, 0.01)
             if kw[name] > 1:
-                raise ConfigError(where, key,
-                                  f"expected a fraction of upstream_max_connections in (0, 1], got {value!r}")
+                raise ConfigError(
+                    where, key, f"expected a fraction of upstream_max_connections in (0, 1], got {value!r}"
+                )
     for name, env_name in (("host", "GATE_HOST"), ("log_level", "GATE_LOG_LEVEL")):
         value, where, key = pick(name, env_name)
         if value is not None:
@@ -395,9 +427,14 @@ def load(flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None =
     ephemeral = False
     if not keys:
         if not all(s.is_demo for s in sites):
-            raise ConfigError("environment", "GATE_SECRET_KEY",
-                              "not set: run `gate keys new` and export GATE_SECRET_KEY=<key> (newest first, comma-separated)")
+            raise ConfigError(
+                "environment",
+                "GATE_SECRET_KEY",
+                "not set: run `gate keys new` and export GATE_SECRET_KEY=<key> (newest first, comma-separated)",
+            )
         keys, ephemeral = (secrets.token_urlsafe(32),), True
     elif any(len(k) < 16 for k in keys):
-        raise ConfigError("environment", "GATE_SECRET_KEY", "expected keys of at least 16 characters (use `gate keys new`)")
+        raise ConfigError(
+            "environment", "GATE_SECRET_KEY", "expected keys of at least 16 characters (use `gate keys new`)"
+        )
     return Settings(sites=tuple(sites), secret_keys=keys, ephemeral_key=ephemeral, config_path=config_path, **kw)

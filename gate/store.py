@@ -33,28 +33,42 @@ EXAMPLES_PER_FINDING = 5
 # Day-keyed rows: (site, day, path, …). ``day`` is the UTC date as text (YYYY-MM-DD): it sorts as it reads.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (  # 1: the ledger
-        ("CREATE TABLE gate_pages (site TEXT NOT NULL, day TEXT NOT NULL, path TEXT NOT NULL,"
-         " banner INTEGER NOT NULL, gpc INTEGER NOT NULL, n BIGINT NOT NULL,"
-         " PRIMARY KEY (site, day, path, banner, gpc))"),
-        ("CREATE TABLE gate_tags (site TEXT NOT NULL, day TEXT NOT NULL, path TEXT NOT NULL, tag TEXT NOT NULL,"
-         " outcome TEXT NOT NULL, reason TEXT NOT NULL, n BIGINT NOT NULL,"
-         " PRIMARY KEY (site, day, path, tag, outcome, reason))"),
-        ("CREATE TABLE gate_decisions (site TEXT NOT NULL, day TEXT NOT NULL, choice TEXT NOT NULL,"
-         " method TEXT NOT NULL, n BIGINT NOT NULL, PRIMARY KEY (site, day, choice, method))"),
-        ("CREATE TABLE gate_purposes (site TEXT NOT NULL, day TEXT NOT NULL, purpose TEXT NOT NULL,"
-         " accepted INTEGER NOT NULL, n BIGINT NOT NULL, PRIMARY KEY (site, day, purpose, accepted))"),
-        ("CREATE TABLE gate_findings (site TEXT NOT NULL, day TEXT NOT NULL, kind TEXT NOT NULL,"
-         " subject TEXT NOT NULL, n BIGINT NOT NULL, PRIMARY KEY (site, day, kind, subject))"),
-        ("CREATE TABLE gate_examples (site TEXT NOT NULL, kind TEXT NOT NULL, subject TEXT NOT NULL,"
-         " path TEXT NOT NULL, day TEXT NOT NULL, PRIMARY KEY (site, kind, subject, path))"),
+        (
+            "CREATE TABLE gate_pages (site TEXT NOT NULL, day TEXT NOT NULL, path TEXT NOT NULL,"
+            " banner INTEGER NOT NULL, gpc INTEGER NOT NULL, n BIGINT NOT NULL,"
+            " PRIMARY KEY (site, day, path, banner, gpc))"
+        ),
+        (
+            "CREATE TABLE gate_tags (site TEXT NOT NULL, day TEXT NOT NULL, path TEXT NOT NULL, tag TEXT NOT NULL,"
+            " outcome TEXT NOT NULL, reason TEXT NOT NULL, n BIGINT NOT NULL,"
+            " PRIMARY KEY (site, day, path, tag, outcome, reason))"
+        ),
+        (
+            "CREATE TABLE gate_decisions (site TEXT NOT NULL, day TEXT NOT NULL, choice TEXT NOT NULL,"
+            " method TEXT NOT NULL, n BIGINT NOT NULL, PRIMARY KEY (site, day, choice, method))"
+        ),
+        (
+            "CREATE TABLE gate_purposes (site TEXT NOT NULL, day TEXT NOT NULL, purpose TEXT NOT NULL,"
+            " accepted INTEGER NOT NULL, n BIGINT NOT NULL, PRIMARY KEY (site, day, purpose, accepted))"
+        ),
+        (
+            "CREATE TABLE gate_findings (site TEXT NOT NULL, day TEXT NOT NULL, kind TEXT NOT NULL,"
+            " subject TEXT NOT NULL, n BIGINT NOT NULL, PRIMARY KEY (site, day, kind, subject))"
+        ),
+        (
+            "CREATE TABLE gate_examples (site TEXT NOT NULL, kind TEXT NOT NULL, subject TEXT NOT NULL,"
+            " path TEXT NOT NULL, day TEXT NOT NULL, PRIMARY KEY (site, kind, subject, path))"
+        ),
         # Retention deletes by day across sites; the two big tables get an index for it.
         "CREATE INDEX gate_pages_day ON gate_pages (day)",
         "CREATE INDEX gate_tags_day ON gate_tags (day)",
     ),
     (  # 2: proof of consent
-        ("CREATE TABLE gate_receipts (rid TEXT PRIMARY KEY, consent_id TEXT NOT NULL, at BIGINT NOT NULL,"
-         " site TEXT NOT NULL, policy_version TEXT NOT NULL, choice TEXT NOT NULL, accepted TEXT NOT NULL,"
-         " refused TEXT NOT NULL, vendors_refused TEXT NOT NULL, method TEXT NOT NULL, page TEXT NOT NULL)"),
+        (
+            "CREATE TABLE gate_receipts (rid TEXT PRIMARY KEY, consent_id TEXT NOT NULL, at BIGINT NOT NULL,"
+            " site TEXT NOT NULL, policy_version TEXT NOT NULL, choice TEXT NOT NULL, accepted TEXT NOT NULL,"
+            " refused TEXT NOT NULL, vendors_refused TEXT NOT NULL, method TEXT NOT NULL, page TEXT NOT NULL)"
+        ),
         "CREATE INDEX gate_receipts_consent ON gate_receipts (consent_id)",
         "CREATE INDEX gate_receipts_at ON gate_receipts (at)",
     ),
@@ -62,7 +76,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TABLE gate_batches (bid TEXT PRIMARY KEY, at BIGINT NOT NULL)",
     ),
     (  # 4: what the visitor was shown (issue 11): the text's hash, language, Sec-GPC, recipients listed,
-       # and the recipients given a separate consent to personal data from forms
+        # and the recipients given a separate consent to personal data from forms
         "ALTER TABLE gate_receipts ADD COLUMN text_hash TEXT NOT NULL DEFAULT ''",
         "ALTER TABLE gate_receipts ADD COLUMN lang TEXT NOT NULL DEFAULT ''",
         "ALTER TABLE gate_receipts ADD COLUMN gpc INTEGER NOT NULL DEFAULT 0",
@@ -81,7 +95,6 @@ class StoreError(Exception):
     """The store cannot be opened or written; the caller keeps its batch and retries."""
 
 
-
 def use_wal(conn: sqlite3.Connection, seconds: float) -> None:
     """Put a SQLite connection in WAL mode, retrying for up to ``seconds``: switching a new file to WAL
     ignores the busy timeout while another process does the same."""
@@ -94,6 +107,7 @@ def use_wal(conn: sqlite3.Connection, seconds: float) -> None:
             if time.monotonic() >= deadline:
                 raise
             time.sleep(0.05)
+
 
 @dataclass(frozen=True)
 class Receipt:
@@ -175,28 +189,34 @@ def _folded(counts: dict[tuple, int], fold: dict[tuple[str, str, str], str]) -> 
 
 def _upsert(table: str, key: Sequence[str]) -> str:
     columns = ", ".join(key)
-    return (f"INSERT INTO {table} ({columns}, n) VALUES ({', '.join('?' * (len(key) + 1))})"
-            f" ON CONFLICT ({columns}) DO UPDATE SET n = {table}.n + excluded.n")
+    return (
+        f"INSERT INTO {table} ({columns}, n) VALUES ({', '.join('?' * (len(key) + 1))})"
+        f" ON CONFLICT ({columns}) DO UPDATE SET n = {table}.n + excluded.n"
+    )
 
 
-_EXAMPLE = ("INSERT INTO gate_examples (site, kind, subject, path, day)"
-            " SELECT CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT)"
-            " WHERE (SELECT COUNT(*) FROM gate_examples WHERE site = ? AND kind = ? AND subject = ?) < ?"
-            " ON CONFLICT (site, kind, subject, path) DO NOTHING")
-_RECEIPT = (f"INSERT INTO gate_receipts ({', '.join(RECEIPT_COLUMNS)}) VALUES ({', '.join('?' * len(RECEIPT_COLUMNS))})"
-            " ON CONFLICT (rid) DO NOTHING")
+_EXAMPLE = (
+    "INSERT INTO gate_examples (site, kind, subject, path, day)"
+    " SELECT CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT)"
+    " WHERE (SELECT COUNT(*) FROM gate_examples WHERE site = ? AND kind = ? AND subject = ?) < ?"
+    " ON CONFLICT (site, kind, subject, path) DO NOTHING"
+)
+_RECEIPT = (
+    f"INSERT INTO gate_receipts ({', '.join(RECEIPT_COLUMNS)}) VALUES ({', '.join('?' * len(RECEIPT_COLUMNS))})"
+    " ON CONFLICT (rid) DO NOTHING"
+)
 _RANGE = "site = ? AND day >= ? AND day <= ?"
 QUERIES = {  # the report's reads: (site, first day, last day)
     "pages": f"SELECT day, banner, gpc, CAST(SUM(n) AS BIGINT) FROM gate_pages WHERE {_RANGE} GROUP BY day, banner, gpc",
     "paths": f"SELECT path, CAST(SUM(n) AS BIGINT) FROM gate_pages WHERE {_RANGE} GROUP BY path",
     "tags": f"SELECT day, tag, outcome, reason, CAST(SUM(n) AS BIGINT) FROM gate_tags WHERE {_RANGE}"
-            " GROUP BY day, tag, outcome, reason",
+    " GROUP BY day, tag, outcome, reason",
     "decisions": f"SELECT day, choice, method, CAST(SUM(n) AS BIGINT) FROM gate_decisions WHERE {_RANGE}"
-                 " GROUP BY day, choice, method",
+    " GROUP BY day, choice, method",
     "purposes": f"SELECT day, purpose, accepted, CAST(SUM(n) AS BIGINT) FROM gate_purposes WHERE {_RANGE}"
-                " GROUP BY day, purpose, accepted",
+    " GROUP BY day, purpose, accepted",
     "findings": f"SELECT day, kind, subject, CAST(SUM(n) AS BIGINT) FROM gate_findings WHERE {_RANGE}"
-                " GROUP BY day, kind, subject",
+    " GROUP BY day, kind, subject",
 }
 
 
@@ -284,14 +304,21 @@ class Store:
             row = cur.fetchone()
             version = int(row[0]) if row else 0
             if version > SCHEMA_VERSION:
-                raise StoreError(f"{self.where}: schema version {version} is newer than this gate knows "
-                                 f"({SCHEMA_VERSION}); upgrade gate")
+                raise StoreError(
+                    f"{self.where}: schema version {version} is newer than this gate knows "
+                    f"({SCHEMA_VERSION}); upgrade gate"
+                )
             for statements in MIGRATIONS[version:]:
                 for statement in statements:
                     cur.execute(statement)
             if version < SCHEMA_VERSION:
-                cur.execute(self._sql("INSERT INTO gate_meta (key, value) VALUES (?, ?) ON CONFLICT (key)"
-                                      " DO UPDATE SET value = excluded.value"), ("schema_version", str(SCHEMA_VERSION)))
+                cur.execute(
+                    self._sql(
+                        "INSERT INTO gate_meta (key, value) VALUES (?, ?) ON CONFLICT (key)"
+                        " DO UPDATE SET value = excluded.value"
+                    ),
+                    ("schema_version", str(SCHEMA_VERSION)),
+                )
 
     def schema_version(self) -> int:
         return int(self._read("SELECT value FROM gate_meta WHERE key = ?", ("schema_version",))[0][0])
@@ -301,8 +328,10 @@ class Store:
         """One transaction for the whole batch: all of it lands, or none (and the caller retries).
         False when this batch (by its ``bid``) was written before: nothing is counted twice."""
         with self._transaction() as cur:
-            cur.execute(self._sql("INSERT INTO gate_batches (bid, at) VALUES (?, ?) ON CONFLICT (bid) DO NOTHING"),
-                        (batch.bid, int(time.time())))
+            cur.execute(
+                self._sql("INSERT INTO gate_batches (bid, at) VALUES (?, ?) ON CONFLICT (bid) DO NOTHING"),
+                (batch.bid, int(time.time())),
+            )
             if cur.rowcount == 0:
                 return False
             fold = self._path_folder(cur, batch)
@@ -314,9 +343,13 @@ class Store:
                 if rows:
                     cur.executemany(self._sql(_upsert(table, key)), rows)
             if batch.examples:
-                cur.executemany(self._sql(_EXAMPLE), [
-                    (site, kind, subject, path, day, site, kind, subject, EXAMPLES_PER_FINDING)
-                    for (site, kind, subject, path), day in sorted(batch.examples.items())])
+                cur.executemany(
+                    self._sql(_EXAMPLE),
+                    [
+                        (site, kind, subject, path, day, site, kind, subject, EXAMPLES_PER_FINDING)
+                        for (site, kind, subject, path), day in sorted(batch.examples.items())
+                    ],
+                )
             if batch.receipts:
                 cur.executemany(self._sql(_RECEIPT), [astuple(r) for r in batch.receipts])
         return True
@@ -331,9 +364,13 @@ class Store:
                 paths[path] = paths.get(path, 0) + n
         out: dict[tuple[str, str, str], str] = {}
         for (site, day), paths in seen.items():
-            cur.execute(self._sql("SELECT path FROM gate_pages WHERE site = ? AND day = ?"
-                                  " UNION SELECT path FROM gate_tags WHERE site = ? AND day = ?"),
-                        (site, day, site, day))
+            cur.execute(
+                self._sql(
+                    "SELECT path FROM gate_pages WHERE site = ? AND day = ?"
+                    " UNION SELECT path FROM gate_tags WHERE site = ? AND day = ?"
+                ),
+                (site, day, site, day),
+            )
             known = {r[0] for r in cur.fetchall()}
             for path in sorted(paths, key=lambda p: -paths[p]):
                 if path not in known and path != OTHER_PATH:
@@ -346,8 +383,14 @@ class Store:
     def prune(self, before_day: str, receipts_before: int) -> None:
         """Retention: drop day rows older than ``before_day`` and receipts older than ``receipts_before``."""
         with self._transaction() as cur:
-            for table in ("gate_pages", "gate_tags", "gate_decisions", "gate_purposes", "gate_findings",
-                          "gate_examples"):
+            for table in (
+                "gate_pages",
+                "gate_tags",
+                "gate_decisions",
+                "gate_purposes",
+                "gate_findings",
+                "gate_examples",
+            ):
                 cur.execute(self._sql(f"DELETE FROM {table} WHERE day < ?"), (before_day,))
             cur.execute(self._sql("DELETE FROM gate_receipts WHERE at < ?"), (receipts_before,))
             cur.execute(self._sql("DELETE FROM gate_batches WHERE at < ?"), (int(time.time()) - BATCHES_KEPT,))
@@ -363,26 +406,35 @@ class Store:
         return self._read(QUERIES[name], (site, first_day, last_day))
 
     def examples(self, site: str) -> list[tuple[str, str, str, str]]:
-        return self._read("SELECT kind, subject, path, day FROM gate_examples WHERE site = ?"  # type: ignore[return-value]
-                          " ORDER BY kind, subject, day, path", (site,))
+        return self._read(
+            "SELECT kind, subject, path, day FROM gate_examples WHERE site = ?"  # type: ignore[return-value]
+            " ORDER BY kind, subject, day, path",
+            (site,),
+        )
 
     def sites(self) -> list[str]:
-        rows = self._read("SELECT DISTINCT site FROM gate_pages UNION SELECT DISTINCT site FROM gate_decisions"
-                          " UNION SELECT DISTINCT site FROM gate_tags")
+        rows = self._read(
+            "SELECT DISTINCT site FROM gate_pages UNION SELECT DISTINCT site FROM gate_decisions"
+            " UNION SELECT DISTINCT site FROM gate_tags"
+        )
         return sorted(r[0] for r in rows)
 
     def receipts_for(self, consent_id: str) -> list[Receipt]:
-        rows = self._read(f"SELECT {', '.join(RECEIPT_COLUMNS)} FROM gate_receipts WHERE consent_id = ?"
-                          " ORDER BY at, rid", (consent_id,))
+        rows = self._read(
+            f"SELECT {', '.join(RECEIPT_COLUMNS)} FROM gate_receipts WHERE consent_id = ? ORDER BY at, rid",
+            (consent_id,),
+        )
         return [Receipt(*r) for r in rows]
 
     def receipts_between(self, since: int, until: int, page: int = 1000) -> Iterator[Receipt]:
         """Receipts with since <= at < until, oldest first, read ``page`` rows at a time."""
         after: tuple[int, str] = (since - 1, "\uffff")
         while True:
-            rows = self._read(f"SELECT {', '.join(RECEIPT_COLUMNS)} FROM gate_receipts WHERE at < ?"
-                              " AND (at > ? OR (at = ? AND rid > ?)) ORDER BY at, rid LIMIT ?",
-                              (until, after[0], after[0], after[1], page))
+            rows = self._read(
+                f"SELECT {', '.join(RECEIPT_COLUMNS)} FROM gate_receipts WHERE at < ?"
+                " AND (at > ? OR (at = ? AND rid > ?)) ORDER BY at, rid LIMIT ?",
+                (until, after[0], after[0], after[1], page),
+            )
             for r in rows:
                 yield Receipt(*r)
             if len(rows) < page:

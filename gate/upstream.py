@@ -22,14 +22,23 @@ from .errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from .settings import Settings, Site
 
 DEMO_BASE = "http://demo.invalid"
-HOP_BY_HOP = frozenset({
-    "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization",
-    "te", "trailer", "trailers", "transfer-encoding", "upgrade",
-})
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
 # Not hop-by-hop, but ours to answer: uvicorn already sent the 100 Continue. X-Forwarded-*: gate.forwarded
 # decided what to believe; we send our own.
-_REQUEST_DROP = frozenset({"host", "expect", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host",
-                           "forwarded"})
+_REQUEST_DROP = frozenset({"host", "expect", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded"})
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 7230 token: a Forwarded value needing no quotes
 # The server gate runs in dates every answer itself; two Date headers would disagree (nginx drops it too).
 _RESPONSE_DROP = frozenset({"date"})
@@ -40,23 +49,38 @@ class Upstream:
 
     def __init__(self, settings: Settings) -> None:
         n = settings.upstream_max_connections
-        self.timeout = httpx.Timeout(connect=settings.upstream_connect_timeout, read=settings.upstream_read_timeout,
-                                     write=settings.upstream_read_timeout, pool=settings.upstream_connect_timeout)
+        self.timeout = httpx.Timeout(
+            connect=settings.upstream_connect_timeout,
+            read=settings.upstream_read_timeout,
+            write=settings.upstream_read_timeout,
+            pool=settings.upstream_connect_timeout,
+        )
         limits = httpx.Limits(max_connections=n, max_keepalive_connections=n, keepalive_expiry=30.0)
-        self.client = httpx.AsyncClient(transport=pool.transport(limits), timeout=self.timeout, trust_env=False,
-                                        follow_redirects=False, cookies=_no_cookies())
+        self.client = httpx.AsyncClient(
+            transport=pool.transport(limits),
+            timeout=self.timeout,
+            trust_env=False,
+            follow_redirects=False,
+            cookies=_no_cookies(),
+        )
         # Readiness probes get connections of their own: visitors who fill the pool (slow readers, a
         # stalling URL) must not make the instance look unready and pull it out of its load balancer.
         probes = httpx.Limits(max_connections=4, max_keepalive_connections=4, keepalive_expiry=30.0)
-        self.probe = httpx.AsyncClient(transport=pool.transport(probes), timeout=self.timeout, trust_env=False,
-                                       follow_redirects=False, cookies=_no_cookies())
+        self.probe = httpx.AsyncClient(
+            transport=pool.transport(probes),
+            timeout=self.timeout,
+            trust_env=False,
+            follow_redirects=False,
+            cookies=_no_cookies(),
+        )
         self.demo: httpx.AsyncClient | None = None
         if settings.demo:
             from .demo import create_demo_app  # only demo mode needs it
 
             transport = httpx.ASGITransport(app=create_demo_app(), raise_app_exceptions=False)
-            self.demo = httpx.AsyncClient(transport=transport, timeout=self.timeout, trust_env=False,
-                                          cookies=_no_cookies())
+            self.demo = httpx.AsyncClient(
+                transport=transport, timeout=self.timeout, trust_env=False, cookies=_no_cookies()
+            )
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -64,9 +88,15 @@ class Upstream:
         if self.demo is not None:
             await self.demo.aclose()
 
-    async def send(self, request: Request, site: Site, public_scheme: str, public_host: str,
-                   drop_cookie: Callable[[str], bool] | None = None,
-                   extra: list[tuple[bytes, bytes]] | None = None) -> httpx.Response:
+    async def send(
+        self,
+        request: Request,
+        site: Site,
+        public_scheme: str,
+        public_host: str,
+        drop_cookie: Callable[[str], bool] | None = None,
+        extra: list[tuple[bytes, bytes]] | None = None,
+    ) -> httpx.Response:
         """Forward ``request`` to the site's origin; the response's body is not read yet.
         ``drop_cookie`` names request cookies the origin must not see; ``extra`` headers are added."""
         base = DEMO_BASE if site.is_demo else site.upstream
@@ -75,8 +105,9 @@ class Upstream:
         query = request.scope.get("query_string", b"")
         url = base + target.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
         headers = request_headers(request, upstream_host(site), public_scheme, public_host, drop_cookie) + (extra or [])
-        outbound = httpx.Request(request.method, url, headers=headers, content=_body(request),
-                                 extensions={"timeout": self.timeout.as_dict()})
+        outbound = httpx.Request(
+            request.method, url, headers=headers, content=_body(request), extensions={"timeout": self.timeout.as_dict()}
+        )
         try:
             return await client.send(outbound, stream=True)
         except httpx.TransportError as e:
@@ -140,8 +171,13 @@ def _connection_named(raw: list[tuple[bytes, bytes]]) -> set[str]:
     return names
 
 
-def request_headers(request: Request, host: str | None, public_scheme: str, public_host: str,
-                    drop_cookie: Callable[[str], bool] | None = None) -> list[tuple[bytes, bytes]]:
+def request_headers(
+    request: Request,
+    host: str | None,
+    public_scheme: str,
+    public_host: str,
+    drop_cookie: Callable[[str], bool] | None = None,
+) -> list[tuple[bytes, bytes]]:
     """The visitor's headers as the origin should see them (without the cookies ``drop_cookie`` names).
     ``host``: the Host to send, None for the visitor's (``public_host``); X-Forwarded-* and Forwarded
     always say what the visitor asked for."""
@@ -193,8 +229,7 @@ def filter_cookie_header(value: str, drop: Callable[[str], bool]) -> str:
 
 def _decodable_only(accept_encoding: str) -> str:
     """Ask only for codings we can decode: an HTML page we cannot read cannot be gated."""
-    kept = [t.strip() for t in accept_encoding.split(",")
-            if t.split(";")[0].strip().lower() in DECODABLE]
+    kept = [t.strip() for t in accept_encoding.split(",") if t.split(";")[0].strip().lower() in DECODABLE]
     return ", ".join(kept) or "identity"
 
 
@@ -217,7 +252,7 @@ class OriginMap:
         parts = urlsplit(absolute)
         if not parts.scheme or not parts.netloc or _origin_key(parts.scheme, parts.netloc) not in self.origins:
             return value
-        return self.public + absolute[len(parts.scheme) + 3 + len(parts.netloc):]
+        return self.public + absolute[len(parts.scheme) + 3 + len(parts.netloc) :]
 
 
 def _origin_key(scheme: str, netloc: str) -> tuple[str, str]:

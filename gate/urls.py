@@ -54,7 +54,7 @@ def normalise_host(host: str) -> str:
 def _split_authority(rest: str, special: bool) -> tuple[str, str]:
     """rest starts right after the slashes; returns (host, path)."""
     stop = re.search(r"[/?#\\]" if special else r"[/?#]", rest)
-    authority, path = (rest[: stop.start()], rest[stop.start():]) if stop else (rest, "")
+    authority, path = (rest[: stop.start()], rest[stop.start() :]) if stop else (rest, "")
     if "@" in authority:
         authority = authority.rsplit("@", 1)[1]
     if authority.startswith("["):
@@ -76,7 +76,7 @@ def parse(raw: str, base: URL | None = None) -> URL | None:
     m = _SCHEME.match(s)
     if m:
         scheme = m.group(1).lower()
-        rest = s[m.end():]
+        rest = s[m.end() :]
         if scheme in SPECIAL:
             if base is not None and scheme == base.scheme and not _two_slashes(rest):
                 # "https:foo" and "https:/foo" with an https base are relative to it (the special
@@ -113,7 +113,7 @@ def base_read(raw: str, base: URL) -> int:
         scheme = m.group(1).lower()
         if scheme not in SPECIAL:
             return READS_NOTHING
-        rest = s[m.end():]
+        rest = s[m.end() :]
         if scheme == base.scheme and not _two_slashes(rest):
             return _relative_read(rest.replace("\\", "/"))
         return READS_SCHEME  # parse compared it with the base's scheme

@@ -15,8 +15,8 @@ import tomllib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import NamedTuple, TypeVar
 from pathlib import Path
+from typing import NamedTuple, TypeVar
 
 from . import jsscan, urls
 from .errors import ConfigError
@@ -70,6 +70,8 @@ class Memo:
 
     def __contains__(self, key) -> bool:
         return key in self._entries
+
+
 _TAG_ID = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
 
 
@@ -156,6 +158,7 @@ def per_consent(fn: Callable[[Registry, frozenset[str]], T]) -> Callable[[Regist
                 cache.clear()
             cache[key] = (registry, value)  # the registry is held, so its id cannot be reused meanwhile
         return value
+
     return cached
 
 
@@ -176,7 +179,7 @@ def _lookup(index: Mapping[str, tuple[tuple[str, str], ...]], url: urls.URL) -> 
             if not prefix or url.path.lower().startswith(prefix):
                 found.add(owner)
         dot = host.find(".")
-        host = host[dot + 1:] if dot >= 0 else ""
+        host = host[dot + 1 :] if dot >= 0 else ""
     return found
 
 
@@ -298,7 +301,7 @@ class Registry:
                 while start > 0 and (text[start - 1].isalnum() or text[start - 1] in ".-"):
                     start -= 1
                 m = _URL_TAIL.match(text, end)
-                url = urls.parse("//" + text[start:m.end()].replace("\\/", "/"), _NO_BASE)
+                url = urls.parse("//" + text[start : m.end()].replace("\\/", "/"), _NO_BASE)
                 if url is not None:
                     found |= self.tags_for_url(url)
         return found
@@ -311,8 +314,11 @@ class Registry:
         """The tags a site carries: its vendors' tags (every vendor carried by default when None),
         narrowed by ``tags``.
         The banner, the notice and the gate all read it from here, so they cannot disagree."""
-        vendor_ids = ([v.id for v in self.vendors.values() if v.carried_by_default] if vendors is None
-                      else [v for v in vendors if v in self.vendors])
+        vendor_ids = (
+            [v.id for v in self.vendors.values() if v.carried_by_default]
+            if vendors is None
+            else [v for v in vendors if v in self.vendors]
+        )
         found = {t for v in vendor_ids for t in self.vendors[v].tags}
         return frozenset(found if tags is None else found & set(tags))
 
@@ -325,8 +331,12 @@ class Registry:
             tags[tag_id] = replace(tags[tag_id], purposes=frozenset(purposes))
         return build(self.purposes, self.vendors, tags, explicit_version=self.declared_version or None)
 
-    def with_site_words(self, information_ja: Mapping[str, Iterable[str]], information_en: Mapping[str, Iterable[str]],
-                        cookies: Mapping[str, Iterable[str]]) -> Registry:
+    def with_site_words(
+        self,
+        information_ja: Mapping[str, Iterable[str]],
+        information_en: Mapping[str, Iterable[str]],
+        cookies: Mapping[str, Iterable[str]],
+    ) -> Registry:
         """A copy where a site adds to some tags' "information sent" and cookies (so their fingerprints,
         and what a consent to them covers, change with it)."""
         if not (information_ja or information_en or cookies):
@@ -334,9 +344,12 @@ class Registry:
         tags = dict(self.tags)
         for tag_id in {*information_ja, *information_en, *cookies}:
             tag = tags[tag_id]
-            tags[tag_id] = replace(tag, information_ja=(*tag.information_ja, *information_ja.get(tag_id, ())),
-                                   information_en=(*tag.information_en, *information_en.get(tag_id, ())),
-                                   cookies=(*tag.cookies, *cookies.get(tag_id, ())))
+            tags[tag_id] = replace(
+                tag,
+                information_ja=(*tag.information_ja, *information_ja.get(tag_id, ())),
+                information_en=(*tag.information_en, *information_en.get(tag_id, ())),
+                cookies=(*tag.cookies, *cookies.get(tag_id, ())),
+            )
         return build(self.purposes, self.vendors, tags, explicit_version=self.declared_version or None)
 
     def with_undeclared(self, own_hosts: Iterable[str], strip: bool) -> Registry:
@@ -361,7 +374,7 @@ class Registry:
             if host in declared:
                 return False
             dot = host.find(".")
-            host = host[dot + 1:] if dot >= 0 else ""
+            host = host[dot + 1 :] if dot >= 0 else ""
         return True
 
     def for_site(self, carried: Iterable[str], words: str) -> Registry:
@@ -402,16 +415,30 @@ def tag_fingerprint(tag: Tag, vendor: Vendor, purposes: Mapping[str, Purpose], d
     """What a consent to ``tag`` was given to: its recipient, what it sends and the purposes it serves,
     in the words shown. When any of it changes, a consent given before no longer covers the tag (its
     service name, contact and links may change without asking again: they do not widen what is sent)."""
-    shape = [tag.id, vendor.recipient, sorted(tag.purposes), list(tag.information_ja), list(tag.information_en),
-             [(p.id, p.ja, p.en, p.summary_ja, p.summary_en) for p in purposes.values() if p.id in tag.purposes],
-             declared]
+    shape = [
+        tag.id,
+        vendor.recipient,
+        sorted(tag.purposes),
+        list(tag.information_ja),
+        list(tag.information_en),
+        [(p.id, p.ja, p.en, p.summary_ja, p.summary_en) for p in purposes.values() if p.id in tag.purposes],
+        declared,
+    ]
     return hashlib.sha256(json.dumps(shape, ensure_ascii=False).encode()).hexdigest()[:8]
 
 
-def build(purposes: Mapping[str, Purpose], vendors: Mapping[str, Vendor], tags: Mapping[str, Tag],
-          explicit_version: str | None) -> Registry:
-    domains = sorted({d.split("/")[0] for v in vendors.values() for d in v.domains}
-                     | {h.split("/")[0] for t in tags.values() for h in t.hosts}, key=len, reverse=True)
+def build(
+    purposes: Mapping[str, Purpose],
+    vendors: Mapping[str, Vendor],
+    tags: Mapping[str, Tag],
+    explicit_version: str | None,
+) -> Registry:
+    domains = sorted(
+        {d.split("/")[0] for v in vendors.values() for d in v.domains}
+        | {h.split("/")[0] for t in tags.values() for h in t.hosts},
+        key=len,
+        reverse=True,
+    )
     signatures = tuple((leading_word(p.pattern), p, t.id) for t in tags.values() for p in t.signatures)
     calls = _Calls.of(tags.values())
     word_tags: dict[str, set[str]] = {}
@@ -438,8 +465,9 @@ def build(purposes: Mapping[str, Purpose], vendors: Mapping[str, Vendor], tags: 
         _domain_words=frozenset(domains),
         _words=tuple(sorted({w for w, _, _ in signatures if w} | set(domains) | set(calls.words))),
         _word_tags={w: frozenset(ts) for w, ts in word_tags.items()},
-        fingerprints={t.id: tag_fingerprint(t, vendors[t.vendor], purposes, explicit_version or "")
-                      for t in tags.values()},
+        fingerprints={
+            t.id: tag_fingerprint(t, vendors[t.vendor], purposes, explicit_version or "") for t in tags.values()
+        },
         declared_version=explicit_version or "",
     )
 
@@ -548,10 +576,20 @@ class _Calls:
         words: dict[str, set[str]] = {_ESCAPE_WORD: set()}
         for g, ts in owners.items():
             words.setdefault(g.lower(), set()).update(ts)
-        name = re.compile(r"(?<![\w$])(?:" + "|".join(sorted(map(re.escape, owners), key=len, reverse=True))
-                          + r")(?![\w$])") if owners else None
-        return cls({g: frozenset(ts) for g, ts in owners.items()}, ids, keys,
-                   {w: frozenset(ts) for w, ts in words.items()}, name)
+        name = (
+            re.compile(
+                r"(?<![\w$])(?:" + "|".join(sorted(map(re.escape, owners), key=len, reverse=True)) + r")(?![\w$])"
+            )
+            if owners
+            else None
+        )
+        return cls(
+            {g: frozenset(ts) for g, ts in owners.items()},
+            ids,
+            keys,
+            {w: frozenset(ts) for w, ts in words.items()},
+            name,
+        )
 
     def judge(self, script: jsscan.Script, known: set[str]) -> tuple[set[str], set[str]]:
         """(tags the script calls, tags it sends personal data to); ``known``: tags found otherwise."""
@@ -573,8 +611,11 @@ class _Calls:
                     called |= owners
                 elif ref.call is not None and k == len(segments) - 1:
                     called |= self._whose(script, ref.call, owners)
-        personal = {t for t in called | known | set(users) if self.keys.get(t)
-                    and self._sends(script, self.keys[t], users.get(t, ()))}
+        personal = {
+            t
+            for t in called | known | set(users)
+            if self.keys.get(t) and self._sends(script, self.keys[t], users.get(t, ()))
+        }
         return called, personal
 
     def _whose(self, script: jsscan.Script, call: tuple[int, int], owners: frozenset[str]) -> set[str]:
@@ -583,8 +624,12 @@ class _Calls:
             return set()
         if args[-1][1] - args[0][0] > jsscan.MAX_SPAN:
             return set(owners)  # too long to read at every level of calls nested in calls: strict
-        named = {t for s in script.strings((args[0][0], args[-1][1])) for t in owners
-                 if any(p.search(s) for p in self.ids.get(t, ()))}
+        named = {
+            t
+            for s in script.strings((args[0][0], args[-1][1]))
+            for t in owners
+            if any(p.search(s) for p in self.ids.get(t, ()))
+        }
         if named:
             return named
         return set(owners) if any(script.is_opaque(a) for a in args) else set()
@@ -618,8 +663,9 @@ def _calls_of(t: Mapping, where: str, file: str) -> tuple[str, ...]:
     names = _strs(t, "calls", where, file)
     for name in names:
         if not re.fullmatch(r"[A-Za-z_$][\w$]{2,}", name):
-            raise ConfigError(file, f"{where}: calls",
-                              f"expected a JavaScript global of 3 or more characters, got {name!r}")
+            raise ConfigError(
+                file, f"{where}: calls", f"expected a JavaScript global of 3 or more characters, got {name!r}"
+            )
     return names
 
 
@@ -647,7 +693,9 @@ def leading_word(pattern: str) -> str | None:
 def _str(d: Mapping, key: str, where: str, file: str, default: str | None = None) -> str:
     v = d.get(key, default)
     if not isinstance(v, str):
-        raise ConfigError(file, f"{where}.{key}", f"expected a string, got {type(v).__name__ if v is not None else 'nothing'}")
+        raise ConfigError(
+            file, f"{where}.{key}", f"expected a string, got {type(v).__name__ if v is not None else 'nothing'}"
+        )
     return v
 
 
@@ -664,8 +712,11 @@ _STORAGE = re.compile(r"^(localStorage|sessionStorage|indexedDB):[A-Za-z0-9_.$-]
 def _storage(entries: tuple[str, ...], where: str, file: str) -> tuple[str, ...]:
     for e in entries:
         if not _STORAGE.match(e):
-            raise ConfigError(file, f"{where}: storage", f'expected "localStorage:<key>", "sessionStorage:<key>" '
-                                                         f'or "indexedDB:<database>", got {e!r}')
+            raise ConfigError(
+                file,
+                f"{where}: storage",
+                f'expected "localStorage:<key>", "sessionStorage:<key>" or "indexedDB:<database>", got {e!r}',
+            )
     return entries
 
 
@@ -704,8 +755,15 @@ def parse(raw: Mapping, file: str = "vendors.toml") -> Registry:
         n = p.get("n", len(purposes) + 1)
         if not isinstance(n, int):
             raise ConfigError(file, f"{where}.n", "expected an integer")
-        purposes[pid] = Purpose(pid, n, _str(p, "ja", where, file), _str(p, "en", where, file), refusable,
-                                _str(p, "summary_ja", where, file, ""), _str(p, "summary_en", where, file, ""))
+        purposes[pid] = Purpose(
+            pid,
+            n,
+            _str(p, "ja", where, file),
+            _str(p, "en", where, file),
+            refusable,
+            _str(p, "summary_ja", where, file, ""),
+            _str(p, "summary_en", where, file, ""),
+        )
     known = ", ".join(sorted(purposes))
     vendors: dict[str, Vendor] = {}
     tags: dict[str, Tag] = {}
@@ -734,8 +792,10 @@ def parse(raw: Mapping, file: str = "vendors.toml") -> Registry:
                 if purpose not in purposes:
                     raise ConfigError(file, twhere, f"unknown purpose '{purpose}' (known: {known})")
             tags[tid] = Tag(
-                id=tid, vendor=vid,
-                service_ja=_str(t, "service_ja", twhere, file), service_en=_str(t, "service_en", twhere, file),
+                id=tid,
+                vendor=vid,
+                service_ja=_str(t, "service_ja", twhere, file),
+                service_en=_str(t, "service_en", twhere, file),
                 purposes=frozenset(tp),
                 hosts=tuple(h.lower() for h in _strs(t, "hosts", twhere, file)),
                 url_patterns=_compile(_strs(t, "url_patterns", twhere, file), f"{twhere}: url_patterns", file),
@@ -744,7 +804,8 @@ def parse(raw: Mapping, file: str = "vendors.toml") -> Registry:
                 calls=_calls_of(t, twhere, file),
                 call_ids=_compile(_strs(t, "call_ids", twhere, file), f"{twhere}: call_ids", file),
                 personal_data_keys=_strs(t, "personal_data_keys", twhere, file),
-                globals=_strs(t, "globals", twhere, file), queues=_strs(t, "queues", twhere, file),
+                globals=_strs(t, "globals", twhere, file),
+                queues=_strs(t, "queues", twhere, file),
                 objects=_strs(t, "objects", twhere, file),
                 information_ja=_strs(t, "information_ja", twhere, file),
                 information_en=_strs(t, "information_en", twhere, file),
@@ -757,17 +818,26 @@ def parse(raw: Mapping, file: str = "vendors.toml") -> Registry:
             )
             tag_ids.append(tid)
         vendors[vid] = Vendor(
-            id=vid, recipient=_str(v, "recipient", where, file),
-            contact_ja=_str(v, "contact_ja", where, file, ""), contact_en=_str(v, "contact_en", where, file, ""),
-            privacy_url=_str(v, "privacy_url", where, file, ""), optout_url=_str(v, "optout_url", where, file, ""),
-            domains=tuple(d.lower() for d in _strs(v, "domains", where, file)), tags=tuple(tag_ids),
-            **{k: _str(v, k, where, file, "") for k in ("country", "country_ja", "country_en", "regime_ja",
-                                                          "regime_en", "measures_ja", "measures_en")},
+            id=vid,
+            recipient=_str(v, "recipient", where, file),
+            contact_ja=_str(v, "contact_ja", where, file, ""),
+            contact_en=_str(v, "contact_en", where, file, ""),
+            privacy_url=_str(v, "privacy_url", where, file, ""),
+            optout_url=_str(v, "optout_url", where, file, ""),
+            domains=tuple(d.lower() for d in _strs(v, "domains", where, file)),
+            tags=tuple(tag_ids),
+            **{
+                k: _str(v, k, where, file, "")
+                for k in ("country", "country_ja", "country_en", "regime_ja", "regime_en", "measures_ja", "measures_en")
+            },
             carried_by_default=_bool(v, "carried_by_default", where, file, True),
         )
         if vendors[vid].abroad and not (vendors[vid].regime_ja and vendors[vid].measures_ja):
-            raise ConfigError(file, f"{where}.regime_ja", "a recipient abroad needs regime_ja and measures_ja "
-                                                          "(APPI art. 28: the notice must state them)")
+            raise ConfigError(
+                file,
+                f"{where}.regime_ja",
+                "a recipient abroad needs regime_ja and measures_ja (APPI art. 28: the notice must state them)",
+            )
     version = raw.get("policy_version")
     if version is not None and not isinstance(version, str):
         raise ConfigError(file, "policy_version", "expected a string")

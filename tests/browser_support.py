@@ -27,8 +27,15 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("GATE_CHROMIUM") or "/usr/bin/chromium"
 # Quiet, reproducible Chromium: no sandbox (CI runs as root), no GPU, and none of its own calls home.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 # The URL (a substring) by which each tag's load shows on the wire: the demo site's fake ids.
 LOADERS = {
@@ -45,8 +52,14 @@ LOADERS = {
 }
 SCRIPT_LOADERS = frozenset(LOADERS) - {"gtm_noscript", "meta_noscript"}
 
-CONTENT_TYPES = {".js": "application/javascript", ".html": "text/html", ".gif": "image/gif",
-                 ".png": "image/png", ".json": "application/json", ".css": "text/css"}
+CONTENT_TYPES = {
+    ".js": "application/javascript",
+    ".html": "text/html",
+    ".gif": "image/gif",
+    ".png": "image/png",
+    ".json": "application/json",
+    ".css": "text/css",
+}
 
 
 def _find_axe() -> Path | None:
@@ -119,8 +132,9 @@ class Traffic:
         return [u for u in self.vendor_urls if not any(needle in u for needle in LOADERS.values())]
 
 
-def new_context(browser: Browser, base: str, bodies: dict[str, str] | None = None,
-                **options: Any) -> tuple[BrowserContext, Traffic]:
+def new_context(
+    browser: Browser, base: str, bodies: dict[str, str] | None = None, **options: Any
+) -> tuple[BrowserContext, Traffic]:
     """A fresh context (no cookies) in Japanese, with its traffic routed through a Traffic log."""
     context = browser.new_context(**({"locale": "ja-JP", "viewport": {"width": 1280, "height": 800}} | options))
     traffic = Traffic(base, bodies)
@@ -187,8 +201,14 @@ def take_screenshots(outdir: Path) -> list[Path]:
         try:
             for name, path, (width, height), scale in SHOTS:
                 phone = width < 500
-                context, _ = new_context(browser, base, viewport={"width": width, "height": height},
-                                         device_scale_factor=scale, is_mobile=phone, has_touch=phone)
+                context, _ = new_context(
+                    browser,
+                    base,
+                    viewport={"width": width, "height": height},
+                    device_scale_factor=scale,
+                    is_mobile=phone,
+                    has_touch=phone,
+                )
                 page = context.new_page()
                 page.goto(base + path, wait_until="load")
                 target = outdir / name

@@ -32,8 +32,13 @@ CLIENT_IP = "203.0.113.7"
 @contextmanager
 def serve(app: Any, **config: Any) -> Iterator[str]:
     """Serve ``app`` with uvicorn on 127.0.0.1 at a free port; yields ``http://127.0.0.1:<port>``."""
-    options: dict[str, Any] = {"host": "127.0.0.1", "port": 0, "log_level": "warning", "loop": "asyncio",
-                               "timeout_graceful_shutdown": 2}  # a test's slow handler must not hold up the next
+    options: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": 0,
+        "log_level": "warning",
+        "loop": "asyncio",
+        "timeout_graceful_shutdown": 2,
+    }  # a test's slow handler must not hold up the next
     server = uvicorn.Server(uvicorn.Config(app, **(options | config)))
     thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
     thread.start()
@@ -103,10 +108,14 @@ def missing_parts() -> list[str]:
     checks = [
         (os.access(chromium, os.X_OK), f"Chromium at {chromium} (browser tests; apt-get install chromium)"),
         (shutil.which("node") is not None, "node (the WHATWG URL oracle; apt-get install nodejs)"),
-        (shutil.which("gzip") is not None and shutil.which("brotli") is not None,
-         "the gzip and brotli command-line encoders (decoder oracles; apt-get install gzip brotli)"),
-        (shutil.which("nginx") is not None or os.access("/usr/sbin/nginx", os.X_OK),
-         "nginx (deploy config and real-origin tests; tests/run unpacks it)"),
+        (
+            shutil.which("gzip") is not None and shutil.which("brotli") is not None,
+            "the gzip and brotli command-line encoders (decoder oracles; apt-get install gzip brotli)",
+        ),
+        (
+            shutil.which("nginx") is not None or os.access("/usr/sbin/nginx", os.X_OK),
+            "nginx (deploy config and real-origin tests; tests/run unpacks it)",
+        ),
         (bool(os.environ.get("GATE_TEST_POSTGRES_URL")), "GATE_TEST_POSTGRES_URL (PostgreSQL store tests)"),
         (bool(os.environ.get("GATE_AXE_JS")), "GATE_AXE_JS (accessibility checks; tests/run installs axe-core)"),
         (bool(os.environ.get("GATE_ACORN_JS")), "GATE_ACORN_JS (the JS tokenizer oracle; tests/run installs acorn)"),

@@ -27,7 +27,9 @@ def page(body: str, head: str = "") -> str:
 def nested_srcdoc(html: str, depth: int) -> str:
     """``html`` inside ``depth`` iframes, each the srcdoc document of the one around it."""
     for _ in range(depth):
-        html = '<iframe srcdoc="' + html.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;") + '"></iframe>'
+        html = (
+            '<iframe srcdoc="' + html.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;") + '"></iframe>'
+        )
     return html
 
 
@@ -45,8 +47,18 @@ CASES = [
     Case("gt-inside-quoted-value", page(f'<img alt="a>b" src="{FB_PX}">'), P, "strip"),
     Case("unquoted-value-ends-in-slash", page("<img src=https://www.facebook.com/tr/>"), P, "strip"),
     Case("self-closing-script-still-opens", page(f'<script src="{FB_JS}"/>x</script>'), P, "strip"),
-    Case("numeric-char-refs", page('<script src="https://connect&#46;facebook&#x2e;net/en_US/fbevents.js"></script>'), P, "strip"),
-    Case("named-char-ref", page('<script src="https://connect&period;facebook&period;net/en_US/fbevents.js"></script>'), P, "strip"),
+    Case(
+        "numeric-char-refs",
+        page('<script src="https://connect&#46;facebook&#x2e;net/en_US/fbevents.js"></script>'),
+        P,
+        "strip",
+    ),
+    Case(
+        "named-char-ref",
+        page('<script src="https://connect&period;facebook&period;net/en_US/fbevents.js"></script>'),
+        P,
+        "strip",
+    ),
     Case("entity-in-handler", page("<div onmouseover=\"fbq&#40;'init','100000000000001')\">x</div>"), P, "strip"),
     # -- comments, bogus comments, doctype, CDATA --------------------------------------------------
     Case("inside-comment", page(f'<!-- <script src="{FB_JS}"></script> -->'), P, "keep"),
@@ -71,18 +83,41 @@ CASES = [
     Case("plaintext", page(f'<plaintext><script src="{FB_JS}"></script>'), P, "keep"),
     Case("textarea-end-then-live", page(f'<textarea>x</textarea ><img src="{FB_PX}">'), P, "strip"),
     # -- script data states ---------------------------------------------------------------------------
-    Case("script-end-needs-delimiter", page(f'<script>a="</scripts>";</script><script src="{FB_JS}"></script>'), P, "strip"),
+    Case(
+        "script-end-needs-delimiter",
+        page(f'<script>a="</scripts>";</script><script src="{FB_JS}"></script>'),
+        P,
+        "strip",
+    ),
     Case("script-end-with-attrs", page(f'<script>x=1</script foo=">"><script src="{FB_JS}"></script>'), P, "strip"),
-    Case("double-escaped-swallows-next", page(f'<script>var a="<!--<script>";</script><script src="{FB_JS}"></script>'), P, "strip"),
+    Case(
+        "double-escaped-swallows-next",
+        page(f'<script>var a="<!--<script>";</script><script src="{FB_JS}"></script>'),
+        P,
+        "strip",
+    ),
     Case("escaped-comment-is-harmless", page("<script>if(a<!--b)c()</script><p>ok</p>"), P, "keep"),
     Case("benign-script-untouched", page("<script>document.title='求人'</script>"), P, "keep"),
     # -- template, noscript, select ----------------------------------------------------------------------
     Case("template-content", page(f'<template><script src="{FB_JS}"></script></template>'), P, "strip"),
     Case("noscript-pixel", page(f'<noscript><img height="1" width="1" src="{FB_PX}"/></noscript>'), P, "strip"),
-    Case("noscript-in-head", page("", '<noscript><iframe src="https://www.googletagmanager.com/ns.html?id=GTM-DEMO123"></iframe></noscript>'),
-         "google.tag_manager", "strip"),
-    Case("noscript-readings-diverge", page(f'<noscript><script></noscript><!--</script><img src="{FB_PX}">-->'), P, "strip"),
-    Case("select-ignores-iframe", page(f'<select><iframe><script src="{FB_JS}"></script></iframe></select>'), P, "strip"),
+    Case(
+        "noscript-in-head",
+        page(
+            "", '<noscript><iframe src="https://www.googletagmanager.com/ns.html?id=GTM-DEMO123"></iframe></noscript>'
+        ),
+        "google.tag_manager",
+        "strip",
+    ),
+    Case(
+        "noscript-readings-diverge",
+        page(f'<noscript><script></noscript><!--</script><img src="{FB_PX}">-->'),
+        P,
+        "strip",
+    ),
+    Case(
+        "select-ignores-iframe", page(f'<select><iframe><script src="{FB_JS}"></script></iframe></select>'), P, "strip"
+    ),
     # -- foreign content ---------------------------------------------------------------------------------
     Case("svg-script-href", page(f'<svg><script href="{FB_JS}"></script></svg>'), P, "strip"),
     Case("svg-script-xlink", page(f'<svg><script xlink:href="{FB_JS}"></script></svg>'), P, "strip"),
@@ -97,25 +132,67 @@ CASES = [
     Case("image-alias", page(f'<image src="{FB_PX}">'), P, "strip"),
     Case("srcset-candidate", page(f'<img src="/a.png" srcset="/a2.png 2x, {FB_PX} 3x">'), P, "strip"),
     Case("picture-source-srcset", page(f'<picture><source srcset="{FB_PX}"><img src="/a.png"></picture>'), P, "strip"),
-    Case("iframe-src", page('<iframe src="https://www.googletagmanager.com/ns.html?id=GTM-DEMO123"></iframe>'), "google.tag_manager", "strip"),
-    Case("iframe-srcdoc", page(f'<iframe srcdoc="&lt;script src=&quot;{FB_JS}&quot;&gt;&lt;/script&gt;&lt;p&gt;x"></iframe>'), P, "strip"),
+    Case(
+        "iframe-src",
+        page('<iframe src="https://www.googletagmanager.com/ns.html?id=GTM-DEMO123"></iframe>'),
+        "google.tag_manager",
+        "strip",
+    ),
+    Case(
+        "iframe-srcdoc",
+        page(f'<iframe srcdoc="&lt;script src=&quot;{FB_JS}&quot;&gt;&lt;/script&gt;&lt;p&gt;x"></iframe>'),
+        P,
+        "strip",
+    ),
     # srcdoc inside srcdoc, deeper than gate reads (rewrite.MAX_DEPTH): the outer iframe goes, uncertain
     Case("iframe-srcdoc-nested-9-deep", page(nested_srcdoc(f'<img src="{FB_PX}">', 9)), P, "strip"),
     # a "<" that is text only because the removed element's "<" follows it must stay text
     Case("lt-before-removed-element", page(f'<<script src="{FB_JS}"></script>img src="{FB_PX}">'), P, "strip"),
     # a scheme-relative URL skips every further slash and backslash before its host
-    Case("scheme-relative-four-slashes", page('<script src="////connect.facebook.net/en_US/fbevents.js"></script>'), P, "strip"),
-    Case("scheme-relative-mixed-slashes", page('<img src="/\\\\www.facebook.com/tr?id=100000000000001&ev=PageView">'), P, "strip"),
+    Case(
+        "scheme-relative-four-slashes",
+        page('<script src="////connect.facebook.net/en_US/fbevents.js"></script>'),
+        P,
+        "strip",
+    ),
+    Case(
+        "scheme-relative-mixed-slashes",
+        page('<img src="/\\\\www.facebook.com/tr?id=100000000000001&ev=PageView">'),
+        P,
+        "strip",
+    ),
     # "https:/x" after a base of the same scheme is a path on the base's host, not a host "x"
-    Case("same-scheme-one-slash-under-vendor-base",
-         page('<img src="https:/tr?id=100000000000001&ev=PageView">', head='<base href="https://www.facebook.com/">'),
-         P, "strip"),
+    Case(
+        "same-scheme-one-slash-under-vendor-base",
+        page('<img src="https:/tr?id=100000000000001&ev=PageView">', head='<base href="https://www.facebook.com/">'),
+        P,
+        "strip",
+    ),
     # a data: document whose host is a character reference: only a reading as HTML finds it
-    Case("iframe-data-url-char-ref-host", page('<iframe src="data:text/html,%3Cimg%20src%3D%22https://www.&%23102;acebook.com/tr?id=1%22%3E"></iframe>'), P, "strip"),
-    Case("object-data-url-base64", page('<object data="data:text/html;base64,'
-                                        + base64.b64encode(f'<img src="https://www.&#102;acebook.com/tr?id=1">'.encode()).decode()
-                                        + '"></object>'), P, "strip"),
-    Case("iframe-data-url", page('<iframe src="data:text/html,%3Cscript%20src%3D%22https%3A//connect.facebook.net/en_US/fbevents.js%22%3E%3C/script%3E"></iframe>'), P, "strip"),
+    Case(
+        "iframe-data-url-char-ref-host",
+        page('<iframe src="data:text/html,%3Cimg%20src%3D%22https://www.&%23102;acebook.com/tr?id=1%22%3E"></iframe>'),
+        P,
+        "strip",
+    ),
+    Case(
+        "object-data-url-base64",
+        page(
+            '<object data="data:text/html;base64,'
+            + base64.b64encode(b'<img src="https://www.&#102;acebook.com/tr?id=1">').decode()
+            + '"></object>'
+        ),
+        P,
+        "strip",
+    ),
+    Case(
+        "iframe-data-url",
+        page(
+            '<iframe src="data:text/html,%3Cscript%20src%3D%22https%3A//connect.facebook.net/en_US/fbevents.js%22%3E%3C/script%3E"></iframe>'
+        ),
+        P,
+        "strip",
+    ),
     Case("link-preload", page("", f'<link rel="preload" as="script" href="{FB_JS}">'), P, "strip"),
     Case("link-rel-tokens", page("", f'<link rel="Stylesheet  PRELOAD" href="{FB_JS}">'), P, "strip"),
     Case("link-dns-prefetch", page("", '<link rel=dns-prefetch href="//connect.facebook.net">'), P, "strip"),
@@ -130,65 +207,217 @@ CASES = [
     Case("javascript-url-with-tab", page("<a href=\"java&#9;script:fbq('init','100000000000001')\">x</a>"), P, "strip"),
     Case("body-background", f'<html><body background="{FB_PX}"><p>x</p></body></html>', P, "strip"),
     Case("style-attr-url", page(f'<div style="background:url({FB_PX})">x</div>'), P, "strip"),
-    Case("style-attr-css-escape", page('<div style="background:url(https://www.f\\61 cebook.com/tr)">x</div>'), P, "strip"),
+    Case(
+        "style-attr-css-escape",
+        page('<div style="background:url(https://www.f\\61 cebook.com/tr)">x</div>'),
+        P,
+        "strip",
+    ),
     Case("style-import", page("", f'<style>@import "{FB_JS}";</style>'), P, "strip"),
     # -- URL parsing ------------------------------------------------------------------------------------
-    Case("base-href", page('<script src="en_US/fbevents.js"></script>', '<base href="https://connect.facebook.net/">'), P, "strip"),
+    Case(
+        "base-href",
+        page('<script src="en_US/fbevents.js"></script>', '<base href="https://connect.facebook.net/">'),
+        P,
+        "strip",
+    ),
     # The browser uses the first <base>; a later one on a refused host is inert, and stripped all the
     # same (a <base> is judged like any tag: gate cannot always tell which one is first).
-    Case("first-base-wins", page('<script src="en_US/fbevents.js"></script>', '<base href="/x/"><base href="https://connect.facebook.net/">'), P, "strip", live_in_input=False),
-    Case("first-base-wins-kept", page('<script src="en_US/fbevents.js"></script>', '<base href="/x/"><base href="https://cdn.example.org/">'), P, "keep"),
-    Case("base-on-vendor-host", page('<a href="/jobs">jobs</a>', '<base href="https://connect.facebook.net/">'), P, "strip", live_in_input=False),
-    Case("srcdoc-own-base", page('<iframe srcdoc="<base href=\'https://connect.facebook.net/\'><script src=\'en_US/fbevents.js\'></script>"></iframe>'), P, "strip"),
-    Case("leading-space-and-c0", page('<script src=" \x0c https://connect.facebook.net/en_US/fbevents.js"></script>'), P, "strip"),
-    Case("tab-newline-in-url", page('<script src="htt&#9;ps://connect.face&#10;book.net/en_US/fbevents.js"></script>'), P, "strip"),
+    Case(
+        "first-base-wins",
+        page(
+            '<script src="en_US/fbevents.js"></script>', '<base href="/x/"><base href="https://connect.facebook.net/">'
+        ),
+        P,
+        "strip",
+        live_in_input=False,
+    ),
+    Case(
+        "first-base-wins-kept",
+        page('<script src="en_US/fbevents.js"></script>', '<base href="/x/"><base href="https://cdn.example.org/">'),
+        P,
+        "keep",
+    ),
+    Case(
+        "base-on-vendor-host",
+        page('<a href="/jobs">jobs</a>', '<base href="https://connect.facebook.net/">'),
+        P,
+        "strip",
+        live_in_input=False,
+    ),
+    Case(
+        "srcdoc-own-base",
+        page(
+            "<iframe srcdoc=\"<base href='https://connect.facebook.net/'><script src='en_US/fbevents.js'></script>\"></iframe>"
+        ),
+        P,
+        "strip",
+    ),
+    Case(
+        "leading-space-and-c0",
+        page('<script src=" \x0c https://connect.facebook.net/en_US/fbevents.js"></script>'),
+        P,
+        "strip",
+    ),
+    Case(
+        "tab-newline-in-url",
+        page('<script src="htt&#9;ps://connect.face&#10;book.net/en_US/fbevents.js"></script>'),
+        P,
+        "strip",
+    ),
     Case("backslashes", page('<script src="https:\\\\connect.facebook.net\\en_US\\fbevents.js"></script>'), P, "strip"),
     Case("protocol-relative", page('<script src="//connect.facebook.net/en_US/fbevents.js"></script>'), P, "strip"),
     Case("uppercase-host", page('<script src="HTTPS://CONNECT.FACEBOOK.NET/en_US/fbevents.js"></script>'), P, "strip"),
     Case("trailing-dot", page('<script src="https://connect.facebook.net./en_US/fbevents.js"></script>'), P, "strip"),
-    Case("percent-encoded-host", page('<script src="https://connect%2Efacebook%2enet/en_US/fbevents.js"></script>'), P, "strip"),
-    Case("fullwidth-host", page('<script src="https://ｃｏｎｎｅｃｔ。ｆａｃｅｂｏｏｋ。ｎｅｔ/en_US/fbevents.js"></script>'), P, "strip"),
+    Case(
+        "percent-encoded-host",
+        page('<script src="https://connect%2Efacebook%2enet/en_US/fbevents.js"></script>'),
+        P,
+        "strip",
+    ),
+    Case(
+        "fullwidth-host",
+        page('<script src="https://ｃｏｎｎｅｃｔ。ｆａｃｅｂｏｏｋ。ｎｅｔ/en_US/fbevents.js"></script>'),
+        P,
+        "strip",
+    ),
     Case("userinfo", page('<script src="https://gate@connect.facebook.net/en_US/fbevents.js"></script>'), P, "strip"),
     Case("port", page('<script src="https://connect.facebook.net:443/en_US/fbevents.js"></script>'), P, "strip"),
     # -- look-alikes and mentions that must be kept --------------------------------------------------------
     Case("lookalike-prefix", page('<script src="https://notfacebook.net/en_US/fbevents.js"></script>'), P, "keep"),
     Case("lookalike-suffix", page('<script src="https://connect.facebook.net.example.org/x.js"></script>'), P, "keep"),
-    Case("vendor-in-query", page('<img src="https://img.example.org/p.png?ref=https://connect.facebook.net/">'), P, "keep"),
+    Case(
+        "vendor-in-query",
+        page('<img src="https://img.example.org/p.png?ref=https://connect.facebook.net/">'),
+        P,
+        "keep",
+    ),
     Case("navigation-link", page('<a href="https://www.facebook.com/dentalcareer">Facebook</a>'), P, "keep"),
-    Case("json-ld-sameas", page('<script type="application/ld+json">{"sameAs":["https://www.facebook.com/dentalcareer"]}</script>'), P, "keep"),
+    Case(
+        "json-ld-sameas",
+        page('<script type="application/ld+json">{"sameAs":["https://www.facebook.com/dentalcareer"]}</script>'),
+        P,
+        "keep",
+    ),
     Case("text-mention", page("<p>connect.facebook.net と www.google-analytics.com に送信します</p>"), P, "keep"),
-    Case("google-recaptcha-kept", page('<script src="https://www.google.com/recaptcha/api.js"></script>'), "google.ads", "keep"),
+    Case(
+        "google-recaptcha-kept",
+        page('<script src="https://www.google.com/recaptcha/api.js"></script>'),
+        "google.ads",
+        "keep",
+    ),
     # -- each vendor's real shape ---------------------------------------------------------------------------
-    Case("gtm-inline-loader", page("<script>(function(w,d,s,l,i){w[l]=w[l]||[];w[l].push({'gtm.start':new Date().getTime(),event:'gtm.js'});"
-                                   "var f=d.getElementsByTagName(s)[0],j=d.createElement(s);j.async=true;j.src='https://www.googletagmanager.com/gtm.js?id='+i;"
-                                   "f.parentNode.insertBefore(j,f);})(window,document,'script','dataLayer','GTM-DEMO123');</script>"),
-         "google.tag_manager", "strip"),
-    Case("ga4-config", page("<script>window.dataLayer=window.dataLayer||[];function gtag(){dataLayer.push(arguments);}gtag('js',new Date());gtag('config','G-DEMO12345');</script>"),
-         "google.analytics", "strip"),
-    Case("ads-conversion", page("<script>gtag('event','conversion',{'send_to':'AW-100000001/abcDEF'});</script>"), "google.ads", "strip"),
-    Case("yahoo-ytag", page('<script async src="https://s.yimg.jp/images/listing/tool/cv/ytag.js"></script>'), "yahoo.ads", "strip"),
-    Case("yahoo-conversion-inline", page('<script>ytag({"type":"yss_conversion","config":{"yahoo_conversion_id":"1000000001"}});</script>'), "yahoo.ads", "strip"),
-    Case("criteo-onetag", page('<script src="//dynamic.criteo.com/js/ld/ld.js?a=10001" async="true"></script>'), "criteo.onetag", "strip"),
-    Case("criteo-queue", page('<script>window.criteo_q=window.criteo_q||[];criteo_q.push({event:"setAccount",account:10001});</script>'), "criteo.onetag", "strip"),
-    Case("adjust-sdk", page("<script>Adjust.initSdk({appToken:'demo00000001',environment:'sandbox'});</script>"), "adjust.web_sdk", "strip"),
+    Case(
+        "gtm-inline-loader",
+        page(
+            "<script>(function(w,d,s,l,i){w[l]=w[l]||[];w[l].push({'gtm.start':new Date().getTime(),event:'gtm.js'});"
+            "var f=d.getElementsByTagName(s)[0],j=d.createElement(s);j.async=true;j.src='https://www.googletagmanager.com/gtm.js?id='+i;"
+            "f.parentNode.insertBefore(j,f);})(window,document,'script','dataLayer','GTM-DEMO123');</script>"
+        ),
+        "google.tag_manager",
+        "strip",
+    ),
+    Case(
+        "ga4-config",
+        page(
+            "<script>window.dataLayer=window.dataLayer||[];function gtag(){dataLayer.push(arguments);}gtag('js',new Date());gtag('config','G-DEMO12345');</script>"
+        ),
+        "google.analytics",
+        "strip",
+    ),
+    Case(
+        "ads-conversion",
+        page("<script>gtag('event','conversion',{'send_to':'AW-100000001/abcDEF'});</script>"),
+        "google.ads",
+        "strip",
+    ),
+    Case(
+        "yahoo-ytag",
+        page('<script async src="https://s.yimg.jp/images/listing/tool/cv/ytag.js"></script>'),
+        "yahoo.ads",
+        "strip",
+    ),
+    Case(
+        "yahoo-conversion-inline",
+        page('<script>ytag({"type":"yss_conversion","config":{"yahoo_conversion_id":"1000000001"}});</script>'),
+        "yahoo.ads",
+        "strip",
+    ),
+    Case(
+        "criteo-onetag",
+        page('<script src="//dynamic.criteo.com/js/ld/ld.js?a=10001" async="true"></script>'),
+        "criteo.onetag",
+        "strip",
+    ),
+    Case(
+        "criteo-queue",
+        page('<script>window.criteo_q=window.criteo_q||[];criteo_q.push({event:"setAccount",account:10001});</script>'),
+        "criteo.onetag",
+        "strip",
+    ),
+    Case(
+        "adjust-sdk",
+        page("<script>Adjust.initSdk({appToken:'demo00000001',environment:'sandbox'});</script>"),
+        "adjust.web_sdk",
+        "strip",
+    ),
     # -- inline calls, read as JavaScript: wherever an engine runs them (issue 10, defects 3 and 6) -------
-    Case("fbq-track-in-html-comment", page("<script><!--\nfbq('track','ViewContent',{content_ids:['1']});\n//--></script>"), P, "strip"),
-    Case("fbq-track-after-close-comment-line", page("<script>var a=1;\n --> legacy\nfbq('track','Lead');</script>"), P, "strip"),
+    Case(
+        "fbq-track-in-html-comment",
+        page("<script><!--\nfbq('track','ViewContent',{content_ids:['1']});\n//--></script>"),
+        P,
+        "strip",
+    ),
+    Case(
+        "fbq-track-after-close-comment-line",
+        page("<script>var a=1;\n --> legacy\nfbq('track','Lead');</script>"),
+        P,
+        "strip",
+    ),
     Case("fbq-track-after-bom", page("<script>\ufefffbq('track','PageView');</script>"), P, "strip"),
     Case("fbq-track-unicode-escape", page("<script>\\u0066bq('track','Lead');</script>"), P, "strip"),
     Case("fbq-track-by-subscript", page("<script>/* pixel */;window['fbq']('track','Lead')</script>"), P, "strip"),
     Case("fbq-track-in-handler", page("<button onclick=\"fbq('track','Lead')\">応募</button>"), P, "strip"),
     Case("fbq-in-string-kept", page("<script>document.title='fbq(&quot;track&quot;)';</script>"), P, "keep"),
     Case("fbq-in-regex-kept", page("<script>var r=/fbq\\(/g;</script>"), P, "keep"),
-    Case("adjust-track-event", page("<script>Adjust.trackEvent({ eventToken: 'abc123' });</script>"), "adjust.web_sdk", "strip"),
-    Case("adjust-track-event-window", page("<script>window.Adjust?.trackEvent({eventToken:'abc123',revenue:1,currency:'JPY'})</script>"),
-         "adjust.web_sdk", "strip"),
-    Case("criteo-push-without-account", page('<script>window.criteo_q.push({event:"viewItem",item:"1"});</script>'), "criteo.onetag", "strip"),
-    Case("gtag-config-id-in-variable", page("<script>var AW='AW-100000001';gtag('config',AW);</script>"), "google.ads", "strip"),
-    Case("ytag-retargeting-minified", page("<script>ytag({type:'yjad_retargeting',config:{yahoo_retargeting_id:'DEMO000001'}})</script>"),
-         "yahoo.retargeting", "strip"),
-    Case("gtm-noscript-iframe", page('<noscript><iframe src="https://www.googletagmanager.com/ns.html?id=GTM-DEMO123" height="0" width="0"></iframe></noscript>'),
-         "google.tag_manager", "strip"),
+    Case(
+        "adjust-track-event",
+        page("<script>Adjust.trackEvent({ eventToken: 'abc123' });</script>"),
+        "adjust.web_sdk",
+        "strip",
+    ),
+    Case(
+        "adjust-track-event-window",
+        page("<script>window.Adjust?.trackEvent({eventToken:'abc123',revenue:1,currency:'JPY'})</script>"),
+        "adjust.web_sdk",
+        "strip",
+    ),
+    Case(
+        "criteo-push-without-account",
+        page('<script>window.criteo_q.push({event:"viewItem",item:"1"});</script>'),
+        "criteo.onetag",
+        "strip",
+    ),
+    Case(
+        "gtag-config-id-in-variable",
+        page("<script>var AW='AW-100000001';gtag('config',AW);</script>"),
+        "google.ads",
+        "strip",
+    ),
+    Case(
+        "ytag-retargeting-minified",
+        page("<script>ytag({type:'yjad_retargeting',config:{yahoo_retargeting_id:'DEMO000001'}})</script>"),
+        "yahoo.retargeting",
+        "strip",
+    ),
+    Case(
+        "gtm-noscript-iframe",
+        page(
+            '<noscript><iframe src="https://www.googletagmanager.com/ns.html?id=GTM-DEMO123" height="0" width="0"></iframe></noscript>'
+        ),
+        "google.tag_manager",
+        "strip",
+    ),
 ]
 
 
@@ -202,10 +431,12 @@ class ScriptCase(NamedTuple):
     sends: bool = False
 
 
-FB_BASE = ("!function(f,b,e,v,n,t,s){if(f.fbq)return;n=f.fbq=function(){n.callMethod?n.callMethod.apply(n,arguments)"
-           ":n.queue.push(arguments)};if(!f._fbq)f._fbq=n;n.push=n;n.loaded=!0;n.version='2.0';n.queue=[];"
-           "t=b.createElement(e);t.async=!0;t.src=v;s=b.getElementsByTagName(e)[0];s.parentNode.insertBefore(t,s)}"
-           "(window, document,'script','https://connect.facebook.net/en_US/fbevents.js');\n")
+FB_BASE = (
+    "!function(f,b,e,v,n,t,s){if(f.fbq)return;n=f.fbq=function(){n.callMethod?n.callMethod.apply(n,arguments)"
+    ":n.queue.push(arguments)};if(!f._fbq)f._fbq=n;n.push=n;n.loaded=!0;n.version='2.0';n.queue=[];"
+    "t=b.createElement(e);t.async=!0;t.src=v;s=b.getElementsByTagName(e)[0];s.parentNode.insertBefore(t,s)}"
+    "(window, document,'script','https://connect.facebook.net/en_US/fbevents.js');\n"
+)
 CRITEO_ONETAG = """window.criteo_q = window.criteo_q || [];
 var deviceType = /iPad/.test(navigator.userAgent) ? "t" : /Mobile|iP(hone|od)|Android|BlackBerry|IEMobile|Silk/.test(navigator.userAgent) ? "m" : "d";
 window.criteo_q.push(
@@ -213,7 +444,9 @@ window.criteo_q.push(
   { event: "setEmail", email: "", hash_method: "" },
   { event: "setSiteType", type: deviceType },
   { event: "viewItem", item: "dh-001" });"""
-GA4 = "window.dataLayer = window.dataLayer || [];\nfunction gtag(){dataLayer.push(arguments);}\ngtag('js', new Date());\n"
+GA4 = (
+    "window.dataLayer = window.dataLayer || [];\nfunction gtag(){dataLayer.push(arguments);}\ngtag('js', new Date());\n"
+)
 YTAG = "window.yjDataLayer = window.yjDataLayer || [];\nfunction ytag() { yjDataLayer.push(arguments); }\n"
 A = "facebook.pixel"
 SCRIPT_CASES = [
@@ -231,35 +464,76 @@ SCRIPT_CASES = [
     ScriptCase("fb-minified", '!function(){fbq("track","Purchase",{value:1,currency:"JPY"})}();', A),
     ScriptCase("fb-after-regex", "var ok=/['\"]/.test(location.search);fbq('track','Search');", A),
     ScriptCase("fb-in-template-substitution", "var s=`${fbq('track','Lead')}`;", A),
-    ScriptCase("fb-advanced-matching-variable", "var PIXEL = '100000000000001', h = '5f1d7a';\nfbq('init', PIXEL, {em: h});", A, True),
-    ScriptCase("fb-advanced-matching-quoted-keys", "fbq('init','100000000000001',{\"em\":\"5f1d7a\",\"ph\":\"9b3c\"});", A, True),
+    ScriptCase(
+        "fb-advanced-matching-variable",
+        "var PIXEL = '100000000000001', h = '5f1d7a';\nfbq('init', PIXEL, {em: h});",
+        A,
+        True,
+    ),
+    ScriptCase(
+        "fb-advanced-matching-quoted-keys", 'fbq(\'init\',\'100000000000001\',{"em":"5f1d7a","ph":"9b3c"});', A, True
+    ),
     ScriptCase("fb-advanced-matching-shorthand", "var em = '5f1d7a';\nfbq('init', '100000000000001', {em});", A, True),
     ScriptCase("fb-advanced-matching-empty", "fbq('init', '100000000000001', {em: '', ph: ''});", A),
     # -- Google ---------------------------------------------------------------------------------------------
     ScriptCase("ga4-snippet", GA4 + "gtag('config', 'G-DEMO12345');", "google.analytics"),
     ScriptCase("ga4-user-id", GA4 + "gtag('config', 'G-DEMO12345', {user_id: 'u-1001'});", "google.analytics", True),
     ScriptCase("ga4-config-id-opaque", GA4 + "gtag('config', window.GATE_DEMO_ID);", "google.analytics"),
-    ScriptCase("ads-conversion-quoted", 'gtag("event","conversion",{"send_to":"AW-100000001/abcDEF","value":1.0,"currency":"JPY"});', "google.ads"),
+    ScriptCase(
+        "ads-conversion-quoted",
+        'gtag("event","conversion",{"send_to":"AW-100000001/abcDEF","value":1.0,"currency":"JPY"});',
+        "google.ads",
+    ),
     ScriptCase("ads-config-id-in-variable", "var AW = 'AW-100000001';\ngtag('config', AW);", "google.ads"),
-    ScriptCase("ads-user-data-object", "var h = '5f1d7a';\ngtag('set', {user_data: {sha256_email_address: h}});", "google.ads", True),
-    ScriptCase("ads-user-data-string-key", "var h = '5f1d7a';\ngtag('set', 'user_data', {\"email\": h});", "google.ads", True),
-    ScriptCase("floodlight-event", "gtag('event','conversion',{allow_custom_scripts:true,send_to:'DC-1000001/apply0/apply0+standard'});", "google.floodlight"),
+    ScriptCase(
+        "ads-user-data-object",
+        "var h = '5f1d7a';\ngtag('set', {user_data: {sha256_email_address: h}});",
+        "google.ads",
+        True,
+    ),
+    ScriptCase(
+        "ads-user-data-string-key", "var h = '5f1d7a';\ngtag('set', 'user_data', {\"email\": h});", "google.ads", True
+    ),
+    ScriptCase(
+        "floodlight-event",
+        "gtag('event','conversion',{allow_custom_scripts:true,send_to:'DC-1000001/apply0/apply0+standard'});",
+        "google.floodlight",
+    ),
     ScriptCase("gtag-js-only", GA4, None),
     ScriptCase("gtag-event-without-id", "gtag('event', 'view_item', {items: [{item_id: 'dh-001'}]});", None),
     # -- Yahoo! JAPAN ----------------------------------------------------------------------------------------
     ScriptCase("ytag-site-general", YTAG + 'ytag({"type":"ycl_cookie"});', "yahoo.ads"),
-    ScriptCase("ytag-conversion-minified", "ytag({type:'yjad_conversion',config:{yahoo_ydn_conv_io:'DEMOio',yahoo_ydn_conv_label:'DEMOLABEL'}})", "yahoo.ads"),
-    ScriptCase("ytag-retargeting", 'ytag({"type":"yss_retargeting","config":{"yahoo_ss_retargeting_id":"1000000001","yahoo_sstag_custom_params":{}}});', "yahoo.retargeting"),
+    ScriptCase(
+        "ytag-conversion-minified",
+        "ytag({type:'yjad_conversion',config:{yahoo_ydn_conv_io:'DEMOio',yahoo_ydn_conv_label:'DEMOLABEL'}})",
+        "yahoo.ads",
+    ),
+    ScriptCase(
+        "ytag-retargeting",
+        'ytag({"type":"yss_retargeting","config":{"yahoo_ss_retargeting_id":"1000000001","yahoo_sstag_custom_params":{}}});',
+        "yahoo.retargeting",
+    ),
     ScriptCase("ytag-config-opaque", "var conf = window.GATE_DEMO_CONF;\nytag(conf);", "yahoo.ads"),
     # -- Criteo ----------------------------------------------------------------------------------------------
     ScriptCase("criteo-onetag-published", CRITEO_ONETAG, "criteo.onetag"),
-    ScriptCase("criteo-set-email-quoted", 'var h = "5f1d7a";\nwindow.criteo_q.push({"event": "setEmail", "email": h});', "criteo.onetag", True),
-    ScriptCase("criteo-hashed-email", "criteo_q.push({event:'setHashedEmail',email:['5f1d7a']});", "criteo.onetag", True),
+    ScriptCase(
+        "criteo-set-email-quoted",
+        'var h = "5f1d7a";\nwindow.criteo_q.push({"event": "setEmail", "email": h});',
+        "criteo.onetag",
+        True,
+    ),
+    ScriptCase(
+        "criteo-hashed-email", "criteo_q.push({event:'setHashedEmail',email:['5f1d7a']});", "criteo.onetag", True
+    ),
     ScriptCase("criteo-customer-id-empty", "criteo_q.push({event:'setCustomerId',id:''});", "criteo.onetag"),
     # -- Adjust ----------------------------------------------------------------------------------------------
     ScriptCase("adjust-init", "Adjust.initSdk({appToken: 'demo00000001', environment: 'sandbox'});", "adjust.web_sdk"),
     ScriptCase("adjust-track-event", "Adjust.trackEvent({ eventToken: 'abc123' });", "adjust.web_sdk"),
-    ScriptCase("adjust-track-event-window", "window.Adjust.trackEvent({eventToken: 'abc123', revenue: 1, currency: 'JPY'});", "adjust.web_sdk"),
+    ScriptCase(
+        "adjust-track-event-window",
+        "window.Adjust.trackEvent({eventToken: 'abc123', revenue: 1, currency: 'JPY'});",
+        "adjust.web_sdk",
+    ),
     ScriptCase("adjust-optional-call", "Adjust?.trackEvent?.({eventToken: 'abc123'});", "adjust.web_sdk"),
     # -- mentions that call nothing --------------------------------------------------------------------------
     ScriptCase("fbq-in-string", "document.title = 'fbq(\"track\")';", None),

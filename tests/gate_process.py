@@ -82,9 +82,15 @@ def gate_process(*args: str, env: dict[str, str] | None = None) -> Iterator[Gate
     clean = {k: v for k, v in os.environ.items() if not k.startswith("GATE_")}
     clean["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
     with tempfile.TemporaryDirectory(prefix="gate-test-") as cwd:
-        process = subprocess.Popen([sys.executable, "-m", "gate.cli", "serve", "--port", "0", *args],
-                                   env=clean | (env or {}), cwd=cwd, stdin=subprocess.DEVNULL,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gate.cli", "serve", "--port", "0", *args],
+            env=clean | (env or {}),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         gate = GateProcess(process)
         try:
             gate.wait_listening(int(args[args.index("--workers") + 1]) if "--workers" in args else 1)

@@ -155,7 +155,7 @@ def _unchunk(body: bytes) -> bytes:
         if size == 0:
             return out
         out += rest[:size]
-        body = rest[size + 2:]
+        body = rest[size + 2 :]
 
 
 def drained(sock: socket.socket, seconds: float) -> tuple[int, bool]:

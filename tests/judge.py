@@ -31,8 +31,9 @@ def data_url_document(value: str) -> str:
     return raw.decode("utf-8", "replace")
 
 
-def live_tags(page: bytes | str, registry: Registry, base: str = "https://jobs.example.jp/",
-              encoding: str | None = None) -> set[str]:
+def live_tags(
+    page: bytes | str, registry: Registry, base: str = "https://jobs.example.jp/", encoding: str | None = None
+) -> set[str]:
     """Tag ids that a browser loading ``page`` would contact or run."""
     kw = {"transport_encoding": encoding} if encoding and isinstance(page, bytes) else {}
     doc = html5lib.parse(page, treebuilder="etree", **kw)
@@ -82,7 +83,9 @@ def live_tags(page: bytes | str, registry: Registry, base: str = "https://jobs.e
                 found |= url(value)
                 if name in FRAMES and value.lstrip().lower().startswith("data:"):
                     found |= live_tags(data_url_document(value), registry, base)
-            elif k == "href" and (name in ("link", "image", "use", "feimage", "script") or ns.endswith("svg") and name != "a"):
+            elif k == "href" and (
+                name in ("link", "image", "use", "feimage", "script") or ns.endswith("svg") and name != "a"
+            ):
                 found |= url(value)
             elif k == "href" or k in ("action", "formaction"):
                 u = urls.parse(value, base_url)

@@ -50,8 +50,13 @@ def stored(app, response):
 async def test_get_consent_undecided(app, client) -> None:
     r = await client.get("/_gate/consent")
     assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
-    assert r.json() == {"version": app.state.registries[None].version, "decided": False, "purposes": NONE,
-                        "vendors_refused": [], "personal_data": []}
+    assert r.json() == {
+        "version": app.state.registries[None].version,
+        "decided": False,
+        "purposes": NONE,
+        "vendors_refused": [],
+        "personal_data": [],
+    }
 
 
 @pytest.mark.parametrize("value", ["garbage", "a.b.c", "", "x" * 5000], ids=["garbage", "dots", "empty", "huge"])
@@ -83,13 +88,20 @@ async def test_cookie_signed_by_the_old_key_still_verifies() -> None:
 
 
 # -- writing: forms -------------------------------------------------------------------------------
-@pytest.mark.parametrize(("form", "purposes", "refused"), [
-    ({"choice": "accept_all"}, ALL, []),
-    ({"choice": "reject_all"}, NONE, []),
-    ({"choice": "custom", "purposes": ["improvement", "content"], "refuse_vendor": ["criteo", "facebook"]},
-     NONE | {"improvement": True}, ["criteo", "facebook"]),
-    ({"choice": "custom", "purposes": ["security"]}, NONE, []),  # always on, accepted silently
-], ids=["accept-all", "reject-all", "custom", "security-is-known"])
+@pytest.mark.parametrize(
+    ("form", "purposes", "refused"),
+    [
+        ({"choice": "accept_all"}, ALL, []),
+        ({"choice": "reject_all"}, NONE, []),
+        (
+            {"choice": "custom", "purposes": ["improvement", "content"], "refuse_vendor": ["criteo", "facebook"]},
+            NONE | {"improvement": True},
+            ["criteo", "facebook"],
+        ),
+        ({"choice": "custom", "purposes": ["security"]}, NONE, []),  # always on, accepted silently
+    ],
+    ids=["accept-all", "reject-all", "custom", "security-is-known"],
+)
 async def test_form_decides_and_sees_the_visitor_back(app, client, form, purposes, refused) -> None:
     r = await client.post("/_gate/consent", data=form | {"next": "/jobs/42?from=list"}, headers=SELF)
     assert r.status_code == 303 and r.headers["location"] == "/jobs/42?from=list"
@@ -126,20 +138,35 @@ async def test_form_withdraw_deletes_the_cookie(client) -> None:
     assert 'gate_consent=""' in line and "max-age=0" in line
 
 
-@pytest.mark.parametrize(("next_value", "expected"), [
-    ("/jobs/42?q=歯科", "/jobs/42?q=%E6%AD%AF%E7%A7%91"),
-    ("/", "/"),
-    ("https://evil.example/", "/"),
-    ("http://gate.test/jobs", "/"),  # absolute, even our own: a path is what the contract asks for
-    ("//evil.example/", "/"),
-    ("/\\evil.example/", "/"),
-    ("/\t/evil.example/", "/"),
-    ("/\r\nSet-Cookie: x=1", "/"),
-    ("javascript:alert(1)", "/"),
-    ("jobs/42", "/"),
-    ("", "/"),
-], ids=["path", "root", "off-site", "absolute", "protocol-relative", "backslash", "tab", "crlf", "javascript",
-        "relative", "empty"])
+@pytest.mark.parametrize(
+    ("next_value", "expected"),
+    [
+        ("/jobs/42?q=歯科", "/jobs/42?q=%E6%AD%AF%E7%A7%91"),
+        ("/", "/"),
+        ("https://evil.example/", "/"),
+        ("http://gate.test/jobs", "/"),  # absolute, even our own: a path is what the contract asks for
+        ("//evil.example/", "/"),
+        ("/\\evil.example/", "/"),
+        ("/\t/evil.example/", "/"),
+        ("/\r\nSet-Cookie: x=1", "/"),
+        ("javascript:alert(1)", "/"),
+        ("jobs/42", "/"),
+        ("", "/"),
+    ],
+    ids=[
+        "path",
+        "root",
+        "off-site",
+        "absolute",
+        "protocol-relative",
+        "backslash",
+        "tab",
+        "crlf",
+        "javascript",
+        "relative",
+        "empty",
+    ],
+)
 async def test_next_only_goes_to_a_path_on_this_site(client, next_value: str, expected: str) -> None:
     r = await client.post("/_gate/consent", data={"choice": "reject_all", "next": next_value}, headers=SELF)
     assert r.status_code == 303 and r.headers["location"] == expected
@@ -151,17 +178,29 @@ async def test_missing_next_goes_home(client) -> None:
 
 
 # -- writing: JSON --------------------------------------------------------------------------------
-@pytest.mark.parametrize(("body", "purposes", "refused"), [
-    ({"choice": "accept_all"}, ALL, []),
-    ({"choice": "reject_all"}, NONE, []),
-    ({"purposes": {"improvement": True, "advertising": False}, "vendors_refused": ["yahoo"]},
-     NONE | {"improvement": True}, ["yahoo"]),
-], ids=["accept-all", "reject-all", "purposes"])
+@pytest.mark.parametrize(
+    ("body", "purposes", "refused"),
+    [
+        ({"choice": "accept_all"}, ALL, []),
+        ({"choice": "reject_all"}, NONE, []),
+        (
+            {"purposes": {"improvement": True, "advertising": False}, "vendors_refused": ["yahoo"]},
+            NONE | {"improvement": True},
+            ["yahoo"],
+        ),
+    ],
+    ids=["accept-all", "reject-all", "purposes"],
+)
 async def test_json_answers_with_the_state(app, client, body, purposes, refused) -> None:
     r = await client.post("/_gate/consent", json=body, headers=SELF)
     assert r.status_code == 200
-    assert r.json() == {"version": app.state.registries[None].version, "decided": True, "purposes": purposes,
-                        "vendors_refused": refused, "personal_data": []}
+    assert r.json() == {
+        "version": app.state.registries[None].version,
+        "decided": True,
+        "purposes": purposes,
+        "vendors_refused": refused,
+        "personal_data": [],
+    }
     assert stored(app, r).method == "api"
 
 
@@ -174,24 +213,32 @@ async def test_delete_withdraws(client) -> None:
 
 
 # -- refusals -------------------------------------------------------------------------------------
-@pytest.mark.parametrize("headers", [
-    {"origin": "https://evil.example"},
-    {"origin": "null"},
-    {"origin": "https://gate.test"},  # the scheme is part of the origin
-    {"referer": "https://evil.example/page"},
-    {"referer": "http://gate.test.evil.example/"},
-    {},
-], ids=["foreign-origin", "null-origin", "other-scheme", "foreign-referer", "lookalike-referer", "neither"])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"origin": "https://evil.example"},
+        {"origin": "null"},
+        {"origin": "https://gate.test"},  # the scheme is part of the origin
+        {"referer": "https://evil.example/page"},
+        {"referer": "http://gate.test.evil.example/"},
+        {},
+    ],
+    ids=["foreign-origin", "null-origin", "other-scheme", "foreign-referer", "lookalike-referer", "neither"],
+)
 async def test_foreign_or_unknown_origin_is_403(client, headers: dict) -> None:
     for method in ("POST", "DELETE"):
-        r = await client.request(method, "/_gate/consent", data={"choice": "accept_all"} if method == "POST" else None,
-                                 headers=headers)
+        r = await client.request(
+            method, "/_gate/consent", data={"choice": "accept_all"} if method == "POST" else None, headers=headers
+        )
         assert r.status_code == 403, method
         assert "set-cookie" not in r.headers
 
 
-@pytest.mark.parametrize("headers", [{"referer": "http://gate.test/jobs/1"}, {"origin": "http://gate.test:80"}],
-                         ids=["same-referer", "default-port"])
+@pytest.mark.parametrize(
+    "headers",
+    [{"referer": "http://gate.test/jobs/1"}, {"origin": "http://gate.test:80"}],
+    ids=["same-referer", "default-port"],
+)
 async def test_own_origin_or_referer_is_accepted(client, headers: dict) -> None:
     r = await client.post("/_gate/consent", data={"choice": "accept_all"}, headers=headers)
     assert r.status_code == 303
@@ -214,17 +261,29 @@ async def test_body_over_the_cap_is_413_even_when_content_length_lies(app, clien
     assert r.status_code == 413
 
 
-@pytest.mark.parametrize(("kind", "body", "named"), [
-    ("form", {"choice": "custom", "purposes": ["improvement", "ads", "tracking"]}, ["ads, tracking"]),
-    ("form", {"choice": "custom", "refuse_vendor": ["doubleclick"]}, ["doubleclick"]),
-    ("json", {"purposes": {"ads": False}}, ["ads"]),
-    ("json", {"choice": "custom", "vendors_refused": ["myspace"]}, ["myspace"]),
-    ("json", {"choice": "maybe"}, ["maybe"]),
-    ("form", {"choice": "maybe"}, ["maybe"]),
-    ("json", {"purposes": {"improvement": "yes"}}, ["purposes"]),
-    ("json", ["accept_all"], ["JSON object"]),
-], ids=["form-purposes", "form-vendor", "json-refused-typo", "json-vendor", "json-choice", "form-choice",
-        "json-not-bool", "json-not-object"])
+@pytest.mark.parametrize(
+    ("kind", "body", "named"),
+    [
+        ("form", {"choice": "custom", "purposes": ["improvement", "ads", "tracking"]}, ["ads, tracking"]),
+        ("form", {"choice": "custom", "refuse_vendor": ["doubleclick"]}, ["doubleclick"]),
+        ("json", {"purposes": {"ads": False}}, ["ads"]),
+        ("json", {"choice": "custom", "vendors_refused": ["myspace"]}, ["myspace"]),
+        ("json", {"choice": "maybe"}, ["maybe"]),
+        ("form", {"choice": "maybe"}, ["maybe"]),
+        ("json", {"purposes": {"improvement": "yes"}}, ["purposes"]),
+        ("json", ["accept_all"], ["JSON object"]),
+    ],
+    ids=[
+        "form-purposes",
+        "form-vendor",
+        "json-refused-typo",
+        "json-vendor",
+        "json-choice",
+        "form-choice",
+        "json-not-bool",
+        "json-not-object",
+    ],
+)
 async def test_bad_ids_are_400_and_named(client, kind: str, body, named: list[str]) -> None:
     kw = {"json": body} if kind == "json" else {"data": body}
     r = await client.post("/_gate/consent", headers=SELF, **kw)

@@ -21,11 +21,27 @@ STATIC = Path(banner.__file__).parent / "static"
 ORIGIN = "https://jobs.example.jp"  # gate's public origin: every injected URL is absolute on it
 
 
-def render(*, lang: str = "ja", next_path: str = "/jobs", carried: frozenset[str] = ALL, gpc: bool = False,
-           opt_out: bool = False, nonce: str | None = None, policy_url: str = "/privacy") -> BeautifulSoup:
+def render(
+    *,
+    lang: str = "ja",
+    next_path: str = "/jobs",
+    carried: frozenset[str] = ALL,
+    gpc: bool = False,
+    opt_out: bool = False,
+    nonce: str | None = None,
+    policy_url: str = "/privacy",
+) -> BeautifulSoup:
     consent = undecided(REGISTRY, gpc=gpc, opt_out_mode=opt_out)
-    html = banner.render_banner(REGISTRY, consent, lang=lang, next_path=next_path, policy_url=policy_url,
-                                carried=carried, origin=ORIGIN, nonce=nonce)
+    html = banner.render_banner(
+        REGISTRY,
+        consent,
+        lang=lang,
+        next_path=next_path,
+        policy_url=policy_url,
+        carried=carried,
+        origin=ORIGIN,
+        nonce=nonce,
+    )
     return BeautifulSoup(html, "html5lib")
 
 
@@ -63,8 +79,11 @@ def test_settings_button_opens_the_preferences_page_without_javascript():
     assert settings["formaction"] == ORIGIN + "/_gate/preferences" and settings["formmethod"] == "get"
 
 
-@pytest.mark.parametrize("gpc,opt_out", [(False, False), (True, False), (False, True), (True, True)],
-                         ids=["plain", "gpc", "opt-out", "gpc+opt-out"])
+@pytest.mark.parametrize(
+    "gpc,opt_out",
+    [(False, False), (True, False), (False, True), (True, True)],
+    ids=["plain", "gpc", "opt-out", "gpc+opt-out"],
+)
 def test_no_purpose_is_preticked_in_opt_in_and_opt_out_ticks_what_is_sent(gpc, opt_out):
     boxes = dialog(render(gpc=gpc, opt_out=opt_out)).find_all("input", attrs={"name": "purposes"})
     assert [b["value"] for b in boxes] == ["improvement", "advertising", "suggestions"]  # content: no tag uses it
@@ -87,11 +106,16 @@ def test_each_purpose_lists_its_services_and_recipients():
     assert "Google" not in who
 
 
-@pytest.mark.parametrize("html", [
-    render(), render(lang="en", gpc=True),
-    BeautifulSoup(banner.render_settings_link(lang="ja", next_path="/a", origin=ORIGIN), "html5lib"),
-    BeautifulSoup(banner.render_footer_link(lang="en", origin=ORIGIN), "html5lib"),
-], ids=["banner", "banner-en-gpc", "settings-link", "footer-link"])
+@pytest.mark.parametrize(
+    "html",
+    [
+        render(),
+        render(lang="en", gpc=True),
+        BeautifulSoup(banner.render_settings_link(lang="ja", next_path="/a", origin=ORIGIN), "html5lib"),
+        BeautifulSoup(banner.render_footer_link(lang="en", origin=ORIGIN), "html5lib"),
+    ],
+    ids=["banner", "banner-en-gpc", "settings-link", "footer-link"],
+)
 def test_every_injected_element_carries_data_gate(html):
     injected = [e for e in html.find_all(True) if e.name not in ("html", "head", "body")]
     assert injected and all(e.has_attr("data-gate") for e in injected)
@@ -108,8 +132,11 @@ def test_hostile_next_path_stays_a_value():
 def test_english_when_asked():
     d = dialog(render(lang="en"))
     assert d["lang"] == "en"
-    assert [b.get_text() for b in d.find(class_="gate-row").find_all("button")] == \
-        ["Accept all", "Reject all", "Settings"]
+    assert [b.get_text() for b in d.find(class_="gate-row").find_all("button")] == [
+        "Accept all",
+        "Reject all",
+        "Settings",
+    ]
     assert d.find("a", string="External transmission")["href"] == ORIGIN + "/_gate/notice?gate_lang=en"
 
 
@@ -147,7 +174,9 @@ def test_banner_links_to_the_notice_and_the_policy():
 
 
 def test_settings_link_and_footer_link():
-    a = BeautifulSoup(banner.render_settings_link(lang="ja", next_path="/jobs?id=3", origin=ORIGIN), "html5lib").find("a")
+    a = BeautifulSoup(banner.render_settings_link(lang="ja", next_path="/jobs?id=3", origin=ORIGIN), "html5lib").find(
+        "a"
+    )
     assert a.get_text() == "Cookie設定" and a["href"] == ORIGIN + "/_gate/preferences?next=%2Fjobs%3Fid%3D3"
     a = BeautifulSoup(banner.render_settings_link(lang="en", next_path="/", origin=ORIGIN), "html5lib").find("a")
     assert a.get_text() == "Cookie settings" and a["href"].endswith("&gate_lang=en")
@@ -155,11 +184,20 @@ def test_settings_link_and_footer_link():
     assert a.get_text() == "外部送信について" and a["href"] == ORIGIN + "/_gate/notice"
 
 
-@pytest.mark.parametrize("query,accept,expected", [
-    (None, None, "ja"), ("en", "ja", "en"), ("ja", "en-US", "ja"), ("xx", "en-US,en;q=0.9", "en"),
-    (None, "en-US,en;q=0.9,ja;q=0.8", "en"), (None, "ja,en-US;q=0.9", "ja"), (None, "fr-FR, de", "ja"),
-    (None, "en;q=0.5, ja;q=0.7", "ja"), (None, "en;q=bad", "ja"),
-])
+@pytest.mark.parametrize(
+    "query,accept,expected",
+    [
+        (None, None, "ja"),
+        ("en", "ja", "en"),
+        ("ja", "en-US", "ja"),
+        ("xx", "en-US,en;q=0.9", "en"),
+        (None, "en-US,en;q=0.9,ja;q=0.8", "en"),
+        (None, "ja,en-US;q=0.9", "ja"),
+        (None, "fr-FR, de", "ja"),
+        (None, "en;q=0.5, ja;q=0.7", "ja"),
+        (None, "en;q=bad", "ja"),
+    ],
+)
 def test_choose_lang(query, accept, expected):
     assert banner.choose_lang(query, accept) == expected
 
@@ -188,13 +226,16 @@ def test_css_base_font_and_line_height():
 def luminance(colour: str) -> float:
     if len(colour) == 4:
         colour = "#" + "".join(c * 2 for c in colour[1:])
-    rgb = [int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+    rgb = [int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
     lin = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
     return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
 
 
-@pytest.mark.parametrize("fg,bg", [("#1b1b1b", "#fff"), ("#fff", "#1a4fa0"), ("#1a4fa0", "#fff"), ("#444", "#fff")],
-                         ids=["text", "button", "link", "muted"])
+@pytest.mark.parametrize(
+    "fg,bg",
+    [("#1b1b1b", "#fff"), ("#fff", "#1a4fa0"), ("#1a4fa0", "#fff"), ("#444", "#fff")],
+    ids=["text", "button", "link", "muted"],
+)
 def test_colour_pairs_have_contrast(fg, bg):
     css = (STATIC / "gate.css").read_text().lower()
     assert f"color:{fg}" in css and f"background:{bg}" in css
@@ -204,9 +245,9 @@ def test_colour_pairs_have_contrast(fg, bg):
 
 def test_script_is_csp_friendly_and_never_accepts_on_escape():
     js = (STATIC / "gate.js").read_text()
-    for banned in ("eval(", "new Function", "innerHTML", "http://", "https://", "setAttribute(\"on"):
+    for banned in ("eval(", "new Function", "innerHTML", "http://", "https://", 'setAttribute("on'):
         assert banned not in js
-    escape_handler = js[js.index('"Escape"'):js.index("});", js.index('"Escape"'))]
+    escape_handler = js[js.index('"Escape"') : js.index("});", js.index('"Escape"'))]
     assert "accept" not in escape_handler and "submit" not in escape_handler
 
 

@@ -67,8 +67,9 @@ def app(tmp_path):
 async def test_fired_tags_are_counted_for_the_visitors_consent(app):
     async with asgi_client(app) as client:
         client.cookies.update(consent_cookie(app, ["improvement", "advertising"]))
-        r = await post(client, content=body(hosts=["connect.facebook.net", "www.google-analytics.com"]),
-                              headers=SELF | TEXT)
+        r = await post(
+            client, content=body(hosts=["connect.facebook.net", "www.google-analytics.com"]), headers=SELF | TEXT
+        )
         assert r.status_code == 204
         data = await report(app, client)
     assert tag(data, "facebook.pixel")["fired"] == 1 and tag(data, "google.analytics")["fired"] == 1
@@ -104,31 +105,55 @@ async def test_an_unknown_third_party_host_is_undeclared_and_own_hosts_are_not(a
 async def test_a_beacon_never_changes_consent(app):
     async with asgi_client(app) as client:
         before = (await client.get("/_gate/consent")).json()
-        r = await post(client, content=body(hosts=["connect.facebook.net"], ), headers=SELF | TEXT)
+        r = await post(
+            client,
+            content=body(
+                hosts=["connect.facebook.net"],
+            ),
+            headers=SELF | TEXT,
+        )
         assert r.status_code == 204 and "set-cookie" not in r.headers and r.headers["cache-control"] == "no-store"
         assert (await client.get("/_gate/consent")).json() == before
 
 
 # -- what it refuses ----------------------------------------------------------------------------------
-@pytest.mark.parametrize(("headers", "content", "status"), [
-    (TEXT, body(), 403),
-    ({"origin": "http://evil.example"} | TEXT, body(), 403),
-    ({"referer": "http://evil.example/x"} | TEXT, body(), 403),
-    (SELF | TEXT, b"x" * (beacon.MAX_BODY + 1), 413),
-    (SELF | {"content-type": "application/x-www-form-urlencoded"}, b"hosts=a", 415),
-    (SELF | TEXT, b"not json", 400),
-    (SELF | TEXT, b"[]", 400),
-    (SELF | TEXT, body(v=3), 400),
-    (SELF | TEXT, json.dumps({"v": 1, "page": "/", "hosts": [], "site": "b.test"}).encode(), 400),
-    (SELF | TEXT, json.dumps({"v": 1, "page": "/"}).encode(), 400),
-    (SELF | TEXT, body(page="https://evil.example/"), 400),
-    (SELF | TEXT, body(page="//evil.example/"), 400),
-    (SELF | TEXT, body(hosts=["bad host!"]), 400),
-    (SELF | TEXT, json.dumps({"v": 1, "page": "/", "hosts": [1]}).encode(), 400),
-    (SELF | TEXT, body(hosts=[f"h{i}.example" for i in range(beacon.MAX_HOSTS + 1)]), 400),
-], ids=["no-origin", "foreign-origin", "foreign-referer", "too-large", "form", "not-json", "not-an-object",
-        "wrong-version", "names-a-site", "no-hosts", "absolute-page", "scheme-relative-page", "bad-host",
-        "host-not-a-string", "too-many-hosts"])
+@pytest.mark.parametrize(
+    ("headers", "content", "status"),
+    [
+        (TEXT, body(), 403),
+        ({"origin": "http://evil.example"} | TEXT, body(), 403),
+        ({"referer": "http://evil.example/x"} | TEXT, body(), 403),
+        (SELF | TEXT, b"x" * (beacon.MAX_BODY + 1), 413),
+        (SELF | {"content-type": "application/x-www-form-urlencoded"}, b"hosts=a", 415),
+        (SELF | TEXT, b"not json", 400),
+        (SELF | TEXT, b"[]", 400),
+        (SELF | TEXT, body(v=3), 400),
+        (SELF | TEXT, json.dumps({"v": 1, "page": "/", "hosts": [], "site": "b.test"}).encode(), 400),
+        (SELF | TEXT, json.dumps({"v": 1, "page": "/"}).encode(), 400),
+        (SELF | TEXT, body(page="https://evil.example/"), 400),
+        (SELF | TEXT, body(page="//evil.example/"), 400),
+        (SELF | TEXT, body(hosts=["bad host!"]), 400),
+        (SELF | TEXT, json.dumps({"v": 1, "page": "/", "hosts": [1]}).encode(), 400),
+        (SELF | TEXT, body(hosts=[f"h{i}.example" for i in range(beacon.MAX_HOSTS + 1)]), 400),
+    ],
+    ids=[
+        "no-origin",
+        "foreign-origin",
+        "foreign-referer",
+        "too-large",
+        "form",
+        "not-json",
+        "not-an-object",
+        "wrong-version",
+        "names-a-site",
+        "no-hosts",
+        "absolute-page",
+        "scheme-relative-page",
+        "bad-host",
+        "host-not-a-string",
+        "too-many-hosts",
+    ],
+)
 async def test_bad_beacons_are_refused_and_count_nothing(app, headers, content, status):
     async with asgi_client(app) as client:
         r = await post(client, content=content, headers=headers)
@@ -140,8 +165,10 @@ async def test_bad_beacons_are_refused_and_count_nothing(app, headers, content, 
 
 async def test_beacons_are_rate_limited_per_client(app):
     async with asgi_client(app) as client:
-        statuses = [(await post(client, content=body(hosts=["connect.facebook.net"]),
-                                       headers=SELF | TEXT)).status_code for _ in range(int(beacon.BURST) + 5)]
+        statuses = [
+            (await post(client, content=body(hosts=["connect.facebook.net"]), headers=SELF | TEXT)).status_code
+            for _ in range(int(beacon.BURST) + 5)
+        ]
         data = await report(app, client)
     assert statuses == [204] * int(beacon.BURST) + [429] * 5
     assert data["totals"]["beacons"] == beacon.BURST
@@ -174,8 +201,9 @@ async def test_a_crafted_beacon_cannot_count_for_another_site(tmp_path):
         leak = body(hosts=["connect.facebook.net", "cdn.example.org"])
         # Sent to a.test claiming to come from b.test's pages, or with b.test's Host from a.test: refused.
         assert (await post(client, content=leak, headers={"origin": "http://b.test"} | TEXT)).status_code == 403
-        assert (await post(client, content=leak,
-                                  headers={"host": "b.test", "origin": "http://a.test"} | TEXT)).status_code == 403
+        assert (
+            await post(client, content=leak, headers={"host": "b.test", "origin": "http://a.test"} | TEXT)
+        ).status_code == 403
         assert (await post(client, content=leak, headers={"origin": "http://a.test"} | TEXT)).status_code == 204
         a = await report(app, client, "a.test")
         b = await report(app, client, "b.test")
@@ -210,10 +238,17 @@ async def test_a_contacted_url_counts_for_the_one_tag_it_belongs_to(app):
     did not; Google Ads fired, Floodlight did not."""
     async with asgi_client(app) as client:
         client.cookies.update(consent_cookie(app, ["improvement", "advertising", "suggestions"]))
-        r = await post(client, content=urls_body([
-            "//s.yimg.jp/images/listing/tool/cv/ytag.js", "//b97.yahoo.co.jp/pagead/conversion/1001/",
-            "//googleads.g.doubleclick.net/pagead/viewthroughconversion/123/",
-        ]), headers=SELF | TEXT)
+        r = await post(
+            client,
+            content=urls_body(
+                [
+                    "//s.yimg.jp/images/listing/tool/cv/ytag.js",
+                    "//b97.yahoo.co.jp/pagead/conversion/1001/",
+                    "//googleads.g.doubleclick.net/pagead/viewthroughconversion/123/",
+                ]
+            ),
+            headers=SELF | TEXT,
+        )
         assert r.status_code == 204
         data = await report(app, client)
     assert fired(data, "yahoo.ads") == 1 and fired(data, "google.ads") == 1
@@ -221,12 +256,16 @@ async def test_a_contacted_url_counts_for_the_one_tag_it_belongs_to(app):
     assert not data["findings"]
 
 
-@pytest.mark.parametrize(("url", "tag_id"), [
-    ("//www.googletagmanager.com/gtag/js?id=G-ABC123", "google.analytics"),
-    ("//www.googletagmanager.com/gtag/js?id=AW-123456", "google.ads"),
-    ("//www.googletagmanager.com/gtm.js?id=GTM-ABC12", "google.tag_manager"),
-    ("//region1.google-analytics.com/g/collect", "google.analytics"),
-], ids=["gtag-for-ga4", "gtag-for-ads", "gtm", "ga4-collect"])
+@pytest.mark.parametrize(
+    ("url", "tag_id"),
+    [
+        ("//www.googletagmanager.com/gtag/js?id=G-ABC123", "google.analytics"),
+        ("//www.googletagmanager.com/gtag/js?id=AW-123456", "google.ads"),
+        ("//www.googletagmanager.com/gtm.js?id=GTM-ABC12", "google.tag_manager"),
+        ("//region1.google-analytics.com/g/collect", "google.analytics"),
+    ],
+    ids=["gtag-for-ga4", "gtag-for-ads", "gtm", "ga4-collect"],
+)
 def test_attribution_names_the_tag_the_url_belongs_to(url, tag_id):
     registry = load()
     contacts = Attribution(registry).attribute([url], frozenset(registry.tags), "gate.test")
@@ -251,10 +290,17 @@ async def test_a_refused_vendor_host_is_a_leak_even_when_no_single_tag_explains_
     assert {"yahoo.ads", "yahoo.tag_manager"} <= set(findings(data, "leak"))
 
 
-@pytest.mark.parametrize("urls", [
-    ["https://connect.facebook.net/x"], ["//connect.facebook.net/tr?ud[em]=abc"], ["//bad host/x"], [3],
-    ["//connect.facebook.net/" + "x" * 101],
-], ids=["absolute", "query-beyond-id", "bad-host", "not-a-string", "path-too-long"])
+@pytest.mark.parametrize(
+    "urls",
+    [
+        ["https://connect.facebook.net/x"],
+        ["//connect.facebook.net/tr?ud[em]=abc"],
+        ["//bad host/x"],
+        [3],
+        ["//connect.facebook.net/" + "x" * 101],
+    ],
+    ids=["absolute", "query-beyond-id", "bad-host", "not-a-string", "path-too-long"],
+)
 async def test_bad_url_beacons_are_refused(app, urls):
     async with asgi_client(app) as client:
         r = await post(client, content=urls_body(urls), headers=SELF | TEXT)

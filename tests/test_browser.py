@@ -16,15 +16,24 @@ from typing import Any
 import httpx
 import pytest
 
-
+from .browser_support import (
+    AXE_JS,
+    LOADERS,
+    SCRIPT_LOADERS,
+    Traffic,
+    chromium_missing,
+    demo_gate,
+    horizontal_overflow,
+    new_context,
+    page_errors,
+    run_axe,
+)
 from .conftest import policy_registry
-from .browser_support import (AXE_JS, LOADERS, SCRIPT_LOADERS, Traffic,
-                              chromium_missing, demo_gate, horizontal_overflow, new_context, page_errors, run_axe)
 
 if (_reason := chromium_missing()) is not None:
     pytest.skip(_reason, allow_module_level=True)
 
-from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect  # noqa: E402
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
 
 REGISTRY = policy_registry()
 PURPOSE_JA = {p.id: p.ja for p in REGISTRY.purposes.values()}
@@ -160,10 +169,18 @@ DECISIONS = [  # (choice, purposes ticked in 設定, loaders the browser then re
     pytest.param("reject_all", (), set(), id="reject_all-loads-none"),
     pytest.param("custom", ("improvement",), {"ga4"}, id="improvement-loads-ga4-alone"),
     pytest.param("custom", ("advertising",), {"google_ads", "yahoo", "meta"}, id="advertising-alone"),
-    pytest.param("custom", ("advertising", "suggestions"), {"google_ads", "yahoo", "meta", "criteo"},
-                 id="advertising+suggestions-adds-criteo"),
-    pytest.param("custom", ("improvement", "advertising"),
-                 {"ga4", "google_ads", "gtm", "yahoo", "adjust", "meta"}, id="improvement+advertising-adds-gtm-adjust"),
+    pytest.param(
+        "custom",
+        ("advertising", "suggestions"),
+        {"google_ads", "yahoo", "meta", "criteo"},
+        id="advertising+suggestions-adds-criteo",
+    ),
+    pytest.param(
+        "custom",
+        ("improvement", "advertising"),
+        {"ga4", "google_ads", "gtm", "yahoo", "adjust", "meta"},
+        id="improvement+advertising-adds-gtm-adjust",
+    ),
 ]
 
 
@@ -245,7 +262,10 @@ def test_tags_injected_at_run_time_are_stopped_and_reported(browser, gtm_improve
         assert [u for u in traffic.vendor_urls if "facebook." in u] == []  # the guard stopped every way in
         # The host nobody declared is stopped too: the site strips undeclared hosts (opt-in's default).
         assert v.page.evaluate("window.__gateGuard.hosts.sort()") == [
-            "collector.undeclared.example", "connect.facebook.net", "www.facebook.com"]
+            "collector.undeclared.example",
+            "connect.facebook.net",
+            "www.facebook.com",
+        ]
         # The guard reports what it stopped, the vendor's and the undeclared host alike.
         expected = {("facebook", "guard"), ("", "guard")}  # vendor ("" = undeclared host), who reported it
 
@@ -308,8 +328,8 @@ def test_keyboard_reaches_buttons_in_order_and_enter_decides(visitor):
     focused = tab_through(page, 6)
     texts = [f["text"] for f in focused]
     first = texts.index("すべて同意")
-    assert texts[first:first + 3] == ["すべて同意", "すべて拒否", "設定"], texts
-    assert all(f["in_banner"] for f in focused[:first + 3]), "the banner comes first in the tab order"
+    assert texts[first : first + 3] == ["すべて同意", "すべて拒否", "設定"], texts
+    assert all(f["in_banner"] for f in focused[: first + 3]), "the banner comes first in the tab order"
     assert not focused[first + 3]["in_banner"], "Tab leaves the banner: focus is not trapped"
 
     page.keyboard.press("Shift+Tab")
@@ -360,12 +380,15 @@ def test_keyboard_space_opens_settings_escape_closes_and_enter_saves(visitor):
 
 def beyond_viewport(page: Page, selector: str) -> list[str]:
     """Visible elements matching ``selector`` that stick out of the viewport sideways, or are cut by their box."""
-    return page.evaluate("""sel => [...document.querySelectorAll(sel)].filter(e => {
+    return page.evaluate(
+        """sel => [...document.querySelectorAll(sel)].filter(e => {
         if (e.offsetParent === null && getComputedStyle(e).position !== 'fixed') return false;
         const r = e.getBoundingClientRect(), clipped = e.scrollWidth > e.clientWidth + 1
             && getComputedStyle(e).overflowX !== 'visible';
         return r.width > 1 && (r.left < 0 || r.right > innerWidth + 0.5 || clipped);  // 1px: visually hidden
-    }).map(e => e.outerHTML.slice(0, 80))""", selector)
+    }).map(e => e.outerHTML.slice(0, 80))""",
+        selector,
+    )
 
 
 def focus_hidden(page: Page) -> str:
@@ -423,9 +446,11 @@ def test_readable_at_320px_without_horizontal_scroll(visitor, path, open_setting
     assert width <= 320 and horizontal_overflow(page) == 0, f"{path}: {width}px wide at 320px"
     # The banner is position:fixed and scrolls itself: overflow inside it never widens the document.
     assert beyond_viewport(page, "[data-gate]") == [], path
-    smallest = page.evaluate("""root => Math.min(...[root, ...root.querySelectorAll('p, li, label, button, a, td, th')]
+    smallest = page.evaluate(
+        """root => Math.min(...[root, ...root.querySelectorAll('p, li, label, button, a, td, th')]
         .filter(e => e.offsetParent !== null).map(e => parseFloat(getComputedStyle(e).fontSize)))""",
-                             page.locator(text_root).element_handle())
+        page.locator(text_root).element_handle(),
+    )
     assert smallest >= 16, f"{path}: text at {smallest}px"
 
 
@@ -458,8 +483,12 @@ def test_withdrawal_expires_vendor_cookies_and_keeps_the_sites_own(visitor):
     v.goto("/")  # the demo site sets its own demo_session and demo_pref
     v.decide("accept_all")
     host = v.base.split("//")[1].split(":")[0]
-    v.context.add_cookies([{"name": name, "value": "1", "domain": host, "path": "/", "httpOnly": http_only}
-                           for name, http_only in VENDOR_COOKIES.items()])
+    v.context.add_cookies(
+        [
+            {"name": name, "value": "1", "domain": host, "path": "/", "httpOnly": http_only}
+            for name, http_only in VENDOR_COOKIES.items()
+        ]
+    )
     v.goto("/_gate/preferences")
     v.press_and_follow(v.button("同意を撤回"))
 
@@ -510,8 +539,11 @@ AXE_PAGES = [  # (path, open the settings layer, what to check: the banner on a 
 ]
 
 
-@pytest.mark.skipif(AXE_JS is None, reason="axe-core not found: `npm install --prefix DIR axe-core` and set "
-                                           "GATE_AXE_JS=DIR/node_modules/axe-core/axe.min.js")
+@pytest.mark.skipif(
+    AXE_JS is None,
+    reason="axe-core not found: `npm install --prefix DIR axe-core` and set "
+    "GATE_AXE_JS=DIR/node_modules/axe-core/axe.min.js",
+)
 @pytest.mark.parametrize(("path", "open_settings", "include"), AXE_PAGES)
 def test_axe_finds_no_serious_violation(visitor, path, open_settings, include):
     v = visitor(bypass_csp=True)  # /_gate/ pages forbid scripts; axe is ours, injected by the test
@@ -519,8 +551,11 @@ def test_axe_finds_no_serious_violation(visitor, path, open_settings, include):
     if open_settings:
         page.locator("#gate-settings").click()
 
-    violations = [{"id": x["id"], "impact": x["impact"], "targets": [n["target"] for n in x["nodes"]]}
-                  for x in run_axe(page, include) if x["impact"] in ("serious", "critical")]
+    violations = [
+        {"id": x["id"], "impact": x["impact"], "targets": [n["target"] for n in x["nodes"]]}
+        for x in run_axe(page, include)
+        if x["impact"] in ("serious", "critical")
+    ]
     assert violations == []
 
 
@@ -541,8 +576,7 @@ class RecordingGate:
 
     def report(self) -> dict[str, Any]:
         """/_gate/report.json, asked as marketing would: with the token, from outside the browser."""
-        r = httpx.get(self.base + "/_gate/report.json", headers={"authorization": f"Bearer {REPORT_TOKEN}"},
-                      timeout=10)
+        r = httpx.get(self.base + "/_gate/report.json", headers={"authorization": f"Bearer {REPORT_TOKEN}"}, timeout=10)
         assert r.status_code == 200, r.text
         return r.json()
 
@@ -556,8 +590,10 @@ def recording_gate(tmp_path_factory) -> Iterator[RecordingGate]:
 
     folder = tmp_path_factory.mktemp("recording")
     config = folder / "gate.toml"
-    config.write_text(f'store = "{folder / "gate.sqlite3"}"\nreport_token = "{REPORT_TOKEN}"\n'
-                      'flush_interval = 3600.0\n[[site]]\nupstream = "demo"\n')
+    config.write_text(
+        f'store = "{folder / "gate.sqlite3"}"\nreport_token = "{REPORT_TOKEN}"\n'
+        'flush_interval = 3600.0\n[[site]]\nupstream = "demo"\n'
+    )
     app = create_app(settings.load({"config": str(config)}, {}))
     loops: list[asyncio.AbstractEventLoop] = []
 
@@ -628,7 +664,9 @@ def test_opt_out_site_without_gpc_sends_everything_before_any_choice(browser, op
         context.close()
 
 
-GPC_LINE = "ブラウザのGPC（グローバル・プライバシー・コントロール）の信号に従い、広告と提案の目的は最初から拒否にしています。"
+GPC_LINE = (
+    "ブラウザのGPC（グローバル・プライバシー・コントロール）の信号に従い、広告と提案の目的は最初から拒否にしています。"
+)
 ADVERTISING_HOSTS = ("googleads.", "doubleclick.", "yimg.jp", "yahoo.", "criteo.", "facebook.", "adjust.")
 
 

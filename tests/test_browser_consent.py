@@ -34,16 +34,22 @@ def gate_for(*vendors: str) -> Iterator[str]:
 
 def decide(page, base: str, body: str) -> None:
     page.goto(base + "/_gate/healthz")
-    status = page.evaluate("""b => fetch('/_gate/consent', {method: 'POST', body: b,
-      headers: {'content-type': 'application/x-www-form-urlencoded'}}).then(r => r.status)""", body)
+    status = page.evaluate(
+        """b => fetch('/_gate/consent', {method: 'POST', body: b,
+      headers: {'content-type': 'application/x-www-form-urlencoded'}}).then(r => r.status)""",
+        body,
+    )
     assert status == 200  # fetch follows the 303 to the site
 
 
 def test_the_banner_asks_again_naming_the_new_recipients(browser):
     # The visitor accepted all while the site carried only Google; the same key signs on both gates.
     with gate_for("google") as before, gate_for("google", "criteo", "facebook") as after:
-        r = httpx.post(before + "/_gate/consent", content="choice=accept_all",
-                       headers={"origin": before, "content-type": "application/x-www-form-urlencoded"})
+        r = httpx.post(
+            before + "/_gate/consent",
+            content="choice=accept_all",
+            headers={"origin": before, "content-type": "application/x-www-form-urlencoded"},
+        )
         context, traffic = new_context(browser, after)
         context.add_cookies([{"name": COOKIE_NAME, "value": r.cookies[COOKIE_NAME], "url": after}])
         page = context.new_page()

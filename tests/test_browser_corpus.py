@@ -24,7 +24,7 @@ from .corpus import CASES, SCRIPT_CASES
 if (_reason := chromium_missing()) is not None:
     pytest.skip(_reason, allow_module_level=True)
 
-from playwright.sync_api import Browser, sync_playwright  # noqa: E402
+from playwright.sync_api import Browser, sync_playwright
 
 REGISTRY = vendors.load()
 ALL = frozenset(REGISTRY.tags)
@@ -84,8 +84,9 @@ def rewritten(html: bytes, allowed: frozenset[str]) -> bytes:
 @pytest.fixture(scope="module")
 def input_loads(tabs) -> dict[str, bool]:
     """Per case: does Chromium, loading the upstream's page, ask the case's vendor for its tag?"""
-    return {case.id: any(case.tag in tab.requested_tags(case.html.encode())[0] for tab in tabs.values())
-            for case in STRIP}
+    return {
+        case.id: any(case.tag in tab.requested_tags(case.html.encode())[0] for tab in tabs.values()) for case in STRIP
+    }
 
 
 @pytest.mark.parametrize("scripting", [True, False], ids=["scripting-on", "scripting-off"])
@@ -129,8 +130,11 @@ CRITEO_PERSONAL = {"setEmail": "email", "setHashedEmail": "email", "setCustomerI
 
 
 def _empty(value) -> bool:
-    return value in (None, False, "", [], {}) or (isinstance(value, str) and not value.strip()) \
+    return (
+        value in (None, False, "", [], {})
+        or (isinstance(value, str) and not value.strip())
         or (isinstance(value, list) and all(_empty(v) for v in value))
+    )
 
 
 def carries_personal_data(value) -> bool:
@@ -138,7 +142,8 @@ def carries_personal_data(value) -> bool:
     user_data and user_id, Criteo's e-mail and customer id events, with a value that is not empty."""
     if isinstance(value, list):
         return any(carries_personal_data(v) for v in value) or any(
-            isinstance(k, str) and k in PERSONAL_KEYS and not _empty(v) for k, v in zip(value, value[1:], strict=False))
+            isinstance(k, str) and k in PERSONAL_KEYS and not _empty(v) for k, v in zip(value, value[1:], strict=False)
+        )
     if isinstance(value, dict):
         key = CRITEO_PERSONAL.get(value.get("event"))
         if key and not _empty(value.get(key)):
@@ -154,23 +159,31 @@ def recorder(tabs):
     context = browser.new_context()
     context.add_init_script(RECORDERS)
     served = {"html": b""}
-    context.route("**/*", lambda route: route.fulfill(
-        status=200, body=served["html"] if route.request.url == PAGE_URL else b"",
-        headers={"content-type": "text/html; charset=utf-8" if route.request.url == PAGE_URL else "text/plain"}))
+    context.route(
+        "**/*",
+        lambda route: route.fulfill(
+            status=200,
+            body=served["html"] if route.request.url == PAGE_URL else b"",
+            headers={"content-type": "text/html; charset=utf-8" if route.request.url == PAGE_URL else "text/plain"},
+        ),
+    )
     page = context.new_page()
 
     def calls(html: bytes) -> list[tuple[str, object]]:
         served["html"] = html
         page.goto(PAGE_URL, wait_until="load", timeout=15_000)
         return [(VENDOR_OF_GLOBAL[name], json.loads(args)) for name, args in page.evaluate("window.__gate_calls")]
+
     yield calls
     context.close()
 
 
 def script_page(case) -> bytes:
-    return ("<!DOCTYPE html><html><head><meta charset=utf-8></head><body><p>求人</p>"
-            "<script>var h = '5f1d7a', uid = 'u-1001';</script>"
-            "<script>" + case.script + "</script></body></html>").encode()
+    return (
+        "<!DOCTYPE html><html><head><meta charset=utf-8></head><body><p>求人</p>"
+        "<script>var h = '5f1d7a', uid = 'u-1001';</script>"
+        "<script>" + case.script + "</script></body></html>"
+    ).encode()
 
 
 def vendor_of(case) -> str:

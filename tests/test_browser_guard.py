@@ -49,9 +49,11 @@ GTM_LIKE = f"""(function (w, d) {{
   w.gtmLikeRan = true;
 }})(window, document);
 """
-PAGE = ("<!doctype html><html lang=ja><head><meta charset=utf-8><title>求人</title>"
-        "<script src=/gtm-like.js></script></head>"
-        "<body><h1>歯科衛生士</h1><div id=probe style='width:10px;height:10px'></div>{}</body></html>")
+PAGE = (
+    "<!doctype html><html lang=ja><head><meta charset=utf-8><title>求人</title>"
+    "<script src=/gtm-like.js></script></head>"
+    "<body><h1>歯科衛生士</h1><div id=probe style='width:10px;height:10px'></div>{}</body></html>"
+)
 # Floodlight's way: document.write of an iframe while the page parses, from a first-party file.
 WRITER = """document.write('<iframe src="https://ad.doubleclick.net/activityi;src=1;type=apply;cat=x;ord=1?" width=1 height=1></iframe>');
 document.write('<p id=fine>ok</p>');
@@ -68,10 +70,17 @@ def origin_app() -> Starlette:
     def script(text: str):
         async def endpoint(request: Request) -> Response:
             return Response(text, media_type="application/javascript")
+
         return endpoint
 
-    return Starlette(routes=[Route("/", page), Route("/write", write_page), Route("/gtm-like.js", script(GTM_LIKE)),
-                             Route("/writer.js", script(WRITER))])
+    return Starlette(
+        routes=[
+            Route("/", page),
+            Route("/write", write_page),
+            Route("/gtm-like.js", script(GTM_LIKE)),
+            Route("/writer.js", script(WRITER)),
+        ]
+    )
 
 
 class Stack:
@@ -142,8 +151,11 @@ def visit(browser: Browser) -> Iterator[Callable[..., tuple[Page, Traffic, list[
         errors = page_errors(page)
         if choice is not None:
             page.goto(s.base + "/_gate/healthz")
-            status = page.evaluate("""c => fetch('/_gate/consent', {method: 'POST', body: JSON.stringify(c),
-                                     headers: {'content-type': 'application/json'}}).then(r => r.status)""", choice)
+            status = page.evaluate(
+                """c => fetch('/_gate/consent', {method: 'POST', body: JSON.stringify(c),
+                                     headers: {'content-type': 'application/json'}}).then(r => r.status)""",
+                choice,
+            )
             assert status == 200
         traffic.clear()
         page.goto(s.base + path, wait_until="load")
@@ -157,7 +169,11 @@ def visit(browser: Browser) -> Iterator[Callable[..., tuple[Page, Traffic, list[
 
 
 def to_facebook(traffic: Traffic) -> list[str]:
-    return [u for u in traffic.vendor_urls if urls.parse(u) and urls.parse(u).host.endswith(("facebook.net", "facebook.com"))]
+    return [
+        u
+        for u in traffic.vendor_urls
+        if urls.parse(u) and urls.parse(u).host.endswith(("facebook.net", "facebook.com"))
+    ]
 
 
 # -- the guard ----------------------------------------------------------------------------------
@@ -167,8 +183,9 @@ def test_a_tag_manager_injecting_the_meta_pixel_is_stopped_and_reported(report_o
     guard = page.evaluate("window.__gateGuard")
     assert guard["stopped"] == 2 and sorted(guard["hosts"]) == ["connect.facebook.net", "www.facebook.com"]
     # Its report reaches /_gate/csp-report and counts as attempted for Meta, seen by the guard.
-    report_only.wait_for_attempt(page, lambda a: a.vendor == "facebook" and a.source == "guard"
-                                 and a.host == "connect.facebook.net")
+    report_only.wait_for_attempt(
+        page, lambda a: a.vendor == "facebook" and a.source == "guard" and a.host == "connect.facebook.net"
+    )
     assert errors == []
 
 
@@ -244,7 +261,9 @@ def test_the_guard_agrees_with_the_server_on_every_vendor_url(report_only, visit
 def test_report_only_csp_reports_an_undeclared_host_the_guard_does_not_know(report_only, visit):
     page, traffic, errors = visit(report_only)
     page.evaluate("document.getElementById('probe').style.backgroundImage = 'url(https://tracker.example.org/p.gif)'")
-    report_only.wait_for_attempt(page, lambda a: a.host == "tracker.example.org" and a.source == "csp" and a.vendor == "")
+    report_only.wait_for_attempt(
+        page, lambda a: a.host == "tracker.example.org" and a.source == "csp" and a.vendor == ""
+    )
     # Report-only observes: the image was still fetched.
     assert any(u.startswith("https://tracker.example.org/") for u in traffic.vendor_urls)
     assert errors == []
@@ -263,17 +282,22 @@ def test_enforced_csp_blocks_and_reports_what_the_guard_cannot_see(enforce, visi
 # -- cookies ------------------------------------------------------------------------------------
 def test_refusing_expires_vendor_cookies_on_the_host_and_its_parent_domain_httponly_included(report_only, playwright):
     # A real host name (resolved to 127.0.0.1), so that cookies can live on the parent domain too.
-    chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                          args=[*CHROMIUM_ARGS, "--host-resolver-rules=MAP jobs.example.jp 127.0.0.1"])
+    chromium = playwright.chromium.launch(
+        executable_path=CHROMIUM,
+        headless=True,
+        args=[*CHROMIUM_ARGS, "--host-resolver-rules=MAP jobs.example.jp 127.0.0.1"],
+    )
     try:
         base = report_only.base.replace("127.0.0.1", "jobs.example.jp")
         context, _ = new_context(chromium, base)
-        context.add_cookies([
-            {"name": "_ga", "value": "GA1.1.1.1", "domain": ".example.jp", "path": "/", "httpOnly": True},
-            {"name": "_ga_DEMO12345", "value": "1", "domain": ".jobs.example.jp", "path": "/"},
-            {"name": "_fbp", "value": "fb.1.1.1", "url": base + "/"},  # host-only
-            {"name": "session", "value": "s", "url": base + "/", "httpOnly": True},
-        ])
+        context.add_cookies(
+            [
+                {"name": "_ga", "value": "GA1.1.1.1", "domain": ".example.jp", "path": "/", "httpOnly": True},
+                {"name": "_ga_DEMO12345", "value": "1", "domain": ".jobs.example.jp", "path": "/"},
+                {"name": "_fbp", "value": "fb.1.1.1", "url": base + "/"},  # host-only
+                {"name": "session", "value": "s", "url": base + "/", "httpOnly": True},
+            ]
+        )
         page = context.new_page()
         page.goto(base + "/_gate/healthz")
         status = page.evaluate("""() => fetch('/_gate/consent', {method: 'POST', body: '{"choice": "reject_all"}',

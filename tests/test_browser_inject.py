@@ -47,8 +47,10 @@ BASES = {
 def origin_page(request: Request) -> HTMLResponse:
     site = request.headers["x-forwarded-proto"] + "://" + request.headers["x-forwarded-host"]
     base = BASES[request.path_params["case"]].format(site=site)
-    return HTMLResponse("<!doctype html><html><head><meta charset=utf-8>" + base + "<title>Jobs</title></head>"
-                        "<body><h1>求人</h1><p>Engineers wanted.</p></body></html>")
+    return HTMLResponse(
+        "<!doctype html><html><head><meta charset=utf-8>" + base + "<title>Jobs</title></head>"
+        "<body><h1>求人</h1><p>Engineers wanted.</p></body></html>"
+    )
 
 
 class Landed:
@@ -110,8 +112,10 @@ def test_banner_assets_form_post_and_beacons_go_to_gate_whatever_the_base(browse
         # A refused host touched after load: the guard stops it and reports it, to gate (its own
         # report is application/reports+json; the CSP's report-uri sends application/csp-report).
         app.seen.clear()
-        page.evaluate("var s = document.createElement('script');"
-                      "s.src = 'https://connect.facebook.net/en_US/fbevents.js'; document.head.appendChild(s)")
+        page.evaluate(
+            "var s = document.createElement('script');"
+            "s.src = 'https://connect.facebook.net/en_US/fbevents.js'; document.head.appendChild(s)"
+        )
         wait_landed(app, "POST", "/_gate/csp-report", "application/reports+json", page)
         # beacon.js reports the page view when the page is hidden: to gate.
         page.evaluate("dispatchEvent(new Event('pagehide'))")
@@ -122,7 +126,10 @@ def test_banner_assets_form_post_and_beacons_go_to_gate_whatever_the_base(browse
         assert ("POST", "/_gate/consent", "application/x-www-form-urlencoded") in app.seen
         assert len(context.pages) == 1 and page.url == f"{base}/page/{case}"
         assert page.locator("a.gate-set").count() == 1
-        assert page.evaluate("getComputedStyle(document.querySelector('a.gate-set').closest('.gate-dock')).position") == "fixed"
+        assert (
+            page.evaluate("getComputedStyle(document.querySelector('a.gate-set').closest('.gate-dock')).position")
+            == "fixed"
+        )
         assert off_gate(traffic.urls, base) == [] and vendor_hits(traffic.urls) == []
         assert errors == []
     finally:

@@ -43,26 +43,41 @@ from gate.app import create_app
 from gate.consent import COOKIE_NAME, ConsentCodec, decide
 from gate.demo import bench_page, create_demo_app
 
-from .browser_support import chromium_missing, new_context, ROOT
+from .browser_support import ROOT, chromium_missing, new_context
 from .conftest import KEY, gate_settings, serve
 
 if (_reason := chromium_missing()) is not None:
     pytest.skip(_reason, allow_module_level=True)
 
-from playwright.sync_api import Browser  # noqa: E402
+from playwright.sync_api import Browser
 
 REGISTRY = vendors.load()
 # file name -> the demo site's path it is rendered from (or a large page)
-DEMO_PAGES = {"home.html": "/", "job.html": "/jobs/dh-001", "events.html": "/events", "apply.html": "/apply",
-              "privacy.html": "/privacy", "sjis.html": "/sjis", "eucjp.html": "/eucjp"}
-LARGE_PAGES = {"list-100k.html": ("100k", "utf-8"), "list-100k-sjis.html": ("100k", "sjis"),
-               "list-1m.html": ("1m", "utf-8")}
+DEMO_PAGES = {
+    "home.html": "/",
+    "job.html": "/jobs/dh-001",
+    "events.html": "/events",
+    "apply.html": "/apply",
+    "privacy.html": "/privacy",
+    "sjis.html": "/sjis",
+    "eucjp.html": "/eucjp",
+}
+LARGE_PAGES = {
+    "list-100k.html": ("100k", "utf-8"),
+    "list-100k-sjis.html": ("100k", "sjis"),
+    "list-1m.html": ("1m", "utf-8"),
+}
 PAGES = list(DEMO_PAGES) + list(LARGE_PAGES)
 ENCODINGS = ("identity", "gzip", "br")
 CONSENTS = ("undecided", "accept_all", "accept_all+js")
 # The large pages are read without JavaScript only: their scripts are the demo pages' own.
-CASES = [(name, encoding, consent) for name in PAGES for encoding in ENCODINGS for consent in CONSENTS
-         if not (name in LARGE_PAGES and consent.endswith("+js"))]
+CASES = [
+    (name, encoding, consent)
+    for name in PAGES
+    for encoding in ENCODINGS
+    for consent in CONSENTS
+    if not (name in LARGE_PAGES and consent.endswith("+js"))
+]
 CHUNK = 16 * 1024
 
 
@@ -133,8 +148,11 @@ def nginx(docroot, tmp_path_factory) -> Iterator[str]:
         user = "user root;\n" if os.geteuid() == 0 else ""
         (prefix / "nginx.conf").write_text(NGINX_CONF.format(user=user, prefix=prefix, port=port, root=docroot))
         with open(prefix / "stderr.log", "wb") as log:
-            process = subprocess.Popen([binary, "-p", str(prefix), "-e", "stderr", "-c", str(prefix / "nginx.conf")],
-                                       stdout=subprocess.DEVNULL, stderr=log)
+            process = subprocess.Popen(
+                [binary, "-p", str(prefix), "-e", "stderr", "-c", str(prefix / "nginx.conf")],
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
         base = f"http://127.0.0.1:{port}"
         try:
             if _wait_http(base + "/identity/home.html", process):
@@ -191,7 +209,8 @@ def brotli_origin(docroot) -> Iterator[str]:
 
         async def pieces():
             for i in range(0, len(body), CHUNK):
-                yield body[i:i + CHUNK]
+                yield body[i : i + CHUNK]
+
         return StreamingResponse(pieces(), headers={"content-encoding": "br", "content-type": "text/html"})
 
     with serve(Starlette(routes=[Route("/br/{name}", page)])) as base:
@@ -202,8 +221,10 @@ def brotli_origin(docroot) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def origins(nginx, brotli_origin) -> Iterator[dict[str, tuple[str, str]]]:
     """encoding -> (the origin's base URL, gate's base URL in front of it)."""
-    with serve(create_app(gate_settings(nginx))) as via_nginx, \
-            serve(create_app(gate_settings(brotli_origin))) as via_python:
+    with (
+        serve(create_app(gate_settings(nginx))) as via_nginx,
+        serve(create_app(gate_settings(brotli_origin))) as via_python,
+    ):
         yield {"identity": (nginx, via_nginx), "gzip": (nginx, via_nginx), "br": (brotli_origin, via_python)}
 
 
@@ -259,8 +280,9 @@ def _names_a_vendor(name: str, attrs: tuple[str, ...], text: str, page_url: str)
         found |= REGISTRY.tags_in_text(value)
         target = urlsplit(urljoin(page_url, value.strip()))
         if target.scheme in ("http", "https") and target.hostname:
-            found |= REGISTRY.tags_for_url(urls.URL(target.scheme, target.hostname,
-                                                    target.path + ("?" + target.query if target.query else "")))
+            found |= REGISTRY.tags_for_url(
+                urls.URL(target.scheme, target.hostname, target.path + ("?" + target.query if target.query else ""))
+            )
     return bool(found)
 
 
@@ -308,6 +330,7 @@ def tokens(root: dict[str, Any], tree: bool) -> list[str]:
                 add(depth + 1, "comment", k["c"])
             else:
                 walk(k, depth + 1)
+
     walk(root, 0)
     return out
 
@@ -321,15 +344,17 @@ def differences(direct: list[str], gated: list[str]) -> list[str]:
     tail = 0
     while tail < min(len(direct), len(gated)) - head and direct[-1 - tail] == gated[-1 - tail]:
         tail += 1
-    a, b = direct[head:len(direct) - tail], gated[head:len(gated) - tail]
+    a, b = direct[head : len(direct) - tail], gated[head : len(gated) - tail]
     if len(a) + len(b) > 4000:
         runs = [("replace", 0, len(a), 0, len(b))]
     else:
         runs = [r for r in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes() if r[0] != "equal"]
-    return [f"{op} origin[{head + i1}:{head + i2}] gate[{head + j1}:{head + j2}]:\n"
-            f"  origin: {[t[:300] for t in a[i1:min(i2, i1 + 3)]]}\n"
-            f"  gate:   {[t[:300] for t in b[j1:min(j2, j1 + 3)]]}"
-            for op, i1, i2, j1, j2 in runs]
+    return [
+        f"{op} origin[{head + i1}:{head + i2}] gate[{head + j1}:{head + j2}]:\n"
+        f"  origin: {[t[:300] for t in a[i1 : min(i2, i1 + 3)]]}\n"
+        f"  gate:   {[t[:300] for t in b[j1 : min(j2, j1 + 3)]]}"
+        for op, i1, i2, j1, j2 in runs
+    ]
 
 
 @pytest.mark.parametrize(("name", "encoding", "consent"), CASES, ids=["-".join(c) for c in CASES])
@@ -352,12 +377,14 @@ def test_the_dom_through_gate_is_the_origins(browser, origins, name, encoding, c
         cookie = ConsentCodec([KEY]).dumps(decide(REGISTRY, REGISTRY.refusable, personal_data=REGISTRY.vendors))
     page_url = f"{gate}/{encoding}/{name}"
     gated = snapshot(browser, page_url, javascript, cookie)
-    assert {k: gated[k] for k in ("charset", "mode", "title", "doctype")} == \
-        {k: direct[k] for k in ("charset", "mode", "title", "doctype")}
+    assert {k: gated[k] for k in ("charset", "mode", "title", "doctype")} == {
+        k: direct[k] for k in ("charset", "mode", "title", "doctype")
+    }
     a, b = direct["root"], gated["root"]
     if consent != "accept_all":
         a, b = without_vendors(a, page_url), without_vendors(b, page_url)
     a_tokens, b_tokens = tokens(a, tree=consent != "undecided"), tokens(b, tree=consent != "undecided")
     problems = differences(a_tokens, b_tokens)
-    assert problems == [], (f"{len(a_tokens)} nodes from the origin, {len(b_tokens)} through gate:\n"
-                            + "\n".join(problems[:5]))
+    assert problems == [], f"{len(a_tokens)} nodes from the origin, {len(b_tokens)} through gate:\n" + "\n".join(
+        problems[:5]
+    )

@@ -26,22 +26,28 @@ from .conftest import KEY, gate_settings, serve
 if (_reason := chromium_missing()) is not None:
     pytest.skip(_reason, allow_module_level=True)
 
-from playwright.sync_api import Browser, Page  # noqa: E402
+from playwright.sync_api import Browser, Page
 
 REGISTRY = vendors.load()
 GA = '<script async src="https://www.googletagmanager.com/gtag/js?id=G-DEMO12345"></script>'
 SIDEBAR = "".join(f'<li><a href="/ch{i}">Chapter {i}</a></li>' for i in range(1, 40))
 PAGES = {
     # rustdoc: the body is a flex row; one more child would be one more column
-    "/row": ('<body style="margin:0;display:flex;font-family:\'DejaVu Serif\',serif">'
-             '<nav style="flex:none;width:200px">items</nav><main id="content" style="flex:1 1 auto">'
-             '<p>本文</p></main></body>'),
+    "/row": (
+        "<body style=\"margin:0;display:flex;font-family:'DejaVu Serif',serif\">"
+        '<nav style="flex:none;width:200px">items</nav><main id="content" style="flex:1 1 auto">'
+        "<p>本文</p></main></body>"
+    ),
     # mdBook: a fixed sidebar down the left edge, entries to its bottom
-    "/book": (f'<body style="margin:0"><nav id="side" style="position:fixed;left:0;top:0;bottom:0;width:300px;'
-              f'overflow:auto"><ol>{SIDEBAR}</ol></nav><main style="margin-left:300px"><p>本文</p></main></body>'),
+    "/book": (
+        f'<body style="margin:0"><nav id="side" style="position:fixed;left:0;top:0;bottom:0;width:300px;'
+        f'overflow:auto"><ol>{SIDEBAR}</ol></nav><main style="margin-left:300px"><p>本文</p></main></body>'
+    ),
     # a site whose footer has a place for the settings link
-    "/hosted": ('<body><main><p>本文</p></main><footer id="foot"><a href="/privacy">プライバシーポリシー</a> '
-                '<span data-gate-settings></span></footer></body>'),
+    "/hosted": (
+        '<body><main><p>本文</p></main><footer id="foot"><a href="/privacy">プライバシーポリシー</a> '
+        "<span data-gate-settings></span></footer></body>"
+    ),
 }
 
 
@@ -93,8 +99,12 @@ def box(page: Page, selector: str) -> dict[str, float]:
 
 
 def overlaps(a: dict[str, float], b: dict[str, float]) -> bool:
-    return (a["x"] < b["x"] + b["width"] and b["x"] < a["x"] + a["width"]
-            and a["y"] < b["y"] + b["height"] and b["y"] < a["y"] + a["height"])
+    return (
+        a["x"] < b["x"] + b["width"]
+        and b["x"] < a["x"] + a["width"]
+        and a["y"] < b["y"] + b["height"]
+        and b["y"] < a["y"] + a["height"]
+    )
 
 
 # -- nothing in the page's flow ------------------------------------------------------------------------
@@ -149,8 +159,7 @@ def test_the_banner_uses_the_sites_font(open_page):
 
 def test_the_save_button_is_in_sight_on_a_phone(browser):
     with demo_gate() as base:
-        context, _ = new_context(browser, base, viewport={"width": 375, "height": 740}, is_mobile=True,
-                                 has_touch=True)
+        context, _ = new_context(browser, base, viewport={"width": 375, "height": 740}, is_mobile=True, has_touch=True)
         try:
             page = context.new_page()
             page.goto(base + "/", wait_until="load")
@@ -158,8 +167,10 @@ def test_the_save_button_is_in_sight_on_a_phone(browser):
             save = page.get_by_role("button", name="選択を保存").bounding_box()
             assert save is not None and 0 <= save["y"] and save["y"] + save["height"] <= 740, save
             # and it is the button there, not something covering it
-            hit = page.evaluate("([x, y]) => document.elementFromPoint(x, y).textContent",
-                                [save["x"] + save["width"] / 2, save["y"] + save["height"] / 2])
+            hit = page.evaluate(
+                "([x, y]) => document.elementFromPoint(x, y).textContent",
+                [save["x"] + save["width"] / 2, save["y"] + save["height"] / 2],
+            )
             assert hit == "選択を保存"
         finally:
             context.close()

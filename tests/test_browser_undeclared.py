@@ -35,8 +35,10 @@ INJECTOR = """(function (d) {
 
 def origin_app() -> Starlette:
     async def page(request: Request) -> Response:
-        return HTMLResponse("<!doctype html><html lang=ja><head><meta charset=utf-8><title>求人</title>"
-                            "<script src=/tm.js></script></head><body><h1>求人</h1></body></html>")
+        return HTMLResponse(
+            "<!doctype html><html lang=ja><head><meta charset=utf-8><title>求人</title>"
+            "<script src=/tm.js></script></head><body><h1>求人</h1></body></html>"
+        )
 
     async def script(request: Request) -> Response:
         return Response(INJECTOR, media_type="application/javascript")
@@ -60,8 +62,11 @@ def test_injected_loads_to_undeclared_hosts_are_stopped_and_allow_hosts_pass(bas
             page = context.new_page()
             errors = page_errors(page)
             page.goto(base + "/_gate/healthz")
-            assert page.evaluate("""() => fetch('/_gate/consent', {method: 'POST', body: '{"choice": "accept_all"}',
-                                    headers: {'content-type': 'application/json'}}).then(r => r.status)""") == 200
+            assert (
+                page.evaluate("""() => fetch('/_gate/consent', {method: 'POST', body: '{"choice": "accept_all"}',
+                                    headers: {'content-type': 'application/json'}}).then(r => r.status)""")
+                == 200
+            )
             traffic.clear()
             page.goto(base + "/", wait_until="load")
             page.wait_for_function("window.injected === true")

@@ -27,16 +27,30 @@ SNIFF = [
     pytest.param("text/html", b'<meta charset="shift_jis">', "cp932", id="meta-charset"),
     pytest.param("text/html", b"<meta charset=euc-jp>", "euc_jp", id="meta-charset-unquoted"),
     pytest.param(None, b"<!doctype html><html><head><META CHARSET='Shift_JIS'>", "cp932", id="meta-upper-case"),
-    pytest.param("text/html", b'<meta http-equiv="Content-Type" content="text/html; charset=Shift_JIS">', "cp932",
-                 id="meta-http-equiv"),
-    pytest.param("text/html", b'<meta content="text/html; charset=euc-jp" http-equiv="content-type">', "euc_jp",
-                 id="meta-http-equiv-after-content"),
-    pytest.param("text/html", b'<meta content="text/html; charset=euc-jp">', "utf-8",
-                 id="meta-content-without-pragma-ignored"),
-    pytest.param("text/html", b"<!-- <meta charset=shift_jis> --><meta charset=euc-jp>", "euc_jp",
-                 id="meta-in-comment-ignored"),
-    pytest.param("text/html", b'<title x="<meta charset=shift_jis>">t</title><meta charset=euc-jp>', "euc_jp",
-                 id="meta-inside-attribute-ignored"),
+    pytest.param(
+        "text/html",
+        b'<meta http-equiv="Content-Type" content="text/html; charset=Shift_JIS">',
+        "cp932",
+        id="meta-http-equiv",
+    ),
+    pytest.param(
+        "text/html",
+        b'<meta content="text/html; charset=euc-jp" http-equiv="content-type">',
+        "euc_jp",
+        id="meta-http-equiv-after-content",
+    ),
+    pytest.param(
+        "text/html", b'<meta content="text/html; charset=euc-jp">', "utf-8", id="meta-content-without-pragma-ignored"
+    ),
+    pytest.param(
+        "text/html", b"<!-- <meta charset=shift_jis> --><meta charset=euc-jp>", "euc_jp", id="meta-in-comment-ignored"
+    ),
+    pytest.param(
+        "text/html",
+        b'<title x="<meta charset=shift_jis>">t</title><meta charset=euc-jp>',
+        "euc_jp",
+        id="meta-inside-attribute-ignored",
+    ),
     pytest.param("text/html", b"<meta charset=utf-16>", "utf-8", id="meta-utf16-means-utf8"),
     pytest.param("text/html", b"<meta charset=klingon><meta charset=shift_jis>", "cp932", id="unknown-meta-skipped"),
     pytest.param("text/html", b" " * 1030 + b"<meta charset=shift_jis>", "utf-8", id="meta-past-1024-ignored"),
@@ -60,10 +74,18 @@ def test_header_charset_needs_only_the_bom_bytes() -> None:
     assert charset.bytes_needed("text/html") == charset.bytes_needed("text/html; charset=bogus") == 1024
 
 
-@pytest.mark.parametrize(("codec", "expected"), [
-    ("utf-8", True), ("cp932", True), ("euc_jp", True), ("cp1252", True),
-    ("utf-16-le", False), ("utf-16-be", False), ("iso2022_jp", False),
-])
+@pytest.mark.parametrize(
+    ("codec", "expected"),
+    [
+        ("utf-8", True),
+        ("cp932", True),
+        ("euc_jp", True),
+        ("cp1252", True),
+        ("utf-16-le", False),
+        ("utf-16-be", False),
+        ("iso2022_jp", False),
+    ],
+)
 def test_is_ascii_compatible(codec: str, expected: bool) -> None:
     assert charset.is_ascii_compatible(codec) is expected
 

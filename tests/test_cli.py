@@ -93,8 +93,11 @@ def test_unknown_flag_is_a_usage_error_not_an_exception(capsys):
     assert "invalid int value" in one_line(capsys.readouterr().err)
 
 
-@pytest.mark.parametrize("argv", [["serve", "--bogus"], ["scan"], ["nonsense"], []],
-                         ids=["unknown-flag", "missing-argument", "unknown-command", "no-command"])
+@pytest.mark.parametrize(
+    "argv",
+    [["serve", "--bogus"], ["scan"], ["nonsense"], []],
+    ids=["unknown-flag", "missing-argument", "unknown-command", "no-command"],
+)
 def test_usage_mistakes_take_one_line(capsys, argv):
     assert cli.main(argv) == 2
     assert one_line(capsys.readouterr().err).startswith("gate")
@@ -114,11 +117,18 @@ def test_a_port_in_use_is_one_line_and_exit_2(tmp_path):
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1]
-        done = subprocess.run([sys.executable, "-m", "gate.cli", "serve", "--port", str(port)], cwd=tmp_path,
-                              capture_output=True, text=True, timeout=60,
-                              env={k: v for k, v in os.environ.items() if not k.startswith("GATE_")})
+        done = subprocess.run(
+            [sys.executable, "-m", "gate.cli", "serve", "--port", str(port)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={k: v for k, v in os.environ.items() if not k.startswith("GATE_")},
+        )
     assert done.returncode == 2
-    assert one_line(done.stderr) == f"gate: listen address: 127.0.0.1:{port}: cannot listen there: Address already in use"
+    assert (
+        one_line(done.stderr) == f"gate: listen address: 127.0.0.1:{port}: cannot listen there: Address already in use"
+    )
     assert done.stdout == ""
 
 
@@ -130,25 +140,45 @@ def test_check_shows_effective_settings_with_secrets_masked(capsys, monkeypatch,
     assert "secret_keys = <2 masked>" in out
     assert "upstream=http://127.0.0.1:9000" in out
     assert "purposes (5): improvement, advertising, suggestions, content, security (always on)" in out
-    assert ("vendors (12): google, yahoo, criteo, adjust, facebook, line, tiktok, x, microsoft, indeed, kyujinbox, "
-            "a8") in out
+    assert (
+        "vendors (12): google, yahoo, criteo, adjust, facebook, line, tiktok, x, microsoft, indeed, kyujinbox, a8"
+    ) in out
     assert "facebook.pixel" in out
 
 
-@pytest.mark.parametrize(("toml", "expected"), [
-    ("port = 'x'\n", "gate.toml: port: expected a number, got 'x'"),
-    ("colour = 1\n", "gate.toml: colour: unknown key"),
-    ("[[site]]\nupstream = 'ftp://x'\n", "gate.toml: site[0].upstream: expected an http(s):// URL"),
-    ("[[site]]\nupstream = 'demo'\nvendors = ['google', 'myspace']\n",
-     "gate.toml: site[0].vendors: unknown id 'myspace' (known: google, yahoo, criteo, adjust, facebook, line, "
-     "tiktok, x, microsoft, indeed, kyujinbox, a8)"),
-    ("[[site]]\nupstream = 'demo'\ntags = ['facebook.capi']\n", "gate.toml: site[0].tags: unknown id 'facebook.capi'"),
-    ("[[site]]\nupstream = 'demo'\ntag_purposes = { 'google.tag_manager' = ['ads'] }\n",
-     "gate.toml: site[0].tag_purposes.google.tag_manager: unknown purpose 'ads'"),
-    ("log_level = 'loud'\n", "gate.toml: log_level: expected one of critical, error, warning, info, debug, trace"),
-    ("this is not toml", "gate.toml: not valid TOML"),
-], ids=["bad-number", "unknown-key", "bad-upstream", "unknown-vendor", "unknown-tag", "unknown-purpose",
-        "bad-log-level", "not-toml"])
+@pytest.mark.parametrize(
+    ("toml", "expected"),
+    [
+        ("port = 'x'\n", "gate.toml: port: expected a number, got 'x'"),
+        ("colour = 1\n", "gate.toml: colour: unknown key"),
+        ("[[site]]\nupstream = 'ftp://x'\n", "gate.toml: site[0].upstream: expected an http(s):// URL"),
+        (
+            "[[site]]\nupstream = 'demo'\nvendors = ['google', 'myspace']\n",
+            "gate.toml: site[0].vendors: unknown id 'myspace' (known: google, yahoo, criteo, adjust, facebook, line, "
+            "tiktok, x, microsoft, indeed, kyujinbox, a8)",
+        ),
+        (
+            "[[site]]\nupstream = 'demo'\ntags = ['facebook.capi']\n",
+            "gate.toml: site[0].tags: unknown id 'facebook.capi'",
+        ),
+        (
+            "[[site]]\nupstream = 'demo'\ntag_purposes = { 'google.tag_manager' = ['ads'] }\n",
+            "gate.toml: site[0].tag_purposes.google.tag_manager: unknown purpose 'ads'",
+        ),
+        ("log_level = 'loud'\n", "gate.toml: log_level: expected one of critical, error, warning, info, debug, trace"),
+        ("this is not toml", "gate.toml: not valid TOML"),
+    ],
+    ids=[
+        "bad-number",
+        "unknown-key",
+        "bad-upstream",
+        "unknown-vendor",
+        "unknown-tag",
+        "unknown-purpose",
+        "bad-log-level",
+        "not-toml",
+    ],
+)
 def test_check_reports_one_line_and_exit_2(capsys, write, toml, expected):
     assert cli.main(["check", "--config", str(write(toml))]) == 2
     captured = capsys.readouterr()
@@ -160,8 +190,8 @@ def test_bad_log_level_from_the_environment_names_the_variable(capsys, monkeypat
     monkeypatch.setenv("GATE_LOG_LEVEL", "verbose")
     assert cli.main(["check"]) == 2
     assert one_line(capsys.readouterr().err) == (
-        "gate: environment: GATE_LOG_LEVEL: expected one of critical, error, warning, info, debug, trace, "
-        "got 'verbose'")
+        "gate: environment: GATE_LOG_LEVEL: expected one of critical, error, warning, info, debug, trace, got 'verbose'"
+    )
 
 
 def test_check_reports_a_bad_vendors_file(capsys, tmp_path):
@@ -192,8 +222,17 @@ def test_serve_demo_warns_loudly_and_runs_uvicorn(capsys, uvicorn_run, fake_app)
     assert app == ("app", fake_app[0]) and fake_app[0].ephemeral_key
     log_config = options.pop("log_config")
     assert issubclass(options.pop("http"), GateProtocol)  # gate's limits on request headers and slow readers
-    assert options == dict(host="127.0.0.1", port=8123, loop="auto", proxy_headers=False, server_header=False,
-                           log_level="info", access_log=False, timeout_graceful_shutdown=25.0, timeout_keep_alive=5.0)
+    assert options == dict(
+        host="127.0.0.1",
+        port=8123,
+        loop="auto",
+        proxy_headers=False,
+        server_header=False,
+        log_level="info",
+        access_log=False,
+        timeout_graceful_shutdown=25.0,
+        timeout_keep_alive=5.0,
+    )
     assert log_config["loggers"]["uvicorn.access"] == {"handlers": [], "propagate": False}  # ours replaces it
 
 
@@ -228,11 +267,15 @@ def test_serve_workers_share_one_demo_key(monkeypatch, uvicorn_run, fake_app, ca
     assert os.environ["GATE_SECRET_KEY"] == first[1].secret_keys[0]
 
 
-@pytest.mark.parametrize("flags", [
-    {},
-    {"upstream": "http://127.0.0.1:9000"},
-    {"host": "0.0.0.0", "port": 9999, "workers": 4, "vendors": str(ROOT / "vendors.toml")},
-], ids=["demo", "upstream", "every-flag"])
+@pytest.mark.parametrize(
+    "flags",
+    [
+        {},
+        {"upstream": "http://127.0.0.1:9000"},
+        {"host": "0.0.0.0", "port": 9999, "workers": 4, "vendors": str(ROOT / "vendors.toml")},
+    ],
+    ids=["demo", "upstream", "every-flag"],
+)
 def test_worker_env_reproduces_the_parents_settings(flags):
     env = {"GATE_SECRET_KEY": KEY} if flags.get("upstream") else {}
     parent = settings.load(flags, env)
@@ -249,26 +292,55 @@ def test_worker_env_keeps_flags_above_the_environment(monkeypatch):
 
 
 def test_parser_takes_the_documented_serve_flags():
-    args = cli.build_parser().parse_args(["serve", "--upstream", "http://o:1", "--host", "::", "--port", "81",
-                                          "--config", "g.toml", "--vendors", "v.toml", "--workers", "3"])
-    assert cli._flags(args) == {"upstream": "http://o:1", "host": "::", "port": 81, "config": "g.toml",
-                                "vendors": "v.toml", "workers": 3}
+    args = cli.build_parser().parse_args(
+        [
+            "serve",
+            "--upstream",
+            "http://o:1",
+            "--host",
+            "::",
+            "--port",
+            "81",
+            "--config",
+            "g.toml",
+            "--vendors",
+            "v.toml",
+            "--workers",
+            "3",
+        ]
+    )
+    assert cli._flags(args) == {
+        "upstream": "http://o:1",
+        "host": "::",
+        "port": 81,
+        "config": "g.toml",
+        "vendors": "v.toml",
+        "workers": 3,
+    }
 
 
 def test_module_entry_point_fails_with_one_line_and_no_traceback(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("port = [1, 2]\n", encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATE_")}
-    done = subprocess.run([sys.executable, "-m", "gate.cli", "check", "--config", str(bad)],
-                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "gate.cli", "check", "--config", str(bad)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     assert one_line(done.stderr) == f"gate: {bad}: port: expected a number, got [1, 2]"
 
 
 def test_check_lists_the_tags_each_site_carries(capsys, write):
-    toml = ("[[site]]\nhost = 'a.example'\nupstream = 'demo'\nvendors = ['google', 'facebook']\n"
-            "tags = ['google.analytics', 'facebook.pixel', 'criteo.onetag']\n")
+    toml = (
+        "[[site]]\nhost = 'a.example'\nupstream = 'demo'\nvendors = ['google', 'facebook']\n"
+        "tags = ['google.analytics', 'facebook.pixel', 'criteo.onetag']\n"
+    )
     assert cli.main(["check", "--config", str(write(toml))]) == 0
     line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.strip().startswith("site[0]"))
     assert line.endswith("tags=2: google.analytics, facebook.pixel")  # criteo is not among the site's vendors

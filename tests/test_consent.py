@@ -12,13 +12,26 @@ from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
 from gate import consent, vendors
 from gate.consent import Consent, ConsentCodec
+
 from .conftest import policy_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 NEW, OLD = "new-key-0123456789abcdef", "old-key-0123456789abcdef"
 DAY = 24 * 3600
-EVERY_TAG = frozenset({"google.analytics", "google.ads", "google.floodlight", "google.tag_manager", "yahoo.ads",
-                       "yahoo.retargeting", "yahoo.tag_manager", "criteo.onetag", "adjust.web_sdk", "facebook.pixel"})
+EVERY_TAG = frozenset(
+    {
+        "google.analytics",
+        "google.ads",
+        "google.floodlight",
+        "google.tag_manager",
+        "yahoo.ads",
+        "yahoo.retargeting",
+        "yahoo.tag_manager",
+        "criteo.onetag",
+        "adjust.web_sdk",
+        "facebook.pixel",
+    }
+)
 
 
 @pytest.fixture(scope="module")
@@ -51,12 +64,17 @@ def payload_of(cookie: str, key: str = NEW) -> object:
 
 # -- the cookie -----------------------------------------------------------------------------------
 def test_round_trip_keeps_the_whole_decision(registry, codec):
-    given = consent.decide(registry, ["improvement", "suggestions"], vendors_refused=["criteo", "nobody"],
-                           method="page")
+    given = consent.decide(
+        registry, ["improvement", "suggestions"], vendors_refused=["criteo", "nobody"], method="page"
+    )
     read = codec.read(codec.dumps(given), registry)
     assert read == given
-    assert read.decided and read.purposes == {"improvement": True, "advertising": False, "suggestions": True,
-                                              "content": False}
+    assert read.decided and read.purposes == {
+        "improvement": True,
+        "advertising": False,
+        "suggestions": True,
+        "content": False,
+    }
     assert read.vendors_refused == {"criteo"}  # unknown vendor ids are dropped
     assert read.method == "page" and len(read.consent_id) >= 16 and read.decided_at > 0
 
@@ -70,23 +88,38 @@ def test_a_new_decision_keeps_the_consent_id(registry):
 
 def tampered(cookie: str) -> str:
     i = len(cookie) // 3  # inside the payload
-    return cookie[:i] + ("A" if cookie[i] != "A" else "B") + cookie[i + 1:]
+    return cookie[:i] + ("A" if cookie[i] != "A" else "B") + cookie[i + 1 :]
 
 
-@pytest.mark.parametrize("spoil", [
-    tampered,
-    lambda c: c[:-4],
-    lambda c: c[: len(c) // 2],
-    lambda c: c.split(".")[0],
-    lambda c: "." + c,
-    lambda c: c + "x" * 5000,
-    lambda c: "",
-    lambda c: None,
-    lambda c: "not a cookie at all",
-    lambda c: "\u3042" * 10,
-    lambda c: ConsentCodec(["a-foreign-key-0123456789"]).dumps(Consent("v", True, {})),
-], ids=["tampered", "truncated-signature", "truncated-half", "payload-only", "leading-dot", "oversized", "empty",
-        "absent", "garbage", "non-ascii", "foreign-key"])
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        tampered,
+        lambda c: c[:-4],
+        lambda c: c[: len(c) // 2],
+        lambda c: c.split(".")[0],
+        lambda c: "." + c,
+        lambda c: c + "x" * 5000,
+        lambda c: "",
+        lambda c: None,
+        lambda c: "not a cookie at all",
+        lambda c: "\u3042" * 10,
+        lambda c: ConsentCodec(["a-foreign-key-0123456789"]).dumps(Consent("v", True, {})),
+    ],
+    ids=[
+        "tampered",
+        "truncated-signature",
+        "truncated-half",
+        "payload-only",
+        "leading-dot",
+        "oversized",
+        "empty",
+        "absent",
+        "garbage",
+        "non-ascii",
+        "foreign-key",
+    ],
+)
 def test_unreadable_cookie_is_undecided(registry, codec, spoil):
     cookie = codec.dumps(decided(registry, *registry.refusable))
     assert codec.read(spoil(cookie), registry) == consent.undecided(registry)
@@ -97,12 +130,16 @@ def test_cookie_signed_by_a_foreign_key_is_undecided(registry, codec):
     assert not codec.read(foreign, registry).decided
 
 
-@pytest.mark.parametrize("payload", [
-    ["improvement"],
-    {"v": "x"},
-    {"a": "improvement", "r": [], "t": 1, "id": "x", "m": "banner"},
-    {"a": ["improvement"], "r": [], "t": "yesterday", "id": "x", "m": "banner"},
-], ids=["a-list", "missing-fields", "accepted-not-a-list", "time-not-a-number"])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        ["improvement"],
+        {"v": "x"},
+        {"a": "improvement", "r": [], "t": 1, "id": "x", "m": "banner"},
+        {"a": ["improvement"], "r": [], "t": "yesterday", "id": "x", "m": "banner"},
+    ],
+    ids=["a-list", "missing-fields", "accepted-not-a-list", "time-not-a-number"],
+)
 def test_validly_signed_but_malformed_payload_is_undecided(registry, codec, payload):
     if isinstance(payload, dict):
         payload = {"v": registry.version, **payload}
@@ -119,14 +156,18 @@ def test_key_rotation_old_cookies_verify_and_new_cookies_use_the_newest_key(regi
     assert not ConsentCodec([NEW]).read(old_cookie, registry).decided  # once OLD is retired
 
 
-@pytest.mark.parametrize(("age_days", "max_age_days", "is_decided"), [
-    (0, 180, True),
-    (179, 180, True),
-    (181, 180, False),
-    (2, 1, False),
-    (380, 5 * 365, True),
-    (410, 5 * 365, False),  # 13 months is the cap, whatever is configured
-], ids=["fresh", "just-inside", "expired", "short-lifetime", "long-lifetime-inside-cap", "beyond-13-months"])
+@pytest.mark.parametrize(
+    ("age_days", "max_age_days", "is_decided"),
+    [
+        (0, 180, True),
+        (179, 180, True),
+        (181, 180, False),
+        (2, 1, False),
+        (380, 5 * 365, True),
+        (410, 5 * 365, False),  # 13 months is the cap, whatever is configured
+    ],
+    ids=["fresh", "just-inside", "expired", "short-lifetime", "long-lifetime-inside-cap", "beyond-13-months"],
+)
 def test_expiry_follows_max_age_capped_at_13_months(registry, codec, age_days, max_age_days, is_decided):
     payload = payload_of(codec.dumps(decided(registry, "improvement")))
     cookie = signed_at(payload, NEW, age_days * DAY)
@@ -141,8 +182,9 @@ def test_lifetime_is_capped_at_13_months():
 
 def test_a_new_version_that_changes_every_carried_tag_asks_again(registry, codec):
     cookie = codec.dumps(decided(registry, *registry.refusable))
-    changed = dataclasses.replace(registry, version=registry.version + "-next",
-                                  fingerprints={t: "0" * 8 for t in registry.fingerprints})
+    changed = dataclasses.replace(
+        registry, version=registry.version + "-next", fingerprints={t: "0" * 8 for t in registry.fingerprints}
+    )
     assert codec.read(cookie, registry).decided
     assert codec.read(cookie, changed) == consent.undecided(changed)
 
@@ -160,9 +202,13 @@ def test_withdraw_is_undecided(registry):
 
 def test_public_shape(registry):
     shape = decided(registry, "improvement", refused=("facebook",)).as_public()
-    assert shape == {"version": registry.version, "decided": True,
-                     "purposes": {"improvement": True, "advertising": False, "suggestions": False, "content": False},
-                     "vendors_refused": ["facebook"], "personal_data": []}
+    assert shape == {
+        "version": registry.version,
+        "decided": True,
+        "purposes": {"improvement": True, "advertising": False, "suggestions": False, "content": False},
+        "vendors_refused": ["facebook"],
+        "personal_data": [],
+    }
 
 
 def test_codec_needs_a_key():
@@ -174,20 +220,39 @@ def test_codec_needs_a_key():
 ALL = ("improvement", "advertising", "suggestions", "content")
 
 
-@pytest.mark.parametrize(("accepted", "refused", "allowed"), [
-    ((), (), set()),
-    (ALL, (), EVERY_TAG),
-    (("improvement",), (), {"google.analytics"}),
-    (("advertising",), (), {"google.ads", "google.floodlight", "yahoo.ads", "facebook.pixel"}),
-    (("improvement", "advertising"), (), EVERY_TAG - {"criteo.onetag", "yahoo.retargeting"}),
-    (("advertising", "suggestions"), (), {"google.ads", "google.floodlight", "yahoo.ads", "yahoo.retargeting",
-                                          "criteo.onetag", "facebook.pixel"}),
-    (("suggestions",), (), set()),
-    (ALL, ("criteo",), EVERY_TAG - {"criteo.onetag"}),
-    (ALL, ("google", "facebook"), {"yahoo.ads", "yahoo.retargeting", "yahoo.tag_manager", "criteo.onetag",
-                                   "adjust.web_sdk"}),
-], ids=["reject-all", "accept-all", "improvement-only", "advertising-only", "improvement+advertising",
-        "advertising+suggestions", "suggestions-alone-lets-nothing-through", "criteo-refused", "two-vendors-refused"])
+@pytest.mark.parametrize(
+    ("accepted", "refused", "allowed"),
+    [
+        ((), (), set()),
+        (ALL, (), EVERY_TAG),
+        (("improvement",), (), {"google.analytics"}),
+        (("advertising",), (), {"google.ads", "google.floodlight", "yahoo.ads", "facebook.pixel"}),
+        (("improvement", "advertising"), (), EVERY_TAG - {"criteo.onetag", "yahoo.retargeting"}),
+        (
+            ("advertising", "suggestions"),
+            (),
+            {"google.ads", "google.floodlight", "yahoo.ads", "yahoo.retargeting", "criteo.onetag", "facebook.pixel"},
+        ),
+        (("suggestions",), (), set()),
+        (ALL, ("criteo",), EVERY_TAG - {"criteo.onetag"}),
+        (
+            ALL,
+            ("google", "facebook"),
+            {"yahoo.ads", "yahoo.retargeting", "yahoo.tag_manager", "criteo.onetag", "adjust.web_sdk"},
+        ),
+    ],
+    ids=[
+        "reject-all",
+        "accept-all",
+        "improvement-only",
+        "advertising-only",
+        "improvement+advertising",
+        "advertising+suggestions",
+        "suggestions-alone-lets-nothing-through",
+        "criteo-refused",
+        "two-vendors-refused",
+    ],
+)
 def test_a_tag_passes_only_with_every_purpose_and_its_vendor(registry, accepted, refused, allowed):
     assert decided(registry, *accepted, refused=refused).allowed_tags(registry) == allowed
 
@@ -213,18 +278,30 @@ def test_undecided_means_every_refusable_purpose_refused(registry):
 
 
 def test_a_tag_serving_only_an_always_on_purpose_passes_while_undecided():
-    raw = {"purposes": {"security": {"ja": "セキュリティ確保", "en": "Security", "refusable": False},
-                        "advertising": {"ja": "広告", "en": "Ads"}},
-           "vendors": {"acme": {"recipient": "Acme", "tags": [
-               {"id": "acme.captcha", "service_ja": "x", "service_en": "x", "purposes": ["security"]},
-               {"id": "acme.ads", "service_ja": "x", "service_en": "x", "purposes": ["security", "advertising"]}]}}}
+    raw = {
+        "purposes": {
+            "security": {"ja": "セキュリティ確保", "en": "Security", "refusable": False},
+            "advertising": {"ja": "広告", "en": "Ads"},
+        },
+        "vendors": {
+            "acme": {
+                "recipient": "Acme",
+                "tags": [
+                    {"id": "acme.captcha", "service_ja": "x", "service_en": "x", "purposes": ["security"]},
+                    {"id": "acme.ads", "service_ja": "x", "service_en": "x", "purposes": ["security", "advertising"]},
+                ],
+            }
+        },
+    }
     registry = vendors.parse(raw)
     assert consent.undecided(registry).allowed_tags(registry) == {"acme.captcha"}
 
 
 def test_carried_tags_limit_what_a_site_lets_through(registry):
     assert decided(registry, *ALL).allowed_tags(registry, carried=["google.analytics", "criteo.onetag"]) == {
-        "google.analytics", "criteo.onetag"}
+        "google.analytics",
+        "criteo.onetag",
+    }
 
 
 def test_opt_out_mode_allows_while_undecided(registry):
@@ -247,4 +324,5 @@ def test_gpc_in_opt_in_mode_changes_nothing_while_undecided(registry):
 
 def test_read_carries_gpc_and_mode_into_the_undecided_state(registry, codec):
     assert codec.read(None, registry, gpc=True, opt_out_mode=True) == consent.undecided(
-        registry, gpc=True, opt_out_mode=True)
+        registry, gpc=True, opt_out_mode=True
+    )

@@ -19,19 +19,29 @@ from .conftest import KEY, asgi_client, gate_settings
 
 REGISTRY = vendors.load()
 G, D = "granted", "denied"
-KINDS = ["ad_storage", "ad_user_data", "ad_personalization", "analytics_storage", "functionality_storage",
-         "security_storage"]
+KINDS = [
+    "ad_storage",
+    "ad_user_data",
+    "ad_personalization",
+    "analytics_storage",
+    "functionality_storage",
+    "security_storage",
+]
 
 
-@pytest.mark.parametrize(("accepted", "expected"), [
-    ((), [D, D, D, D, D, G]),
-    (("improvement",), [D, D, D, G, D, G]),
-    (("advertising",), [G, G, D, D, D, G]),
-    (("advertising", "suggestions"), [G, G, G, D, D, G]),
-    (("suggestions",), [D, D, D, D, D, G]),
-    (("content",), [D, D, D, D, G, G]),
-    (("improvement", "advertising", "suggestions", "content"), [G, G, G, G, G, G]),
-], ids=["none", "improvement", "advertising", "ads-and-suggestions", "suggestions-alone", "content", "all"])
+@pytest.mark.parametrize(
+    ("accepted", "expected"),
+    [
+        ((), [D, D, D, D, D, G]),
+        (("improvement",), [D, D, D, G, D, G]),
+        (("advertising",), [G, G, D, D, D, G]),
+        (("advertising", "suggestions"), [G, G, G, D, D, G]),
+        (("suggestions",), [D, D, D, D, D, G]),
+        (("content",), [D, D, D, D, G, G]),
+        (("improvement", "advertising", "suggestions", "content"), [G, G, G, G, G, G]),
+    ],
+    ids=["none", "improvement", "advertising", "ads-and-suggestions", "suggestions-alone", "content", "all"],
+)
 def test_defaults_follow_the_purposes(accepted, expected):
     # A site whose container also embeds content: only then is "content" shown, and so acceptable.
     registry = REGISTRY.with_tag_purposes({"google.tag_manager": ["improvement", "advertising", "content"]})
@@ -56,8 +66,10 @@ def test_injected_only_when_a_google_tag_is_let_through():
 def test_the_script_bootstraps_gtag_and_pushes_the_accepted_purposes():
     c = decide(REGISTRY, ["improvement"])
     script = consentmode.script(REGISTRY, c, c.allowed_tags(REGISTRY))
-    assert script.startswith("<script data-gate>window.dataLayer=window.dataLayer||[];"
-                             "function gtag(){dataLayer.push(arguments)}gtag('consent','default',{")
+    assert script.startswith(
+        "<script data-gate>window.dataLayer=window.dataLayer||[];"
+        "function gtag(){dataLayer.push(arguments)}gtag('consent','default',{"
+    )
     defaults = json.loads(re.search(r"gtag\('consent','default',(\{.*?\})\);", script).group(1))
     assert defaults["analytics_storage"] == G and defaults["ad_storage"] == D
     event = json.loads(re.search(r"dataLayer\.push\((\{.*?\})\);</script>$", script).group(1))
@@ -78,9 +90,11 @@ def test_head_order_is_guard_then_consent_mode_then_stubs_and_the_nonce_reaches_
 
 
 # -- through the proxy ----------------------------------------------------------------------------
-PAGE = ("<!doctype html><html><head><script>window.pageSawGtag = typeof gtag;</script>"
-        "<script async src=\"https://www.googletagmanager.com/gtag/js?id=G-DEMO12345\"></script></head>"
-        "<body>求人</body></html>")
+PAGE = (
+    "<!doctype html><html><head><script>window.pageSawGtag = typeof gtag;</script>"
+    '<script async src="https://www.googletagmanager.com/gtag/js?id=G-DEMO12345"></script></head>'
+    "<body>求人</body></html>"
+)
 
 
 async def page_for(accepted: list[str] | None) -> str:
@@ -89,8 +103,11 @@ async def page_for(accepted: list[str] | None) -> str:
     if accepted is not None:
         headers["cookie"] = f"{COOKIE_NAME}={ConsentCodec([KEY]).dumps(decide(app.state.registries[None], accepted))}"
     with respx.mock(assert_all_called=False) as mock:
-        mock.route(host="origin.test").mock(return_value=httpx.Response(
-            200, headers={"content-type": "text/html; charset=utf-8"}, content=PAGE.encode()))
+        mock.route(host="origin.test").mock(
+            return_value=httpx.Response(
+                200, headers={"content-type": "text/html; charset=utf-8"}, content=PAGE.encode()
+            )
+        )
         async with asgi_client(app) as client:
             return (await client.get("/", headers=headers)).text
 

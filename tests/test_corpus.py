@@ -20,7 +20,7 @@ def rewrite(html: bytes, allowed: frozenset[str], chunk: int | None = None) -> t
     if chunk is None:
         out = rw.feed(html) + rw.close()
     else:
-        out = b"".join(rw.feed(html[i:i + chunk]) for i in range(0, len(html), chunk)) + rw.close()
+        out = b"".join(rw.feed(html[i : i + chunk]) for i in range(0, len(html), chunk)) + rw.close()
     return out, rw.outcome
 
 

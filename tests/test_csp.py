@@ -11,7 +11,7 @@ import pytest
 import respx
 
 from gate import app as gate_app
-from gate import csp, settings, vendors
+from gate import csp, settings
 from gate.consent import COOKIE_NAME, ConsentCodec, decide
 from gate.errors import ConfigError
 from gate.settings import Site
@@ -22,8 +22,10 @@ REGISTRY = policy_registry()
 ALL = frozenset(REGISTRY.tags)
 GOOGLE = frozenset(t for t in ALL if t.startswith("google."))
 SITE = Site(upstream="http://origin.test")
-NONE_POLICY = ("default-src 'self' 'unsafe-inline' 'unsafe-eval' data: blob:; style-src * 'unsafe-inline' data: blob:; "
-               "font-src * data:; report-uri /_gate/csp-report")
+NONE_POLICY = (
+    "default-src 'self' 'unsafe-inline' 'unsafe-eval' data: blob:; style-src * 'unsafe-inline' data: blob:; "
+    "font-src * data:; report-uri /_gate/csp-report"
+)
 
 
 def sources(allowed: frozenset[str]) -> set[str]:
@@ -37,22 +39,36 @@ def test_nothing_accepted_allows_only_the_site_itself():
 
 def test_the_sites_declared_hosts_come_after_self():
     site = Site(upstream="http://origin.test", csp_hosts=("cdn.example.jp", "*.example.jp"))
-    assert csp.policy(site, REGISTRY, frozenset()).startswith("default-src 'self' cdn.example.jp *.example.jp 'unsafe-inline'")
+    assert csp.policy(site, REGISTRY, frozenset()).startswith(
+        "default-src 'self' cdn.example.jp *.example.jp 'unsafe-inline'"
+    )
 
 
-@pytest.mark.parametrize(("allowed", "present", "absent"), [
-    (frozenset({"google.analytics"}),
-     {"www.googletagmanager.com", "google-analytics.com", "*.google-analytics.com", "stats.g.doubleclick.net"},
-     {"googletagmanager.com", "doubleclick.net", "googleadservices.com", "facebook.net"}),
-    # A host shared with a refused tag is allowed when ANY accepted tag uses it: Google Ads' gtag.js.
-    (frozenset({"google.ads"}), {"www.googletagmanager.com", "googleadservices.com", "www.google.com/pagead/"},
-     {"google-analytics.com", "googletagmanager.com"}),
-    # Every Google tag accepted: the vendor's domains too (an unclaimed URL there is all its tags).
-    (GOOGLE, {"googletagmanager.com", "*.googletagmanager.com", "doubleclick.net", "2mdn.net"}, {"criteo.com"}),
-    # By label: facebook.net covers connect.facebook.net, so the latter is not listed again.
-    (frozenset({"facebook.pixel"}), {"facebook.net", "*.facebook.net", "facebook.com", "*.facebook.com"},
-     {"connect.facebook.net", "www.facebook.com", "www.googletagmanager.com"}),
-], ids=["analytics", "ads-shares-gtm-host", "all-google", "meta"])
+@pytest.mark.parametrize(
+    ("allowed", "present", "absent"),
+    [
+        (
+            frozenset({"google.analytics"}),
+            {"www.googletagmanager.com", "google-analytics.com", "*.google-analytics.com", "stats.g.doubleclick.net"},
+            {"googletagmanager.com", "doubleclick.net", "googleadservices.com", "facebook.net"},
+        ),
+        # A host shared with a refused tag is allowed when ANY accepted tag uses it: Google Ads' gtag.js.
+        (
+            frozenset({"google.ads"}),
+            {"www.googletagmanager.com", "googleadservices.com", "www.google.com/pagead/"},
+            {"google-analytics.com", "googletagmanager.com"},
+        ),
+        # Every Google tag accepted: the vendor's domains too (an unclaimed URL there is all its tags).
+        (GOOGLE, {"googletagmanager.com", "*.googletagmanager.com", "doubleclick.net", "2mdn.net"}, {"criteo.com"}),
+        # By label: facebook.net covers connect.facebook.net, so the latter is not listed again.
+        (
+            frozenset({"facebook.pixel"}),
+            {"facebook.net", "*.facebook.net", "facebook.com", "*.facebook.com"},
+            {"connect.facebook.net", "www.facebook.com", "www.googletagmanager.com"},
+        ),
+    ],
+    ids=["analytics", "ads-shares-gtm-host", "all-google", "meta"],
+)
 def test_accepted_tags_hosts_and_only_those(allowed, present, absent):
     got = sources(allowed)
     assert present <= got and not absent & got
@@ -74,12 +90,15 @@ def test_policy_stays_small_with_everything_accepted():
     assert len(csp.policy(SITE, REGISTRY, ALL)) < 1200
 
 
-@pytest.mark.parametrize(("mode", "origin", "names"), [
-    ("off", "http://jobs.example.jp", []),
-    ("report-only", "http://jobs.example.jp", [b"content-security-policy-report-only"]),
-    ("enforce", "http://jobs.example.jp", [b"content-security-policy"]),
-    ("report-only", "https://jobs.example.jp", [b"content-security-policy-report-only", b"reporting-endpoints"]),
-])
+@pytest.mark.parametrize(
+    ("mode", "origin", "names"),
+    [
+        ("off", "http://jobs.example.jp", []),
+        ("report-only", "http://jobs.example.jp", [b"content-security-policy-report-only"]),
+        ("enforce", "http://jobs.example.jp", [b"content-security-policy"]),
+        ("report-only", "https://jobs.example.jp", [b"content-security-policy-report-only", b"reporting-endpoints"]),
+    ],
+)
 def test_headers_per_mode(mode, origin, names):
     site = Site(upstream="http://origin.test", csp=mode)
     headers = csp.response_headers(site, REGISTRY, frozenset(), None, origin)
@@ -99,8 +118,9 @@ def test_csp_hosts_setting(tmp_path, value):
     assert settings.load({"config": str(conf)}, {}).sites[0].csp_hosts == tuple(value)
 
 
-@pytest.mark.parametrize("value", ['"cdn.example.jp"', '["cdn.example.jp; script-src *"]', "['a b']", "[\"'self'\"]",
-                                   "[1]"])
+@pytest.mark.parametrize(
+    "value", ['"cdn.example.jp"', '["cdn.example.jp; script-src *"]', "['a b']", "[\"'self'\"]", "[1]"]
+)
 def test_csp_hosts_cannot_end_the_directive(tmp_path, value):
     conf = tmp_path / "gate.toml"
     conf.write_text(f"[[site]]\nupstream = 'demo'\ncsp_hosts = {value}\n")
@@ -112,16 +132,23 @@ def test_csp_hosts_cannot_end_the_directive(tmp_path, value):
 PAGE = b"<!doctype html><html><head></head><body>x</body></html>"
 
 
-async def fetch(headers: dict[str, str] | None = None, site: Site | None = None, accepted=None,
-                content_type: str = "text/html; charset=utf-8") -> httpx.Response:
+async def fetch(
+    headers: dict[str, str] | None = None,
+    site: Site | None = None,
+    accepted=None,
+    content_type: str = "text/html; charset=utf-8",
+) -> httpx.Response:
     conf = gate_settings("http://origin.test", sites=(site or SITE,))
     app = gate_app.create_app(conf)
     request_headers = {}
     if accepted is not None:
-        request_headers["cookie"] = f"{COOKIE_NAME}={ConsentCodec([KEY]).dumps(decide(app.state.registries[None], accepted))}"
+        request_headers["cookie"] = (
+            f"{COOKIE_NAME}={ConsentCodec([KEY]).dumps(decide(app.state.registries[None], accepted))}"
+        )
     with respx.mock(assert_all_called=False) as mock:
-        mock.route(host="origin.test").mock(return_value=httpx.Response(
-            200, headers={"content-type": content_type, **(headers or {})}, content=PAGE))
+        mock.route(host="origin.test").mock(
+            return_value=httpx.Response(200, headers={"content-type": content_type, **(headers or {})}, content=PAGE)
+        )
         async with asgi_client(app) as client:
             return await client.get("/", headers=request_headers)
 
@@ -170,14 +197,29 @@ REPORTS = {"content-type": "application/reports+json"} | SELF
 
 
 def csp_report(blocked: str) -> bytes:
-    return json.dumps({"csp-report": {"document-uri": "http://gate.test/", "violated-directive": "script-src-elem",
-                                      "blocked-uri": blocked, "disposition": "report"}}).encode()
+    return json.dumps(
+        {
+            "csp-report": {
+                "document-uri": "http://gate.test/",
+                "violated-directive": "script-src-elem",
+                "blocked-uri": blocked,
+                "disposition": "report",
+            }
+        }
+    ).encode()
 
 
 def reports(*blocked: str, source: str = "") -> bytes:
-    return json.dumps([{"type": "csp-violation", "url": "http://gate.test/",
-                        "body": {"blockedURL": b, "effectiveDirective": "img-src", "sourceFile": source}}
-                       for b in blocked]).encode()
+    return json.dumps(
+        [
+            {
+                "type": "csp-violation",
+                "url": "http://gate.test/",
+                "body": {"blockedURL": b, "effectiveDirective": "img-src", "sourceFile": source},
+            }
+            for b in blocked
+        ]
+    ).encode()
 
 
 @pytest.fixture
@@ -193,38 +235,48 @@ def report_path(app, site: str = "*", page: str = "/") -> str:
 @pytest.mark.anyio
 async def test_reports_count_as_attempted_per_vendor_or_undeclared_host(app):
     async with asgi_client(app) as client:
-        r = await client.post(report_path(app), content=csp_report("https://connect.facebook.net/en_US/fbevents.js"),
-                              headers=CSP_REPORT)
+        r = await client.post(
+            report_path(app), content=csp_report("https://connect.facebook.net/en_US/fbevents.js"), headers=CSP_REPORT
+        )
         assert r.status_code == 204 and r.headers["cache-control"] == "no-store"
-        await client.post(report_path(app), headers=REPORTS,
-                          content=reports("https://www.facebook.com/tr", "https://tracker.example.org/p.gif",
-                                          source="gate-guard"))
+        await client.post(
+            report_path(app),
+            headers=REPORTS,
+            content=reports("https://www.facebook.com/tr", "https://tracker.example.org/p.gif", source="gate-guard"),
+        )
         for skipped in ("inline", "eval", "data", ""):
             await client.post(report_path(app), content=csp_report(skipped), headers=CSP_REPORT)
     counts = app.state.attempts.attempted_counts()
-    assert counts == {csp.Attempt("", "facebook", "connect.facebook.net", "csp"): 1,
-                      csp.Attempt("", "facebook", "www.facebook.com", "guard"): 1,
-                      csp.Attempt("", "", "tracker.example.org", "guard"): 1}
+    assert counts == {
+        csp.Attempt("", "facebook", "connect.facebook.net", "csp"): 1,
+        csp.Attempt("", "facebook", "www.facebook.com", "guard"): 1,
+        csp.Attempt("", "", "tracker.example.org", "guard"): 1,
+    }
     assert app.state.attempts.by_vendor() == {"facebook": 2, "": 1}
 
 
 @pytest.mark.anyio
 async def test_a_url_on_a_shared_host_counts_for_its_vendor_once(app):
     async with asgi_client(app) as client:
-        await client.post(report_path(app), content=csp_report("https://www.googletagmanager.com/gtm.js?id=GTM-X"),
-                          headers=CSP_REPORT)
+        await client.post(
+            report_path(app), content=csp_report("https://www.googletagmanager.com/gtm.js?id=GTM-X"), headers=CSP_REPORT
+        )
     assert app.state.attempts.by_vendor() == {"google": 1}
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize(("headers", "body", "status"), [
-    ({"content-type": "application/csp-report", "origin": "https://evil.example"}, csp_report("x"), 403),
-    ({"content-type": "application/csp-report"}, csp_report("x"), 403),  # neither Origin nor Referer
-    (CSP_REPORT, b"{" + b" " * (20 * 1024) + b"}", 413),
-    ({"content-type": "text/plain"} | SELF, csp_report("x"), 415),
-    (CSP_REPORT, b"not json", 204),  # a broken report is nothing to count, and no error
-    (REPORTS, b'{"not": "a list"}', 204),
-], ids=["cross-site", "no-origin", "too-big", "wrong-type", "garbage", "wrong-shape"])
+@pytest.mark.parametrize(
+    ("headers", "body", "status"),
+    [
+        ({"content-type": "application/csp-report", "origin": "https://evil.example"}, csp_report("x"), 403),
+        ({"content-type": "application/csp-report"}, csp_report("x"), 403),  # neither Origin nor Referer
+        (CSP_REPORT, b"{" + b" " * (20 * 1024) + b"}", 413),
+        ({"content-type": "text/plain"} | SELF, csp_report("x"), 415),
+        (CSP_REPORT, b"not json", 204),  # a broken report is nothing to count, and no error
+        (REPORTS, b'{"not": "a list"}', 204),
+    ],
+    ids=["cross-site", "no-origin", "too-big", "wrong-type", "garbage", "wrong-shape"],
+)
 async def test_report_endpoint_refuses_what_is_not_the_sites_own_report(app, headers, body, status):
     async with asgi_client(app) as client:
         r = await client.post(report_path(app), content=body, headers=headers)
@@ -235,8 +287,11 @@ async def test_report_endpoint_refuses_what_is_not_the_sites_own_report(app, hea
 @pytest.mark.anyio
 async def test_a_referer_from_the_site_is_enough(app):
     async with asgi_client(app) as client:
-        r = await client.post(report_path(app), content=csp_report("https://www.facebook.com/tr"),
-                              headers={"content-type": "application/csp-report", "referer": "http://gate.test/jobs"})
+        r = await client.post(
+            report_path(app),
+            content=csp_report("https://www.facebook.com/tr"),
+            headers={"content-type": "application/csp-report", "referer": "http://gate.test/jobs"},
+        )
     assert r.status_code == 204 and app.state.attempts.by_vendor() == {"facebook": 1}
 
 

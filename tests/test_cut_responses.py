@@ -38,8 +38,11 @@ FOOTER = b'id="gate-root"'  # the container gate appends at the end of a page (b
 def page(size: int) -> bytes:
     """An HTML page of about ``size`` bytes with no </body>: gate adds its footer only at the very end."""
     head = b"<!doctype html><html><head><meta charset=utf-8><title>jobs</title></head><body>\n"
-    cards = b"".join(b"<div class=card><h2>Job %d: dental hygienist</h2><p>ward %d, %d yen</p></div>\n"
-                     % (i, i % 23, 200_000 + i * 37 % 90_000) for i in range(max(1, size // 80)))
+    cards = b"".join(
+        b"<div class=card><h2>Job %d: dental hygienist</h2><p>ward %d, %d yen</p></div>\n"
+        % (i, i % 23, 200_000 + i * 37 % 90_000)
+        for i in range(max(1, size // 80))
+    )
     return head + cards + LAST_LINE + b"\n"
 
 
@@ -63,15 +66,17 @@ def _brotli_bomb(megabytes: int, unit: bytes) -> bytes:
 class Origin:
     def __init__(self) -> None:
         self.bombs = {"zeros": _brotli_bomb(256, b"\0"), "html": _brotli_bomb(64, b"<p>hello, visitor</p>\n")}
-        self.app = Starlette(routes=[
-            Route("/whole", self.whole),
-            Route("/cut", self.cut),
-            Route("/corrupt", self.corrupt),
-            Route("/bomb/{kind}", self.bomb),
-            Route("/dies", DiesMidBody(promise=None)),
-            Route("/short", DiesMidBody(promise=1 * MB)),
-            Route("/dies-unlabelled", DiesMidBody(promise=None, sent=100, content_type=None)),
-        ])
+        self.app = Starlette(
+            routes=[
+                Route("/whole", self.whole),
+                Route("/cut", self.cut),
+                Route("/corrupt", self.corrupt),
+                Route("/bomb/{kind}", self.bomb),
+                Route("/dies", DiesMidBody(promise=None)),
+                Route("/short", DiesMidBody(promise=1 * MB)),
+                Route("/dies-unlabelled", DiesMidBody(promise=None, sent=100, content_type=None)),
+            ]
+        )
 
     @staticmethod
     def _encoded(request: Request) -> tuple[str, bytes]:
@@ -83,13 +88,14 @@ class Origin:
 
         async def pieces() -> Iterator[bytes]:
             for i in range(0, len(wire), 64 * KB):
-                yield wire[i:i + 64 * KB]
+                yield wire[i : i + 64 * KB]
+
         return StreamingResponse(pieces(), media_type="text/html", headers={"content-encoding": coding})
 
     async def cut(self, request: Request) -> Response:
         """The coded page cut at ``keep`` of its bytes, sent as a complete HTTP response of that length."""
         coding, wire = self._encoded(request)
-        wire = wire[:int(len(wire) * float(request.query_params["keep"]))]
+        wire = wire[: int(len(wire) * float(request.query_params["keep"]))]
         # No charset in Content-Type: gate holds the first 1 KiB back to find it in the page.
         return Response(wire, headers={"content-type": "text/html", "content-encoding": coding})
 
@@ -102,8 +108,9 @@ class Origin:
 
     async def bomb(self, request: Request) -> Response:
         kind = request.path_params["kind"]
-        return Response(self.bombs[kind], media_type="text/html" if kind == "html" else None,
-                        headers={"content-encoding": "br"})
+        return Response(
+            self.bombs[kind], media_type="text/html" if kind == "html" else None, headers={"content-encoding": "br"}
+        )
 
 
 @dataclass
@@ -120,7 +127,7 @@ class DiesMidBody:
         if self.promise:
             headers.append((b"content-length", str(self.promise).encode()))
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": page(self.sent)[:self.sent], "more_body": True})
+        await send({"type": "http.response.body", "body": page(self.sent)[: self.sent], "more_body": True})
 
 
 @dataclass
@@ -176,7 +183,7 @@ def _parse(raw: bytes) -> Seen | None:
             body += after[:size]
             break
         body += after[:size]
-        rest = after[size + 2:]
+        rest = after[size + 2 :]
     return Seen(status, headers, bytes(body), whole)
 
 
@@ -203,7 +210,7 @@ def test_a_whole_page_arrives_whole(gate: str, coding: str, size: int) -> None:
     assert seen.status == 200 and seen.whole
     # The tail holds the origin's last line, then gate's container holding the banner (about 7 KB since
     # issue 11, in one #gate-root since the dock): both arrive, in that order.
-    tail = seen.body[-16 * KB:]
+    tail = seen.body[-16 * KB :]
     assert LAST_LINE in tail and FOOTER in tail and tail.index(LAST_LINE) < tail.index(FOOTER)
     assert len(seen.body) > len(page(size))  # every byte of the page, plus what gate adds
 

@@ -35,8 +35,10 @@ def tool(name: str) -> str:
 
 def cli(*argv: str) -> Callable[[bytes], bytes]:
     def encode(data: bytes) -> bytes:
-        return subprocess.run([tool(argv[0]), *argv[1:]], input=data, capture_output=True, check=True,
-                              timeout=120).stdout
+        return subprocess.run(
+            [tool(argv[0]), *argv[1:]], input=data, capture_output=True, check=True, timeout=120
+        ).stdout
+
     return encode
 
 
@@ -81,7 +83,7 @@ def decode(coding: str, wire: bytes, split: int, max_bytes: int | None = None) -
     assert decoder is not None
     out = bytearray()
     for i in range(0, len(wire), split):
-        for piece in decoder.feed(wire[i:i + split]):
+        for piece in decoder.feed(wire[i : i + split]):
             assert len(piece) <= 2 * PIECE  # a piece's size never depends on the input's
             out += piece
     for piece in decoder.close():
@@ -205,7 +207,7 @@ def test_a_cut_large_stream_is_reported_after_most_of_the_page(encoder: str) -> 
     assert decoder is not None
     cut, out = wire[:-100], bytearray()
     for i in range(0, len(cut), 4096):
-        out += b"".join(decoder.feed(cut[i:i + 4096]))
+        out += b"".join(decoder.feed(cut[i : i + 4096]))
     assert body.startswith(out) and len(out) > len(body) // 2
     with pytest.raises(IncompleteBody, match="truncated"):
         list(decoder.close())
@@ -230,15 +232,20 @@ def test_a_flipped_byte_in_a_checksummed_stream_never_passes_as_the_page(encoder
 
 
 @pytest.mark.parametrize("coding", ["gzip", "deflate", "br", "gzip, br"])
-@pytest.mark.parametrize("garbage", [b"<!doctype html><p>not compressed at all</p>", b"\x1f\x8b\x08garbage" * 50,
-                                     bytes(range(256)) * 4], ids=["html", "gzip-magic", "bytes"])
+@pytest.mark.parametrize(
+    "garbage",
+    [b"<!doctype html><p>not compressed at all</p>", b"\x1f\x8b\x08garbage" * 50, bytes(range(256)) * 4],
+    ids=["html", "gzip-magic", "bytes"],
+)
 def test_a_body_that_is_not_its_coding_is_corrupt(coding: str, garbage: bytes) -> None:
     with pytest.raises(IncompleteBody):
         decode(coding, garbage, 16)
 
 
-@pytest.mark.parametrize("coding,encode", [("gzip", gzip.compress), ("deflate", zlib.compress),
-                                           ("deflate", raw_deflate), ("br", brotli.compress)])
+@pytest.mark.parametrize(
+    "coding,encode",
+    [("gzip", gzip.compress), ("deflate", zlib.compress), ("deflate", raw_deflate), ("br", brotli.compress)],
+)
 def test_bytes_after_the_end_of_the_stream_are_corrupt(coding: str, encode: Callable[[bytes], bytes]) -> None:
     with pytest.raises(IncompleteBody, match="corrupt"):
         decode(coding, encode(b"<p>page</p>") + b"trailing", 3)
@@ -254,13 +261,22 @@ def test_any_bytes_decode_or_raise_incomplete_body(coding: str, data: bytes, spl
 
 
 # -- property tests: sizes and splits ------------------------------------------------------------
-ENCODE = {"gzip": lambda d, q: gzip.compress(d, q % 10), "deflate": lambda d, q: zlib.compress(d, q % 10),
-          "raw-deflate": lambda d, q: raw_deflate(d, q % 10), "br": lambda d, q: brotli.compress(d, quality=q)}
+ENCODE = {
+    "gzip": lambda d, q: gzip.compress(d, q % 10),
+    "deflate": lambda d, q: zlib.compress(d, q % 10),
+    "raw-deflate": lambda d, q: raw_deflate(d, q % 10),
+    "br": lambda d, q: brotli.compress(d, quality=q),
+}
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.sampled_from(sorted(ENCODE)), st.integers(0, 200 * KB), st.integers(0, 11), st.integers(0, 2**32),
-       st.lists(st.integers(1, 70 * KB), min_size=1, max_size=6))
+@given(
+    st.sampled_from(sorted(ENCODE)),
+    st.integers(0, 200 * KB),
+    st.integers(0, 11),
+    st.integers(0, 2**32),
+    st.lists(st.integers(1, 70 * KB), min_size=1, max_size=6),
+)
 def test_property_round_trip_at_any_split(kind: str, size: int, quality: int, seed: int, splits: list[int]) -> None:
     rnd = random.Random(seed)
     body = page_bytes(size, seed) if seed % 2 else rnd.randbytes(size)
@@ -271,7 +287,7 @@ def test_property_round_trip_at_any_split(kind: str, size: int, quality: int, se
     out, i, k = bytearray(), 0, 0
     while i < len(wire):
         n = splits[k % len(splits)]
-        out += b"".join(decoder.feed(wire[i:i + n]))
+        out += b"".join(decoder.feed(wire[i : i + n]))
         i, k = i + n, k + 1
     out += b"".join(decoder.close())
     assert out == body

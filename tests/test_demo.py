@@ -228,8 +228,12 @@ def test_site_js_calls_vendor_globals_from_a_first_party_file(client: TestClient
         ("/jobs/dh-003", ['{ event: "viewItem", item: "dh-003" }', 'var current = {"id": "dh-003"']),
         (
             "/apply/thanks?bytes=1",
-            ["'send_to': 'AW-100000001/DemoApply-Label_01'", '"type": "yss_conversion"',
-             '"yahoo_conversion_id": "1000000001"', "fbq('track', 'SubmitApplication');"],
+            [
+                "'send_to': 'AW-100000001/DemoApply-Label_01'",
+                '"type": "yss_conversion"',
+                '"yahoo_conversion_id": "1000000001"',
+                "fbq('track', 'SubmitApplication');",
+            ],
         ),
     ],
     ids=["list-viewList", "detail-viewItem", "thanks-conversions"],
@@ -299,9 +303,17 @@ def test_aborted_upload_ends_quietly() -> None:
     messages = [{"type": "http.request", "body": b"--x\r\n", "more_body": True}, {"type": "http.disconnect"}]
     sent: list[dict] = []
     scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-        "path": "/apply", "raw_path": b"/apply", "root_path": "", "query_string": b"",
-        "headers": [(b"content-type", b"multipart/form-data; boundary=x")], "server": ("demo", 80),
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/apply",
+        "raw_path": b"/apply",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"content-type", b"multipart/form-data; boundary=x")],
+        "server": ("demo", 80),
     }
 
     async def receive() -> dict:
@@ -432,7 +444,9 @@ def test_bench_pages_grow_by_job_cards_not_filler() -> None:
         ("/bench/100k?charset=sjis", "100k", "sjis", "text/html; charset=Shift_JIS"),
     ],
 )
-def test_bench_route_serves_bench_page(client: TestClient, path: str, size: str, charset: str, content_type: str) -> None:
+def test_bench_route_serves_bench_page(
+    client: TestClient, path: str, size: str, charset: str, content_type: str
+) -> None:
     response = client.get(path)
     assert response.headers["content-type"] == content_type
     assert response.content == bench_page(size, charset)
@@ -453,7 +467,9 @@ def test_bench_page_rejects_unknown_size() -> None:
 
 def test_demo_imports_only_stdlib_and_starlette() -> None:
     tree = ast.parse(Path(demo.__file__).read_text(encoding="utf-8"))
-    roots = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    roots = {
+        alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+    }
     roots |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
     assert not any(isinstance(node, ast.ImportFrom) and node.level for node in ast.walk(tree))
     assert roots - {"starlette"} <= set(sys.stdlib_module_names)

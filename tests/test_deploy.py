@@ -130,7 +130,8 @@ def test_files_the_image_copies_exist():
 def test_every_data_file_is_packaged():
     """The image installs gate non-editable: a data file outside package-data would be missing there."""
     patterns = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"][
-        "package-data"]["gate"]
+        "package-data"
+    ]["gate"]
     for path in (ROOT / "gate").rglob("*"):
         relative = path.relative_to(ROOT / "gate").as_posix()
         # .c is compiled into the extension module (ext-modules) and .so is what that build makes
@@ -152,7 +153,7 @@ def test_image_bakes_in_no_secret():
 
 def healthcheck_code() -> str:
     [check] = [a for n, a in final_stage() if n == "HEALTHCHECK"]
-    argv = json.loads(check[check.index("CMD") + 3:].strip())
+    argv = json.loads(check[check.index("CMD") + 3 :].strip())
     assert argv[:2] == ["python", "-c"]
     return argv[2]
 
@@ -161,22 +162,42 @@ def test_healthcheck_passes_against_a_running_gate():
     app = create_app(settings.load({}, {}))
     with serve(app) as url:
         port = url.rsplit(":", 1)[1]
-        done = subprocess.run([sys.executable, "-c", healthcheck_code()], env={**os.environ, "GATE_PORT": port},
-                              capture_output=True, text=True, timeout=30)
+        done = subprocess.run(
+            [sys.executable, "-c", healthcheck_code()],
+            env={**os.environ, "GATE_PORT": port},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     assert done.returncode == 0, done.stderr
 
 
 def test_healthcheck_fails_when_nothing_answers():
-    done = subprocess.run([sys.executable, "-c", healthcheck_code()], env={**os.environ, "GATE_PORT": "9"},
-                          capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        [sys.executable, "-c", healthcheck_code()],
+        env={**os.environ, "GATE_PORT": "9"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert done.returncode != 0
 
 
 # -- systemd --------------------------------------------------------------------------------------
-@pytest.mark.parametrize("setting", ["DynamicUser=yes", "ProtectSystem=strict", "NoNewPrivileges=yes",
-                                     "PrivateTmp=yes", "ProtectHome=yes", "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX",
-                                     "CapabilityBoundingSet=", "SystemCallFilter=@system-service",
-                                     "EnvironmentFile=/etc/gate/gate.env"])
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "DynamicUser=yes",
+        "ProtectSystem=strict",
+        "NoNewPrivileges=yes",
+        "PrivateTmp=yes",
+        "ProtectHome=yes",
+        "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX",
+        "CapabilityBoundingSet=",
+        "SystemCallFilter=@system-service",
+        "EnvironmentFile=/etc/gate/gate.env",
+    ],
+)
 def test_systemd_unit_is_sandboxed(setting):
     assert re.search(rf"^{re.escape(setting)}$", UNIT, re.M)
 
@@ -197,8 +218,7 @@ def test_systemd_analyze_verify(tmp_path):
     # verify wants ExecStart's program to exist: point it at this interpreter, keep the rest
     unit = UNIT.replace(shlex.split(exec_start)[0], sys.executable).replace("/etc/gate/gate.env", str(env_file))
     (tmp_path / "gate.service").write_text(unit, encoding="utf-8")
-    done = subprocess.run([tool, "verify", str(tmp_path / "gate.service")], capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run([tool, "verify", str(tmp_path / "gate.service")], capture_output=True, text=True, timeout=60)
     ours = [ln for ln in done.stderr.splitlines() if "gate.service" in ln]
     assert done.returncode == 0 and not ours, done.stderr
 
@@ -210,16 +230,19 @@ def test_nginx_passes_to_gate_at_its_default_address():
     assert re.search(r"^\s*proxy_pass http://gate;", NGINX, re.M)
 
 
-@pytest.mark.parametrize("directive", [
-    r"proxy_set_header Host\s+\$host;",
-    r"proxy_set_header X-Forwarded-For\s+\$remote_addr;",
-    r"proxy_set_header X-Forwarded-Proto\s+\$scheme;",
-    r"proxy_set_header X-Forwarded-Host\s+\$host;",
-    r"proxy_buffering off;",
-    r"proxy_request_buffering off;",
-    r"client_max_body_size 60m;",
-    r"listen 443 ssl;",
-])
+@pytest.mark.parametrize(
+    "directive",
+    [
+        r"proxy_set_header Host\s+\$host;",
+        r"proxy_set_header X-Forwarded-For\s+\$remote_addr;",
+        r"proxy_set_header X-Forwarded-Proto\s+\$scheme;",
+        r"proxy_set_header X-Forwarded-Host\s+\$host;",
+        r"proxy_buffering off;",
+        r"proxy_request_buffering off;",
+        r"client_max_body_size 60m;",
+        r"listen 443 ssl;",
+    ],
+)
 def test_nginx_terminates_tls_and_streams(directive):
     assert re.search(rf"^\s*{directive}", NGINX, re.M)
 
@@ -236,16 +259,41 @@ def test_nginx_accepts_the_config(tmp_path):
     if openssl is None:
         pytest.skip("openssl is needed to make a throw-away certificate for nginx -t")
     cert, key = tmp_path / "fullchain.pem", tmp_path / "privkey.pem"
-    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=gate.test",
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=gate.test",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     ours = NGINX.replace("/etc/ssl/gate/fullchain.pem", str(cert)).replace("/etc/ssl/gate/privkey.pem", str(key))
     (tmp_path / "gate.conf").write_text(ours, encoding="utf-8")
     temp = "\n".join(f"    {d}_temp_path {tmp_path}/{d};" for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     (tmp_path / "nginx.conf").write_text(
         f"pid {tmp_path}/nginx.pid;\nerror_log stderr;\nevents {{}}\n"
-        f"http {{\n    access_log off;\n{temp}\n    include {tmp_path}/gate.conf;\n}}\n", encoding="utf-8")
-    done = subprocess.run([nginx, "-t", "-p", str(tmp_path), "-e", "stderr", "-c", str(tmp_path / "nginx.conf")],
-                          capture_output=True, text=True, timeout=60)
+        f"http {{\n    access_log off;\n{temp}\n    include {tmp_path}/gate.conf;\n}}\n",
+        encoding="utf-8",
+    )
+    done = subprocess.run(
+        [nginx, "-t", "-p", str(tmp_path), "-e", "stderr", "-c", str(tmp_path / "nginx.conf")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert "test is successful" in done.stderr
 
@@ -285,7 +333,9 @@ def test_systemd_gives_room_for_many_connections():
 def test_image_works_in_a_directory_of_its_own():
     stage = final_stage()
     [workdir] = [a for n, a in stage if n == "WORKDIR"]
-    assert workdir == "/var/lib/gate" and any("install -d -o gate" in a and workdir in a for n, a in stage if n == "RUN")
+    assert workdir == "/var/lib/gate" and any(
+        "install -d -o gate" in a and workdir in a for n, a in stage if n == "RUN"
+    )
 
 
 # -- compose ----------------------------------------------------------------------------------------
@@ -343,8 +393,15 @@ def test_k8s_manifest_matches_the_kubernetes_schema(name, manifest, version):
 
 
 def test_k8s_has_every_part():
-    assert {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "ConfigMap", "Secret",
-            "Kustomization"} <= set(K8S)
+    assert {
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "ConfigMap",
+        "Secret",
+        "Kustomization",
+    } <= set(K8S)
 
 
 def test_kustomization_applies_every_manifest_but_the_secret_template():
@@ -399,14 +456,17 @@ def test_deployment_command_line_and_files_exist_in_gate_and_the_configmap():
 def test_configmap_gate_toml_is_valid_and_trusts_a_network(tmp_path):
     (tmp_path / "gate.toml").write_text(cluster_gate_toml(), encoding="utf-8")
     (tmp_path / "vendors.toml").write_text(K8S["ConfigMap"]["data"]["vendors.toml"], encoding="utf-8")
-    conf, _ = cli.load_all({"config": str(tmp_path / "gate.toml"), "vendors": str(tmp_path / "vendors.toml")},
-                                  {"GATE_SECRET_KEY": "k" * 32})
+    conf, _ = cli.load_all(
+        {"config": str(tmp_path / "gate.toml"), "vendors": str(tmp_path / "vendors.toml")},
+        {"GATE_SECRET_KEY": "k" * 32},
+    )
     assert conf.trusted_proxies and all(s.public_scheme == "https" for s in conf.sites)
 
 
 def test_configmap_carries_the_repositorys_registry():
     assert K8S["ConfigMap"]["data"]["vendors.toml"] == (ROOT / "vendors.toml").read_text(encoding="utf-8"), (
-        "deploy/k8s/configmap.yaml's vendors.toml differs from vendors.toml: copy the registry there")
+        "deploy/k8s/configmap.yaml's vendors.toml differs from vendors.toml: copy the registry there"
+    )
 
 
 def test_the_secret_template_cannot_run_gate():

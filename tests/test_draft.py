@@ -29,16 +29,21 @@ def page(head: str = "", body: str = "") -> str:
 
 
 PAGES = {
-    "/": page(GA, '<a href="/jobs/1">求人</a> <a href="https://elsewhere.example/x">外部</a> <a href="/cv.pdf">PDF</a>'
-                  ' <img src="https://cdn.other.example/logo.png">'
-                  ' <footer><a href="/legal/p">プライバシーポリシー</a></footer>'),
+    "/": page(
+        GA,
+        '<a href="/jobs/1">求人</a> <a href="https://elsewhere.example/x">外部</a> <a href="/cv.pdf">PDF</a>'
+        ' <img src="https://cdn.other.example/logo.png">'
+        ' <footer><a href="/legal/p">プライバシーポリシー</a></footer>',
+    ),
     "/jobs/1": page(PIXEL, '<a href="/">top</a> <a href="/jobs/1#apply">応募</a>'),
     "/legal/p": page(body="<h1>プライバシーポリシー</h1>"),
     "/only-in-sitemap": page(CRITEO),
 }
-SITEMAP = ("<?xml version='1.0'?><urlset xmlns='http://www.sitemaps.org/schemas/sitemap/0.9'>"
-           "<url><loc>{base}/</loc></url><url><loc>{base}/only-in-sitemap</loc></url>"
-           "<url><loc>https://elsewhere.example/sitemapped</loc></url></urlset>")
+SITEMAP = (
+    "<?xml version='1.0'?><urlset xmlns='http://www.sitemaps.org/schemas/sitemap/0.9'>"
+    "<url><loc>{base}/</loc></url><url><loc>{base}/only-in-sitemap</loc></url>"
+    "<url><loc>https://elsewhere.example/sitemapped</loc></url></urlset>"
+)
 
 
 def site_app(pages: dict[str, str], asked: list[str]) -> Starlette:
@@ -118,11 +123,15 @@ def test_a_url_gate_fronts_is_refused_in_one_line(tmp_path, capsys):
     assert "\n" not in err and "served through gate" in err and not (tmp_path / "gate.toml").exists()
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["ftp://example.jp/"], "expected the site's http:// or https:// URL"),
-    (["http://127.0.0.1:9/", "--max-pages", "0"], "--max-pages: expected a number > 0"),
-    (["http://127.0.0.1:9/"], "cannot fetch"),
-], ids=["not-http", "no-pages", "unreachable"])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["ftp://example.jp/"], "expected the site's http:// or https:// URL"),
+        (["http://127.0.0.1:9/", "--max-pages", "0"], "--max-pages: expected a number > 0"),
+        (["http://127.0.0.1:9/"], "cannot fetch"),
+    ],
+    ids=["not-http", "no-pages", "unreachable"],
+)
 def test_init_mistakes_are_one_line(tmp_path, capsys, args, message):
     assert cli.main(["init", *args, "--output", str(tmp_path / "gate.toml")]) == 2
     err = capsys.readouterr().err.strip()

@@ -42,17 +42,19 @@ class Origin:
 
     def __init__(self) -> None:
         self.stream_closed = threading.Event()
-        self.app = Starlette(routes=[
-            Route("/upload", self.upload, methods=["POST"]),
-            Route("/download", self.download),
-            Route("/endless", self.endless),
-            Route("/page.gz", self.gzip_page),
-            Route("/sjis", self.sjis_page),
-            Route("/cookies", self.cookies),
-            Route("/old", self.old),
-            Route("/slow", self.slow),
-            Route("/dies", DiesMidBody()),
-        ])
+        self.app = Starlette(
+            routes=[
+                Route("/upload", self.upload, methods=["POST"]),
+                Route("/download", self.download),
+                Route("/endless", self.endless),
+                Route("/page.gz", self.gzip_page),
+                Route("/sjis", self.sjis_page),
+                Route("/cookies", self.cookies),
+                Route("/old", self.old),
+                Route("/slow", self.slow),
+                Route("/dies", DiesMidBody()),
+            ]
+        )
 
     async def upload(self, request: Request) -> Response:
         n = 0
@@ -67,8 +69,7 @@ class Origin:
             for _ in range(size // len(CHUNK)):
                 yield CHUNK
 
-        return StreamingResponse(body(), media_type="application/octet-stream",
-                                 headers={"content-length": str(size)})
+        return StreamingResponse(body(), media_type="application/octet-stream", headers={"content-length": str(size)})
 
     async def endless(self, request: Request) -> Response:
         async def body():
@@ -106,8 +107,13 @@ class DiesMidBody:
 
     async def __call__(self, scope, receive, send) -> None:
         sent = int(dict(parse_qsl(scope["query_string"].decode())).get("sent", "9"))
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"text/html"), (b"content-length", b"1048576")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/html"), (b"content-length", b"1048576")],
+            }
+        )
         body = (b"<html><p>" + b"x" * sent)[:sent]
         await send({"type": "http.response.body", "body": body, "more_body": True})
 
@@ -115,8 +121,10 @@ class DiesMidBody:
 @contextmanager
 def stack(read_timeout: float = 30.0) -> Iterator[tuple[Origin, str]]:
     origin = Origin()
-    with serve(origin.app) as origin_url, serve(create_app(gate_settings(
-            origin_url, upstream_read_timeout=read_timeout))) as gate_url:
+    with (
+        serve(origin.app) as origin_url,
+        serve(create_app(gate_settings(origin_url, upstream_read_timeout=read_timeout))) as gate_url,
+    ):
         yield origin, gate_url
 
 

@@ -21,19 +21,26 @@ SENT = ["_ga", "_ga_ABC123", "_gid", "_gcl_au", "_fbp", "_fbc", "cto_bundle", "_
 
 
 # -- which names ----------------------------------------------------------------------------------
-@pytest.mark.parametrize(("allowed", "expected"), [
-    (frozenset(), ["_fbc", "_fbp", "_ga", "_ga_ABC123", "_gcl_au", "_gid", "_ycl_yjad", "cto_bundle"]),
-    (GA, ["_fbc", "_fbp", "_gcl_au", "_ycl_yjad", "cto_bundle"]),
-    (ALL - {"facebook.pixel"}, ["_fbc", "_fbp"]),
-    (ALL, []),
-], ids=["nothing-allowed", "analytics-only", "all-but-meta", "everything"])
+@pytest.mark.parametrize(
+    ("allowed", "expected"),
+    [
+        (frozenset(), ["_fbc", "_fbp", "_ga", "_ga_ABC123", "_gcl_au", "_gid", "_ycl_yjad", "cto_bundle"]),
+        (GA, ["_fbc", "_fbp", "_gcl_au", "_ycl_yjad", "cto_bundle"]),
+        (ALL - {"facebook.pixel"}, ["_fbc", "_fbp"]),
+        (ALL, []),
+    ],
+    ids=["nothing-allowed", "analytics-only", "all-but-meta", "everything"],
+)
 def test_only_sent_cookies_of_refused_tags_expire(allowed, expected):
     assert expiry.refused_cookies(REGISTRY, allowed, SENT) == expected
 
 
 def test_patterns_are_prefixes_and_unsent_names_never_expire():
-    assert expiry.refused_cookies(REGISTRY, frozenset(), ["_ga_", "_gat_UA1", "_gax", "__utmz"]) == \
-        ["__utmz", "_ga_", "_gat_UA1"]
+    assert expiry.refused_cookies(REGISTRY, frozenset(), ["_ga_", "_gat_UA1", "_gax", "__utmz"]) == [
+        "__utmz",
+        "_ga_",
+        "_gat_UA1",
+    ]
     assert expiry.refused_cookies(REGISTRY, frozenset(), []) == []
 
 
@@ -42,18 +49,22 @@ def test_a_name_we_could_not_write_back_is_left_alone():
 
 
 # -- which domains --------------------------------------------------------------------------------
-@pytest.mark.parametrize(("host", "domains"), [
-    ("jobs.example.jp", ["jobs.example.jp", "example.jp"]),
-    ("example.jp", ["example.jp"]),
-    ("a.b.example.jp", ["a.b.example.jp", "b.example.jp", "example.jp"]),
-    ("jobs.example.co.jp", ["jobs.example.co.jp", "example.co.jp"]),
-    ("example.co.jp", ["example.co.jp"]),
-    ("shop.example.com.au", ["shop.example.com.au", "example.com.au"]),
-    ("JOBS.Example.JP.", ["jobs.example.jp", "example.jp"]),
-    ("localhost", []),
-    ("127.0.0.1", []),
-    ("[::1]", []),
-], ids=lambda v: str(v))
+@pytest.mark.parametrize(
+    ("host", "domains"),
+    [
+        ("jobs.example.jp", ["jobs.example.jp", "example.jp"]),
+        ("example.jp", ["example.jp"]),
+        ("a.b.example.jp", ["a.b.example.jp", "b.example.jp", "example.jp"]),
+        ("jobs.example.co.jp", ["jobs.example.co.jp", "example.co.jp"]),
+        ("example.co.jp", ["example.co.jp"]),
+        ("shop.example.com.au", ["shop.example.com.au", "example.com.au"]),
+        ("JOBS.Example.JP.", ["jobs.example.jp", "example.jp"]),
+        ("localhost", []),
+        ("127.0.0.1", []),
+        ("[::1]", []),
+    ],
+    ids=lambda v: str(v),
+)
 def test_cookie_domains_stop_above_a_public_suffix(host, domains):
     assert expiry.cookie_domains(host) == domains
     assert not {"co.jp", "jp", "com.au"} & set(expiry.cookie_domains(host))
@@ -106,8 +117,11 @@ DOMAINS = {"", ".jobs.example.co.jp", ".example.co.jp"}
 
 @pytest.mark.anyio
 async def test_reject_all_expires_every_vendor_cookie_sent_and_nothing_else(client) -> None:
-    r = await client.post("/_gate/consent", json={"choice": "reject_all"},
-                          headers=SELF | cookie_header("_ga", "_ga_XYZ", "_fbp", "cto_bundle", "session"))
+    r = await client.post(
+        "/_gate/consent",
+        json={"choice": "reject_all"},
+        headers=SELF | cookie_header("_ga", "_ga_XYZ", "_fbp", "cto_bundle", "session"),
+    )
     assert r.status_code == 200
     assert expired(r) == {"_ga": DOMAINS, "_ga_XYZ": DOMAINS, "_fbp": DOMAINS, "cto_bundle": DOMAINS}
 
@@ -116,8 +130,11 @@ async def test_reject_all_expires_every_vendor_cookie_sent_and_nothing_else(clie
 async def test_narrowing_expires_only_what_is_no_longer_allowed(app, client) -> None:
     codec, registry = ConsentCodec([KEY]), app.state.registries[None]
     everything = codec.dumps(decide(registry, registry.refusable))
-    r = await client.post("/_gate/consent", json={"purposes": {"improvement": True, "advertising": False}},
-                          headers=SELF | cookie_header("_ga", "_gid", "_fbp", "_gcl_au", consent=everything))
+    r = await client.post(
+        "/_gate/consent",
+        json={"purposes": {"improvement": True, "advertising": False}},
+        headers=SELF | cookie_header("_ga", "_gid", "_fbp", "_gcl_au", consent=everything),
+    )
     assert r.json()["purposes"]["improvement"] is True
     assert set(expired(r)) == {"_fbp", "_gcl_au"}
 
@@ -134,14 +151,19 @@ async def test_withdrawal_expires_them_and_deletes_gates_own_cookie(app, client)
     r = await client.delete("/_gate/consent", headers=SELF | cookie_header("_ga", "_fbp", "_fbc", consent=everything))
     assert r.json()["decided"] is False
     assert set(expired(r)) == {"_ga", "_fbp", "_fbc"}
-    assert any(line.startswith(f"{COOKIE_NAME}=") and "Max-Age=0" in line.replace("max-age", "Max-Age")
-               for line in r.headers.get_list("set-cookie"))
+    assert any(
+        line.startswith(f"{COOKIE_NAME}=") and "Max-Age=0" in line.replace("max-age", "Max-Age")
+        for line in r.headers.get_list("set-cookie")
+    )
 
 
 @pytest.mark.anyio
 async def test_the_form_flow_expires_them_too(client) -> None:
-    r = await client.post("/_gate/consent", content="choice=reject_all&next=/jobs",
-                          headers=SELF | {"content-type": "application/x-www-form-urlencoded"} | cookie_header("_fbp"))
+    r = await client.post(
+        "/_gate/consent",
+        content="choice=reject_all&next=/jobs",
+        headers=SELF | {"content-type": "application/x-www-form-urlencoded"} | cookie_header("_fbp"),
+    )
     assert r.status_code == 303 and set(expired(r)) == {"_fbp"}
 
 
@@ -150,8 +172,11 @@ async def test_https_site_expires_with_secure() -> None:
     site = Site(upstream="http://origin.test", public_scheme="https")
     app = gate_app.create_app(gate_settings("http://origin.test", sites=(site,)))
     async with asgi_client(app, base_url="http://jobs.example.jp") as client:
-        r = await client.post("/_gate/consent", json={"choice": "reject_all"},
-                              headers={"origin": "https://jobs.example.jp"} | cookie_header("_fbp"))
+        r = await client.post(
+            "/_gate/consent",
+            json={"choice": "reject_all"},
+            headers={"origin": "https://jobs.example.jp"} | cookie_header("_fbp"),
+        )
     lines = [line for line in r.headers.get_list("set-cookie") if line.startswith("_fbp=")]
     assert len(lines) == 3 and all(line.endswith("; Secure") for line in lines)
 
@@ -172,5 +197,7 @@ async def test_a_site_that_does_not_carry_a_tag_expires_its_cookies(app) -> None
     site = Site(upstream="http://origin.test", tags=("google.analytics",))
     app = gate_app.create_app(gate_settings("http://origin.test", sites=(site,)))
     async with asgi_client(app, base_url=HOST) as client:
-        r = await client.post("/_gate/consent", json={"choice": "accept_all"}, headers=SELF | cookie_header("_ga", "_fbp"))
+        r = await client.post(
+            "/_gate/consent", json={"choice": "accept_all"}, headers=SELF | cookie_header("_ga", "_fbp")
+        )
     assert set(expired(r)) == {"_fbp"}  # the site never let Meta through, so its cookie is no one's

@@ -16,14 +16,95 @@ fastscan = pytest.importorskip("gate._fastscan", reason="the C extension is not 
 EXAMPLES = int(os.environ.get("GATE_HYPOTHESIS_EXAMPLES", "1500")) * 2
 
 PIECES = [
-    "<", ">", "/", "=", '"', "'", " ", "\t", "\n", "\f", "\r", "!", "?", "-", "a", "x", "é", "\x00",
-    "<div", "<DIV", "<p", "<a", "</a", "</div", "</body", "</BODY", "</svg", "</select", "<script", "<Script",
-    "<img", "<iframe", "<svg", "<style", "<br/>", "<scripts", "<imgx", "</ div>", "</>", "<!--", "<?x",
-    " href", " HREF", " href=", " hreflang=", "=", " on", " onclick", " ONLOAD", " one", " style", " styles",
-    " src", " srcset", " data", " data-x", " ping", " content", " class", " =x", " xlink:href", " action",
-    '"/x"', '"#a"', '"?q"', '"http://e.jp/"', '"HTTPS://e.jp/"', '"mailto:a@b"', '"tel:1"', '"./x"', '"../x"',
-    '"javascript:x"', "'/y'", "/z", "javascript:x", "https://x", "ftp://x", '""', "''",
-    "<!-->", "<!--->", "-->", "--!>", "--", "<!-", "<!DOCTYPE html>", "<![CDATA[", "]]>", "<?xml ?>",
+    "<",
+    ">",
+    "/",
+    "=",
+    '"',
+    "'",
+    " ",
+    "\t",
+    "\n",
+    "\f",
+    "\r",
+    "!",
+    "?",
+    "-",
+    "a",
+    "x",
+    "é",
+    "\x00",
+    "<div",
+    "<DIV",
+    "<p",
+    "<a",
+    "</a",
+    "</div",
+    "</body",
+    "</BODY",
+    "</svg",
+    "</select",
+    "<script",
+    "<Script",
+    "<img",
+    "<iframe",
+    "<svg",
+    "<style",
+    "<br/>",
+    "<scripts",
+    "<imgx",
+    "</ div>",
+    "</>",
+    "<!--",
+    "<?x",
+    " href",
+    " HREF",
+    " href=",
+    " hreflang=",
+    "=",
+    " on",
+    " onclick",
+    " ONLOAD",
+    " one",
+    " style",
+    " styles",
+    " src",
+    " srcset",
+    " data",
+    " data-x",
+    " ping",
+    " content",
+    " class",
+    " =x",
+    " xlink:href",
+    " action",
+    '"/x"',
+    '"#a"',
+    '"?q"',
+    '"http://e.jp/"',
+    '"HTTPS://e.jp/"',
+    '"mailto:a@b"',
+    '"tel:1"',
+    '"./x"',
+    '"../x"',
+    '"javascript:x"',
+    "'/y'",
+    "/z",
+    "javascript:x",
+    "https://x",
+    "ftp://x",
+    '""',
+    "''",
+    "<!-->",
+    "<!--->",
+    "-->",
+    "--!>",
+    "--",
+    "<!-",
+    "<!DOCTYPE html>",
+    "<![CDATA[",
+    "]]>",
+    "<?xml ?>",
 ]
 
 
@@ -54,15 +135,39 @@ def test_c_scan_equals_the_regex_at_every_stop_of_a_real_page(size, charset):
 
 
 WORDS = ("fbq", "fbqfbq", "gtag(", "adjust", "adjust.initsdk", "facebook.net", "n.version", "_fbq.push(")
-TEXT_PIECES = ["fbq", "FBQ", "fBq", "gtag(", "GTAG (", "adjust", "ADJUST.initSdk", "facebook.net", "FACEBOOK.NET",
-               "n.version", "_fbq.push(", "f", "b", "q", ".", "(", " ", "\n", "é", "\u0130", "\u212a", "求人",
-               "\U0001f600", "\x00"]
+TEXT_PIECES = [
+    "fbq",
+    "FBQ",
+    "fBq",
+    "gtag(",
+    "GTAG (",
+    "adjust",
+    "ADJUST.initSdk",
+    "facebook.net",
+    "FACEBOOK.NET",
+    "n.version",
+    "_fbq.push(",
+    "f",
+    "b",
+    "q",
+    ".",
+    "(",
+    " ",
+    "\n",
+    "é",
+    "\u0130",
+    "\u212a",
+    "求人",
+    "\U0001f600",
+    "\x00",
+]
 
 
 @settings(max_examples=EXAMPLES, deadline=None)
 @given(st.lists(st.sampled_from(TEXT_PIECES), max_size=30))
 def test_c_word_positions_equal_the_python_definition(parts):
     from gate import vendors
+
     text = "".join(parts)
     assert fastscan.word_positions(text, WORDS) == vendors._word_positions_py(text, WORDS)
 
@@ -71,11 +176,13 @@ def test_c_word_positions_equal_the_python_definition(parts):
 @given(st.text(max_size=120))
 def test_c_word_positions_equal_the_python_definition_on_any_text(text):
     from gate import vendors
+
     assert fastscan.word_positions(text, WORDS) == vendors._word_positions_py(text, WORDS)
 
 
 def test_c_word_positions_on_the_registry_and_a_real_page():
     from gate import vendors
+
     registry = vendors.load()
     page = bench_page("100k").decode("utf-8")
     found = fastscan.word_positions(page, registry._words)
@@ -92,14 +199,42 @@ def test_c_word_positions_rejects_words_it_cannot_compare():
         fastscan.word_positions(b"abc", ("a",))
 
 
-SCRIPT_PIECES = ["<!--", "-->", "<!-->", "<!--->", "--", "-", "<", ">", "!", "/", " ", "\t",
-                 "</script>", "</SCRIPT ", "</script/", "</scripts>", "</script", "<script>", "<Script ", "<scriptx",
-                 "</", "<s", "x", "é", "if (a<b) {}", "</style>"]
+SCRIPT_PIECES = [
+    "<!--",
+    "-->",
+    "<!-->",
+    "<!--->",
+    "--",
+    "-",
+    "<",
+    ">",
+    "!",
+    "/",
+    " ",
+    "\t",
+    "</script>",
+    "</SCRIPT ",
+    "</script/",
+    "</scripts>",
+    "</script",
+    "<script>",
+    "<Script ",
+    "<scriptx",
+    "</",
+    "<s",
+    "x",
+    "é",
+    "if (a<b) {}",
+    "</style>",
+]
 
 
 @settings(max_examples=EXAMPLES, deadline=None)
-@given(st.lists(st.sampled_from(SCRIPT_PIECES), max_size=30), st.integers(min_value=0, max_value=8),
-       st.sampled_from([htmlstream.SCRIPT_NORMAL, htmlstream.SCRIPT_ESCAPED, htmlstream.SCRIPT_DOUBLE]))
+@given(
+    st.lists(st.sampled_from(SCRIPT_PIECES), max_size=30),
+    st.integers(min_value=0, max_value=8),
+    st.sampled_from([htmlstream.SCRIPT_NORMAL, htmlstream.SCRIPT_ESCAPED, htmlstream.SCRIPT_DOUBLE]),
+)
 def test_c_script_end_equals_the_python_definition(parts, start, state):
     buf = "".join(parts).encode("utf-8")
     pos = min(start, len(buf))

@@ -37,8 +37,9 @@ def served_token(page: httpx.Response) -> str:
 
 async def test_a_forged_beacon_without_a_page_token_is_refused_and_reported(app):
     async with asgi_client(app) as client:
-        statuses = [(await client.post("/_gate/beacon", content=LEAK, headers=SELF | TEXT)).status_code
-                    for _ in range(5)]  # a forged Origin is free: 24,240 "field leaks" before
+        statuses = [
+            (await client.post("/_gate/beacon", content=LEAK, headers=SELF | TEXT)).status_code for _ in range(5)
+        ]  # a forged Origin is free: 24,240 "field leaks" before
         data = await report(app, client)
     assert statuses == [403] * 5
     assert data["totals"]["field_leaks"] == 0 and data["totals"]["beacons"] == 0
@@ -51,24 +52,41 @@ async def test_a_page_token_counts_once_for_its_own_page_only(app):
         first = await client.post("/_gate/beacon", params={"t": token}, content=LEAK, headers=SELF | TEXT)
         again = await client.post("/_gate/beacon", params={"t": token}, content=LEAK, headers=SELF | TEXT)
         other_page = json.dumps({"v": 1, "page": "/jobs/dh-002", "hosts": ["connect.facebook.net"]}).encode()
-        moved = await client.post("/_gate/beacon", params={"t": served_token(await client.get("/jobs/dh-001"))},
-                                  content=other_page, headers=SELF | TEXT)
-        tampered = await client.post("/_gate/beacon", params={"t": token[:-2] + "xx"}, content=LEAK,
-                                     headers=SELF | TEXT)
+        moved = await client.post(
+            "/_gate/beacon",
+            params={"t": served_token(await client.get("/jobs/dh-001"))},
+            content=other_page,
+            headers=SELF | TEXT,
+        )
+        tampered = await client.post(
+            "/_gate/beacon", params={"t": token[:-2] + "xx"}, content=LEAK, headers=SELF | TEXT
+        )
         app.state.page_tokens.max_age = -1  # every token is now past its age
-        old = await client.post("/_gate/beacon", params={"t": served_token(await client.get("/jobs/dh-001"))},
-                                content=LEAK, headers=SELF | TEXT)
+        old = await client.post(
+            "/_gate/beacon",
+            params={"t": served_token(await client.get("/jobs/dh-001"))},
+            content=LEAK,
+            headers=SELF | TEXT,
+        )
         data = await report(app, client)
     assert [r.status_code for r in (first, again, moved, tampered, old)] == [204, 403, 403, 403, 403]
     assert data["totals"]["field_leaks"] == 1 and data["totals"]["beacons"] == 1
-    assert data["rejected"] == {"beacon:replayed": 1, "beacon:wrong_page": 1, "beacon:bad_token": 1,
-                                "beacon:expired": 1}
+    assert data["rejected"] == {
+        "beacon:replayed": 1,
+        "beacon:wrong_page": 1,
+        "beacon:bad_token": 1,
+        "beacon:expired": 1,
+    }
 
 
 async def test_a_token_for_another_site_does_not_count(app):
     async with asgi_client(app) as client:
-        r = await client.post("/_gate/beacon", params=token_query(app, "/jobs/dh-001", site="other.example"),
-                              content=LEAK, headers=SELF | TEXT)
+        r = await client.post(
+            "/_gate/beacon",
+            params=token_query(app, "/jobs/dh-001", site="other.example"),
+            content=LEAK,
+            headers=SELF | TEXT,
+        )
         data = await report(app, client)
     assert r.status_code == 403 and data["rejected"] == {"beacon:wrong_site": 1}
 
@@ -76,8 +94,9 @@ async def test_a_token_for_another_site_does_not_count(app):
 async def test_csp_reports_count_only_with_the_pages_report_uri_and_once(app):
     blocked = json.dumps({"csp-report": {"blocked-uri": "https://connect.facebook.net/en_US/fbevents.js"}})
     async with asgi_client(app) as client:
-        forged = [(await client.post("/_gate/csp-report", content=blocked, headers=CSP)).status_code
-                  for _ in range(20)]  # 30,000 "attempted" in 0.7 s before
+        forged = [
+            (await client.post("/_gate/csp-report", content=blocked, headers=CSP)).status_code for _ in range(20)
+        ]  # 30,000 "attempted" in 0.7 s before
         page = await client.get("/jobs/dh-001")
         uri = re.search(r"report-uri (\S+)", page.headers["content-security-policy-report-only"]).group(1)
         assert uri.startswith("/_gate/csp-report?t=")

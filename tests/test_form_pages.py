@@ -23,12 +23,16 @@ from .conftest import asgi_client, gate_settings
 pytestmark = pytest.mark.anyio
 ORIGIN = "http://origin.test"
 FORM = {"content-type": "application/x-www-form-urlencoded", "origin": "http://gate.test"}
-HEAD = ("<!doctype html><html><head>"
-        "<script async src='https://www.googletagmanager.com/gtag/js?id=G-ABC123'></script>"
-        "<script src='https://static.criteo.net/js/ld/ld.js'></script></head><body>")
+HEAD = (
+    "<!doctype html><html><head>"
+    "<script async src='https://www.googletagmanager.com/gtag/js?id=G-ABC123'></script>"
+    "<script src='https://static.criteo.net/js/ld/ld.js'></script></head><body>"
+)
 FBQ = "<script src='https://connect.facebook.net/en_US/fbevents.js'></script>"
-APPLY = (HEAD + "<form method=post><label>氏名 <input name=applicant_name></label>"
-         "<label>メール <input type=email name=mail></label></form>" + FBQ + "</body></html>").encode()
+APPLY = (
+    HEAD + "<form method=post><label>氏名 <input name=applicant_name></label>"
+    "<label>メール <input type=email name=mail></label></form>" + FBQ + "</body></html>"
+).encode()
 PLAIN = (HEAD + "<p>求人一覧</p>" + FBQ + "</body></html>").encode()
 READERS = {"google.analytics", "google.ads", "google.tag_manager", "facebook.pixel"}
 
@@ -47,6 +51,7 @@ async def visit(app, cookie: str, *paths: str) -> list[httpx.Response]:
     def page(request: httpx.Request) -> httpx.Response:
         body = APPLY if "apply" in request.url.path else PLAIN
         return httpx.Response(200, headers={"content-type": "text/html; charset=utf-8"}, content=body)
+
     with respx.mock(assert_all_called=False) as mock:
         mock.route(host="origin.test").mock(side_effect=page)
         async with asgi_client(app) as client:
@@ -79,8 +84,9 @@ async def test_a_form_found_while_reading_strips_readers_after_it_and_the_path_i
 
 async def test_a_separate_personal_data_consent_lets_only_that_recipient_read_forms():
     app = make_app(form_paths=("/apply",))
-    cookie = await decide_on(app, "choice=custom&purposes=improvement&purposes=advertising"
-                                  "&purposes=suggestions&personal_data=facebook")
+    cookie = await decide_on(
+        app, "choice=custom&purposes=improvement&purposes=advertising&purposes=suggestions&personal_data=facebook"
+    )
     [form] = await visit(app, cookie, "/apply")
     assert "facebook.pixel" in kept(form) and "connect.facebook.net" in form.text
     assert kept(form) & {"google.analytics", "google.ads", "google.tag_manager"} == set()
@@ -91,7 +97,7 @@ async def test_a_separate_personal_data_consent_lets_only_that_recipient_read_fo
 async def test_the_settings_layer_has_one_personal_data_line_per_recipient_that_reads_forms():
     app = make_app()
     [page] = await visit(app, "", "/jobs")
-    panel = page.text[page.text.index('id="gate-panel"'):]
+    panel = page.text[page.text.index('id="gate-panel"') :]
     lines = re.findall(r'name="personal_data" value="([a-z]+)"', panel)
     assert lines == ["google", "facebook"]
     assert "Meta Platforms, Inc.（アメリカ合衆国）への提供に同意する" in panel
@@ -107,8 +113,13 @@ async def test_the_notice_states_each_recipients_country_and_art_28_for_those_ab
         text = (await client.get("/_gate/notice")).text
         data = (await client.get("/_gate/notice?format=json")).json()
     assert {r["vendor"]: r["country"] for r in data["rows"]} == {
-        "google": "US", "yahoo": "JP", "criteo": "FR", "adjust": "DE", "facebook": "US"}
-    abroad = text[text.index("外国にある送信先"):]
+        "google": "US",
+        "yahoo": "JP",
+        "criteo": "FR",
+        "adjust": "DE",
+        "facebook": "US",
+    }
+    abroad = text[text.index("外国にある送信先") :]
     for vendor, country in (("google", "アメリカ合衆国"), ("criteo", "フランス"), ("facebook", "アメリカ合衆国")):
         item = re.search(rf'<li data-gate id="abroad-{vendor}">(.*?)</li>', abroad).group(1)
         assert country in item and "その国の制度：" in item and "送信先の措置：" in item
@@ -130,8 +141,9 @@ async def test_receipts_record_the_personal_data_consent_on_its_own_line(tmp_pat
     async with asgi_client(app) as client:
         a = await client.post("/_gate/consent", content="choice=accept_all&personal_data=google", headers=FORM)
         client.cookies.clear()  # another visitor
-        b = await client.post("/_gate/consent", content="choice=custom&purposes=advertising&personal_data=google",
-                              headers=FORM)
+        b = await client.post(
+            "/_gate/consent", content="choice=custom&purposes=advertising&personal_data=google", headers=FORM
+        )
         assert await app.state.recorder.flush()
         read = lambda r: app.state.codec.read(r.cookies[COOKIE_NAME], app.state.registries[None])
         [ra] = app.state.recorder.store.receipts_for(read(a).consent_id)

@@ -26,26 +26,48 @@ SPOOF = {"x-forwarded-for": "192.0.2.66", "x-forwarded-proto": "https", "x-forwa
 
 
 # -- the walk ---------------------------------------------------------------------------------
-@pytest.mark.parametrize(("xff", "visitor", "chain"), [
-    ([], EDGE, [EDGE]),
-    (["198.51.100.9"], "198.51.100.9", ["198.51.100.9", EDGE]),
-    (["192.0.2.66", "198.51.100.9"], "198.51.100.9", ["198.51.100.9", EDGE]),  # the visitor's own claim goes
-    (["198.51.100.9", "10.1.2.3"], "198.51.100.9", ["198.51.100.9", "10.1.2.3", EDGE]),  # two trusted hops
-    (["10.9.9.9", "10.1.2.3"], "10.9.9.9", ["10.9.9.9", "10.1.2.3", EDGE]),  # all trusted: the leftmost
-    (["unknown", "198.51.100.9"], "198.51.100.9", ["198.51.100.9", EDGE]),
-    (["198.51.100.9", "not-an-ip"], EDGE, [EDGE]),  # garbage from a proxy: see no further than that proxy
-    (["[2001:db8:1::7]:443"], "2001:db8:1::7", ["2001:db8:1::7", EDGE]),
-    (["198.51.100.9:5555"], "198.51.100.9", ["198.51.100.9", EDGE]),
-], ids=["none", "one", "spoofed-left", "two-hops", "all-trusted", "unknown-left", "garbage-right", "ipv6-port",
-        "ipv4-port"])
+@pytest.mark.parametrize(
+    ("xff", "visitor", "chain"),
+    [
+        ([], EDGE, [EDGE]),
+        (["198.51.100.9"], "198.51.100.9", ["198.51.100.9", EDGE]),
+        (["192.0.2.66", "198.51.100.9"], "198.51.100.9", ["198.51.100.9", EDGE]),  # the visitor's own claim goes
+        (["198.51.100.9", "10.1.2.3"], "198.51.100.9", ["198.51.100.9", "10.1.2.3", EDGE]),  # two trusted hops
+        (["10.9.9.9", "10.1.2.3"], "10.9.9.9", ["10.9.9.9", "10.1.2.3", EDGE]),  # all trusted: the leftmost
+        (["unknown", "198.51.100.9"], "198.51.100.9", ["198.51.100.9", EDGE]),
+        (["198.51.100.9", "not-an-ip"], EDGE, [EDGE]),  # garbage from a proxy: see no further than that proxy
+        (["[2001:db8:1::7]:443"], "2001:db8:1::7", ["2001:db8:1::7", EDGE]),
+        (["198.51.100.9:5555"], "198.51.100.9", ["198.51.100.9", EDGE]),
+    ],
+    ids=[
+        "none",
+        "one",
+        "spoofed-left",
+        "two-hops",
+        "all-trusted",
+        "unknown-left",
+        "garbage-right",
+        "ipv6-port",
+        "ipv4-port",
+    ],
+)
 def test_forwarded_for_is_walked_right_to_left_skipping_trusted_hops(xff, visitor, chain):
     assert PROXIES.client(EDGE, xff) == (visitor, chain)
 
 
-@pytest.mark.parametrize(("address", "trusted"), [
-    ("10.200.0.1", True), ("127.0.0.1", True), ("127.0.0.2", False), ("::ffff:10.0.0.1", True),
-    ("2001:db8::1", True), ("203.0.113.7", False), ("", False), ("localhost", False),
-])
+@pytest.mark.parametrize(
+    ("address", "trusted"),
+    [
+        ("10.200.0.1", True),
+        ("127.0.0.1", True),
+        ("127.0.0.2", False),
+        ("::ffff:10.0.0.1", True),
+        ("2001:db8::1", True),
+        ("203.0.113.7", False),
+        ("", False),
+        ("localhost", False),
+    ],
+)
 def test_trusts_only_the_configured_networks(address, trusted):
     assert PROXIES.trusts(address) is trusted
 
@@ -64,20 +86,31 @@ def test_from_an_untrusted_peer_forwarded_headers_are_dropped():
 
 
 def test_from_a_trusted_peer_the_request_is_the_visitors():
-    s = scope(EDGE, {"x-forwarded-for": "192.0.2.66, 198.51.100.9", "x-forwarded-proto": "https",
-                     "x-forwarded-host": "jobs.example.jp"}, host="gate.internal:8080")
+    s = scope(
+        EDGE,
+        {
+            "x-forwarded-for": "192.0.2.66, 198.51.100.9",
+            "x-forwarded-proto": "https",
+            "x-forwarded-host": "jobs.example.jp",
+        },
+        host="gate.internal:8080",
+    )
     resolve(s, PROXIES)
     assert s["client"] == ("198.51.100.9", 0) and s["scheme"] == "https"
     assert s["headers"] == [(b"host", b"jobs.example.jp")]
     assert s["gate.forwarded_for"] == ["198.51.100.9", EDGE]
 
 
-@pytest.mark.parametrize(("headers", "scheme", "host"), [
-    ({"x-forwarded-proto": "gopher"}, "http", b"gate.test"),
-    ({"x-forwarded-proto": "http, https"}, "https", b"gate.test"),  # the nearest proxy's word
-    ({"x-forwarded-host": "a.example/evil path"}, "http", b"gate.test"),
-    ({"x-forwarded-host": "jobs.example.jp:8443"}, "http", b"jobs.example.jp:8443"),
-], ids=["bad-proto", "appended-proto", "bad-host", "host-with-port"])
+@pytest.mark.parametrize(
+    ("headers", "scheme", "host"),
+    [
+        ({"x-forwarded-proto": "gopher"}, "http", b"gate.test"),
+        ({"x-forwarded-proto": "http, https"}, "https", b"gate.test"),  # the nearest proxy's word
+        ({"x-forwarded-host": "a.example/evil path"}, "http", b"gate.test"),
+        ({"x-forwarded-host": "jobs.example.jp:8443"}, "http", b"jobs.example.jp:8443"),
+    ],
+    ids=["bad-proto", "appended-proto", "bad-host", "host-with-port"],
+)
 def test_odd_values_from_a_trusted_proxy(headers, scheme, host):
     s = scope(EDGE, headers)
     resolve(s, PROXIES)
@@ -96,14 +129,23 @@ def test_trusted_proxies_from_the_environment_and_the_file(tmp_path):
     toml.write_text('trusted_proxies = ["192.168.0.0/16"]\n', encoding="utf-8")
     assert settings.load({"config": str(toml)}, {}).trusted_proxies == ("192.168.0.0/16",)
     assert settings.load({"config": str(toml)}, {"GATE_TRUSTED_PROXIES": "10.0.0.1"}).trusted_proxies == (
-        "10.0.0.1/32",)
+        "10.0.0.1/32",
+    )
 
 
-@pytest.mark.parametrize(("env", "expected"), [
-    ("10.0.0.0/33", ("environment: GATE_TRUSTED_PROXIES: expected an IP address or network such as 10.0.0.0/8, "
-                     "got '10.0.0.0/33'")),
-    ("*", "environment: GATE_TRUSTED_PROXIES: expected an IP address or network such as 10.0.0.0/8, got '*'"),
-])
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        (
+            "10.0.0.0/33",
+            (
+                "environment: GATE_TRUSTED_PROXIES: expected an IP address or network such as 10.0.0.0/8, "
+                "got '10.0.0.0/33'"
+            ),
+        ),
+        ("*", "environment: GATE_TRUSTED_PROXIES: expected an IP address or network such as 10.0.0.0/8, got '*'"),
+    ],
+)
 def test_a_bad_trusted_proxy_is_one_line(env, expected):
     with pytest.raises(ConfigError) as e:
         settings.load({}, {"GATE_TRUSTED_PROXIES": env})
@@ -147,8 +189,9 @@ async def test_site_public_scheme_beats_the_request():
 async def origin_sees(conf, headers: dict[str, str], host: str = "gate.test") -> httpx.Response | httpx.Request:
     app = gate_app.create_app(conf)
     with respx.mock(assert_all_called=False) as mock:
-        route = mock.route(host="origin.test").mock(return_value=httpx.Response(
-            302, headers={"location": "http://origin.test/next"}))
+        route = mock.route(host="origin.test").mock(
+            return_value=httpx.Response(302, headers={"location": "http://origin.test/next"})
+        )
         async with asgi_client(app) as client:
             r = await client.get("/jobs?q=1", headers=headers | {"host": host})
     if not route.called:
@@ -179,8 +222,15 @@ async def test_a_spoofed_forwarded_header_never_reaches_the_origin():
 @pytest.mark.anyio
 async def test_the_origin_sees_what_the_trusted_proxy_said():
     conf = gate_settings(ORIGIN, trusted_proxies=("203.0.113.0/24",))
-    sent = await origin_sees(conf, {"x-forwarded-for": "192.0.2.66, 198.51.100.9", "x-forwarded-proto": "https",
-                                    "x-forwarded-host": "jobs.example.jp"}, host="gate.internal")
+    sent = await origin_sees(
+        conf,
+        {
+            "x-forwarded-for": "192.0.2.66, 198.51.100.9",
+            "x-forwarded-proto": "https",
+            "x-forwarded-host": "jobs.example.jp",
+        },
+        host="gate.internal",
+    )
     assert isinstance(sent, httpx.Request)
     assert sent.headers["x-forwarded-for"] == f"198.51.100.9, {CLIENT_IP}"
     assert sent.headers["x-forwarded-proto"] == "https" and sent.headers["x-forwarded-host"] == "jobs.example.jp"
@@ -189,10 +239,14 @@ async def test_the_origin_sees_what_the_trusted_proxy_said():
     assert sent.extensions["gate_response"].headers["location"] == "https://jobs.example.jp/next"
 
 
-@pytest.mark.parametrize(("chain", "host", "expected"), [
-    (["2001:db8::1"], "jobs.example.jp:8443", 'for="[2001:db8::1]";host="jobs.example.jp:8443";proto=https'),
-    ([], "jobs.example.jp", "host=jobs.example.jp;proto=https"),
-], ids=["ipv6-and-port-quoted", "no-peer"])
+@pytest.mark.parametrize(
+    ("chain", "host", "expected"),
+    [
+        (["2001:db8::1"], "jobs.example.jp:8443", 'for="[2001:db8::1]";host="jobs.example.jp:8443";proto=https'),
+        ([], "jobs.example.jp", "host=jobs.example.jp;proto=https"),
+    ],
+    ids=["ipv6-and-port-quoted", "no-peer"],
+)
 def test_forwarded_header_quotes_what_is_not_a_token(chain, host, expected):
     assert upstream.forwarded_header(chain, "https", host) == expected
 

@@ -27,18 +27,31 @@ CONSENTS = {
     "meta-only": frozenset({"facebook.pixel"}),
 }
 URLS = [
-    "https://connect.facebook.net/en_US/fbevents.js", "https://www.facebook.com/tr?id=1&ev=PageView",
-    "https://www.googletagmanager.com/gtag/js?id=G-DEMO12345", "https://www.googletagmanager.com/gtag/js?id=AW-100000001",
-    "https://www.googletagmanager.com/gtag/js?id=DC-1", "https://www.googletagmanager.com/gtm.js?id=GTM-DEMO123",
-    "https://www.googletagmanager.com/ns.html?id=GTM-DEMO123", "https://region1.google-analytics.com/g/collect?v=2",
-    "https://stats.g.doubleclick.net/g/collect", "https://googleads.g.doubleclick.net/pagead/viewthroughconversion/1/",
-    "https://td.doubleclick.net/td/rul/1", "https://www.google.com/pagead/1p-user-list/1/",
-    "https://s.yimg.jp/images/listing/tool/cv/ytag.js", "https://b97.yahoo.co.jp/pagead/conversion/1/",
-    "https://s.yjtag.jp/tag.js", "https://dynamic.criteo.com/js/ld/ld.js?a=1", "https://gum.criteo.com/sync",
-    "https://cdn.adjust.com/adjust-latest.min.js", "https://app.adjust.com/session",
+    "https://connect.facebook.net/en_US/fbevents.js",
+    "https://www.facebook.com/tr?id=1&ev=PageView",
+    "https://www.googletagmanager.com/gtag/js?id=G-DEMO12345",
+    "https://www.googletagmanager.com/gtag/js?id=AW-100000001",
+    "https://www.googletagmanager.com/gtag/js?id=DC-1",
+    "https://www.googletagmanager.com/gtm.js?id=GTM-DEMO123",
+    "https://www.googletagmanager.com/ns.html?id=GTM-DEMO123",
+    "https://region1.google-analytics.com/g/collect?v=2",
+    "https://stats.g.doubleclick.net/g/collect",
+    "https://googleads.g.doubleclick.net/pagead/viewthroughconversion/1/",
+    "https://td.doubleclick.net/td/rul/1",
+    "https://www.google.com/pagead/1p-user-list/1/",
+    "https://s.yimg.jp/images/listing/tool/cv/ytag.js",
+    "https://b97.yahoo.co.jp/pagead/conversion/1/",
+    "https://s.yjtag.jp/tag.js",
+    "https://dynamic.criteo.com/js/ld/ld.js?a=1",
+    "https://gum.criteo.com/sync",
+    "https://cdn.adjust.com/adjust-latest.min.js",
+    "https://app.adjust.com/session",
     # Not any vendor's: must always load.
-    "https://notfacebook.net/x.js", "https://connect.facebook.net.example.org/x.js", "https://cdn.example.jp/app.js",
-    "https://www.google.com/maps/embed?pb=1", "https://jobs.example.jp/_gate/csp-report",
+    "https://notfacebook.net/x.js",
+    "https://connect.facebook.net.example.org/x.js",
+    "https://cdn.example.jp/app.js",
+    "https://www.google.com/maps/embed?pb=1",
+    "https://jobs.example.jp/_gate/csp-report",
 ]
 
 
@@ -90,7 +103,9 @@ def test_no_pattern_is_sent_for_a_host_refused_whole():
 
 def test_a_python_only_pattern_is_skipped_with_a_warning(caplog):
     ads = REGISTRY.tags["google.ads"]
-    odd = dataclasses.replace(ads, url_patterns=(re.compile(r"//www\.googletagmanager\.com/gtag/js\?id=(?P<id>AW-\d+)"),))
+    odd = dataclasses.replace(
+        ads, url_patterns=(re.compile(r"//www\.googletagmanager\.com/gtag/js\?id=(?P<id>AW-\d+)"),)
+    )
     registry = vendors.build(REGISTRY.purposes, REGISTRY.vendors, {**REGISTRY.tags, "google.ads": odd}, None)
     with caplog.at_level(logging.WARNING, "gate.guard"):
         config = guard.refusals(registry, frozenset({"google.analytics"}))
@@ -107,8 +122,10 @@ def test_the_script_is_inline_safe_json_and_called_with_the_config():
 
 
 def test_the_minifier_keeps_strings_and_drops_comments():
-    assert guard.minify("// c\nvar a = 'x  // y /* z */';\n/* gone */\nif (a) {\n  f(a, 'b');\n}\n") == \
-        "var a='x  // y /* z */';if(a){f(a,'b');}"
+    assert (
+        guard.minify("// c\nvar a = 'x  // y /* z */';\n/* gone */\nif (a) {\n  f(a, 'b');\n}\n")
+        == "var a='x  // y /* z */';if(a){f(a,'b');}"
+    )
     assert guard.minify("return typeof x;") == "return typeof x;"
 
 

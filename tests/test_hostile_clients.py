@@ -45,8 +45,9 @@ def origin() -> Iterator[str]:
             sleep_unless(stopped, 30)
             return False
         if path.startswith("/big"):
-            sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
-                         b"Content-Length: %d\r\n\r\n" % BIG)
+            sock.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n" % BIG
+            )
             piece = b"x" * 65536
             for _ in range(BIG // len(piece)):
                 sock.sendall(piece)  # blocks while gate holds back; fails once the test closes it
@@ -87,8 +88,12 @@ def hostile(url: str, requests: list[tuple[str, str]]) -> Iterator[list[socket.s
 def test_visitors_who_never_read_cannot_starve_the_others() -> None:
     """Four visitors from one address ask for 16 MB each and read nothing: another visitor is served at
     once, and the slow readers are dropped after client_write_timeout."""
-    with origin() as origin_url, gate_served(origin_url, upstream_max_connections=4, upstream_connect_timeout=1.0,
-                                             client_write_timeout=1.0) as url:
+    with (
+        origin() as origin_url,
+        gate_served(
+            origin_url, upstream_max_connections=4, upstream_connect_timeout=1.0, client_write_timeout=1.0
+        ) as url,
+    ):
         with hostile(url, [("127.0.0.2", f"/big/{i}") for i in range(4)]) as slow:
             time.sleep(0.3)
             status, seconds, _ = timed_get(url, "/small")
@@ -104,8 +109,12 @@ def test_visitors_who_never_read_cannot_starve_the_others() -> None:
 def test_one_stalling_url_cannot_take_the_whole_pool() -> None:
     """Visitors from four addresses wait on one URL that never answers: other URLs still answer at once,
     and requests over the path's share get a 503 with Retry-After."""
-    with origin() as origin_url, gate_served(origin_url, upstream_max_connections=4, upstream_connect_timeout=1.0,
-                                             upstream_read_timeout=1.5) as url:
+    with (
+        origin() as origin_url,
+        gate_served(
+            origin_url, upstream_max_connections=4, upstream_connect_timeout=1.0, upstream_read_timeout=1.5
+        ) as url,
+    ):
         with hostile(url, [(f"127.0.0.{2 + i}", "/stall") for i in range(4)]) as stalled:
             time.sleep(0.3)
             status, seconds, _ = timed_get(url, "/ok")
@@ -122,8 +131,16 @@ def test_one_stalling_url_cannot_take_the_whole_pool() -> None:
 
 def test_readiness_holds_while_visitors_fill_the_upstream_pool() -> None:
     """Visitors holding every pooled connection are no reason to leave the load balancer."""
-    with origin() as origin_url, gate_served(origin_url, upstream_max_connections=2, upstream_connect_timeout=1.0,
-                                             upstream_read_timeout=1.5, upstream_share_per_client=0.5) as url:
+    with (
+        origin() as origin_url,
+        gate_served(
+            origin_url,
+            upstream_max_connections=2,
+            upstream_connect_timeout=1.0,
+            upstream_read_timeout=1.5,
+            upstream_share_per_client=0.5,
+        ) as url,
+    ):
         with hostile(url, [("127.0.0.2", "/stall/a"), ("127.0.0.3", "/stall/b")]):
             time.sleep(0.3)
             status, _, _ = timed_get(url, "/_gate/readyz")
@@ -170,12 +187,14 @@ def test_silent_and_idle_connections_are_closed() -> None:
 def test_gate_serve_lifts_the_open_files_limit() -> None:
     """Every connection is a file: with the usual soft limit (1,024), 1,100 slow connections locked
     everyone out. `gate serve` raises its soft limit to the hard one."""
-    code = ("import resource, sys, uvicorn\n"
-            "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
-            "resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))\n"
-            "uvicorn.run = lambda *a, **k: print('limits', *resource.getrlimit(resource.RLIMIT_NOFILE), hard)\n"
-            "from gate import cli\n"
-            "sys.exit(cli.main(['serve', '--port', '0']))\n")
+    code = (
+        "import resource, sys, uvicorn\n"
+        "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))\n"
+        "uvicorn.run = lambda *a, **k: print('limits', *resource.getrlimit(resource.RLIMIT_NOFILE), hard)\n"
+        "from gate import cli\n"
+        "sys.exit(cli.main(['serve', '--port', '0']))\n"
+    )
     env = {**os.environ, "GATE_SECRET_KEY": KEY, "GATE_STORE": "off"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=30).stdout
     [(soft, hard, was_hard)] = [line.split()[1:] for line in out.splitlines() if line.startswith("limits ")]
@@ -203,8 +222,12 @@ def test_path_with_an_encoded_newline_is_proxied(path: str) -> None:
 def test_a_visitor_who_leaves_frees_its_pooled_connection() -> None:
     """Waiting for a stalling origin on behalf of a visitor who has gone would keep a pooled connection
     until the read timeout."""
-    with origin() as origin_url, gate_served(origin_url, upstream_max_connections=1, upstream_connect_timeout=1.0,
-                                             upstream_read_timeout=10.0) as url:
+    with (
+        origin() as origin_url,
+        gate_served(
+            origin_url, upstream_max_connections=1, upstream_connect_timeout=1.0, upstream_read_timeout=10.0
+        ) as url,
+    ):
         with visitor(url, "127.0.0.2") as gone:
             gone.sendall(get("/stall"))
             time.sleep(0.3)

@@ -36,8 +36,10 @@ def slow_origin() -> Iterator[str]:
 
 
 def test_a_trickling_origin_is_cut_at_the_response_deadline() -> None:
-    with slow_origin() as origin_url, gate_served(origin_url, upstream_response_timeout=1.0,
-                                                  upstream_read_timeout=5.0) as url:
+    with (
+        slow_origin() as origin_url,
+        gate_served(origin_url, upstream_response_timeout=1.0, upstream_read_timeout=5.0) as url,
+    ):
         with visitor(url) as sock:
             started = time.monotonic()
             sock.sendall(get("/trickle"))
@@ -56,8 +58,10 @@ def test_a_page_that_stalls_after_its_headers_is_a_504() -> None:
 
 
 def test_a_page_that_stalls_past_the_response_deadline_is_a_504() -> None:
-    with slow_origin() as origin_url, gate_served(origin_url, upstream_response_timeout=0.5,
-                                                  upstream_read_timeout=5.0) as url:
+    with (
+        slow_origin() as origin_url,
+        gate_served(origin_url, upstream_response_timeout=0.5, upstream_read_timeout=5.0) as url,
+    ):
         with visitor(url) as sock:
             started = time.monotonic()
             sock.sendall(get("/stalled-page"))

@@ -11,13 +11,22 @@ try:
 except ImportError:  # pragma: no cover - the C extension is optional
     _fastscan = None
 
-SCANS = [pytest.param(hs.script_end_py, id="python"),
-         pytest.param(getattr(_fastscan, "script_end", None), id="c",
-                      marks=pytest.mark.skipif(_fastscan is None, reason="the C extension is not built"))]
+SCANS = [
+    pytest.param(hs.script_end_py, id="python"),
+    pytest.param(
+        getattr(_fastscan, "script_end", None),
+        id="c",
+        marks=pytest.mark.skipif(_fastscan is None, reason="the C extension is not built"),
+    ),
+]
 # "<!-->" and "<!--->" end the escape they open: cut right after "<!--", the scan used to settle on
 # "escaped" and never find the end (found by the property tests: the rest of the page was removed).
-SCRIPTS = [b"<script><!--><script>gtag(1)</script><a>", b"<script><!---><script>x</script><a>",
-           b"<script><!--<script>x</script>y--></script><a>", b"<script>a<!--b</script><a>"]
+SCRIPTS = [
+    b"<script><!--><script>gtag(1)</script><a>",
+    b"<script><!---><script>x</script><a>",
+    b"<script><!--<script>x</script>y--></script><a>",
+    b"<script>a<!--b</script><a>",
+]
 
 
 def scan_in_pieces(scan, data: bytes, cut: int) -> int:

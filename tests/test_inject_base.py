@@ -51,8 +51,10 @@ URL_ATTRIBUTES = ("href", "src", "action", "formaction")
 
 def page(case: str) -> bytes:
     body = '<base href="https://connect.facebook.net/">' if case == "in-body" else ""
-    return ("<!doctype html><html><head><meta charset=utf-8>" + BASES[case] + "<title>t</title></head>"
-            "<body><h1>Jobs</h1><p><a href=\"/jobs\">jobs</a></p>" + body + "</body></html>").encode()
+    return (
+        "<!doctype html><html><head><meta charset=utf-8>" + BASES[case] + "<title>t</title></head>"
+        '<body><h1>Jobs</h1><p><a href="/jobs">jobs</a></p>' + body + "</body></html>"
+    ).encode()
 
 
 def browser_base(doc, page_url: str) -> str:
@@ -87,11 +89,17 @@ def recording_app(store: str):
     return gate_app.create_app(gate_settings(ORIGIN, store=store, report_token=TOKEN, flush_interval=3600.0))
 
 
-async def gated(app, body: bytes, path: str = "/jobs/a?x=1", headers: dict[str, str] | None = None,
-                base_url: str = "http://gate.test") -> httpx.Response:
+async def gated(
+    app,
+    body: bytes,
+    path: str = "/jobs/a?x=1",
+    headers: dict[str, str] | None = None,
+    base_url: str = "http://gate.test",
+) -> httpx.Response:
     with respx.mock(assert_all_called=False) as mock:
-        mock.route(host="origin.test").mock(return_value=httpx.Response(
-            200, headers={"content-type": "text/html; charset=utf-8"}, content=body))
+        mock.route(host="origin.test").mock(
+            return_value=httpx.Response(200, headers={"content-type": "text/html; charset=utf-8"}, content=body)
+        )
         async with asgi_client(app, base_url=base_url) as client:
             return await client.get(path, headers=headers or {})
 
@@ -113,12 +121,19 @@ async def test_every_injected_url_resolves_to_gate_whatever_the_base(tmp_path, c
     assert elsewhere == [], f"gate's markup resolves away from gate under {BASES[case]!r}"
 
 
-@pytest.mark.parametrize("conf,headers,origin", [
-    ({"public_scheme": "https"}, {}, "https://gate.test"),
-    ({"trusted": True}, {"x-forwarded-proto": "https", "x-forwarded-host": "jobs.example.jp"},
-     "https://jobs.example.jp"),
-    ({}, {"x-forwarded-proto": "https"}, "http://gate.test"),  # an untrusted peer's claim is not believed
-], ids=["public_scheme", "trusted-forwarded", "untrusted-forwarded"])
+@pytest.mark.parametrize(
+    "conf,headers,origin",
+    [
+        ({"public_scheme": "https"}, {}, "https://gate.test"),
+        (
+            {"trusted": True},
+            {"x-forwarded-proto": "https", "x-forwarded-host": "jobs.example.jp"},
+            "https://jobs.example.jp",
+        ),
+        ({}, {"x-forwarded-proto": "https"}, "http://gate.test"),  # an untrusted peer's claim is not believed
+    ],
+    ids=["public_scheme", "trusted-forwarded", "untrusted-forwarded"],
+)
 async def test_injected_urls_carry_the_public_origin(conf, headers, origin):
     settings = gate_settings(ORIGIN)
     if conf.get("public_scheme"):
@@ -133,9 +148,11 @@ async def test_injected_urls_carry_the_public_origin(conf, headers, origin):
 async def test_the_banner_and_links_never_follow_a_base_target():
     r = await gated(gate_app.create_app(gate_settings(ORIGIN)), page("target-blank"))
     doc = html5lib.parse(r.content, treebuilder="etree")
-    targets = {el.tag.removeprefix(HTML): el.get("target") for el in doc.iter()
-               if isinstance(el.tag, str) and el.get("data-gate") is not None
-               and el.tag.removeprefix(HTML) in ("form", "a")}
+    targets = {
+        el.tag.removeprefix(HTML): el.get("target")
+        for el in doc.iter()
+        if isinstance(el.tag, str) and el.get("data-gate") is not None and el.tag.removeprefix(HTML) in ("form", "a")
+    }
     assert targets == {"form": "_self", "a": "_self"}
 
 
@@ -148,12 +165,16 @@ def bases_left(html: bytes) -> list[str]:
 EVERY_PURPOSE = sorted(REGISTRY.refusable)
 
 
-@pytest.mark.parametrize("decision,kept", [
-    (None, False),
-    (([], ()), False),
-    ((EVERY_PURPOSE, ("facebook",)), False),
-    ((EVERY_PURPOSE, ()), True),
-], ids=["undecided", "reject-all", "all-but-meta", "accept-all"])
+@pytest.mark.parametrize(
+    "decision,kept",
+    [
+        (None, False),
+        (([], ()), False),
+        ((EVERY_PURPOSE, ("facebook",)), False),
+        ((EVERY_PURPOSE, ()), True),
+    ],
+    ids=["undecided", "reject-all", "all-but-meta", "accept-all"],
+)
 async def test_a_base_on_a_vendor_host_stays_only_while_that_vendor_is_accepted(decision, kept):
     app = gate_app.create_app(gate_settings(ORIGIN))
     r = await gated(app, page("vendor-host"), headers=cookie(app, *decision) if decision else None)
@@ -167,8 +188,10 @@ def rewrite(html: str, allowed: frozenset[str]) -> tuple[bytes, PageRewriter]:
 
 def test_after_a_stripped_base_later_urls_resolve_against_the_base_the_browser_uses():
     # Meta's base goes; the browser then takes the next <base>, so the script is the CDN's own file.
-    html = ('<html><head><base href="https://connect.facebook.net/"><base href="https://cdn.example.org/">'
-            '<script src="en_US/fbevents.js"></script></head><body></body></html>')
+    html = (
+        '<html><head><base href="https://connect.facebook.net/"><base href="https://cdn.example.org/">'
+        '<script src="en_US/fbevents.js"></script></head><body></body></html>'
+    )
     out, rw = rewrite(html, frozenset())
     assert bases_left(out) == ["https://cdn.example.org/"]
     assert b'<script src="en_US/fbevents.js"></script>' in out and "facebook.pixel" in rw.outcome.stripped

@@ -25,17 +25,55 @@ if not (ACORN and Path(ACORN).is_file() and shutil.which("node")):
 
 HELPER = Path(__file__).resolve().parent / "js" / "acorn_tokens.js"
 PIECES = [
-    "x = a / b / c;", "x = /re[/]x\\//g.test(s);", "if (a) /re/.test(b);", "while (a) /'/.exec(b);",
-    "y = f(a) / 2;", "a++ / 2;", "z = o.return / 2;", "s = `a${b}c${`d${e}`}`;", "t = `${ {k: 1}.k }`;",
-    "// line comment\n", "/* block */", "/* multi\nline */", "<!-- html open comment\n", "\n--> html close\n",
-    "\n  --> indented close\n", "q = 'str\\'ing';", 'q = "dq\\"x";', "fbq('track', 'Lead');", "v = {a: 1, 'b': [2]};",
-    "x = {a: /re/};", "a?.b ?? c?.[0];", "n = 0x1F + .5 + 1e3 + 10n + 1_000;", "r = a-->0;", "w = a<!--b\n;",
-    "\\u0066bq(1);", "k = typeof /x/;", "g = x\n/re/i;", "m = [/a/, /b/];", "p = (/a/);", "e = !/a/.test(s);",
-    "function f() { return /x/; }", "h = a ? /b/ : /c/;", "i = `x` / 2;", "j = 'a' / 2;", "l = [1] / 2;",
+    "x = a / b / c;",
+    "x = /re[/]x\\//g.test(s);",
+    "if (a) /re/.test(b);",
+    "while (a) /'/.exec(b);",
+    "y = f(a) / 2;",
+    "a++ / 2;",
+    "z = o.return / 2;",
+    "s = `a${b}c${`d${e}`}`;",
+    "t = `${ {k: 1}.k }`;",
+    "// line comment\n",
+    "/* block */",
+    "/* multi\nline */",
+    "<!-- html open comment\n",
+    "\n--> html close\n",
+    "\n  --> indented close\n",
+    "q = 'str\\'ing';",
+    'q = "dq\\"x";',
+    "fbq('track', 'Lead');",
+    "v = {a: 1, 'b': [2]};",
+    "x = {a: /re/};",
+    "a?.b ?? c?.[0];",
+    "n = 0x1F + .5 + 1e3 + 10n + 1_000;",
+    "r = a-->0;",
+    "w = a<!--b\n;",
+    "\\u0066bq(1);",
+    "k = typeof /x/;",
+    "g = x\n/re/i;",
+    "m = [/a/, /b/];",
+    "p = (/a/);",
+    "e = !/a/.test(s);",
+    "function f() { return /x/; }",
+    "h = a ? /b/ : /c/;",
+    "i = `x` / 2;",
+    "j = 'a' / 2;",
+    "l = [1] / 2;",
     "u = '\\u3042\\n';",
-    "function g() {}\n/re/.test(s);", "x = {}\n/2/g;", ";{ x }\n/re/g.exec(s);",
-    "if (a) { b }\n/re/.test(c);", "v = [{a: 1}]\n/ 2;", "o = {a: {b: 1}} / 2;", "求人 = 1;", "obj.if = 1;",
-    "x = y ** 2;", "a ||= b; a ??= c;", ";", "\n", " ",
+    "function g() {}\n/re/.test(s);",
+    "x = {}\n/2/g;",
+    ";{ x }\n/re/g.exec(s);",
+    "if (a) { b }\n/re/.test(c);",
+    "v = [{a: 1}]\n/ 2;",
+    "o = {a: {b: 1}} / 2;",
+    "求人 = 1;",
+    "obj.if = 1;",
+    "x = y ** 2;",
+    "a ||= b; a ??= c;",
+    ";",
+    "\n",
+    " ",
 ]
 
 
@@ -50,8 +88,15 @@ def generated(count: int, seed: int) -> list[str]:
 
 
 def acorn_tokens(scripts: list[str]) -> list:
-    done = subprocess.run(["node", str(HELPER)], input=json.dumps(scripts), capture_output=True, text=True,
-                          timeout=120, env={**os.environ, "GATE_ACORN_JS": ACORN}, check=True)
+    done = subprocess.run(
+        ["node", str(HELPER)],
+        input=json.dumps(scripts),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "GATE_ACORN_JS": ACORN},
+        check=True,
+    )
     return json.loads(done.stdout)
 
 

@@ -27,18 +27,33 @@ postgres_url = store_support.postgres_url  # a fixture
 store_url = store_support.store_url  # a fixture
 
 
-@pytest.mark.parametrize(("templates", "path", "expected"), [
-    ((), "/", "/"),
-    ((), "/jobs/123", "/jobs/{id}"),
-    ((), "/jobs/dental-hygienist", "/jobs/dental-hygienist"),
-    ((), "/u/3f2a9c1e-77aa-4c1b-9c1e-0b1a2c3d4e5f/cv", "/u/{id}/cv"),
-    ((), "/users/hanako@example.jp", "/users/{id}"),
-    ((), "/c/a1b2c3d4", "/c/{id}"),
-    ((), "/jobs/dh-001", "/jobs/{id}"),
-    ((), "/v2/jobs", "/v2/jobs"),
-    (("/companies/{slug}/jobs",), "/companies/sakura-dental/jobs", "/companies/{slug}/jobs"),
-    (("/companies/{slug}/jobs",), "/companies/sakura-dental/about", "/companies/sakura-dental/about"),
-], ids=["root", "numeric-id", "words-kept", "uuid", "email", "hex", "demo-id", "one-digit-kept", "configured", "configured-miss"])
+@pytest.mark.parametrize(
+    ("templates", "path", "expected"),
+    [
+        ((), "/", "/"),
+        ((), "/jobs/123", "/jobs/{id}"),
+        ((), "/jobs/dental-hygienist", "/jobs/dental-hygienist"),
+        ((), "/u/3f2a9c1e-77aa-4c1b-9c1e-0b1a2c3d4e5f/cv", "/u/{id}/cv"),
+        ((), "/users/hanako@example.jp", "/users/{id}"),
+        ((), "/c/a1b2c3d4", "/c/{id}"),
+        ((), "/jobs/dh-001", "/jobs/{id}"),
+        ((), "/v2/jobs", "/v2/jobs"),
+        (("/companies/{slug}/jobs",), "/companies/sakura-dental/jobs", "/companies/{slug}/jobs"),
+        (("/companies/{slug}/jobs",), "/companies/sakura-dental/about", "/companies/sakura-dental/about"),
+    ],
+    ids=[
+        "root",
+        "numeric-id",
+        "words-kept",
+        "uuid",
+        "email",
+        "hex",
+        "demo-id",
+        "one-digit-kept",
+        "configured",
+        "configured-miss",
+    ],
+)
 def test_path_templates(templates, path, expected):
     assert PathTemplates(templates)(path) == expected
 
@@ -48,13 +63,17 @@ def expand(counts: Counts, **overrides: Any):
     return Expander(conf, {None: REGISTRY}).expand(counts)
 
 
-@pytest.mark.parametrize(("consent", "tag", "reason"), [
-    (undecided(REGISTRY), "facebook.pixel", "purpose:advertising"),
-    (undecided(REGISTRY), "criteo.onetag", "purpose:advertising+suggestions"),
-    (decide(REGISTRY, ["advertising"]), "criteo.onetag", "purpose:suggestions"),
-    (decide(REGISTRY, REGISTRY.refusable, vendors_refused=["criteo"]), "criteo.onetag", "vendor:criteo"),
-    (None, "criteo.onetag", "refused"),
-], ids=["undecided", "two-purposes", "one-purpose-missing", "vendor-refused", "consent-unknown"])
+@pytest.mark.parametrize(
+    ("consent", "tag", "reason"),
+    [
+        (undecided(REGISTRY), "facebook.pixel", "purpose:advertising"),
+        (undecided(REGISTRY), "criteo.onetag", "purpose:advertising+suggestions"),
+        (decide(REGISTRY, ["advertising"]), "criteo.onetag", "purpose:suggestions"),
+        (decide(REGISTRY, REGISTRY.refusable, vendors_refused=["criteo"]), "criteo.onetag", "vendor:criteo"),
+        (None, "criteo.onetag", "refused"),
+    ],
+    ids=["undecided", "two-purposes", "one-purpose-missing", "vendor-refused", "consent-unknown"],
+)
 def test_each_strip_says_why(consent, tag, reason):
     book = Ledger()
     book.page("*", "/jobs/1", consent, Outcome(stripped={tag}))
@@ -161,13 +180,21 @@ async def test_shutdown_flushes_what_was_counted(tmp_path):
 
 async def test_guard_and_csp_reports_count_as_attempted(tmp_path):
     app = recording_app(str(tmp_path / "gate.sqlite3"))
-    report = {"csp-report": {"blocked-uri": "https://connect.facebook.net/en_US/fbevents.js",
-                             "document-uri": "http://gate.test/jobs/dh-001"}}
+    report = {
+        "csp-report": {
+            "blocked-uri": "https://connect.facebook.net/en_US/fbevents.js",
+            "document-uri": "http://gate.test/jobs/dh-001",
+        }
+    }
     stray = {"csp-report": {"blocked-uri": "https://cdn.example.org/x.js"}}
     async with asgi_client(app) as client:
         for body in (report, report, stray):
-            r = await client.post("/_gate/csp-report", json=body, params=token_query(app),  # one page view each
-                                  headers={"origin": "http://gate.test", "content-type": "application/csp-report"})
+            r = await client.post(
+                "/_gate/csp-report",
+                json=body,
+                params=token_query(app),  # one page view each
+                headers={"origin": "http://gate.test", "content-type": "application/csp-report"},
+            )
             assert r.status_code == 204
         await app.state.recorder.flush()
         data = (await client.get("/_gate/report.json", headers=AUTH)).json()

@@ -22,8 +22,10 @@ from gate.consent import COOKIE_NAME, decide
 from .conftest import asgi_client, gate_settings
 
 ORIGIN = "http://origin.test"
-PAGE = ('<!doctype html><html><head><script async src="https://www.googletagmanager.com/gtag/js?id=G-X1"></script>'
-        '<script src="https://connect.facebook.net/en_US/fbevents.js"></script></head><body><p>求人</p></body></html>')
+PAGE = (
+    '<!doctype html><html><head><script async src="https://www.googletagmanager.com/gtag/js?id=G-X1"></script>'
+    '<script src="https://connect.facebook.net/en_US/fbevents.js"></script></head><body><p>求人</p></body></html>'
+)
 SECRET_QUERY = "email=taro%40example.jp&token=s3cr3t"
 
 
@@ -33,9 +35,17 @@ def record(**access) -> logging.LogRecord:
     return rec
 
 
-ACCESS = {"site": "jobs.example.jp", "method": "GET", "path": "/jobs/{id}", "status": 200, "bytes": 15565,
-          "duration_ms": 12.5, "upstream_ms": 10.25, "rewrite_ms": 1.2,
-          "tags": {"kept": 1, "stripped": 2, "uncertain": 0}}
+ACCESS = {
+    "site": "jobs.example.jp",
+    "method": "GET",
+    "path": "/jobs/{id}",
+    "status": 200,
+    "bytes": 15565,
+    "duration_ms": 12.5,
+    "upstream_ms": 10.25,
+    "rewrite_ms": 1.2,
+    "tags": {"kept": 1, "stripped": 2, "uncertain": 0},
+}
 
 
 # -- formats ----------------------------------------------------------------------------------
@@ -50,8 +60,9 @@ def test_json_line_carries_the_access_fields():
 
 def test_human_line_is_compact():
     line = logs.HumanFormatter().format(record(**ACCESS))
-    assert line.endswith("GET /jobs/{id} 200 15.2kB 12.5ms up=10.25ms rw=1.2ms kept=1 stripped=2 uncertain=0 "
-                         "site=jobs.example.jp")
+    assert line.endswith(
+        "GET /jobs/{id} 200 15.2kB 12.5ms up=10.25ms rw=1.2ms kept=1 stripped=2 uncertain=0 site=jobs.example.jp"
+    )
 
 
 def test_other_records_keep_their_logger_and_message():
@@ -65,8 +76,9 @@ class Terminal(io.StringIO):
         return True
 
 
-@pytest.mark.parametrize(("stderr", "formatter"), [(io.StringIO(), "json"), (Terminal(), "human")],
-                         ids=["piped", "terminal"])
+@pytest.mark.parametrize(
+    ("stderr", "formatter"), [(io.StringIO(), "json"), (Terminal(), "human")], ids=["piped", "terminal"]
+)
 def test_json_unless_stderr_is_a_terminal(stderr, formatter):
     conf = logs.config("info", stderr)
     assert conf["handlers"]["stderr"]["formatter"] == formatter
@@ -106,8 +118,14 @@ def test_stopwatch_adds_up():
 async def requests_logged(paths: list[str], caplog, origin=None, **headers: str) -> list[logging.LogRecord]:
     app = gate_app.create_app(gate_settings(ORIGIN))
     with respx.mock(assert_all_called=False) as mock, caplog.at_level(logging.DEBUG):
-        mock.route(host="origin.test").mock(side_effect=origin or (lambda request: httpx.Response(
-            200, headers={"content-type": "text/html; charset=utf-8"}, content=PAGE.encode())))
+        mock.route(host="origin.test").mock(
+            side_effect=origin
+            or (
+                lambda request: httpx.Response(
+                    200, headers={"content-type": "text/html; charset=utf-8"}, content=PAGE.encode()
+                )
+            )
+        )
         async with asgi_client(app) as client:
             for path in paths:
                 await client.get(path, headers=headers)
@@ -137,7 +155,9 @@ async def test_gates_own_answers_are_logged_without_upstream_time(caplog):
     records = await requests_logged(["/_gate/healthz", "/_gate/consent?x=1"], caplog)
     lines = [r.access for r in records if r.name == "gate.access"]
     assert [(f["path"], f["status"], f["upstream_ms"], f["rewrite_ms"]) for f in lines] == [
-        ("/_gate/healthz", 200, None, None), ("/_gate/consent", 200, None, None)]
+        ("/_gate/healthz", 200, None, None),
+        ("/_gate/consent", 200, None, None),
+    ]
     assert lines[0]["bytes"] == 2 and "tags" not in lines[0]
 
 

@@ -22,8 +22,11 @@ pytestmark = pytest.mark.anyio
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def total(found: dict, name: str, **labels: str) -> float:
@@ -37,8 +40,12 @@ async def test_metrics_count_pages_tags_decisions_and_timings(tmp_path):
         for _ in range(4):
             await client.get("/jobs/dh-001")
         await client.post("/_gate/consent", json={"choice": "reject_all"}, headers=SELF)
-        await client.post("/_gate/beacon", content=json.dumps({"v": 1, "page": "/", "hosts": ["connect.facebook.net"]}),
-                          headers=SELF | {"content-type": "text/plain"}, params=token_query(app, "/"))
+        await client.post(
+            "/_gate/beacon",
+            content=json.dumps({"v": 1, "page": "/", "hosts": ["connect.facebook.net"]}),
+            headers=SELF | {"content-type": "text/plain"},
+            params=token_query(app, "/"),
+        )
         await app.state.recorder.flush()
         r = await client.get("/_gate/metrics", headers=AUTH)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
@@ -66,8 +73,11 @@ async def test_metrics_need_the_report_token(tmp_path):
 def test_several_workers_add_up(tmp_path):
     """Two uvicorn workers: whichever answers the scrape, it reports every worker's pages."""
     (tmp_path / "gate.toml").write_text(f'flush_interval = 0.2\nreport_token = "{TOKEN}"\n')
-    env = {"GATE_STORE": str(tmp_path / "gate.sqlite3"), "GATE_CONFIG": str(tmp_path / "gate.toml"),
-           "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}
+    env = {
+        "GATE_STORE": str(tmp_path / "gate.sqlite3"),
+        "GATE_CONFIG": str(tmp_path / "gate.toml"),
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+    }
     n = 40
     workers: set[int] = set()
     with gate_process("--workers", "2", env=env) as gate:

@@ -36,8 +36,15 @@ async def notice_json(app, lang: str = "ja") -> dict:
 
 
 def banner(consent=None, lang="ja", registry=REGISTRY, carried=CARRIED) -> str:
-    return render_banner(registry, consent or undecided(registry), lang=lang, next_path="/", policy_url="/privacy",
-                         carried=carried, origin="https://jobs.example.jp")
+    return render_banner(
+        registry,
+        consent or undecided(registry),
+        lang=lang,
+        next_path="/",
+        policy_url="/privacy",
+        carried=carried,
+        origin="https://jobs.example.jp",
+    )
 
 
 async def test_every_tag_links_to_its_own_opt_out_ads_to_googles_ad_settings():
@@ -51,16 +58,23 @@ async def test_every_tag_links_to_its_own_opt_out_ads_to_googles_ad_settings():
 async def test_the_site_adds_to_what_is_sent_and_a_consent_before_it_is_asked_again():
     before = make_app()
     async with asgi_client(before) as client:
-        cookie = (await client.post("/_gate/consent", content="choice=accept_all",
-                                    headers=SELF | {"content-type": "application/x-www-form-urlencoded"})
-                  ).cookies[COOKIE_NAME]
-    app = make_app(information={"google.analytics": ["閲覧した求人のIDとタイトル"]},
-                   information_en={"google.analytics": ["id and title of the job viewed"]},
-                   tag_cookies={"google.analytics": ["_ga_site"]})
+        cookie = (
+            await client.post(
+                "/_gate/consent",
+                content="choice=accept_all",
+                headers=SELF | {"content-type": "application/x-www-form-urlencoded"},
+            )
+        ).cookies[COOKIE_NAME]
+    app = make_app(
+        information={"google.analytics": ["閲覧した求人のIDとタイトル"]},
+        information_en={"google.analytics": ["id and title of the job viewed"]},
+        tag_cookies={"google.analytics": ["_ga_site"]},
+    )
     rows = {r["tag"]: r for r in (await notice_json(app))["rows"]}
     assert rows["google.analytics"]["information"][-1] == "閲覧した求人のIDとタイトル"
-    assert {r["tag"]: r for r in (await notice_json(app, "en"))["rows"]}["google.analytics"]["information"][-1] == \
-        "id and title of the job viewed"
+    assert {r["tag"]: r for r in (await notice_json(app, "en"))["rows"]}["google.analytics"]["information"][
+        -1
+    ] == "id and title of the job viewed"
     assert app.state.registries[None].tags["google.analytics"].cookie_matches("_ga_site")
     read = app.state.codec.read(cookie, app.state.registries[None])
     assert read.renewing and "google.analytics" not in read.covered and "google.ads" in read.covered
@@ -68,11 +82,14 @@ async def test_the_site_adds_to_what_is_sent_and_a_consent_before_it_is_asked_ag
 
 def test_the_first_layer_names_each_purpose_and_the_settings_layer_summarises_it():
     html = banner()
-    first = html[:html.index('id="gate-panel"')]
+    first = html[: html.index('id="gate-panel"')]
     lines = re.findall(r'<ul data-gate class="gate-purposes">(.*?)</ul>', first)[0]
     assert re.findall(r"<li data-gate>(.*?)</li>", lines) == [
-        "商品・サービスの開発および改善", "コンテンツ・広告の配信および提供", "利用者へのサービスの提案"]
-    panel = html[html.index('id="gate-panel"'):]
+        "商品・サービスの開発および改善",
+        "コンテンツ・広告の配信および提供",
+        "利用者へのサービスの提案",
+    ]
+    panel = html[html.index('id="gate-panel"') :]
     suggestions = re.search(r'<p data-gate id="gate-m-suggestions" class="gate-who">(.*?)</p>', panel).group(1)
     assert "Criteo" in suggestions and "Yahoo!広告" in suggestions and "リターゲティング広告" in suggestions
     assert 'id="gate-m-improvement"' in panel and 'id="gate-m-advertising"' in panel
@@ -81,7 +98,7 @@ def test_the_first_layer_names_each_purpose_and_the_settings_layer_summarises_it
 async def test_the_notice_explains_its_jargon():
     async with asgi_client(make_app()) as client:
         text = (await client.get("/_gate/notice")).text
-    glossary = text[text.index('id="glossary"'):]
+    glossary = text[text.index('id="glossary"') :]
     for term in ("コンバージョン", "リマーケティング", "アトリビューション", "コンテナID"):
         assert f"<dt data-gate>{term}" in glossary, term
 
@@ -89,6 +106,7 @@ async def test_the_notice_explains_its_jargon():
 def test_opt_out_switches_show_what_is_sent_now():
     def ticked(consent) -> list[str]:
         return re.findall(r'name="purposes" value="([a-z]+)" checked', banner(consent))
+
     assert ticked(undecided(REGISTRY, opt_out_mode=True)) == ["improvement", "advertising", "suggestions"]
     assert ticked(undecided(REGISTRY, opt_out_mode=True, gpc=True)) == ["improvement"]
     assert ticked(undecided(REGISTRY)) == []  # opt-in: nothing ticked before the visitor chooses

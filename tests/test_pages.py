@@ -11,8 +11,9 @@ from bs4 import BeautifulSoup
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from gate import consent, pages, settings, vendors
+from gate import consent, pages, settings
 from gate.settings import Site
+
 from .conftest import policy_registry
 
 with warnings.catch_warnings():  # starlette asks for httpx2; the venv has httpx
@@ -30,7 +31,9 @@ def make_client(sites: tuple[Site, ...] | None = None, cookie: consent.Consent |
     app = Starlette(routes=[Route("/_gate/preferences", pages.preferences), Route("/_gate/notice", pages.notice)])
     app.state.settings, app.state.registry = s, REGISTRY
     app.state.registries = {site.host: REGISTRY.with_tag_purposes(site.tag_purposes) for site in s.sites}
-    app.state.carried = {site.host: app.state.registries[site.host].carried(site.vendors, site.tags) for site in s.sites}
+    app.state.carried = {
+        site.host: app.state.registries[site.host].carried(site.vendors, site.tags) for site in s.sites
+    }
     app.state.codec = consent.ConsentCodec(s.secret_keys)
     client = TestClient(app)
     if cookie is not None:
@@ -89,15 +92,31 @@ def test_json_has_the_same_rows():
         assert row["service"] == html_row.th.get_text()
 
 
-@pytest.mark.parametrize("cookie,allowed", [
-    (None, set()),
-    (consent.decide(REGISTRY, ["improvement"]), {"google.analytics"}),
-    (consent.decide(REGISTRY, ["improvement", "advertising"]),
-     {"google.analytics", "google.ads", "google.floodlight", "google.tag_manager", "yahoo.ads",
-      "yahoo.tag_manager", "adjust.web_sdk", "facebook.pixel"}),
-    (consent.decide(REGISTRY, REGISTRY.refusable, vendors_refused=["google", "yahoo"]),
-     {"criteo.onetag", "adjust.web_sdk", "facebook.pixel"}),
-], ids=["undecided", "improvement-only", "no-suggestions", "google-yahoo-refused"])
+@pytest.mark.parametrize(
+    "cookie,allowed",
+    [
+        (None, set()),
+        (consent.decide(REGISTRY, ["improvement"]), {"google.analytics"}),
+        (
+            consent.decide(REGISTRY, ["improvement", "advertising"]),
+            {
+                "google.analytics",
+                "google.ads",
+                "google.floodlight",
+                "google.tag_manager",
+                "yahoo.ads",
+                "yahoo.tag_manager",
+                "adjust.web_sdk",
+                "facebook.pixel",
+            },
+        ),
+        (
+            consent.decide(REGISTRY, REGISTRY.refusable, vendors_refused=["google", "yahoo"]),
+            {"criteo.onetag", "adjust.web_sdk", "facebook.pixel"},
+        ),
+    ],
+    ids=["undecided", "improvement-only", "no-suggestions", "google-yahoo-refused"],
+)
 def test_allowed_flag_follows_consent(cookie, allowed):
     client = make_client(cookie=cookie)
     data = client.get("/_gate/notice?format=json").json()
@@ -119,8 +138,11 @@ def test_notice_states_the_mode():
     assert {r["tag"] for r in gpc["rows"] if r["allowed"]} == {"google.analytics"}  # GPC: no ads, no suggestions
 
 
-@pytest.mark.parametrize("query,headers", [("?gate_lang=en", {}), ("", {"Accept-Language": "en-US,en;q=0.9"})],
-                         ids=["query", "accept-language"])
+@pytest.mark.parametrize(
+    "query,headers",
+    [("?gate_lang=en", {}), ("", {"Accept-Language": "en-US,en;q=0.9"})],
+    ids=["query", "accept-language"],
+)
 def test_notice_in_english(query, headers):
     client = make_client()
     page = soup(client.get("/_gate/notice" + query, headers=headers))
@@ -135,8 +157,10 @@ def test_notice_is_a_readable_page():
     response = make_client().get("/_gate/notice")
     page = soup(response)
     assert page.find("meta", attrs={"name": "viewport"})["content"].startswith("width=device-width")
-    assert [link["href"].split("?")[0] for link in page.find_all("link")] == \
-        ["/_gate/static/gate.css", "/_gate/static/pages.css"]
+    assert [link["href"].split("?")[0] for link in page.find_all("link")] == [
+        "/_gate/static/gate.css",
+        "/_gate/static/pages.css",
+    ]
     assert not page.find("script") and response.headers["cache-control"] == "no-store"
     assert all(th["scope"] == "col" for th in page.thead.find_all("th"))
 
@@ -165,8 +189,11 @@ def test_preferences_is_a_plain_form():
     assert f.find("input", attrs={"name": "source"})["value"] == "page"
     assert [b["value"] for b in f.find_all("button")] == ["custom", "accept_all", "reject_all", "withdraw"]
     assert {b["name"] for b in f.find_all("button")} == {"choice"}
-    assert [i["value"] for i in f.find_all("input", attrs={"name": "purposes"})] == \
-        ["improvement", "advertising", "suggestions"]
+    assert [i["value"] for i in f.find_all("input", attrs={"name": "purposes"})] == [
+        "improvement",
+        "advertising",
+        "suggestions",
+    ]
     assert [i["value"] for i in f.find_all("input", attrs={"name": "refuse_vendor"})] == list(REGISTRY.vendors)
     security = f.find("input", attrs={"disabled": True})
     assert security.has_attr("checked") and "常に有効" in security.parent.get_text()
@@ -182,8 +209,9 @@ def test_preferences_undecided():
 def test_preferences_reflects_the_current_choice():
     # Today 00:00 UTC: a fixed date would soon be older than the re-consent age and read as undecided.
     midnight = int(time.time()) // 86400 * 86400
-    cookie = consent.decide(REGISTRY, ["improvement", "suggestions"], vendors_refused=["criteo"], method="page",
-                            now=midnight)
+    cookie = consent.decide(
+        REGISTRY, ["improvement", "suggestions"], vendors_refused=["criteo"], method="page", now=midnight
+    )
     page = soup(make_client(cookie=cookie).get("/_gate/preferences"))
     f = form(page)
     assert checked(f, "purposes") == ["improvement", "suggestions"]
@@ -226,8 +254,9 @@ def test_preferences_opt_out_mode_shows_what_is_sent_and_no_withdraw():
     assert checked(f, "purposes") == ["improvement"]
 
 
-@pytest.mark.parametrize("raw", ['"><script>alert(1)</script>', "//evil.example/", "https://evil.example/",
-                                 "/\\evil.example", ""])
+@pytest.mark.parametrize(
+    "raw", ['"><script>alert(1)</script>', "//evil.example/", "https://evil.example/", "/\\evil.example", ""]
+)
 def test_preferences_next_is_a_same_origin_path(raw):
     page = soup(make_client().get("/_gate/preferences", params={"next": raw}))
     assert form(page).find("input", attrs={"name": "next"})["value"] == "/"

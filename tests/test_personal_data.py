@@ -18,9 +18,11 @@ from gate.settings import Site
 
 from .conftest import KEY, asgi_client, gate_settings
 
-PAGE = ("<!doctype html><html><head></head><body><p>応募</p>"
-        "<script>fbq('init','100000000000001',{em:'5f1d7a…',ph:'9b3c…'});fbq('track','SubmitApplication');</script>"
-        "</body></html>").encode()
+PAGE = (
+    "<!doctype html><html><head></head><body><p>応募</p>"
+    "<script>fbq('init','100000000000001',{em:'5f1d7a…',ph:'9b3c…'});fbq('track','SubmitApplication');</script>"
+    "</body></html>"
+).encode()
 
 
 async def fetch_twice(site: Site) -> list[httpx.Response]:
@@ -28,8 +30,9 @@ async def fetch_twice(site: Site) -> list[httpx.Response]:
     cookie = ConsentCodec([KEY]).dumps(decide(app.state.registries[site.host], ["advertising"]))
     out = []
     with respx.mock(assert_all_called=False) as mock:
-        mock.route(host="origin.test").mock(return_value=httpx.Response(
-            200, headers={"content-type": "text/html; charset=utf-8"}, content=PAGE))
+        mock.route(host="origin.test").mock(
+            return_value=httpx.Response(200, headers={"content-type": "text/html; charset=utf-8"}, content=PAGE)
+        )
         async with asgi_client(app) as client:
             for _ in range(2):
                 out.append(await client.get("/apply", headers={"cookie": f"{COOKIE_NAME}={cookie}"}))
@@ -78,28 +81,42 @@ async def fetch_accepting_all(page: bytes) -> httpx.Response:
     registry = app.state.registries[site.host]
     cookie = ConsentCodec([KEY]).dumps(decide(registry, registry.refusable))
     with respx.mock(assert_all_called=False) as mock:
-        mock.route(host="origin.test").mock(return_value=httpx.Response(
-            200, headers={"content-type": "text/html; charset=utf-8"}, content=page))
+        mock.route(host="origin.test").mock(
+            return_value=httpx.Response(200, headers={"content-type": "text/html; charset=utf-8"}, content=page)
+        )
         async with asgi_client(app) as client:
             return await client.get("/jobs/1", headers={"cookie": f"{COOKIE_NAME}={cookie}"})
 
 
-ONETAG = ('<script>window.criteo_q = window.criteo_q || [];\n'
-          'window.criteo_q.push({ event: "setAccount", account: 10001 },\n'
-          '  { event: "setEmail", email: "" },\n  { event: "viewItem", item: "dh-001" });</script>')
+ONETAG = (
+    "<script>window.criteo_q = window.criteo_q || [];\n"
+    'window.criteo_q.push({ event: "setAccount", account: 10001 },\n'
+    '  { event: "setEmail", email: "" },\n  { event: "viewItem", item: "dh-001" });</script>'
+)
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize(("script", "runs"), [
-    (ONETAG, True),  # Criteo's published snippet sends an empty e-mail: nothing
-    (ONETAG.replace('email: ""', 'email: h'), False),
-    ('<script>var h = "5f1d7a";\ncriteo_q.push({"event": "setEmail", "email": h});</script>', False),
-    ("<script>var PIXEL = '100000000000001';\nfbq('init', PIXEL, {em: h});</script>", False),
-    ("<script>fbq('init', '100000000000001', {em: ''});</script>", True),
-    ("<script>gtag('set', {user_data: {sha256_email_address: h}});</script>", False),
-    ("<script>gtag('config', 'G-DEMO12345', {user_id: uid});</script>", False),
-], ids=["criteo-onetag-empty-email", "criteo-email-variable", "criteo-quoted-keys", "fbq-pixel-id-variable",
-        "fbq-empty-em", "gtag-set-user-data-object", "ga4-user-id"])
+@pytest.mark.parametrize(
+    ("script", "runs"),
+    [
+        (ONETAG, True),  # Criteo's published snippet sends an empty e-mail: nothing
+        (ONETAG.replace('email: ""', "email: h"), False),
+        ('<script>var h = "5f1d7a";\ncriteo_q.push({"event": "setEmail", "email": h});</script>', False),
+        ("<script>var PIXEL = '100000000000001';\nfbq('init', PIXEL, {em: h});</script>", False),
+        ("<script>fbq('init', '100000000000001', {em: ''});</script>", True),
+        ("<script>gtag('set', {user_data: {sha256_email_address: h}});</script>", False),
+        ("<script>gtag('config', 'G-DEMO12345', {user_id: uid});</script>", False),
+    ],
+    ids=[
+        "criteo-onetag-empty-email",
+        "criteo-email-variable",
+        "criteo-quoted-keys",
+        "fbq-pixel-id-variable",
+        "fbq-empty-em",
+        "gtag-set-user-data-object",
+        "ga4-user-id",
+    ],
+)
 async def test_after_accept_all_only_real_sends_of_personal_data_are_stripped(script, runs):
     page = f"<!doctype html><html><head></head><body><p>求人</p>{script}</body></html>".encode()
     response = await fetch_accepting_all(page)

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from gate import htmlstream, urls, vendors
 from gate.rewrite import PagePlan, PageRewriter
 
-from .judge import live_tags
 from .conftest import policy_registry
+from .judge import live_tags
 
 REGISTRY = policy_registry()
 ALL = frozenset(REGISTRY.tags)
@@ -49,20 +49,64 @@ VENDOR = [
     "<script>var AW='AW-100000001';gtag('config',AW);</script>",
 ]
 FIRST_PARTY = [
-    '<script src="/app.js"></script>', "<script>var x = 1 < 2 && '</div>';</script>",
-    '<img src="/logo.png" alt="ロゴ">', '<a href="/jobs/1">求人 1</a>', '<link rel=stylesheet href="/site.css">',
-    "<p>歯科衛生士の求人</p>", '<div class="card" data-x="a>b">カード</div>', "<style>p{color:#333}</style>",
-    '<a href="https://www.facebook.com/dentalcareer">Facebook</a>', "<br/>", "text & more < less",
+    '<script src="/app.js"></script>',
+    "<script>var x = 1 < 2 && '</div>';</script>",
+    '<img src="/logo.png" alt="ロゴ">',
+    '<a href="/jobs/1">求人 1</a>',
+    '<link rel=stylesheet href="/site.css">',
+    "<p>歯科衛生士の求人</p>",
+    '<div class="card" data-x="a>b">カード</div>',
+    "<style>p{color:#333}</style>",
+    '<a href="https://www.facebook.com/dentalcareer">Facebook</a>',
+    "<br/>",
+    "text & more < less",
 ]
 TRICKY = [
-    "<!--", "-->", "<!-->", "--!>", "<textarea>", "</textarea>", "<title>", "</title>", "<style>", "</style>",
-    "<script>", "</script>", "<!--<script>", "<svg>", "</svg>", "<math><mi>", "</mi></math>", "<template>",
-    "</template>", "<noscript>", "</noscript>", "<select>", "</select>", "<![CDATA[", "]]>", "<xmp>", "</xmp>",
-    "<iframe>", "</iframe>", "</p>", "<p>", "'", '"', ">", "<", "<a title='", "<!x", "<?", "</ x>", "&amp;",
+    "<!--",
+    "-->",
+    "<!-->",
+    "--!>",
+    "<textarea>",
+    "</textarea>",
+    "<title>",
+    "</title>",
+    "<style>",
+    "</style>",
+    "<script>",
+    "</script>",
+    "<!--<script>",
+    "<svg>",
+    "</svg>",
+    "<math><mi>",
+    "</mi></math>",
+    "<template>",
+    "</template>",
+    "<noscript>",
+    "</noscript>",
+    "<select>",
+    "</select>",
+    "<![CDATA[",
+    "]]>",
+    "<xmp>",
+    "</xmp>",
+    "<iframe>",
+    "</iframe>",
+    "</p>",
+    "<p>",
+    "'",
+    '"',
+    ">",
+    "<",
+    "<a title='",
+    "<!x",
+    "<?",
+    "</ x>",
+    "&amp;",
     "<base href=/x/>",
 ]
-pieces = st.lists(st.one_of(st.sampled_from(VENDOR), st.sampled_from(FIRST_PARTY), st.sampled_from(TRICKY)),
-                  min_size=1, max_size=14)
+pieces = st.lists(
+    st.one_of(st.sampled_from(VENDOR), st.sampled_from(FIRST_PARTY), st.sampled_from(TRICKY)), min_size=1, max_size=14
+)
 consents = st.frozensets(st.sampled_from(sorted(ALL)))
 
 

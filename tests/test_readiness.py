@@ -48,15 +48,17 @@ async def test_demo_is_ready():
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("answer", [httpx.Response(200), httpx.Response(404), httpx.Response(500)],
-                         ids=["200", "404", "500"])
+@pytest.mark.parametrize(
+    "answer", [httpx.Response(200), httpx.Response(404), httpx.Response(500)], ids=["200", "404", "500"]
+)
 async def test_any_answer_from_the_origin_is_ready(answer):
     assert (await readyz(gate_settings(ORIGIN), answer)).status_code == 200
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("error", [httpx.ConnectError("refused"), httpx.ConnectTimeout("slow")],
-                         ids=["refused", "timeout"])
+@pytest.mark.parametrize(
+    "error", [httpx.ConnectError("refused"), httpx.ConnectTimeout("slow")], ids=["refused", "timeout"]
+)
 async def test_an_origin_that_cannot_be_reached_is_not_ready(error):
     r = await readyz(gate_settings(ORIGIN), error)
     assert r.status_code == 503
@@ -77,15 +79,17 @@ async def test_a_failing_registered_check_is_not_ready_and_logs_the_detail(caplo
 
     r = await readyz(settings.load({}, {}), before=lambda app: app.state.readiness.checks.update(store=store))
     assert (r.status_code, r.text) == (503, "not ready: store: ConnectionError")
-    assert any("store failed: ConnectionError: postgres at 10.0.0.9 refused" in rec.getMessage()
-               for rec in caplog.records)
+    assert any(
+        "store failed: ConnectionError: postgres at 10.0.0.9 refused" in rec.getMessage() for rec in caplog.records
+    )
 
 
 @pytest.mark.anyio
 async def test_one_origin_down_among_several_keeps_the_instance_ready():
     conf = gate_settings(ORIGIN)
-    conf = dataclasses.replace(conf, sites=(Site(upstream=ORIGIN, host="a.example"),
-                                            Site(upstream="http://other.test", host="b.example")))
+    conf = dataclasses.replace(
+        conf, sites=(Site(upstream=ORIGIN, host="a.example"), Site(upstream="http://other.test", host="b.example"))
+    )
 
     down = {"origin.test"}
 
@@ -103,8 +107,10 @@ async def test_one_origin_down_among_several_keeps_the_instance_ready():
             down.add("other.test")
             app.state.readiness.clock = lambda: time.monotonic() + readiness.CACHE_SECONDS  # the cache is stale
             r = await client.get("/_gate/readyz")
-    assert (r.status_code, r.text) == (503, "not ready: upstream of a.example unreachable (ConnectError); "
-                                            "upstream of b.example unreachable (ConnectError)")
+    assert (r.status_code, r.text) == (
+        503,
+        "not ready: upstream of a.example unreachable (ConnectError); upstream of b.example unreachable (ConnectError)",
+    )
 
 
 @pytest.mark.anyio

@@ -30,15 +30,33 @@ def django_admin() -> Iterator[str]:
     """tests/django_site with a fresh database and one superuser, on real uvicorn; yields its URL."""
     with tempfile.TemporaryDirectory() as tmp:
         env = os.environ | {"GATE_TEST_DJANGO_DB": str(Path(tmp) / "db.sqlite3"), "PYTHONPATH": str(ROOT)}
-        subprocess.run([sys.executable, "-m", "tests.django_site.setup_db", USER, PASSWORD],
-                       cwd=ROOT, env=env, check=True, timeout=60)
+        subprocess.run(
+            [sys.executable, "-m", "tests.django_site.setup_db", USER, PASSWORD],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            timeout=60,
+        )
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
         process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "tests.django_site.asgi:application", "--fd", str(sock.fileno()),
-             "--log-level", "warning", "--lifespan", "off"],
-            cwd=ROOT, env=env, pass_fds=[sock.fileno()])
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "tests.django_site.asgi:application",
+                "--fd",
+                str(sock.fileno()),
+                "--log-level",
+                "warning",
+                "--lifespan",
+                "off",
+            ],
+            cwd=ROOT,
+            env=env,
+            pass_fds=[sock.fileno()],
+        )
         sock.close()
         url = f"http://127.0.0.1:{port}"
         try:
@@ -72,11 +90,17 @@ def test_django_admin_login_through_gate() -> None:
     with django_admin() as origin, serve(gate_app.create_app(gate_settings(origin))) as public:
         with httpx.Client(base_url=public, timeout=10) as browser:
             login = browser.get("/admin/login/?next=/admin/")
-            assert login.status_code == 200 and 'data-gate' in login.text  # gated by gate, not bypassed
-            r = browser.post("/admin/login/?next=/admin/", data={
-                "csrfmiddlewaretoken": csrf_token(login.text), "username": USER, "password": PASSWORD,
-                "next": "/admin/",
-            }, headers={"origin": public, "referer": public + "/admin/login/?next=/admin/"})
+            assert login.status_code == 200 and "data-gate" in login.text  # gated by gate, not bypassed
+            r = browser.post(
+                "/admin/login/?next=/admin/",
+                data={
+                    "csrfmiddlewaretoken": csrf_token(login.text),
+                    "username": USER,
+                    "password": PASSWORD,
+                    "next": "/admin/",
+                },
+                headers={"origin": public, "referer": public + "/admin/login/?next=/admin/"},
+            )
             assert r.status_code == 302, r.text[:300]
             assert r.headers["location"] == "/admin/"
             home = browser.get("/admin/")
@@ -88,9 +112,15 @@ def test_django_refuses_a_forged_origin_through_gate() -> None:
     with django_admin() as origin, serve(gate_app.create_app(gate_settings(origin))) as public:
         with httpx.Client(base_url=public, timeout=10) as browser:
             login = browser.get("/admin/login/")
-            r = browser.post("/admin/login/", data={
-                "csrfmiddlewaretoken": csrf_token(login.text), "username": USER, "password": PASSWORD,
-            }, headers={"origin": "http://evil.example"})
+            r = browser.post(
+                "/admin/login/",
+                data={
+                    "csrfmiddlewaretoken": csrf_token(login.text),
+                    "username": USER,
+                    "password": PASSWORD,
+                },
+                headers={"origin": "http://evil.example"},
+            )
             assert r.status_code == 403
 
 
@@ -104,9 +134,11 @@ def flask_app() -> Iterator[str]:
 
     @app.get("/")
     def index() -> str:
-        return (f'<!doctype html><html><head><title>apply</title></head><body>'
-                f'<form method="post" action="{url_for("apply", _external=True)}"><button>apply</button></form>'
-                f'</body></html>')
+        return (
+            f"<!doctype html><html><head><title>apply</title></head><body>"
+            f'<form method="post" action="{url_for("apply", _external=True)}"><button>apply</button></form>'
+            f"</body></html>"
+        )
 
     @app.post("/apply")
     def apply() -> str:

@@ -38,12 +38,18 @@ def consent_id(app, response) -> str:
 async def three_decisions(app, client) -> str:
     """Accept all from the banner, then narrow by API, then withdraw; returns the consent id."""
     client.headers["user-agent"] = UA
-    r = await client.post("/_gate/consent", content="choice=accept_all&next=/jobs/dh-001",
-                          headers=FORM | {"referer": "http://gate.test/jobs/dh-001?utm_source=mail&email=a@b.jp"})
+    r = await client.post(
+        "/_gate/consent",
+        content="choice=accept_all&next=/jobs/dh-001",
+        headers=FORM | {"referer": "http://gate.test/jobs/dh-001?utm_source=mail&email=a@b.jp"},
+    )
     assert r.status_code == 303 and "gate_consent=" in r.headers["set-cookie"]
     cid = consent_id(app, r)
-    r = await client.post("/_gate/consent", json={"purposes": {"improvement": True, "advertising": False}},
-                          headers=SELF | {"referer": "http://gate.test/_gate/preferences?next=/"})
+    r = await client.post(
+        "/_gate/consent",
+        json={"purposes": {"improvement": True, "advertising": False}},
+        headers=SELF | {"referer": "http://gate.test/_gate/preferences?next=/"},
+    )
     assert r.status_code == 200 and consent_id(app, r) == cid
     assert (await client.delete("/_gate/consent", headers=SELF)).status_code == 200
     return cid
@@ -76,10 +82,13 @@ async def test_a_receipt_records_the_version_text_language_gpc_and_recipients_sh
     async with asgi_client(app) as client:
         page = (await client.get("/jobs/dh-001?gate_lang=en", headers=gpc)).text
         start = page.index('<div data-gate role="dialog"')
-        shown = page[start:page.index('<script data-gate src="http://gate.test/_gate/static/gate.js')]
+        shown = page[start : page.index('<script data-gate src="http://gate.test/_gate/static/gate.js')]
         assert "Global Privacy Control" in shown
-        r = await client.post("/_gate/consent", content="choice=reject_all&lang=en",
-                              headers=FORM | gpc | {"referer": "http://gate.test/jobs/dh-001?gate_lang=en"})
+        r = await client.post(
+            "/_gate/consent",
+            content="choice=reject_all&lang=en",
+            headers=FORM | gpc | {"referer": "http://gate.test/jobs/dh-001?gate_lang=en"},
+        )
         cid = consent_id(app, r)
         assert await app.state.recorder.flush()
         [receipt] = app.state.recorder.store.receipts_for(cid)
@@ -126,7 +135,11 @@ async def test_a_receipt_is_looked_up_by_consent_id_with_the_report_token(tmp_pa
         cid = await three_decisions(app, client)
         assert (await client.get(f"/_gate/receipts/{cid}")).status_code == 401
         r = await client.get(f"/_gate/receipts/{cid}", headers=AUTH)  # still queued: found all the same
-        assert r.status_code == 200 and [x["choice"] for x in r.json()["receipts"]] == ["accept_all", "custom", "withdraw"]
+        assert r.status_code == 200 and [x["choice"] for x in r.json()["receipts"]] == [
+            "accept_all",
+            "custom",
+            "withdraw",
+        ]
         await app.state.recorder.flush()
         r = await client.get(f"/_gate/receipts/{cid}", headers=AUTH)
         assert r.status_code == 200 and len(r.json()["receipts"]) == 3 and r.headers["cache-control"] == "no-store"
@@ -134,8 +147,15 @@ async def test_a_receipt_is_looked_up_by_consent_id_with_the_report_token(tmp_pa
 
 
 def gate(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "gate.cli", *args], cwd=ROOT, capture_output=True, text=True, check=False,
-                          timeout=60, env={"PATH": "/usr/bin:/bin"})
+    return subprocess.run(
+        [sys.executable, "-m", "gate.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin"},
+    )
 
 
 async def test_receipts_export_as_csv_and_jsonl_and_show(tmp_path):
@@ -156,11 +176,15 @@ async def test_receipts_export_as_csv_and_jsonl_and_show(tmp_path):
     assert gate("receipts", "show", "nope", "--store", store).returncode == 1
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["receipts", "export", "--since", "yesterday"], "gate: --since: expected 2025-04-01, 2025-04-01T09:00 or 30d"),
-    (["receipts", "export", "--since", "1d", "--store", "off"], 'gate: store: recording is off (store = "off")'),
-    (["receipts", "show", "x", "--store", "/nonexistent/gate.sqlite3"], "gate: store: no store at /nonexistent"),
-], ids=["bad-since", "recording-off", "no-store"])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["receipts", "export", "--since", "yesterday"], "gate: --since: expected 2025-04-01, 2025-04-01T09:00 or 30d"),
+        (["receipts", "export", "--since", "1d", "--store", "off"], 'gate: store: recording is off (store = "off")'),
+        (["receipts", "show", "x", "--store", "/nonexistent/gate.sqlite3"], "gate: store: no store at /nonexistent"),
+    ],
+    ids=["bad-since", "recording-off", "no-store"],
+)
 def test_receipts_command_mistakes_are_one_line(args, message):
     done = gate(*args)
     assert done.returncode == 2 and done.stderr.startswith(message) and done.stderr.count("\n") == 1
@@ -171,8 +195,13 @@ def test_export_reads_postgresql_too(postgres_url):
 
     store = open_store(postgres_url)
     try:
-        store.write(Batch(receipts=[Receipt("r1", "c1", 1_900_000_000, "*", "v", "reject_all", "", "advertising",
-                                            "", "banner", "/")]))
+        store.write(
+            Batch(
+                receipts=[
+                    Receipt("r1", "c1", 1_900_000_000, "*", "v", "reject_all", "", "advertising", "", "banner", "/")
+                ]
+            )
+        )
     finally:
         store.close()
     done = gate("receipts", "export", "--since", "2030-01-01", "--format", "jsonl", "--store", postgres_url)
@@ -190,8 +219,12 @@ def test_export_includes_receipts_still_in_the_journal(tmp_path):
     store_path = str(tmp_path / "gate.sqlite3")
     open_store(store_path).close()
     journal = Journal(spool_dir(store_path))
-    journal.append(Receipt("r-journal", "c-journal", int(time.time()), "*", "v", "accept_all", "improvement", "",
-                           "", "banner", "/"), lambda r: None)
+    journal.append(
+        Receipt(
+            "r-journal", "c-journal", int(time.time()), "*", "v", "accept_all", "improvement", "", "", "banner", "/"
+        ),
+        lambda r: None,
+    )
     journal.close()
     done = gate("receipts", "show", "c-journal", "--store", store_path)
     assert done.returncode == 0, done.stderr

@@ -103,8 +103,12 @@ async def test_a_hanging_store_gives_up_within_its_timeout(relay):
 
 def test_sigterm_while_the_store_hangs_exits_in_time_and_keeps_every_receipt(relay, postgres_url, tmp_path):
     (tmp_path / "gate.toml").write_text("flush_interval = 0.2\n")
-    env = {"GATE_STORE": relay.url, "GATE_CONFIG": str(tmp_path / "gate.toml"), "GATE_REPORT_TOKEN": TOKEN,
-           "GATE_TRUSTED_PROXIES": "127.0.0.1"}  # visitors behind a proxy: each under its decision limit
+    env = {
+        "GATE_STORE": relay.url,
+        "GATE_CONFIG": str(tmp_path / "gate.toml"),
+        "GATE_REPORT_TOKEN": TOKEN,
+        "GATE_TRUSTED_PROXIES": "127.0.0.1",
+    }  # visitors behind a proxy: each under its decision limit
     cids: list[str] = []
     with gate_process(env=env) as gate:
         cwd = Path(os.readlink(f"/proc/{gate.process.pid}/cwd"))
@@ -113,10 +117,12 @@ def test_sigterm_while_the_store_hangs_exits_in_time_and_keeps_every_receipt(rel
                 if i == 20:
                     time.sleep(0.5)
                     relay.set("hang")
-                r = client.post("/_gate/consent", data={"choice": "accept_all"},
-                                headers={"x-forwarded-for": f"198.51.100.{i}"})
+                r = client.post(
+                    "/_gate/consent", data={"choice": "accept_all"}, headers={"x-forwarded-for": f"198.51.100.{i}"}
+                )
                 assert r.status_code == 303
                 cids.append(r.cookies["gate_consent"])
+
             def look_up() -> None:
                 with contextlib.suppress(httpx.HTTPError):  # cut by the shutdown, or answered 503
                     httpx.get(f"{gate.url}/_gate/receipts/x", headers=AUTH, timeout=60)
@@ -146,8 +152,9 @@ def consent_posts(url: str, n: int) -> None:
     """``n`` decisions, each from its own visitor behind a trusted proxy (each under its limit)."""
     with httpx.Client(base_url=url, timeout=10, headers={"origin": url}) as client:
         for i in range(n):
-            r = client.post("/_gate/consent", data={"choice": "reject_all"},
-                            headers={"x-forwarded-for": f"198.51.100.{i % 250}"})
+            r = client.post(
+                "/_gate/consent", data={"choice": "reject_all"}, headers={"x-forwarded-for": f"198.51.100.{i % 250}"}
+            )
             assert r.status_code == 303
 
 

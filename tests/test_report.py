@@ -44,19 +44,35 @@ async def traffic(app, client) -> None:
     client.cookies.clear()
     await client.post("/_gate/consent", json={"choice": "accept_all"}, headers=SELF)
     await client.post("/_gate/consent", json={"purposes": {"advertising": True}}, headers=SELF)
-    await client.post("/_gate/beacon", content=json.dumps({"v": 1, "page": "/", "hosts": ["connect.facebook.net"]}),
-                      headers=SELF | TEXT, params=token_query(app, "/"))
+    await client.post(
+        "/_gate/beacon",
+        content=json.dumps({"v": 1, "page": "/", "hosts": ["connect.facebook.net"]}),
+        headers=SELF | TEXT,
+        params=token_query(app, "/"),
+    )
     client.cookies.clear()
-    await client.post("/_gate/beacon", content=json.dumps({"v": 1, "page": "/x", "hosts": ["criteo.com", "cdn.example.org"]}),
-                      headers=SELF | TEXT, params=token_query(app, "/x"))
+    await client.post(
+        "/_gate/beacon",
+        content=json.dumps({"v": 1, "page": "/x", "hosts": ["criteo.com", "cdn.example.org"]}),
+        headers=SELF | TEXT,
+        params=token_query(app, "/x"),
+    )
     await app.state.recorder.flush()
 
 
 # -- who may read it ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("path", GUARDED)
-@pytest.mark.parametrize("headers", [{}, {"authorization": "Bearer wrong-token-0123456789"}, basic("x", "wrong"),
-                                     {"authorization": "Basic !!!"}, {"authorization": TOKEN}],
-                         ids=["none", "wrong-bearer", "wrong-basic", "garbled-basic", "no-scheme"])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"authorization": "Bearer wrong-token-0123456789"},
+        basic("x", "wrong"),
+        {"authorization": "Basic !!!"},
+        {"authorization": TOKEN},
+    ],
+    ids=["none", "wrong-bearer", "wrong-basic", "garbled-basic", "no-scheme"],
+)
 async def test_no_token_no_report(tmp_path, path, headers):
     app = recording_app(str(tmp_path / "gate.sqlite3"))
     async with asgi_client(app) as client:
@@ -72,7 +88,9 @@ async def test_no_configured_token_locks_the_report(tmp_path):
             assert (await client.get("/_gate/report.json", headers=headers)).status_code == 401
 
 
-@pytest.mark.parametrize("headers", [AUTH, basic("marketing", TOKEN), basic("", TOKEN)], ids=["bearer", "basic", "basic-no-user"])
+@pytest.mark.parametrize(
+    "headers", [AUTH, basic("marketing", TOKEN), basic("", TOKEN)], ids=["bearer", "basic", "basic-no-user"]
+)
 async def test_the_token_opens_it_and_nothing_is_cached(tmp_path, headers):
     app = recording_app(str(tmp_path / "gate.sqlite3"))
     async with asgi_client(app) as client:
@@ -107,10 +125,18 @@ async def test_the_page_speaks_english_when_asked(tmp_path):
         assert '<html lang="en">' in r.text and "Field leak" in r.text and "Accept all" in r.text
 
 
-@pytest.mark.parametrize(("query", "status"), [
-    ("site=nope.example", 400), ("since=yesterday", 400), ("since=2025-02-01&until=2025-01-01", 400),
-    ("since=2000-01-01&until=2025-01-01", 400), ("since=7d", 200), ("since=2025-01-01&until=2025-01-31", 200),
-], ids=["unknown-site", "bad-since", "reversed", "too-long", "relative", "dates"])
+@pytest.mark.parametrize(
+    ("query", "status"),
+    [
+        ("site=nope.example", 400),
+        ("since=yesterday", 400),
+        ("since=2025-02-01&until=2025-01-01", 400),
+        ("since=2000-01-01&until=2025-01-01", 400),
+        ("since=7d", 200),
+        ("since=2025-01-01&until=2025-01-31", 200),
+    ],
+    ids=["unknown-site", "bad-since", "reversed", "too-long", "relative", "dates"],
+)
 async def test_range_and_site_are_checked(tmp_path, query, status):
     app = recording_app(str(tmp_path / "gate.sqlite3"))
     async with asgi_client(app) as client:
@@ -136,8 +162,11 @@ async def test_csv_and_json_give_the_same_numbers(store_url):
     rows = from_csv(sheet.text)
 
     def total(table: str, key: str | None = None, detail: str | None = None) -> int:
-        return sum(n for (t, k, d), n in rows.items() if t == table and key in (None, k)
-                   and (detail is None or d == detail or d.startswith(detail + ":")))
+        return sum(
+            n
+            for (t, k, d), n in rows.items()
+            if t == table and key in (None, k) and (detail is None or d == detail or d.startswith(detail + ":"))
+        )
 
     t = data["totals"]
     assert (t["pages"], t["banner_shown"]) == (total("pages"), total("pages", "banner_shown")) == (5, 3)
@@ -147,8 +176,10 @@ async def test_csv_and_json_give_the_same_numbers(store_url):
     for choice, d in data["decisions"].items():
         assert d["total"] == total("decisions", choice)
     for p in data["purposes"]:
-        assert (p["accepted"], p["refused"]) == (total("purposes", p["purpose"], "accepted"),
-                                                 total("purposes", p["purpose"], "refused"))
+        assert (p["accepted"], p["refused"]) == (
+            total("purposes", p["purpose"], "accepted"),
+            total("purposes", p["purpose"], "refused"),
+        )
     for f in data["findings"]:
         assert f["count"] == total("findings", f["kind"], f["subject"])
     assert t["beacons"] == total("findings", "beacons") == 2
@@ -164,8 +195,15 @@ async def test_csv_and_json_give_the_same_numbers(store_url):
 
 # -- in a terminal ------------------------------------------------------------------------------------------
 def gate(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "gate.cli", *args], cwd=ROOT, capture_output=True, text=True, check=False,
-                          timeout=60, env={"PATH": "/usr/bin:/bin"})
+    return subprocess.run(
+        [sys.executable, "-m", "gate.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin"},
+    )
 
 
 async def test_gate_report_prints_the_same_numbers(store_url):
@@ -184,28 +222,40 @@ async def test_gate_report_prints_the_same_numbers(store_url):
     assert as_csv.stdout.startswith("site,day,table,key,detail,count\n") and "facebook.pixel" in as_csv.stdout
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--site", "nope.example"], "gate: --site: expected one of *, got 'nope.example'"),
-    (["--since", "last week"], "gate: --since: expected a date such as 2025-04-01 or a number of days such as 7d"),
-], ids=["unknown-site", "bad-since"])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--site", "nope.example"], "gate: --site: expected one of *, got 'nope.example'"),
+        (["--since", "last week"], "gate: --since: expected a date such as 2025-04-01 or a number of days such as 7d"),
+    ],
+    ids=["unknown-site", "bad-since"],
+)
 def test_gate_report_mistakes_are_one_line(tmp_path, args, message):
     done = gate("report", *args, "--store", str(tmp_path / "gate.sqlite3"))
     assert done.returncode == 2 and done.stderr.startswith(message) and done.stderr.count("\n") == 1
 
 
-@pytest.mark.parametrize(("since", "until", "expected"), [
-    (None, None, ("2025-03-03", "2025-04-01")),
-    ("7d", None, ("2025-03-26", "2025-04-01")),
-    ("1d", None, ("2025-04-01", "2025-04-01")),
-    ("2025-01-01", "2025-01-31", ("2025-01-01", "2025-01-31")),
-], ids=["default-30-days", "7d-includes-today", "1d-is-today", "dates"])
+@pytest.mark.parametrize(
+    ("since", "until", "expected"),
+    [
+        (None, None, ("2025-03-03", "2025-04-01")),
+        ("7d", None, ("2025-03-26", "2025-04-01")),
+        ("1d", None, ("2025-04-01", "2025-04-01")),
+        ("2025-01-01", "2025-01-31", ("2025-01-01", "2025-01-31")),
+    ],
+    ids=["default-30-days", "7d-includes-today", "1d-is-today", "dates"],
+)
 def test_day_range(since, until, expected):
     assert day_range(since, until, today=dt.date(2025, 4, 1)) == expected
 
 
 def test_text_table_aligns_numbers_right():
     assert text_table(["tag", "served"], [["a.b", 5], ["c", 120]]).splitlines() == [
-        "tag  served", "---  ------", "a.b       5", "c       120"]
+        "tag  served",
+        "---  ------",
+        "a.b       5",
+        "c       120",
+    ]
 
 
 # -- the charts ---------------------------------------------------------------------------------------------
@@ -213,16 +263,21 @@ def decisions_chart(per_day: list[int]) -> str:
     from gate.report_page import TEXT, _decisions
 
     days = [{"day": f"2026-12-0{i + 1}", "decisions": {"accept_all": n}} for i, n in enumerate(per_day)]
-    data = {"days": days, "decisions": {c: {"total": 0, "by_method": {}} for c in ("accept_all", "custom",
-                                                                                       "reject_all", "withdraw")}}
+    data = {
+        "days": days,
+        "decisions": {c: {"total": 0, "by_method": {}} for c in ("accept_all", "custom", "reject_all", "withdraw")},
+    }
     return _decisions(data, TEXT["en"])
 
 
-@pytest.mark.parametrize("per_day", [[2], [1, 1], [3], [0, 7], [12, 3], [101]],
-                         ids=["two", "one-a-day", "three", "seven", "twelve", "101"])
+@pytest.mark.parametrize(
+    "per_day", [[2], [1, 1], [3], [0, 7], [12, 3], [101]], ids=["two", "one-a-day", "three", "seven", "twelve", "101"]
+)
 def test_consent_chart_axis_has_whole_distinct_labels_and_bars_end_on_their_count(per_day):
     svg = decisions_chart(per_day)
-    axis = [(float(y) - 4, int(v)) for y, v in re.findall(r'<text x="40" y="([\d.]+)" text-anchor="end">(\d+)</text>', svg)]
+    axis = [
+        (float(y) - 4, int(v)) for y, v in re.findall(r'<text x="40" y="([\d.]+)" text-anchor="end">(\d+)</text>', svg)
+    ]
     labels = [v for _, v in axis]
     assert labels == sorted(set(labels)) and labels[0] == 0 and labels[-1] >= max(per_day), labels
     y_of = {v: y for y, v in axis}
@@ -231,7 +286,10 @@ def test_consent_chart_axis_has_whole_distinct_labels_and_bars_end_on_their_coun
         assert abs((y_of[0] - y) - v * scale) < 0.2, (v, axis)
     for n in per_day:
         if n:
-            m = re.search(rf'<rect x="[\d.]+" y="([\d.]+)" width="[\d.]+" height="([\d.]+)" fill="[^"]+"><title>[^<]*: {n}</title>', svg)
+            m = re.search(
+                rf'<rect x="[\d.]+" y="([\d.]+)" width="[\d.]+" height="([\d.]+)" fill="[^"]+"><title>[^<]*: {n}</title>',
+                svg,
+            )
             assert m and abs(float(m.group(2)) - n * scale) < 0.2, (n, m and m.groups(), scale)
 
 

@@ -27,11 +27,13 @@ CONSENTS = {
 }
 
 
-def run(page: bytes, allowed: frozenset[str], encoding: str = "utf-8", chunk: int | None = None, **plan) -> tuple[bytes, PageRewriter]:
+def run(
+    page: bytes, allowed: frozenset[str], encoding: str = "utf-8", chunk: int | None = None, **plan
+) -> tuple[bytes, PageRewriter]:
     rw = PageRewriter(PagePlan(REGISTRY, allowed, BASE, **plan), encoding)
     if chunk is None:
         return rw.feed(page) + rw.close(), rw
-    out = [rw.feed(page[i:i + chunk]) for i in range(0, len(page), chunk)]
+    out = [rw.feed(page[i : i + chunk]) for i in range(0, len(page), chunk)]
     return b"".join(out) + rw.close(), rw
 
 
@@ -61,12 +63,17 @@ def test_every_byte_outside_stripped_tags_is_the_upstreams():
 def test_injection_lands_first_in_head_and_before_body_end():
     page = b"<!doctype html><html><head><title>x</title></head><body><p>a</p></body></html>"
     out, _ = run(page, frozenset(), head_html="<script data-gate>S</script>", body_html="<div data-gate>B</div>")
-    assert out == (b"<!doctype html><html><head><script data-gate>S</script><title>x</title></head>"
-                   b"<body><p>a</p><div data-gate>B</div></body></html>")
+    assert out == (
+        b"<!doctype html><html><head><script data-gate>S</script><title>x</title></head>"
+        b"<body><p>a</p><div data-gate>B</div></body></html>"
+    )
 
 
-@pytest.mark.parametrize("page", [b"<p>no head or body", b"", b"<body>x", b"<script>if(a</body>b)</script>"],
-                         ids=["fragment", "empty", "no-head", "body-end-inside-script"])
+@pytest.mark.parametrize(
+    "page",
+    [b"<p>no head or body", b"", b"<body>x", b"<script>if(a</body>b)</script>"],
+    ids=["fragment", "empty", "no-head", "body-end-inside-script"],
+)
 def test_injection_happens_once_whatever_the_page(page):
     out, _ = run(page, frozenset(), head_html="<i data-gate>S</i>", body_html="<i data-gate>B</i>")
     assert out.count(b"<i data-gate>S</i>") == 1 and out.count(b"<i data-gate>B</i>") == 1
@@ -92,7 +99,7 @@ def test_stubs_only_for_globals_no_allowed_tag_provides():
     assert "w.Adjust=" in none
     with_ga = stub_script(REGISTRY, frozenset({"google.analytics"}))
     assert "w.gtag=" not in with_ga  # the real gtag.js must define it: a stub would shadow nothing, but
-    assert "w.fbq=" in with_ga        # fbq's loader returns early when fbq exists, so never stub it when allowed
+    assert "w.fbq=" in with_ga  # fbq's loader returns early when fbq exists, so never stub it when allowed
     assert stub_script(REGISTRY, ALL) == ""
 
 
@@ -108,12 +115,14 @@ def test_oversized_inline_script_is_stripped_as_uncertain_when_anything_is_refus
 def test_ten_megabyte_attribute_streams_in_bounded_memory():
     head = b'<html><body><img alt="'
     filler = b"a" * (10 * 1024 * 1024)
-    tail = b'" src="https://www.facebook.com/tr?id=1"><p>after</p><img src="https://www.facebook.com/tr?x"></body></html>'
+    tail = (
+        b'" src="https://www.facebook.com/tr?id=1"><p>after</p><img src="https://www.facebook.com/tr?x"></body></html>'
+    )
     rw = PageRewriter(PagePlan(REGISTRY, frozenset(), BASE, carry_over=256 * 1024))
     tracemalloc.start()
     out = [rw.feed(head)]
     for i in range(0, len(filler), 65536):
-        out.append(rw.feed(filler[i:i + 65536]))
+        out.append(rw.feed(filler[i : i + 65536]))
     out.append(rw.feed(tail) + rw.close())
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
@@ -132,7 +141,7 @@ def test_twenty_megabyte_page_streams_in_constant_memory():
     out_bytes = len(rw.feed(card[:start]))
     for _ in range(200):
         for i in range(0, len(middle), 65536):
-            out_bytes += len(rw.feed(middle[i:i + 65536]))
+            out_bytes += len(rw.feed(middle[i : i + 65536]))
     out_bytes += len(rw.feed(card[end:]) + rw.close())
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
@@ -149,7 +158,8 @@ def test_gating_off_is_a_pure_pass_through():
 PERSONAL_DATA_PAGE = (
     b"<html><body><script>fbq('init','100000000000001',{em:'a@example.jp'});</script>"
     b"<script>window.criteo_q=[];criteo_q.push({event:'setAccount',account:1},{event:'setEmail',email:'x'});</script>"
-    b"<script>fbq('init','100000000000001');</script></body></html>")
+    b"<script>fbq('init','100000000000001');</script></body></html>"
+)
 
 
 def test_personal_data_signatures_are_flagged():
@@ -174,15 +184,16 @@ SAME_BYTES_OTHER_BASE = {
     "script src": f'<script src="{PIXEL}"></script>',
     "noscript": f'<noscript><img src="{PIXEL}"></noscript>',
     "srcdoc": f'<iframe srcdoc="&lt;img src={PIXEL}&gt;"></iframe>',
-    "style url()": f'<style>body {{ background: url({PIXEL}) }}</style>',
+    "style url()": f"<style>body {{ background: url({PIXEL}) }}</style>",
     "a ping": f'<a href="/jobs" ping="{PIXEL}">jobs</a>',
 }
 
 
 @pytest.mark.parametrize("element", list(SAME_BYTES_OTHER_BASE), ids=list(SAME_BYTES_OTHER_BASE))
 def test_remembered_decisions_follow_the_base_url(element):
-    html = ("<!doctype html><html><head><title>t</title></head><body>"
-            + SAME_BYTES_OTHER_BASE[element] + "</body></html>").encode()
+    html = (
+        "<!doctype html><html><head><title>t</title></head><body>" + SAME_BYTES_OTHER_BASE[element] + "</body></html>"
+    ).encode()
     allowed = ALL - {"facebook.pixel"}
     first_party = urls.parse("https://jobs.example.jp/jobs/1")
     vendor = urls.parse("https://www.facebook.com/careers/")
@@ -206,7 +217,7 @@ def test_remembered_decisions_stay_bounded():
     the registry's caches past their bounds, and what they hold still decides correctly."""
     registry = vendors.load()
     rows = "".join(f'<img src="/photos/{i}.jpg" alt="{i}"><script src="/js/{i}.js"></script>' for i in range(3000))
-    page = f"<!doctype html><head></head><body>{rows}<img src=\"https://www.facebook.com/tr?id=1\"></body>".encode()
+    page = f'<!doctype html><head></head><body>{rows}<img src="https://www.facebook.com/tr?id=1"></body>'.encode()
     rw = PageRewriter(PagePlan(registry, frozenset(), BASE))
     out = rw.feed(page) + rw.close()
     assert len(registry._tag_cache) <= vendors._CACHED_TAGS
@@ -219,9 +230,12 @@ def test_a_sites_own_tags_stay_remembered_while_each_page_brings_new_ones():
     """Job pages each carry their own photos (relative URLs, judged per page URL): over many pages
     they pass through the caches, while the tags every page carries stay remembered."""
     from gate import rewrite
+
     registry = vendors.load()
-    head = (b'<head><script async src="https://www.googletagmanager.com/gtag/js?id=G-DEMO12345"></script>'
-            b'<script>fbq("init", "100000000000001"); fbq("track", "PageView");</script></head>')
+    head = (
+        b'<head><script async src="https://www.googletagmanager.com/gtag/js?id=G-DEMO12345"></script>'
+        b'<script>fbq("init", "100000000000001"); fbq("track", "PageView");</script></head>'
+    )
     decided: list[bytes] = []
     real = rewrite.PageRewriter._decide_tag_now
 
@@ -247,7 +261,9 @@ def test_a_sites_own_tags_stay_remembered_while_each_page_brings_new_ones():
 
 
 def _data_frame_page(document: str) -> bytes:
-    return f'<!doctype html><body><p>a</p><iframe src="data:text/html,{quote(document)}"></iframe><p>b</p></body>'.encode()
+    return (
+        f'<!doctype html><body><p>a</p><iframe src="data:text/html,{quote(document)}"></iframe><p>b</p></body>'.encode()
+    )
 
 
 def test_a_frames_data_document_read_too_deep_is_removed_while_anything_is_refused():
@@ -270,7 +286,7 @@ def test_a_frames_data_document_sending_personal_data_is_removed_unless_the_site
 
 @pytest.mark.parametrize("chunk", [None, 1, 7])
 def test_a_removed_element_leaves_the_text_around_it_as_text(chunk):
-    """"<" followed by a removed element, then "!-- … -->": in the upstream's page the "<" and the
+    """ "<" followed by a removed element, then "!-- … -->": in the upstream's page the "<" and the
     "!--" are text. With the element gone they must not become a comment that hides what follows."""
     page = b'<!doctype html><body><p>x <<script src="https://connect.facebook.net/en_US/fbevents.js"></script>!-- shown --> y</p>'
     out, rw = run(page, frozenset(), chunk=chunk)
@@ -281,7 +297,9 @@ def test_a_removed_element_leaves_the_text_around_it_as_text(chunk):
 
 # A script that names a vendor but cannot be read to its end (here a string the tokenizer sees open
 # at the line's end) may hide any call after that point: it is the vendor's, and counted uncertain.
-UNREADABLE = b"<html><body><script>var s = 'it\\'s\nAdjust.trackEvent({eventToken: 'abc123'});</script><p>x</p></body></html>"
+UNREADABLE = (
+    b"<html><body><script>var s = 'it\\'s\nAdjust.trackEvent({eventToken: 'abc123'});</script><p>x</p></body></html>"
+)
 
 
 def test_unreadable_script_naming_a_vendor_is_stripped_and_counted_uncertain():

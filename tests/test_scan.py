@@ -39,12 +39,16 @@ def summary(report: scan.Report) -> tuple[set[str], set[str]]:
 
 
 # -- verdicts -----------------------------------------------------------------------------------
-@pytest.mark.parametrize(("consent", "kept"), [
-    ("reject_all", set()),
-    ("accept_all", set(ALL_TAGS)),
-    ("purposes=improvement", {"google.analytics"}),
-    ("purposes=advertising", {"google.ads", "google.floodlight", "yahoo.ads", "facebook.pixel"}),
-], ids=["reject-all", "accept-all", "improvement", "advertising"])
+@pytest.mark.parametrize(
+    ("consent", "kept"),
+    [
+        ("reject_all", set()),
+        ("accept_all", set(ALL_TAGS)),
+        ("purposes=improvement", {"google.analytics"}),
+        ("purposes=advertising", {"google.ads", "google.floodlight", "yahoo.ads", "facebook.pixel"}),
+    ],
+    ids=["reject-all", "accept-all", "improvement", "advertising"],
+)
 @pytest.mark.parametrize("path", ["/", "/jobs/dh-001", "/sjis", "/eucjp"])
 def test_demo_pages_under_each_consent(path, consent, kept):
     body, content_type = demo_page(path)
@@ -70,9 +74,17 @@ def test_charset_is_sniffed_from_the_page():
 def test_rows_name_vendor_purposes_and_where():
     page = b'<html><body><img src="https://www.facebook.com/tr?id=1&ev=PageView" height="1"></body></html>'
     data = scan.as_json(scan.scan(page, PAGE_URL, REGISTRY, "reject_all"))
-    assert data["tags"] == [{"tag": "facebook.pixel", "vendor": "facebook", "purposes": ["advertising"],
-                             "result": "stripped", "element": "img", "where": "src",
-                             "value": "https://www.facebook.com/tr?id=1&ev=PageView"}]
+    assert data["tags"] == [
+        {
+            "tag": "facebook.pixel",
+            "vendor": "facebook",
+            "purposes": ["advertising"],
+            "result": "stripped",
+            "element": "img",
+            "where": "src",
+            "value": "https://www.facebook.com/tr?id=1&ev=PageView",
+        }
+    ]
 
 
 # -- third-party hosts ------------------------------------------------------------------------------
@@ -116,11 +128,19 @@ def test_a_file_without_a_base_has_no_own_host(tmp_path):
 
 
 # -- mistakes ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("consent", "message"), [
-    ("maybe", "command line: --consent: expected accept_all, reject_all or purposes=a,b, got 'maybe'"),
-    ("purposes=improvement,ads", ("command line: --consent: unknown purpose 'ads' (known: improvement, "
-                                  "advertising, suggestions, content, security)")),
-])
+@pytest.mark.parametrize(
+    ("consent", "message"),
+    [
+        ("maybe", "command line: --consent: expected accept_all, reject_all or purposes=a,b, got 'maybe'"),
+        (
+            "purposes=improvement,ads",
+            (
+                "command line: --consent: unknown purpose 'ads' (known: improvement, "
+                "advertising, suggestions, content, security)"
+            ),
+        ),
+    ],
+)
 def test_a_bad_consent_is_one_line(consent, message):
     with pytest.raises(ConfigError) as e:
         scan.parse_consent(consent, REGISTRY)
@@ -142,7 +162,7 @@ def test_scan_a_url_as_a_table(capsys):
     lines = out.splitlines()
     header = next(i for i, ln in enumerate(lines) if ln.startswith("TAG "))
     column = lines[header].index("RESULT")
-    rows = lines[header + 1: lines.index("", header)]
+    rows = lines[header + 1 : lines.index("", header)]
     assert rows and all(ln[column:].split()[0] in ("kept", "stripped") for ln in rows)  # aligned
     assert any(ln.startswith("google.analytics ") and " kept " in ln for ln in rows)
     assert "kept: google.analytics" in lines
@@ -178,8 +198,11 @@ def test_scan_into_a_closed_pipe_has_no_traceback(tmp_path):
     """`gate scan … | head`: the reader went away; no BrokenPipeError traceback."""
     page = tmp_path / "page.html"
     page.write_bytes(UNDECLARED)
-    process = subprocess.Popen([sys.executable, "-m", "gate.cli", "scan", str(page), "--base", PAGE_URL],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gate.cli", "scan", str(page), "--base", PAGE_URL],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     process.stdout.close()  # before gate has written: its first write meets a closed pipe
     _, err = process.communicate(timeout=60)
     assert b"Traceback" not in err and b"BrokenPipeError" not in err, err.decode()

@@ -30,13 +30,17 @@ def toml(tmp_path, monkeypatch):
 
 
 # -- precedence -----------------------------------------------------------------------------------
-@pytest.mark.parametrize(("name", "env_name", "values", "default"), [
-    ("port", "GATE_PORT", (1001, "1002", 1003), 8080),
-    ("host", "GATE_HOST", ("10.0.0.1", "10.0.0.2", "10.0.0.3"), "127.0.0.1"),
-    ("workers", "GATE_WORKERS", (2, "3", 4), 1),
-    ("vendors", "GATE_VENDORS", ("a.toml", "b.toml", "c.toml"), None),
-    ("log_level", "GATE_LOG_LEVEL", ("debug", "warning", "error"), "info"),
-], ids=["port", "host", "workers", "vendors", "log_level"])
+@pytest.mark.parametrize(
+    ("name", "env_name", "values", "default"),
+    [
+        ("port", "GATE_PORT", (1001, "1002", 1003), 8080),
+        ("host", "GATE_HOST", ("10.0.0.1", "10.0.0.2", "10.0.0.3"), "127.0.0.1"),
+        ("workers", "GATE_WORKERS", (2, "3", 4), 1),
+        ("vendors", "GATE_VENDORS", ("a.toml", "b.toml", "c.toml"), None),
+        ("log_level", "GATE_LOG_LEVEL", ("debug", "warning", "error"), "info"),
+    ],
+    ids=["port", "host", "workers", "vendors", "log_level"],
+)
 def test_flag_beats_env_beats_file_beats_default(toml, name, env_name, values, default):
     flag, env_value, file_value = values
     attr = "vendors_path" if name == "vendors" else name
@@ -69,12 +73,19 @@ def test_config_flag_beats_gate_config_env(tmp_path):
 
 
 def test_file_only_settings_are_read(toml):
-    env = toml("consent_max_age_days = 30\nupstream_connect_timeout = 1.5\nupstream_read_timeout = 9\n"
-               "upstream_max_connections = 8\ncarry_over_bytes = 65536\nmax_consent_body = 1024\n")
+    env = toml(
+        "consent_max_age_days = 30\nupstream_connect_timeout = 1.5\nupstream_read_timeout = 9\n"
+        "upstream_max_connections = 8\ncarry_over_bytes = 65536\nmax_consent_body = 1024\n"
+    )
     loaded = settings.load({}, env)
-    assert (loaded.consent_max_age_days, loaded.upstream_connect_timeout, loaded.upstream_read_timeout,
-            loaded.upstream_max_connections, loaded.carry_over_bytes, loaded.max_consent_body) == (
-        30, 1.5, 9.0, 8, 65536, 1024)
+    assert (
+        loaded.consent_max_age_days,
+        loaded.upstream_connect_timeout,
+        loaded.upstream_read_timeout,
+        loaded.upstream_max_connections,
+        loaded.carry_over_bytes,
+        loaded.max_consent_body,
+    ) == (30, 1.5, 9.0, 8, 65536, 1024)
 
 
 def test_upstream_trailing_slash_is_dropped():
@@ -95,25 +106,49 @@ ERRORS = [
     ({}, "[site]\nupstream = 'demo'\n", {}, "gate.toml: site: expected [[site]] tables"),
     ({}, "[[site]]\nhost = 'a.example'\n", {}, "gate.toml: site[0].upstream: expected the origin's URL"),
     ({}, "[[site]]\nupstream = 'demo'\ncolour = 1\n", {}, "gate.toml: site[0].colour: unknown key (known: "),
-    ({}, "[[site]]\nupstream = 'demo'\nmode = 'opt-maybe'\n", {},
-     "gate.toml: site[0].mode: expected one of opt-in, opt-out, got 'opt-maybe'"),
-    ({}, "[[site]]\nupstream = 'demo'\ncsp = 'on'\n", {},
-     "gate.toml: site[0].csp: expected one of off, report-only, enforce, got 'on'"),
-    ({}, "[[site]]\nupstream = 'demo'\npublic_scheme = 'ftp'\n", {},
-     "gate.toml: site[0].public_scheme: expected one of http, https, got 'ftp'"),
+    (
+        {},
+        "[[site]]\nupstream = 'demo'\nmode = 'opt-maybe'\n",
+        {},
+        "gate.toml: site[0].mode: expected one of opt-in, opt-out, got 'opt-maybe'",
+    ),
+    (
+        {},
+        "[[site]]\nupstream = 'demo'\ncsp = 'on'\n",
+        {},
+        "gate.toml: site[0].csp: expected one of off, report-only, enforce, got 'on'",
+    ),
+    (
+        {},
+        "[[site]]\nupstream = 'demo'\npublic_scheme = 'ftp'\n",
+        {},
+        "gate.toml: site[0].public_scheme: expected one of http, https, got 'ftp'",
+    ),
     ({}, "[[site]]\nupstream = 'demo'\nvendors = 'google'\n", {}, "gate.toml: site[0].vendors: expected a list of ids"),
     ({}, "[[site]]\nupstream = 'demo'\nhost = ''\n", {}, "gate.toml: site[0].host: expected a host name"),
-    ({}, "[[site]]\nupstream = 'demo'\ntag_purposes = ['x']\n", {}, "gate.toml: site[0].tag_purposes: expected a table"),
-    ({}, "[[site]]\nupstream = 'demo'\n[[site]]\nupstream = 'demo'\n", {},
-     "gate.toml: site: two sites share a host (or two default sites)"),
+    (
+        {},
+        "[[site]]\nupstream = 'demo'\ntag_purposes = ['x']\n",
+        {},
+        "gate.toml: site[0].tag_purposes: expected a table",
+    ),
+    (
+        {},
+        "[[site]]\nupstream = 'demo'\n[[site]]\nupstream = 'demo'\n",
+        {},
+        "gate.toml: site: two sites share a host (or two default sites)",
+    ),
     ({}, "secret_key_file = 'missing.key'\n", {"GATE_SECRET_KEY": ""}, "gate.toml: secret_key_file: cannot read: "),
     ({}, "port = \n", {}, "gate.toml: not valid TOML: "),
     ({}, "", {"GATE_SECRET_KEY": "short"}, "environment: GATE_SECRET_KEY: expected keys of at least 16 characters"),
 ]
 
 
-@pytest.mark.parametrize(("flags", "text", "env", "expected"), ERRORS,
-                         ids=[e[3].split(": ")[1] + ":" + e[3].split(": ")[2][:24] for e in ERRORS])
+@pytest.mark.parametrize(
+    ("flags", "text", "env", "expected"),
+    ERRORS,
+    ids=[e[3].split(": ")[1] + ":" + e[3].split(": ")[2][:24] for e in ERRORS],
+)
 def test_errors_name_file_key_and_expectation(toml, flags, text, env, expected):
     with pytest.raises(ConfigError) as info:
         settings.load(flags, toml(text, **env))
@@ -151,27 +186,48 @@ upstream_host = "origin.internal"
 def test_sites_parse_with_their_keys_and_the_shared_upstream(toml):
     loaded = settings.load({}, toml(TWO_SITES))
     jobs, kyujin, default = loaded.sites
-    assert jobs == Site(upstream=UP, host="jobs.example.jp", public_scheme="https", vendors=("google", "facebook"),
-                        policy_url="https://jobs.example.jp/privacy",
-                        tag_purposes={"google.tag_manager": ("improvement",)})
-    assert kyujin == Site(upstream="http://10.0.0.2:8000", host="kyujin.example.jp", tags=("google.analytics",),
-                          mode="opt-out", csp="enforce", upstream_host="origin.internal")
+    assert jobs == Site(
+        upstream=UP,
+        host="jobs.example.jp",
+        public_scheme="https",
+        vendors=("google", "facebook"),
+        policy_url="https://jobs.example.jp/privacy",
+        tag_purposes={"google.tag_manager": ("improvement",)},
+    )
+    assert kyujin == Site(
+        upstream="http://10.0.0.2:8000",
+        host="kyujin.example.jp",
+        tags=("google.analytics",),
+        mode="opt-out",
+        csp="enforce",
+        upstream_host="origin.internal",
+    )
     assert default == Site(upstream=UP)  # the top-level upstream is also the default site
 
 
-@pytest.mark.parametrize(("host_header", "expected"), [
-    ("jobs.example.jp", "jobs.example.jp"),
-    ("JOBS.example.jp:443", "jobs.example.jp"),
-    ("jobs.example.jp.", "jobs.example.jp"),
-    ("kyujin.example.jp:8080", "kyujin.example.jp"),
-    ("evil.example", None),
-    ("example.jp", None),
-    ("", None),
-    (None, None),
-], ids=["exact", "case-and-port", "trailing-dot", "port", "unknown", "parent-domain", "empty", "missing"])
+@pytest.mark.parametrize(
+    ("host_header", "expected"),
+    [
+        ("jobs.example.jp", "jobs.example.jp"),
+        ("JOBS.example.jp:443", "jobs.example.jp"),
+        ("jobs.example.jp.", "jobs.example.jp"),
+        ("kyujin.example.jp:8080", "kyujin.example.jp"),
+        ("evil.example", None),
+        ("example.jp", None),
+        ("", None),
+        (None, None),
+    ],
+    ids=["exact", "case-and-port", "trailing-dot", "port", "unknown", "parent-domain", "empty", "missing"],
+)
 def test_site_for_routes_by_host_and_unknown_hosts_get_none(toml, host_header, expected):
-    loaded = settings.load({}, toml(TWO_SITES.replace('upstream = "http://127.0.0.1:9000"\n', "", 1)
-                                    .replace('vendors = ["google", "facebook"]', 'upstream = "http://a:1"')))
+    loaded = settings.load(
+        {},
+        toml(
+            TWO_SITES.replace('upstream = "http://127.0.0.1:9000"\n', "", 1).replace(
+                'vendors = ["google", "facebook"]', 'upstream = "http://a:1"'
+            )
+        ),
+    )
     assert all(s.host for s in loaded.sites)  # no default site
     site = loaded.site_for(host_header)
     assert (site.host if site else None) == expected
@@ -232,10 +288,16 @@ def readme_settings_table() -> str:
     return text.split("## Settings", 1)[1].split("\n## ", 1)[0]
 
 
-@pytest.mark.parametrize("name", sorted(
-    ({f.name for f in dataclasses.fields(Settings)} - {"sites", "secret_keys", "ephemeral_key", "config_path",
-                                                        "vendors_path"})
-    | {"upstream", "secret_key_file", "vendors"}))
+@pytest.mark.parametrize(
+    "name",
+    sorted(
+        (
+            {f.name for f in dataclasses.fields(Settings)}
+            - {"sites", "secret_keys", "ephemeral_key", "config_path", "vendors_path"}
+        )
+        | {"upstream", "secret_key_file", "vendors"}
+    ),
+)
 def test_readme_documents_every_top_level_setting(name):
     assert re.search(rf"`{name}`", readme_settings_table()), f"{name} missing from README's settings table"
 
@@ -245,7 +307,18 @@ def test_readme_documents_every_site_key(name):
     assert f"`{name}`" in readme_settings_table(), f"[[site]] {name} missing from README's settings table"
 
 
-@pytest.mark.parametrize("variable", ["GATE_UPSTREAM", "GATE_SECRET_KEY", "GATE_CONFIG", "GATE_VENDORS",
-                                      "GATE_HOST", "GATE_PORT", "GATE_WORKERS", "GATE_LOG_LEVEL"])
+@pytest.mark.parametrize(
+    "variable",
+    [
+        "GATE_UPSTREAM",
+        "GATE_SECRET_KEY",
+        "GATE_CONFIG",
+        "GATE_VENDORS",
+        "GATE_HOST",
+        "GATE_PORT",
+        "GATE_WORKERS",
+        "GATE_LOG_LEVEL",
+    ],
+)
 def test_readme_documents_every_environment_variable(variable):
     assert f"`{variable}`" in readme_settings_table()

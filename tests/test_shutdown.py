@@ -57,8 +57,10 @@ def test_sigterm_finishes_the_streaming_page_then_exits_0():
 def test_sigterm_cuts_a_response_that_outlives_the_deadline(tmp_path):
     toml = tmp_path / "gate.toml"
     toml.write_text("shutdown_timeout = 1\n", encoding="utf-8")
-    with slow_origin() as origin, gate_process("--upstream", origin, "--config", str(toml),
-                                               env={"GATE_SECRET_KEY": KEY}) as gate:
+    with (
+        slow_origin() as origin,
+        gate_process("--upstream", origin, "--config", str(toml), env={"GATE_SECRET_KEY": KEY}) as gate,
+    ):
         body = b""
         with httpx.Client(timeout=30) as client, client.stream("GET", gate.url + "/slow?n=100&delay=0.1") as r:
             chunks = r.iter_bytes()

@@ -23,11 +23,13 @@ pytestmark = pytest.mark.anyio
 ORIGIN = "http://origin.test"
 SELF = {"origin": "http://gate.test"}
 FORM = {"content-type": "application/x-www-form-urlencoded"} | SELF
-PAGE = ("<!doctype html><html><head>"
-        "<script async src='https://www.googletagmanager.com/gtag/js?id=G-ABC123'></script>"
-        "<script src='https://static.criteo.net/js/ld/ld.js'></script>"
-        "<script src='https://connect.facebook.net/en_US/fbevents.js'></script>"
-        "</head><body><p>求人</p></body></html>").encode()
+PAGE = (
+    "<!doctype html><html><head>"
+    "<script async src='https://www.googletagmanager.com/gtag/js?id=G-ABC123'></script>"
+    "<script src='https://static.criteo.net/js/ld/ld.js'></script>"
+    "<script src='https://connect.facebook.net/en_US/fbevents.js'></script>"
+    "</head><body><p>求人</p></body></html>"
+).encode()
 
 
 def make_app(**site):
@@ -42,15 +44,17 @@ async def decide_on(app, choice: str = "accept_all") -> str:
 
 async def page(app, cookie: str, path: str = "/jobs", **headers) -> httpx.Response:
     with respx.mock(assert_all_called=False) as mock:
-        mock.route(host="origin.test").mock(return_value=httpx.Response(
-            200, headers={"content-type": "text/html; charset=utf-8"}, content=PAGE))
+        mock.route(host="origin.test").mock(
+            return_value=httpx.Response(200, headers={"content-type": "text/html; charset=utf-8"}, content=PAGE)
+        )
         async with asgi_client(app) as client:
             return await client.get(path, headers={"cookie": f"{COOKIE_NAME}={cookie}"} | headers)
 
 
 def tags(response: httpx.Response) -> tuple[set[str], set[str]]:
-    kept, stripped = (set(filter(None, part.split("=", 1)[1].split(","))) for part in
-                      response.headers["gate-tags"].split("; ")[:2])
+    kept, stripped = (
+        set(filter(None, part.split("=", 1)[1].split(","))) for part in response.headers["gate-tags"].split("; ")[:2]
+    )
     return kept, stripped
 
 
@@ -78,8 +82,9 @@ async def test_answering_again_covers_the_new_tags_and_keeps_the_consent_id():
     cookie = await decide_on(old)
     new_app = make_app(vendors=("google", "criteo"))
     async with asgi_client(new_app) as client:
-        r = await client.post("/_gate/consent", content="choice=accept_all",
-                              headers=FORM | {"cookie": f"{COOKIE_NAME}={cookie}"})
+        r = await client.post(
+            "/_gate/consent", content="choice=accept_all", headers=FORM | {"cookie": f"{COOKIE_NAME}={cookie}"}
+        )
     again = r.cookies[COOKIE_NAME]
     read = lambda app, c: app.state.codec.read(c, app.state.registries[None])
     assert read(new_app, again).consent_id == read(old, cookie).consent_id
@@ -115,10 +120,12 @@ async def test_new_wording_is_a_new_version_but_keeps_the_decision(monkeypatch):
 
 
 async def test_a_vendor_the_site_does_not_carry_leaves_its_version_alone(tmp_path: Path):
-    extra = (vendors.DEFAULT_PATH.read_text(encoding="utf-8") +
-             '\n[vendors.other]\nrecipient = "Other Inc."\ndomains = ["other.example"]\n'
-             '[[vendors.other.tags]]\nid = "other.pixel"\nservice_ja = "x"\nservice_en = "x"\n'
-             'purposes = ["advertising"]\nhosts = ["other.example"]\n')
+    extra = (
+        vendors.DEFAULT_PATH.read_text(encoding="utf-8")
+        + '\n[vendors.other]\nrecipient = "Other Inc."\ndomains = ["other.example"]\n'
+        '[[vendors.other.tags]]\nid = "other.pixel"\nservice_ja = "x"\nservice_en = "x"\n'
+        'purposes = ["advertising"]\nhosts = ["other.example"]\n'
+    )
     path = tmp_path / "vendors.toml"
     path.write_text(extra, encoding="utf-8")
     site = Site(upstream=ORIGIN, vendors=("google",))

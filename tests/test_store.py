@@ -80,8 +80,14 @@ def test_examples_are_bounded_per_finding(store_url):
     store = open_store(store_url)
     try:
         for i in range(12):
-            store.write(Batch(examples={("*", "leak", "facebook.pixel", f"/p{i}"): DAY,
-                                        ("*", "leak", "criteo.onetag", f"/q{i}"): DAY}))
+            store.write(
+                Batch(
+                    examples={
+                        ("*", "leak", "facebook.pixel", f"/p{i}"): DAY,
+                        ("*", "leak", "criteo.onetag", f"/q{i}"): DAY,
+                    }
+                )
+            )
         found = store.examples("*")
         assert sum(1 for e in found if e[1] == "facebook.pixel") == 5
         assert sum(1 for e in found if e[1] == "criteo.onetag") == 5
@@ -143,16 +149,19 @@ def test_a_store_with_batch_ids_gains_the_receipt_fields_and_keeps_its_receipts(
         for statement in migration:
             conn.execute(statement)
     conn.execute("INSERT INTO gate_meta VALUES ('schema_version', '3')")
-    conn.execute("INSERT INTO gate_receipts VALUES ('r0', 'c1', 1700000000, '*', 'v1', 'reject_all', '',"
-                 " 'advertising', '', 'banner', '/')")
+    conn.execute(
+        "INSERT INTO gate_receipts VALUES ('r0', 'c1', 1700000000, '*', 'v1', 'reject_all', '',"
+        " 'advertising', '', 'banner', '/')"
+    )
     conn.execute("INSERT INTO gate_batches VALUES ('b0', 1700000000)")
     conn.commit()
     conn.close()
     store = open_store(str(path))
     try:
         assert store.schema_version() == SCHEMA_VERSION == 4
-        store.write(Batch(receipts=[Receipt(**receipt("r1").as_dict() | {"lang": "en", "gpc": 1,
-                                                                          "personal_data": "google"})]))
+        store.write(
+            Batch(receipts=[Receipt(**receipt("r1").as_dict() | {"lang": "en", "gpc": 1, "personal_data": "google"})])
+        )
         old, new = sorted(store.receipts_for("c1"), key=lambda r: r.rid)
     finally:
         store.close()
@@ -183,11 +192,15 @@ def test_unreachable_postgresql_is_a_store_error_without_the_password():
     assert "s3cret" not in str(e.value)
 
 
-@pytest.mark.parametrize(("url", "shown"), [
-    ("postgresql://gate:s3cret@db.internal:5432/gate", "postgresql://gate:***@db.internal:5432/gate"),
-    ("postgresql://gate@db.internal/gate", "postgresql://gate@db.internal/gate"),
-    ("gate-data/gate.sqlite3", "gate-data/gate.sqlite3"),
-], ids=["password-hidden", "no-password", "sqlite-path"])
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://gate:s3cret@db.internal:5432/gate", "postgresql://gate:***@db.internal:5432/gate"),
+        ("postgresql://gate@db.internal/gate", "postgresql://gate@db.internal/gate"),
+        ("gate-data/gate.sqlite3", "gate-data/gate.sqlite3"),
+    ],
+    ids=["password-hidden", "no-password", "sqlite-path"],
+)
 def test_mask_url(url, shown):
     assert mask_url(url) == shown
 
@@ -206,7 +219,6 @@ WRITER = textwrap.dedent("""
 """)
 
 
-
 def assert_all_exit_cleanly(procs: list[subprocess.Popen]) -> None:
     """Every writer process exits 0 within a minute; none is left running whatever happens."""
     try:
@@ -219,8 +231,7 @@ def assert_all_exit_cleanly(procs: list[subprocess.Popen]) -> None:
 
 def test_two_processes_share_one_store_and_counts_add_up(store_url):
     open_store(store_url).close()
-    writers = [subprocess.Popen([sys.executable, "-c", WRITER, store_url, "150", str(i)], cwd=ROOT)
-               for i in range(2)]
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, store_url, "150", str(i)], cwd=ROOT) for i in range(2)]
     assert_all_exit_cleanly(writers)
     store = open_store(store_url)
     try:

@@ -59,8 +59,9 @@ def make_app(**site):
 
 async def fetch(app, body: bytes, choice: str = "reject_all") -> httpx.Response:
     with respx.mock(assert_all_called=False) as mock:
-        mock.route(host="origin.test").mock(return_value=httpx.Response(
-            200, headers={"content-type": "text/html; charset=utf-8"}, content=body))
+        mock.route(host="origin.test").mock(
+            return_value=httpx.Response(200, headers={"content-type": "text/html; charset=utf-8"}, content=body)
+        )
         async with asgi_client(app) as client:
             r = await client.post("/_gate/consent", content=f"choice={choice}", headers=FORM)
             return await client.get("/jobs", headers={"cookie": f"{COOKIE_NAME}={r.cookies[COOKIE_NAME]}"})
@@ -77,8 +78,13 @@ async def test_opt_in_strips_every_load_to_an_undeclared_host_and_counts_it():
         assert kept.split("'")[1] in r.text
     assert ">求人</a>" in r.text  # the link stays; its ping attribute goes
     counted = {a.host: n for a, n in app.state.attempts.attempted_counts().items() if a.source == "html"}
-    assert set(counted) == {"tracker.example-ads.net", "widgets.example-ads.net", "px.example-ads.net",
-                            "cdn.example-ads.net", "beacon.example-ads.net"}
+    assert set(counted) == {
+        "tracker.example-ads.net",
+        "widgets.example-ads.net",
+        "px.example-ads.net",
+        "cdn.example-ads.net",
+        "beacon.example-ads.net",
+    }
 
 
 async def test_report_keeps_todays_behaviour_and_still_counts():
@@ -97,7 +103,7 @@ async def test_opt_out_mode_reports_by_default_and_strips_when_told():
 
 async def test_line_tiktok_and_clarity_never_load_under_reject_all():
     r = await fetch(make_app(), page_of(LINE_TIKTOK_CLARITY))
-    body = r.text[r.text.index("<body>"):]  # (the guard in <head> names their hosts, to stop them)
+    body = r.text[r.text.index("<body>") :]  # (the guard in <head> names their hosts, to stop them)
     assert "line_tag" not in body and "tr.line.me" not in body
     assert "TiktokAnalyticsObject" not in body and "clarity.ms" not in body
 
@@ -115,12 +121,15 @@ async def test_the_csp_and_the_guard_follow_the_same_list():
     assert guard.refusals(registry, app.state.carried[None])["a"] == config["a"]  # guard even when all is accepted
 
 
-@pytest.mark.parametrize(("toml", "message"), [
-    ('undeclared = "hide"\n', "site[0].undeclared: expected one of strip, report"),
-    ('allow_hosts = ["cdn.example.jp"]\n', "site[0].allow_hosts: expected a table of host = \"reason\""),
-    ('allow_hosts = { "cdn.example.jp" = "" }\n', "site[0].allow_hosts: expected a table"),
-    ('allow_hosts = { "https://cdn.example.jp/x" = "cdn" }\n', "site[0].allow_hosts: expected a table"),
-])
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('undeclared = "hide"\n', "site[0].undeclared: expected one of strip, report"),
+        ('allow_hosts = ["cdn.example.jp"]\n', 'site[0].allow_hosts: expected a table of host = "reason"'),
+        ('allow_hosts = { "cdn.example.jp" = "" }\n', "site[0].allow_hosts: expected a table"),
+        ('allow_hosts = { "https://cdn.example.jp/x" = "cdn" }\n', "site[0].allow_hosts: expected a table"),
+    ],
+)
 def test_settings_mistakes_are_one_line(tmp_path, toml, message):
     conf = tmp_path / "gate.toml"
     conf.write_text('[[site]]\nupstream = "http://127.0.0.1:8000"\n' + toml, encoding="utf-8")

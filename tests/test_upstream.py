@@ -32,8 +32,9 @@ def html(body: str | bytes = PAGE, **headers: str) -> httpx.Response:
     return httpx.Response(200, headers={"content-type": "text/html; charset=utf-8", **headers}, content=content)
 
 
-async def fetch(route_response: httpx.Response, path: str = "/", conf=None,
-                **kwargs) -> tuple[httpx.Response, respx.Route]:
+async def fetch(
+    route_response: httpx.Response, path: str = "/", conf=None, **kwargs
+) -> tuple[httpx.Response, respx.Route]:
     """One request through gate to a mocked origin; returns gate's answer and the origin's route."""
     app = gate_app.create_app(conf or gate_settings(ORIGIN))
     with respx.mock(assert_all_called=False) as mock:
@@ -44,13 +45,17 @@ async def fetch(route_response: httpx.Response, path: str = "/", conf=None,
 
 
 # -- failures ---------------------------------------------------------------------------------
-@pytest.mark.parametrize(("error", "status"), [
-    (httpx.ConnectError("Connection refused"), 502),
-    (httpx.RemoteProtocolError("peer closed connection"), 502),
-    (httpx.ReadError("reset by peer"), 502),
-    (httpx.ConnectTimeout("connect timed out"), 504),
-    (httpx.ReadTimeout("read timed out"), 504),
-], ids=["refused", "protocol", "reset", "connect-timeout", "read-timeout"])
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (httpx.ConnectError("Connection refused"), 502),
+        (httpx.RemoteProtocolError("peer closed connection"), 502),
+        (httpx.ReadError("reset by peer"), 502),
+        (httpx.ConnectTimeout("connect timed out"), 504),
+        (httpx.ReadTimeout("read timed out"), 504),
+    ],
+    ids=["refused", "protocol", "reset", "connect-timeout", "read-timeout"],
+)
 async def test_upstream_failure_is_a_short_bilingual_page(error, status, caplog) -> None:
     app = gate_app.create_app(gate_settings(ORIGIN))
     with respx.mock, caplog.at_level(logging.WARNING, "gate.proxy"):
@@ -73,11 +78,21 @@ async def test_unknown_host_is_421() -> None:
 
 # -- request headers ----------------------------------------------------------------------------
 async def test_request_headers_as_the_origin_should_see_them() -> None:
-    _, route = await fetch(httpx.Response(204), headers={
-        "connection": "keep-alive, x-private", "x-private": "1", "keep-alive": "timeout=5", "te": "trailers",
-        "proxy-authorization": "Basic eA==", "x-forwarded-for": "198.51.100.1", "x-forwarded-host": "evil.test",
-        "accept-encoding": "gzip, zstd, br;q=0.9, *;q=0.1", "cookie": "a=1", "user-agent": "ua/1",
-    })
+    _, route = await fetch(
+        httpx.Response(204),
+        headers={
+            "connection": "keep-alive, x-private",
+            "x-private": "1",
+            "keep-alive": "timeout=5",
+            "te": "trailers",
+            "proxy-authorization": "Basic eA==",
+            "x-forwarded-for": "198.51.100.1",
+            "x-forwarded-host": "evil.test",
+            "accept-encoding": "gzip, zstd, br;q=0.9, *;q=0.1",
+            "cookie": "a=1",
+            "user-agent": "ua/1",
+        },
+    )
     sent = route.calls.last.request.headers
     for name in ("connection", "x-private", "keep-alive", "te", "proxy-authorization"):
         assert name not in sent, name
@@ -104,23 +119,37 @@ async def test_request_body_and_query_reach_the_origin() -> None:
 
 # -- response headers ---------------------------------------------------------------------------
 async def test_response_hop_by_hop_dropped_and_every_set_cookie_kept() -> None:
-    r, _ = await fetch(httpx.Response(200, headers=[
-        ("content-type", "image/png"), ("connection", "x-hop"), ("x-hop", "1"), ("keep-alive", "timeout=5"),
-        ("set-cookie", "a=1; Path=/"), ("set-cookie", "b=2; Path=/; HttpOnly"),
-    ], content=b"png"))
+    r, _ = await fetch(
+        httpx.Response(
+            200,
+            headers=[
+                ("content-type", "image/png"),
+                ("connection", "x-hop"),
+                ("x-hop", "1"),
+                ("keep-alive", "timeout=5"),
+                ("set-cookie", "a=1; Path=/"),
+                ("set-cookie", "b=2; Path=/; HttpOnly"),
+            ],
+            content=b"png",
+        )
+    )
     assert "x-hop" not in r.headers and "keep-alive" not in r.headers
     assert r.headers.get_list("set-cookie") == ["a=1; Path=/", "b=2; Path=/; HttpOnly"]
 
 
-@pytest.mark.parametrize(("location", "expected"), [
-    ("http://origin.test/login?next=/", "http://gate.test/login?next=/"),
-    ("http://origin.test:80/x", "http://gate.test/x"),
-    ("HTTP://ORIGIN.TEST/x", "http://gate.test/x"),
-    ("//origin.test/x", "http://gate.test/x"),
-    ("/relative", "/relative"),
-    ("https://origin.test/x", "https://origin.test/x"),  # another origin: the scheme differs
-    ("https://elsewhere.example/x", "https://elsewhere.example/x"),
-], ids=["same-origin", "default-port", "case", "protocol-relative", "relative", "other-scheme", "other-site"])
+@pytest.mark.parametrize(
+    ("location", "expected"),
+    [
+        ("http://origin.test/login?next=/", "http://gate.test/login?next=/"),
+        ("http://origin.test:80/x", "http://gate.test/x"),
+        ("HTTP://ORIGIN.TEST/x", "http://gate.test/x"),
+        ("//origin.test/x", "http://gate.test/x"),
+        ("/relative", "/relative"),
+        ("https://origin.test/x", "https://origin.test/x"),  # another origin: the scheme differs
+        ("https://elsewhere.example/x", "https://elsewhere.example/x"),
+    ],
+    ids=["same-origin", "default-port", "case", "protocol-relative", "relative", "other-scheme", "other-site"],
+)
 async def test_location_on_the_upstream_origin_points_at_gate(location: str, expected: str) -> None:
     r, _ = await fetch(httpx.Response(302, headers={"location": location, "content-location": location}))
     assert r.status_code == 302
@@ -142,19 +171,24 @@ def test_location_the_origin_built_from_the_visitors_host_gets_the_public_scheme
 
 
 # -- pass-through -------------------------------------------------------------------------------
-@pytest.mark.parametrize(("method", "status", "extra"), [
-    ("HEAD", 200, {}),
-    ("GET", 204, {}),
-    ("GET", 304, {}),
-    ("GET", 206, {"content-range": "bytes 0-9/100"}),
-], ids=["head", "204", "304", "range-206"])
+@pytest.mark.parametrize(
+    ("method", "status", "extra"),
+    [
+        ("HEAD", 200, {}),
+        ("GET", 204, {}),
+        ("GET", 304, {}),
+        ("GET", 206, {"content-range": "bytes 0-9/100"}),
+    ],
+    ids=["head", "204", "304", "range-206"],
+)
 async def test_not_a_page_passes_through_untouched(method: str, status: int, extra: dict) -> None:
     body = b"" if status in (204, 304) or method == "HEAD" else b"<html>0123"
     headers = {"content-type": "text/html", "etag": '"v1"', "cache-control": "public, max-age=60", **extra}
     if body:
         headers["content-length"] = str(len(body))
-    r, _ = await fetch(httpx.Response(status, headers=headers, content=body), method=method,
-                       headers={"range": "bytes=0-9"})
+    r, _ = await fetch(
+        httpx.Response(status, headers=headers, content=body), method=method, headers={"range": "bytes=0-9"}
+    )
     assert r.status_code == status
     assert r.content == body
     assert "gate-tags" not in r.headers and r.headers["etag"] == '"v1"'
@@ -185,8 +219,9 @@ def test_a_proxied_response_has_one_date_header() -> None:
     from starlette.responses import HTMLResponse, PlainTextResponse
     from starlette.routing import Route
 
-    origin_app = Starlette(routes=[Route("/page", lambda r: HTMLResponse(PAGE)),
-                                   Route("/file", lambda r: PlainTextResponse("x"))])
+    origin_app = Starlette(
+        routes=[Route("/page", lambda r: HTMLResponse(PAGE)), Route("/file", lambda r: PlainTextResponse("x"))]
+    )
     with serve(origin_app) as origin, serve(gate_app.create_app(gate_settings(origin))) as public:
         for path in ("/page", "/file"):
             r = httpx.get(public + path)
@@ -197,9 +232,17 @@ async def test_non_html_bytes_are_identical_even_when_compressed() -> None:
     payload = gzip.compress(os.urandom(50_000))
     app = gate_app.create_app(gate_settings(ORIGIN))
     with respx.mock:
-        respx.route(host="origin.test").mock(return_value=httpx.Response(200, content=payload, headers={
-            "content-type": "application/octet-stream", "content-encoding": "gzip",
-            "content-length": str(len(payload))}))
+        respx.route(host="origin.test").mock(
+            return_value=httpx.Response(
+                200,
+                content=payload,
+                headers={
+                    "content-type": "application/octet-stream",
+                    "content-encoding": "gzip",
+                    "content-length": str(len(payload)),
+                },
+            )
+        )
         async with asgi_client(app) as client, client.stream("GET", "/cv.bin") as r:
             wire = b"".join([chunk async for chunk in r.aiter_raw()])
     assert wire == payload
@@ -233,26 +276,42 @@ async def test_page_in_an_encoding_gate_cannot_decode_is_refused() -> None:
 
 
 async def test_page_is_private_and_varies_on_cookie() -> None:
-    r, _ = await fetch(html(**{"cache-control": "public, max-age=600, s-maxage=3600", "vary": "Accept-Encoding",
-                               "etag": '"v1"', "last-modified": "Mon, 01 Jan 2024 00:00:00 GMT"}))
+    r, _ = await fetch(
+        html(
+            **{
+                "cache-control": "public, max-age=600, s-maxage=3600",
+                "vary": "Accept-Encoding",
+                "etag": '"v1"',
+                "last-modified": "Mon, 01 Jan 2024 00:00:00 GMT",
+            }
+        )
+    )
     assert r.headers["cache-control"] == "private, max-age=600"
     assert r.headers["vary"] == "Accept-Encoding, Cookie, Accept-Language"
     assert "etag" not in r.headers and "last-modified" not in r.headers
 
 
-@pytest.mark.parametrize(("upstream_value", "expected"), [
-    ([], "private"),
-    (["no-store"], "private, no-store"),
-    (["public, max-age=60"], "private, max-age=60"),
-    (['private="set-cookie", no-cache="a, b"', "s-maxage=9"], 'private, no-cache="a, b"'),
-])
+@pytest.mark.parametrize(
+    ("upstream_value", "expected"),
+    [
+        ([], "private"),
+        (["no-store"], "private, no-store"),
+        (["public, max-age=60"], "private, max-age=60"),
+        (['private="set-cookie", no-cache="a, b"', "s-maxage=9"], 'private, no-cache="a, b"'),
+    ],
+)
 def test_private_cache_control(upstream_value: list[str], expected: str) -> None:
     assert private_cache_control(upstream_value) == expected
 
 
-@pytest.mark.parametrize(("upstream_value", "expected"), [
-    ([], "Cookie, Accept-Language"), (["cookie"], "cookie, Accept-Language"), (["*"], "*"),
-])
+@pytest.mark.parametrize(
+    ("upstream_value", "expected"),
+    [
+        ([], "Cookie, Accept-Language"),
+        (["cookie"], "cookie, Accept-Language"),
+        (["*"], "*"),
+    ],
+)
 def test_vary_cookie(upstream_value: list[str], expected: str) -> None:
     assert vary_cookie(upstream_value) == expected
 
@@ -293,13 +352,16 @@ async def test_banner_script_carries_the_origins_csp_nonce() -> None:
     assert 'nonce="abc123"' in r.text
 
 
-@pytest.mark.parametrize(("policies", "expected"), [
-    (["script-src 'nonce-a1'"], "a1"),
-    (["default-src 'nonce-d1'"], "d1"),
-    (["default-src 'nonce-d1'; script-src 'self'"], None),  # script-src wins and has none
-    (["img-src *", "script-src 'nonce-x_Y+/='"], "x_Y+/="),
-    ([], None),
-])
+@pytest.mark.parametrize(
+    ("policies", "expected"),
+    [
+        (["script-src 'nonce-a1'"], "a1"),
+        (["default-src 'nonce-d1'"], "d1"),
+        (["default-src 'nonce-d1'; script-src 'self'"], None),  # script-src wins and has none
+        (["img-src *", "script-src 'nonce-x_Y+/='"], "x_Y+/="),
+        ([], None),
+    ],
+)
 def test_script_nonce(policies: list[str], expected: str | None) -> None:
     assert script_nonce(policies) == expected
 
@@ -333,8 +395,10 @@ async def test_page_outcome_is_left_on_request_state_after_the_stream() -> None:
 
     with respx.mock:
         respx.route(host="origin.test").mock(return_value=html())
-        async with app.router.lifespan_context(app), httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=ledger), base_url="http://gate.test") as client:
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=ledger), base_url="http://gate.test") as client,
+        ):
             await client.get("/")
     assert seen and seen[0] is not None and hasattr(seen[0], "header")
 
@@ -356,8 +420,11 @@ async def test_unlabelled_gzip_html_is_sniffed_after_decoding() -> None:
     assert r.headers["content-type"].startswith("text/html") and "connect.facebook.net/en_US" not in r.text
 
 
-@pytest.mark.parametrize("body", [b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4, b"plain text <html> later",
-                                  b"<htmlfoo>not a signature"], ids=["png", "text", "not-a-tag"])
+@pytest.mark.parametrize(
+    "body",
+    [b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4, b"plain text <html> later", b"<htmlfoo>not a signature"],
+    ids=["png", "text", "not-a-tag"],
+)
 async def test_unlabelled_non_html_passes_untouched(body: bytes) -> None:
     r, _ = await fetch(httpx.Response(200, content=body))
     assert r.content == body and "content-type" not in r.headers

@@ -16,20 +16,31 @@ from .hostile import method_of, path_of, raw_origin
 
 pytestmark = pytest.mark.anyio
 
-SMUGGLED = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 8\r\n\r\nSMUGGLED")
+SMUGGLED = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 8\r\n\r\nSMUGGLED"
 FRESH = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nfresh"
 
 # (the first visitor's method, what the origin sends back to it, what that visitor gets)
 DOUBTFUL = [
-    pytest.param("GET", b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello" + SMUGGLED,
-                 (200, b"hello"), id="content-length-shorter-than-body"),
-    pytest.param("GET", b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 4\r\n\r\n"
-                 + "歯科".encode(),
-                 (200, "歯科".encode()[:4]), id="content-length-counting-characters"),
+    pytest.param(
+        "GET",
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello" + SMUGGLED,
+        (200, b"hello"),
+        id="content-length-shorter-than-body",
+    ),
+    pytest.param(
+        "GET",
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 4\r\n\r\n" + "歯科".encode(),
+        (200, "歯科".encode()[:4]),
+        id="content-length-counting-characters",
+    ),
     pytest.param("GET", b"HTTP/1.1 204 No Content\r\n\r\n" + SMUGGLED, (204, b""), id="body-after-204"),
-    pytest.param("GET", b"HTTP/1.1 304 Not Modified\r\nETag: \"1\"\r\n\r\nnot a body", (304, b""), id="body-after-304"),
-    pytest.param("HEAD", b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello",
-                 (200, b""), id="body-after-head"),
+    pytest.param("GET", b'HTTP/1.1 304 Not Modified\r\nETag: "1"\r\n\r\nnot a body', (304, b""), id="body-after-304"),
+    pytest.param(
+        "HEAD",
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello",
+        (200, b""),
+        id="body-after-head",
+    ),
 ]
 
 

@@ -17,7 +17,11 @@ PAGE = URL("https", "jobs.example.jp", "/jobs/42?ref=top")
 # (written in the page, base, what the browser fetches)
 TABLE = [
     # scheme and case
-    ("https://connect.facebook.net/en_US/fbevents.js", None, URL("https", "connect.facebook.net", "/en_US/fbevents.js")),
+    (
+        "https://connect.facebook.net/en_US/fbevents.js",
+        None,
+        URL("https", "connect.facebook.net", "/en_US/fbevents.js"),
+    ),
     ("HTTPS://CONNECT.FACEBOOK.NET/x.js", None, URL("https", "connect.facebook.net", "/x.js")),
     ("https://example.com", None, URL("https", "example.com", "/")),
     ("https://example.com/p#fragment", None, URL("https", "example.com", "/p")),
@@ -26,8 +30,11 @@ TABLE = [
     ("https://connect.facebook.net@evil.example/x.js", None, URL("https", "evil.example", "/x.js")),
     ("https://a@b@connect.facebook.net/x.js", None, URL("https", "connect.facebook.net", "/x.js")),
     # backslashes are slashes in special schemes, and end the authority
-    ("https:\\\\connect.facebook.net\\en_US\\fbevents.js", None,
-     URL("https", "connect.facebook.net", "/en_US/fbevents.js")),
+    (
+        "https:\\\\connect.facebook.net\\en_US\\fbevents.js",
+        None,
+        URL("https", "connect.facebook.net", "/en_US/fbevents.js"),
+    ),
     ("https:/\\connect.facebook.net/x.js", None, URL("https", "connect.facebook.net", "/x.js")),
     ("https://example.com\\@connect.facebook.net/", None, URL("https", "example.com", "/@connect.facebook.net/")),
     ("https:////connect.facebook.net/x.js", None, URL("https", "connect.facebook.net", "/x.js")),
@@ -65,28 +72,47 @@ TABLE = [
     ("http:connect.facebook.net/x.js", PAGE, URL("http", "connect.facebook.net", "/x.js")),
     ("wss://connect.facebook.net/", None, URL("wss", "connect.facebook.net", "/")),
     # dot segments are removed before the request is made
-    pytest.param("https://www.google.com/x/../pagead/1p-conversion/1/", None,
-                 URL("https", "www.google.com", "/pagead/1p-conversion/1/"), id="dot-dot"),
-    pytest.param("https://www.google.com/x/%2e%2E/pagead/1p-conversion/1/", None,
-                 URL("https", "www.google.com", "/pagead/1p-conversion/1/"), id="pct-dot-dot"),
-    pytest.param("./../pagead/x", URL("https", "www.google.com", "/a/b"),
-                 URL("https", "www.google.com", "/pagead/x"), id="relative-dot-dot"),
-    pytest.param("https://www.facebook.com?id=1", None, URL("https", "www.facebook.com", "/?id=1"), id="query-without-path"),
+    pytest.param(
+        "https://www.google.com/x/../pagead/1p-conversion/1/",
+        None,
+        URL("https", "www.google.com", "/pagead/1p-conversion/1/"),
+        id="dot-dot",
+    ),
+    pytest.param(
+        "https://www.google.com/x/%2e%2E/pagead/1p-conversion/1/",
+        None,
+        URL("https", "www.google.com", "/pagead/1p-conversion/1/"),
+        id="pct-dot-dot",
+    ),
+    pytest.param(
+        "./../pagead/x",
+        URL("https", "www.google.com", "/a/b"),
+        URL("https", "www.google.com", "/pagead/x"),
+        id="relative-dot-dot",
+    ),
+    pytest.param(
+        "https://www.facebook.com?id=1", None, URL("https", "www.facebook.com", "/?id=1"), id="query-without-path"
+    ),
 ]
 
 
-@pytest.mark.parametrize(("raw", "base", "expected"),
-                         [row if hasattr(row, "marks") else pytest.param(*row, id=repr(row[0])) for row in TABLE])
+@pytest.mark.parametrize(
+    ("raw", "base", "expected"),
+    [row if hasattr(row, "marks") else pytest.param(*row, id=repr(row[0])) for row in TABLE],
+)
 def test_parse_reads_urls_as_a_browser_does(raw, base, expected):
     assert urls.parse(raw, base) == expected
 
 
-@pytest.mark.parametrize(("raw", "expected_scheme"), [
-    ("javascript:alert(1)", "javascript"),
-    ("data:text/javascript,fbq('init','1')", "data"),
-    ("blob:https://jobs.example.jp/1234", "blob"),
-    ("mailto:jobs@example.jp", "mailto"),
-])
+@pytest.mark.parametrize(
+    ("raw", "expected_scheme"),
+    [
+        ("javascript:alert(1)", "javascript"),
+        ("data:text/javascript,fbq('init','1')", "data"),
+        ("blob:https://jobs.example.jp/1234", "blob"),
+        ("mailto:jobs@example.jp", "mailto"),
+    ],
+)
 def test_non_special_schemes_have_no_host(raw, expected_scheme):
     url = urls.parse(raw, PAGE)
     assert url is not None and url.scheme == expected_scheme and url.host == ""
@@ -99,16 +125,20 @@ def test_relative_url_without_a_base_is_nothing():
 
 def test_key_is_the_form_url_patterns_match():
     assert urls.parse("HTTPS://Connect.Facebook.Net./en_US/fbevents.js?v=2#x").key == (
-        "//connect.facebook.net/en_US/fbevents.js?v=2")
+        "//connect.facebook.net/en_US/fbevents.js?v=2"
+    )
 
 
-@pytest.mark.parametrize(("host", "domain", "expected"), [
-    ("facebook.net", "facebook.net", True),
-    ("connect.facebook.net", "facebook.net", True),
-    ("notfacebook.net", "facebook.net", False),
-    ("connect.facebook.net.example.org", "facebook.net", False),
-    ("facebook.net", "connect.facebook.net", False),
-])
+@pytest.mark.parametrize(
+    ("host", "domain", "expected"),
+    [
+        ("facebook.net", "facebook.net", True),
+        ("connect.facebook.net", "facebook.net", True),
+        ("notfacebook.net", "facebook.net", False),
+        ("connect.facebook.net.example.org", "facebook.net", False),
+        ("facebook.net", "connect.facebook.net", False),
+    ],
+)
 def test_host_matches_by_label(host, domain, expected):
     assert urls.host_matches(host, domain) is expected
 
@@ -117,33 +147,63 @@ def test_host_matches_by_label(host, domain, expected):
 EXAMPLES = int(os.environ.get("GATE_HYPOTHESIS_EXAMPLES", "1500"))
 
 
-@pytest.mark.parametrize(("raw", "read"), [
-    ("https://connect.facebook.net/x.js", urls.READS_SCHEME),  # compared with the base's scheme
-    ("javascript:fbq('init')", urls.READS_NOTHING),
-    ("data:text/html,<p>", urls.READS_NOTHING),
-    ("//connect.facebook.net/x.js", urls.READS_SCHEME),
-    ("\\\\connect.facebook.net/x.js", urls.READS_SCHEME),
-    ("/tr?id=1", urls.READS_ORIGIN),
-    (" \t/tr?id=1", urls.READS_ORIGIN),
-    ("https:/tr", urls.READS_ORIGIN),  # same scheme, one slash: a path on the base's host
-    ("https:tr", urls.READS_ALL),
-    ("https://tr", urls.READS_SCHEME),
-    ("https:/\\tr", urls.READS_SCHEME),
-    ("tr?id=1", urls.READS_ALL),
-    ("../tr", urls.READS_ALL),
-    ("?id=1", urls.READS_ALL),
-    ("", urls.READS_ALL),
-    ("#top", urls.READS_ALL),
-])
+@pytest.mark.parametrize(
+    ("raw", "read"),
+    [
+        ("https://connect.facebook.net/x.js", urls.READS_SCHEME),  # compared with the base's scheme
+        ("javascript:fbq('init')", urls.READS_NOTHING),
+        ("data:text/html,<p>", urls.READS_NOTHING),
+        ("//connect.facebook.net/x.js", urls.READS_SCHEME),
+        ("\\\\connect.facebook.net/x.js", urls.READS_SCHEME),
+        ("/tr?id=1", urls.READS_ORIGIN),
+        (" \t/tr?id=1", urls.READS_ORIGIN),
+        ("https:/tr", urls.READS_ORIGIN),  # same scheme, one slash: a path on the base's host
+        ("https:tr", urls.READS_ALL),
+        ("https://tr", urls.READS_SCHEME),
+        ("https:/\\tr", urls.READS_SCHEME),
+        ("tr?id=1", urls.READS_ALL),
+        ("../tr", urls.READS_ALL),
+        ("?id=1", urls.READS_ALL),
+        ("", urls.READS_ALL),
+        ("#top", urls.READS_ALL),
+    ],
+)
 def test_base_read(raw, read):
     assert urls.base_read(raw, PAGE) == read
 
 
-BASES = [URL("https", "jobs.example.jp", "/jobs/42?ref=top"), URL("https", "jobs.example.jp", "/"),
-         URL("https", "jobs.example.jp", "/events/a/b"), URL("https", "www.facebook.com", "/tr/"),
-         URL("http", "jobs.example.jp", "/jobs/42"), URL("http", "connect.facebook.net", "/x/")]
-RAW_PIECES = ["https:", "http:", "HTTPS:", "javascript:", "data:", "//", "/", "\\", "\t", "\n", " ", "\x00",
-              "connect.facebook.net", "jobs.example.jp", "tr", "?id=1", "#f", "..", ".", "%2e", "x@", ":443"]
+BASES = [
+    URL("https", "jobs.example.jp", "/jobs/42?ref=top"),
+    URL("https", "jobs.example.jp", "/"),
+    URL("https", "jobs.example.jp", "/events/a/b"),
+    URL("https", "www.facebook.com", "/tr/"),
+    URL("http", "jobs.example.jp", "/jobs/42"),
+    URL("http", "connect.facebook.net", "/x/"),
+]
+RAW_PIECES = [
+    "https:",
+    "http:",
+    "HTTPS:",
+    "javascript:",
+    "data:",
+    "//",
+    "/",
+    "\\",
+    "\t",
+    "\n",
+    " ",
+    "\x00",
+    "connect.facebook.net",
+    "jobs.example.jp",
+    "tr",
+    "?id=1",
+    "#f",
+    "..",
+    ".",
+    "%2e",
+    "x@",
+    ":443",
+]
 
 
 @settings(max_examples=EXAMPLES, deadline=None)
@@ -151,10 +211,14 @@ RAW_PIECES = ["https:", "http:", "HTTPS:", "javascript:", "data:", "//", "/", "\
 def test_bases_that_agree_on_what_is_read_give_the_same_url(pieces, a, b):
     raw = "".join(pieces)
     read = urls.base_read(raw, a)
-    agree = (read == urls.READS_NOTHING
-             or read == urls.READS_SCHEME and a.scheme == b.scheme
-             or read == urls.READS_ORIGIN and (a.scheme, a.host) == (b.scheme, b.host)
-             or a == b)
+    agree = (
+        read == urls.READS_NOTHING
+        or read == urls.READS_SCHEME
+        and a.scheme == b.scheme
+        or read == urls.READS_ORIGIN
+        and (a.scheme, a.host) == (b.scheme, b.host)
+        or a == b
+    )
     if agree:
         assert urls.base_read(raw, b) == read
         assert urls.parse(raw, a) == urls.parse(raw, b)

@@ -16,13 +16,62 @@ import pytest
 from gate import urls, vendors
 from gate.urls import URL
 
-PIECES = ["https:", "http:", "HTTPS:", "wss:", "ws:", "ftp:", "file:", "javascript:", "data:", "//", "/", "\\", "\\\\",
-          "\t", "\n", " ", "\x00", "\x1f", "connect.facebook.net", "CONNECT.FACEBOOK.NET", "www.facebook.com",
-          "jobs.example.jp", "tr", "?id=1", "#f", "..", ".", "%2e", "%2E", "x@", "a:b@", "@", ":443", ":", "[::1]",
-          "%63onnect.facebook.net", "ｆａｃｅｂｏｏｋ.com", "facebook。com", "facebook.com.", "xn--n3h", "☃", "%00", ";",
-          "&", "=", "googletagmanager.com", "notfacebook.net", "facebook.net.example.org"]
-BASES = ["https://jobs.example.jp/jobs/42?ref=top", "https://www.facebook.com/x/", "http://jobs.example.jp/",
-         "https://jobs.example.jp/"]
+PIECES = [
+    "https:",
+    "http:",
+    "HTTPS:",
+    "wss:",
+    "ws:",
+    "ftp:",
+    "file:",
+    "javascript:",
+    "data:",
+    "//",
+    "/",
+    "\\",
+    "\\\\",
+    "\t",
+    "\n",
+    " ",
+    "\x00",
+    "\x1f",
+    "connect.facebook.net",
+    "CONNECT.FACEBOOK.NET",
+    "www.facebook.com",
+    "jobs.example.jp",
+    "tr",
+    "?id=1",
+    "#f",
+    "..",
+    ".",
+    "%2e",
+    "%2E",
+    "x@",
+    "a:b@",
+    "@",
+    ":443",
+    ":",
+    "[::1]",
+    "%63onnect.facebook.net",
+    "ｆａｃｅｂｏｏｋ.com",
+    "facebook。com",
+    "facebook.com.",
+    "xn--n3h",
+    "☃",
+    "%00",
+    ";",
+    "&",
+    "=",
+    "googletagmanager.com",
+    "notfacebook.net",
+    "facebook.net.example.org",
+]
+BASES = [
+    "https://jobs.example.jp/jobs/42?ref=top",
+    "https://www.facebook.com/x/",
+    "http://jobs.example.jp/",
+    "https://jobs.example.jp/",
+]
 SEEDS = [1, 2, 3]
 PER_SEED = 4000
 NODE_SCRIPT = r"""
@@ -35,8 +84,7 @@ console.log(JSON.stringify(cases.map(([raw, base]) => {
 
 def generated(seed: int) -> list[tuple[str, str]]:
     rng = random.Random(seed)
-    return [("".join(rng.choice(PIECES) for _ in range(rng.randint(1, 6))), rng.choice(BASES))
-            for _ in range(PER_SEED)]
+    return [("".join(rng.choice(PIECES) for _ in range(rng.randint(1, 6))), rng.choice(BASES)) for _ in range(PER_SEED)]
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +99,11 @@ def node() -> str:
 def test_gate_finds_every_vendor_host_the_whatwg_parser_finds(node, seed):
     registry = vendors.load()
     cases = generated(seed)
-    answers = json.loads(subprocess.run([node, "-e", NODE_SCRIPT], input=json.dumps(cases), capture_output=True,
-                                        text=True, check=True, timeout=60).stdout)
+    answers = json.loads(
+        subprocess.run(
+            [node, "-e", NODE_SCRIPT], input=json.dumps(cases), capture_output=True, text=True, check=True, timeout=60
+        ).stdout
+    )
     assert len(answers) == len(cases)
     compared, missed = 0, []
     for (raw, base), answer in zip(cases, answers):
@@ -72,8 +123,18 @@ def test_gate_finds_every_vendor_host_the_whatwg_parser_finds(node, seed):
 def test_the_oracle_sees_what_a_browser_sees(node):
     """The oracle itself, on rows whose reading the URL Standard spells out (one slash after the
     base's own scheme is a path; every further slash of a scheme-relative URL is skipped; userinfo)."""
-    cases = [("https:/tr?id=1", "https://www.facebook.com/x/"), ("////connect.facebook.net/x.js", "https://jobs.example.jp/"),
-             ("https://x@connect.facebook.net/", "https://jobs.example.jp/")]
-    answers = json.loads(subprocess.run([node, "-e", NODE_SCRIPT], input=json.dumps(cases), capture_output=True,
-                                        text=True, check=True, timeout=60).stdout)
-    assert answers == [["https", "www.facebook.com"], ["https", "connect.facebook.net"], ["https", "connect.facebook.net"]]
+    cases = [
+        ("https:/tr?id=1", "https://www.facebook.com/x/"),
+        ("////connect.facebook.net/x.js", "https://jobs.example.jp/"),
+        ("https://x@connect.facebook.net/", "https://jobs.example.jp/"),
+    ]
+    answers = json.loads(
+        subprocess.run(
+            [node, "-e", NODE_SCRIPT], input=json.dumps(cases), capture_output=True, text=True, check=True, timeout=60
+        ).stdout
+    )
+    assert answers == [
+        ["https", "www.facebook.com"],
+        ["https", "connect.facebook.net"],
+        ["https", "connect.facebook.net"],
+    ]

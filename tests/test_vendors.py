@@ -29,19 +29,40 @@ def test_the_default_path_is_the_shipped_file(registry):
 def test_purpose_ids_are_fixed_and_only_security_is_always_on(registry):
     assert list(registry.purposes) == ["improvement", "advertising", "suggestions", "content", "security"]
     assert {p.id: p.refusable for p in registry.purposes.values()} == {
-        "improvement": True, "advertising": True, "suggestions": True, "content": True, "security": False}
+        "improvement": True,
+        "advertising": True,
+        "suggestions": True,
+        "content": True,
+        "security": False,
+    }
     assert registry.refusable == ("improvement", "advertising", "suggestions", "content")
 
 
 def test_purpose_wording_is_the_policys(registry):
     assert [p.ja for p in registry.purposes.values()] == [
-        "商品・サービスの開発および改善", "コンテンツ・広告の配信および提供", "利用者へのサービスの提案",
-        "コンテンツの配信および提供", "セキュリティ確保"]
+        "商品・サービスの開発および改善",
+        "コンテンツ・広告の配信および提供",
+        "利用者へのサービスの提案",
+        "コンテンツの配信および提供",
+        "セキュリティ確保",
+    ]
 
 
 def test_vendor_ids_are_fixed(registry):
-    assert list(registry.vendors) == ["google", "yahoo", "criteo", "adjust", "facebook", "line", "tiktok", "x",
-                                      "microsoft", "indeed", "kyujinbox", "a8"]
+    assert list(registry.vendors) == [
+        "google",
+        "yahoo",
+        "criteo",
+        "adjust",
+        "facebook",
+        "line",
+        "tiktok",
+        "x",
+        "microsoft",
+        "indeed",
+        "kyujinbox",
+        "a8",
+    ]
 
 
 def test_a_site_carries_the_five_vendors_the_policy_names_unless_it_names_others(registry):
@@ -50,16 +71,19 @@ def test_a_site_carries_the_five_vendors_the_policy_names_unless_it_names_others
     assert registry.carried(["line", "tiktok"], None) == {"line.tag", "tiktok.pixel"}
 
 
-@pytest.mark.parametrize(("tag_id", "purposes"), [
-    ("google.analytics", {"improvement"}),
-    ("google.ads", {"advertising"}),
-    ("google.floodlight", {"advertising"}),
-    ("google.tag_manager", {"improvement", "advertising"}),
-    ("yahoo.ads", {"advertising"}),
-    ("criteo.onetag", {"advertising", "suggestions"}),
-    ("adjust.web_sdk", {"improvement", "advertising"}),
-    ("facebook.pixel", {"advertising"}),
-])
+@pytest.mark.parametrize(
+    ("tag_id", "purposes"),
+    [
+        ("google.analytics", {"improvement"}),
+        ("google.ads", {"advertising"}),
+        ("google.floodlight", {"advertising"}),
+        ("google.tag_manager", {"improvement", "advertising"}),
+        ("yahoo.ads", {"advertising"}),
+        ("criteo.onetag", {"advertising", "suggestions"}),
+        ("adjust.web_sdk", {"improvement", "advertising"}),
+        ("facebook.pixel", {"advertising"}),
+    ],
+)
 def test_shipped_tags_serve_the_declared_purposes(registry, tag_id, purposes):
     assert registry.tags[tag_id].purposes == purposes
     assert tag_id in registry.vendors[tag_id.split(".")[0]].tags
@@ -86,8 +110,10 @@ URL_TABLE = [
     ("https://www.google.com/search?q=jobs", set()),  # only /pagead/ on www.google.com is a vendor's
     ("https://ad.doubleclick.net/activity;src=1", {"google.floodlight"}),
     # a vendor's domain that no tag claims counts as every tag of that vendor (the strict reading)
-    ("https://securepubads.g.doubleclick.net/tag/js/gpt.js",
-     {"google.analytics", "google.ads", "google.floodlight", "google.tag_manager"}),
+    (
+        "https://securepubads.g.doubleclick.net/tag/js/gpt.js",
+        {"google.analytics", "google.ads", "google.floodlight", "google.tag_manager"},
+    ),
     ("https://s.yimg.jp/images/listing/tool/cv/ytag.js", {"yahoo.ads"}),
     ("https://s.yimg.jp/images/top/logo.png", {"yahoo.ads", "yahoo.retargeting", "yahoo.tag_manager"}),
     ("https://b97.yahoo.co.jp/pagead/conversion/1/", {"yahoo.ads"}),
@@ -116,28 +142,33 @@ URL_TABLE = [
 ]
 
 
-@pytest.mark.parametrize(("url", "expected"),
-                         [r if hasattr(r, "marks") else pytest.param(*r, id=r[0]) for r in URL_TABLE])
+@pytest.mark.parametrize(
+    ("url", "expected"), [r if hasattr(r, "marks") else pytest.param(*r, id=r[0]) for r in URL_TABLE]
+)
 def test_tags_for_url(registry, url, expected):
     parsed = urls.parse(url, urls.URL("https", "jobs.example.jp", "/jobs/1"))
     assert parsed is not None
     assert registry.tags_for_url(parsed) == expected
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("gtag('config', 'G-ABC123');", {"google.analytics"}),
-    ('gtag("config","AW-123456789");', {"google.ads"}),
-    ("gtag('event', 'conversion', {send_to: 'AW-1/abc'});", {"google.ads"}),
-    ("(function(w,d,s,l,i){})(window,document,'script','dataLayer','GTM-ABCD12');", {"google.tag_manager"}),
-    ('ytag({"type": "yss_conversion", "config": {}});', {"yahoo.ads"}),
-    ('ytag({"type": "yss_retargeting"});', {"yahoo.retargeting"}),
-    ("window.criteo_q.push({ event: 'setAccount', account: 1 });", {"criteo.onetag"}),
-    ("Adjust.initSdk({appToken: 'x', environment: 'production'});", {"adjust.web_sdk"}),
-    ("fbq('init', '1234567890'); fbq('track', 'PageView');", {"facebook.pixel"}),
-    ('var u = "https:\\/\\/connect.facebook.net\\/en_US\\/fbevents.js";', {"facebook.pixel"}),
-    ("console.log('connect.facebook.net.example.org');", set()),
-    ("document.title = 'fbq is a word';", set()),
-], ids=lambda v: v if isinstance(v, str) else None)
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("gtag('config', 'G-ABC123');", {"google.analytics"}),
+        ('gtag("config","AW-123456789");', {"google.ads"}),
+        ("gtag('event', 'conversion', {send_to: 'AW-1/abc'});", {"google.ads"}),
+        ("(function(w,d,s,l,i){})(window,document,'script','dataLayer','GTM-ABCD12');", {"google.tag_manager"}),
+        ('ytag({"type": "yss_conversion", "config": {}});', {"yahoo.ads"}),
+        ('ytag({"type": "yss_retargeting"});', {"yahoo.retargeting"}),
+        ("window.criteo_q.push({ event: 'setAccount', account: 1 });", {"criteo.onetag"}),
+        ("Adjust.initSdk({appToken: 'x', environment: 'production'});", {"adjust.web_sdk"}),
+        ("fbq('init', '1234567890'); fbq('track', 'PageView');", {"facebook.pixel"}),
+        ('var u = "https:\\/\\/connect.facebook.net\\/en_US\\/fbevents.js";', {"facebook.pixel"}),
+        ("console.log('connect.facebook.net.example.org');", set()),
+        ("document.title = 'fbq is a word';", set()),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
 def test_tags_in_text(registry, text, expected):
     assert registry.tags_in_text(text) == expected
 
@@ -160,13 +191,16 @@ def test_signatures_found_after_any_text(registry, prefix):
     assert not registry.sends_personal_data(prefix + "fbq('init', '123')")
 
 
-@pytest.mark.parametrize(("tag_id", "cookie", "expected"), [
-    ("google.analytics", "_ga", True),
-    ("google.analytics", "_ga_ABC123", True),
-    ("google.analytics", "_gaxyz", False),
-    ("facebook.pixel", "_fbp", True),
-    ("facebook.pixel", "_fbpx", False),
-])
+@pytest.mark.parametrize(
+    ("tag_id", "cookie", "expected"),
+    [
+        ("google.analytics", "_ga", True),
+        ("google.analytics", "_ga_ABC123", True),
+        ("google.analytics", "_gaxyz", False),
+        ("facebook.pixel", "_fbp", True),
+        ("facebook.pixel", "_fbpx", False),
+    ],
+)
 def test_cookie_matches_names_and_prefixes(registry, tag_id, cookie, expected):
     assert registry.tags[tag_id].cookie_matches(cookie) is expected
 
@@ -182,7 +216,8 @@ def test_a_site_can_narrow_the_tag_managers_purposes(registry):
 def with_new_tag(raw: dict) -> dict:
     changed = copy.deepcopy(raw)
     changed["vendors"]["facebook"]["tags"].append(
-        {"id": "facebook.capi", "service_ja": "x", "service_en": "x", "purposes": ["advertising"]})
+        {"id": "facebook.capi", "service_ja": "x", "service_en": "x", "purposes": ["advertising"]}
+    )
     return changed
 
 
@@ -223,30 +258,69 @@ def broken(path: tuple, value: object) -> dict:
 CRITEO_TAG = ("vendors", "criteo", "tags", 0)
 
 
-@pytest.mark.parametrize(("raw", "expected"), [
-    (broken((*CRITEO_TAG, "purposes"), ["ads"]),
-     f"vendors.toml: vendor 'criteo', tag 'criteo.onetag': unknown purpose 'ads' (known: {KNOWN})"),
-    (broken((*CRITEO_TAG, "purposes"), []),
-     f"vendors.toml: vendor 'criteo', tag 'criteo.onetag': purposes: expected at least one purpose (known: {KNOWN})"),
-    (broken((*CRITEO_TAG, "id"), "onetag"), "vendors.toml: vendor 'criteo', tag 'onetag': expected id 'criteo.<name>'"),
-    (broken((*CRITEO_TAG, "id"), "google.onetag"),
-     "vendors.toml: vendor 'criteo', tag 'google.onetag': expected id 'criteo.<name>'"),
-    (broken((*CRITEO_TAG, "url_patterns"), ["(unclosed"]),
-     "vendors.toml: vendor 'criteo', tag 'criteo.onetag': url_patterns: bad regular expression '(unclosed': "),
-    (broken((*CRITEO_TAG, "hosts"), "criteo.com"),
-     "vendors.toml: vendor 'criteo', tag 'criteo.onetag'.hosts: expected a list of strings"),
-    (broken(("vendors", "criteo", "recipient"), KeyError), "vendors.toml: vendors.criteo.recipient: expected a string, got nothing"),
-    (broken(("purposes", "security", "refusable"), "no"), "vendors.toml: purposes.security.refusable: expected true or false"),
-    (broken(("purposes",), {}), "vendors.toml: purposes: expected a table of purposes"),
-    (broken(("vendors",), KeyError), "vendors.toml: vendors: expected a table of vendors"),
-    (broken(("policy_version",), 2026), "vendors.toml: policy_version: expected a string"),
-    (broken((*CRITEO_TAG, "calls"), ["criteo_q.push"]),
-     "vendors.toml: vendor 'criteo', tag 'criteo.onetag': calls: expected a JavaScript global of 3 or more characters, got 'criteo_q.push'"),
-    (broken((*CRITEO_TAG, "call_ids"), ["(unclosed"]),
-     "vendors.toml: vendor 'criteo', tag 'criteo.onetag': call_ids: bad regular expression '(unclosed': "),
-], ids=["unknown-purpose", "no-purpose", "bare-tag-id", "other-vendors-tag-id", "bad-regex", "hosts-not-list",
-        "no-recipient", "refusable-not-bool", "no-purposes", "no-vendors", "version-not-string", "call-not-a-global",
-        "bad-call-id"])
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (
+            broken((*CRITEO_TAG, "purposes"), ["ads"]),
+            f"vendors.toml: vendor 'criteo', tag 'criteo.onetag': unknown purpose 'ads' (known: {KNOWN})",
+        ),
+        (
+            broken((*CRITEO_TAG, "purposes"), []),
+            f"vendors.toml: vendor 'criteo', tag 'criteo.onetag': purposes: expected at least one purpose (known: {KNOWN})",
+        ),
+        (
+            broken((*CRITEO_TAG, "id"), "onetag"),
+            "vendors.toml: vendor 'criteo', tag 'onetag': expected id 'criteo.<name>'",
+        ),
+        (
+            broken((*CRITEO_TAG, "id"), "google.onetag"),
+            "vendors.toml: vendor 'criteo', tag 'google.onetag': expected id 'criteo.<name>'",
+        ),
+        (
+            broken((*CRITEO_TAG, "url_patterns"), ["(unclosed"]),
+            "vendors.toml: vendor 'criteo', tag 'criteo.onetag': url_patterns: bad regular expression '(unclosed': ",
+        ),
+        (
+            broken((*CRITEO_TAG, "hosts"), "criteo.com"),
+            "vendors.toml: vendor 'criteo', tag 'criteo.onetag'.hosts: expected a list of strings",
+        ),
+        (
+            broken(("vendors", "criteo", "recipient"), KeyError),
+            "vendors.toml: vendors.criteo.recipient: expected a string, got nothing",
+        ),
+        (
+            broken(("purposes", "security", "refusable"), "no"),
+            "vendors.toml: purposes.security.refusable: expected true or false",
+        ),
+        (broken(("purposes",), {}), "vendors.toml: purposes: expected a table of purposes"),
+        (broken(("vendors",), KeyError), "vendors.toml: vendors: expected a table of vendors"),
+        (broken(("policy_version",), 2026), "vendors.toml: policy_version: expected a string"),
+        (
+            broken((*CRITEO_TAG, "calls"), ["criteo_q.push"]),
+            "vendors.toml: vendor 'criteo', tag 'criteo.onetag': calls: expected a JavaScript global of 3 or more characters, got 'criteo_q.push'",
+        ),
+        (
+            broken((*CRITEO_TAG, "call_ids"), ["(unclosed"]),
+            "vendors.toml: vendor 'criteo', tag 'criteo.onetag': call_ids: bad regular expression '(unclosed': ",
+        ),
+    ],
+    ids=[
+        "unknown-purpose",
+        "no-purpose",
+        "bare-tag-id",
+        "other-vendors-tag-id",
+        "bad-regex",
+        "hosts-not-list",
+        "no-recipient",
+        "refusable-not-bool",
+        "no-purposes",
+        "no-vendors",
+        "version-not-string",
+        "call-not-a-global",
+        "bad-call-id",
+    ],
+)
 def test_bad_registry_is_one_line_naming_file_key_and_expectation(raw, expected):
     with pytest.raises(ConfigError) as info:
         vendors.parse(raw, "vendors.toml")
@@ -261,11 +335,15 @@ def test_duplicate_tag_id_is_named():
         vendors.parse(raw, "vendors.toml")
 
 
-@pytest.mark.parametrize(("content", "expected"), [
-    (None, "file not found"),
-    ("purposes = [", "not valid TOML: "),
-    (b"\xff\xfe", "not valid TOML: "),
-], ids=["missing", "bad-toml", "not-utf8"])
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (None, "file not found"),
+        ("purposes = [", "not valid TOML: "),
+        (b"\xff\xfe", "not valid TOML: "),
+    ],
+    ids=["missing", "bad-toml", "not-utf8"],
+)
 def test_unreadable_file_is_one_line(tmp_path, content, expected):
     path = tmp_path / "vendors.toml"
     if isinstance(content, bytes):
@@ -290,7 +368,7 @@ def test_design_doc_lists_every_tag_with_its_purposes(registry):
 
 def test_script_judgments_are_remembered_and_bounded():
     registry = vendors.load()
-    snippet = "fbq('init', '123', {em: 'a@example.jp'}); fbq('track', 'PageView');".encode()
+    snippet = b"fbq('init', '123', {em: 'a@example.jp'}); fbq('track', 'PageView');"
     assert registry.judge_script(snippet, "utf-8") == (frozenset({"facebook.pixel"}), True, False)
     assert registry.judge_script(snippet, "utf-8") == (frozenset({"facebook.pixel"}), True, False)
     assert registry.judge_script(b"console.log(1)", "utf-8") == (frozenset(), False, False)

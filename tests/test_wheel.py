@@ -28,17 +28,37 @@ _LISTENING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A fresh venv holding gate's wheel; yields its bin/ directory."""
     tmp = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp / "dist"), str(ROOT)],
-                   check=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp / "dist"), str(ROOT)],
+        check=True,
+        timeout=300,
+    )
     wheel = next((tmp / "dist").glob("gate-*.whl"))
     venv = tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "-q",
-                    "--no-deps", str(wheel)], check=True, timeout=120)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(venv / "bin" / "python"),
+            "install",
+            "-q",
+            "--no-deps",
+            str(wheel),
+        ],
+        check=True,
+        timeout=120,
+    )
     # The dependencies, from the test environment's site-packages as a plain path: a .pth line adds the
     # directory without running the .pth files inside it, so the editable gate there stays out of reach.
-    purelib = subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                             check=True, capture_output=True, text=True).stdout.strip()
+    purelib = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     Path(purelib, "test-deps.pth").write_text(sysconfig.get_path("purelib") + "\n", encoding="utf-8")
     yield venv / "bin"
 
@@ -49,14 +69,26 @@ def _run_env(tmp: Path) -> dict[str, str]:
 
 
 def test_installed_gate_is_the_wheel_not_the_source_tree(installed: Path, tmp_path: Path) -> None:
-    where = subprocess.run([str(installed / "python"), "-c", "import gate; print(gate.__file__)"], cwd=tmp_path,
-                           env=_run_env(tmp_path), check=True, capture_output=True, text=True).stdout.strip()
+    where = subprocess.run(
+        [str(installed / "python"), "-c", "import gate; print(gate.__file__)"],
+        cwd=tmp_path,
+        env=_run_env(tmp_path),
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     assert Path(where).is_relative_to(installed.parent), where
 
 
 def test_gate_check_finds_the_shipped_registry_and_names_the_scan(installed: Path, tmp_path: Path) -> None:
-    done = subprocess.run([str(installed / "gate"), "check"], cwd=tmp_path, env=_run_env(tmp_path),
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [str(installed / "gate"), "check"],
+        cwd=tmp_path,
+        env=_run_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert "configuration OK" in done.stdout
     assert re.search(r"vendors\.toml: policy version \w+", done.stdout)
@@ -64,9 +96,15 @@ def test_gate_check_finds_the_shipped_registry_and_names_the_scan(installed: Pat
 
 
 def test_gate_serve_from_the_wheel_serves_the_demo_with_its_banner(installed: Path, tmp_path: Path) -> None:
-    process = subprocess.Popen([str(installed / "gate"), "serve", "--port", "0"], cwd=tmp_path,
-                               env=_run_env(tmp_path), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [str(installed / "gate"), "serve", "--port", "0"],
+        cwd=tmp_path,
+        env=_run_env(tmp_path),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert process.stderr is not None
         deadline, url, seen = time.monotonic() + 30, "", []
