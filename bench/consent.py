@@ -63,8 +63,8 @@ def decisions(url: str, n: int) -> list[float]:
 
 
 def journal_appends(n: int) -> list[float]:
-    from gate.journal import Journal
-    from gate.store import Receipt
+    from gate.recording.journal import Journal
+    from gate.recording.store import Receipt
 
     out = []
     with tempfile.TemporaryDirectory(prefix="gate-bench-") as folder:

@@ -36,11 +36,12 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
-from . import expiry, readiness, receipts, urls
+from . import expiry, readiness, urls
 from .consent import COOKIE_NAME, Consent, decide, undecided
 from .errors import RequestError
-from .ledger import record_rejection
 from .limits import Unavailable
+from .recording import receipts
+from .recording.ledger import record_rejection
 from .settings import Site
 from .vendors import Registry
 

@@ -8,13 +8,14 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
-from . import api, beacon, csp, metrics, proxy, receipts, recorder, report, vendors
+from . import api, csp, proxy, vendors
 from .consent import ConsentCodec
 from .forwarded import ForwardedMiddleware
 from .limits import Limits
 from .logs import AccessLog
 from .pages_text import words_digest
 from .readiness import Readiness, draining_on_signals
+from .recording import beacon, metrics, receipts, recorder, report
 from .settings import Settings, form_path_matcher
 from .shares import Shares
 from .tokens import PageTokens

@@ -212,7 +212,7 @@ def serve(args: argparse.Namespace) -> int:
     app: Any
     if conf.workers > 1:
         os.environ.update(worker_env(flags, conf))
-        from .metrics_setup import prepare_multiprocess
+        from .recording.metrics_setup import prepare_multiprocess
 
         prepare_multiprocess()  # every worker's metric files in one directory (PROMETHEUS_MULTIPROC_DIR)
         app = "gate.cli:_app_from_env"

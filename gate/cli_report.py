@@ -20,7 +20,7 @@ from typing import Any
 
 from . import settings, vendors
 from .errors import ConfigError
-from .store import OFF, Store, StoreError, is_postgres, open_store
+from .recording.store import OFF, Store, StoreError, is_postgres, open_store
 
 RECEIPT_FORMATS = ("csv", "jsonl")  # receipts.FORMATS; gate.receipts (starlette) is imported only when used
 
@@ -65,8 +65,8 @@ def _open(conf: settings.Settings) -> Store:
 
 
 def report_command(args: argparse.Namespace) -> int:
-    from . import report
-    from .ledger import site_label
+    from .recording import report
+    from .recording.ledger import site_label
 
     conf = _settings(args)
     sites = {site_label(s): s for s in conf.sites}
@@ -115,7 +115,7 @@ def parse_time(text: str, what: str) -> int:
 
 
 def receipts_command(args: argparse.Namespace) -> int:
-    from . import receipts
+    from .recording import receipts
 
     conf = _settings(args)
     if args.receipts_action == "export":
@@ -143,9 +143,9 @@ def receipts_command(args: argparse.Namespace) -> int:
 def _store_journaled(store: Store, where: str) -> None:
     """Receipts still in a journal no live gate holds (a stop whose last flush did not finish) are
     written first, as the next `gate serve` would: an export must not miss an acknowledged receipt."""
-    from . import journal
-    from .recorder import spool_dir
-    from .store import Batch
+    from .recording import journal
+    from .recording.recorder import spool_dir
+    from .recording.store import Batch
 
     receipts, files = journal.replay(spool_dir(where))
     if receipts:

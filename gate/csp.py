@@ -303,7 +303,7 @@ async def csp_report(request: Request) -> Response:
         read_body,
         take_limit,
     )
-    from .ledger import record_rejection, site_label
+    from .recording.ledger import record_rejection, site_label
 
     site = request.app.state.settings.site_for(request.headers.get("host"))
     try:

@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from .store import use_wal
+from .recording.store import use_wal
 
 PRUNE_EVERY = 300.0  # seconds between deletions of expired rows
 _SCHEMA = (

@@ -22,7 +22,7 @@ from typing import IO, Any, Self
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .ledger import PathTemplates
+from .recording.ledger import PathTemplates
 from .settings import Settings
 
 TRACE = 5  # uvicorn's extra level below debug

@@ -28,12 +28,13 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Match, NoMatchFound
 from starlette.types import Receive, Scope, Send
 
-from . import beacon, charset, consentmode, csp, expiry, guard, ledger, metrics, urls
+from . import charset, consentmode, csp, expiry, guard, urls
 from .banner import choose_lang, el, render_banner, render_dock, render_root
 from .consent import COOKIE_NAME, Consent, ConsentCodec
 from .decoders import Decoder, decoder_for
 from .errors import IncompleteBody, PageTooLarge, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from .logs import Stopwatch
+from .recording import beacon, ledger, metrics
 from .rewrite import Outcome, PagePlan, PageRewriter, stub_script
 from .settings import Site
 from .shares import ShareExceeded

@@ -284,7 +284,7 @@ def shown_value(conf: Settings, name: str) -> str:
     if name == "report_token" and value:
         return "<masked>"
     if name == "store":
-        from .store import mask_url
+        from .recording.store import mask_url
 
         return repr(mask_url(value))
     return repr(value)

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from gate import beacon
-from gate.beacon import Attribution
+from gate.recording import beacon
+from gate.recording.beacon import Attribution
 from gate.settings import Site
 from gate.vendors import load
 

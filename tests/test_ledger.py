@@ -9,9 +9,9 @@ from typing import Any
 import httpx
 import pytest
 
-from gate import ledger
 from gate.consent import decide, undecided
-from gate.ledger import Counts, Expander, Ledger, PathTemplates
+from gate.recording import ledger
+from gate.recording.ledger import Counts, Expander, Ledger, PathTemplates
 from gate.rewrite import Outcome
 from gate.vendors import load
 
@@ -169,7 +169,7 @@ async def test_shutdown_flushes_what_was_counted(tmp_path):
     async with asgi_client(app) as client:
         for _ in range(3):
             await client.get("/")
-    from gate.store import open_store
+    from gate.recording.store import open_store
 
     reopened = open_store(store)
     try:
@@ -207,7 +207,7 @@ async def test_the_store_is_only_ever_touched_off_the_event_loop(tmp_path, monke
     """Pages, decisions and beacons count in memory; the store is written from a worker thread."""
     import threading
 
-    from gate.store import SqliteStore
+    from gate.recording.store import SqliteStore
 
     threads: list[str] = []
     original = SqliteStore.write

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from gate.banner import text_of
-from gate.store import open_store
+from gate.recording.store import open_store
 
 from . import store_support
 from .conftest import CLIENT_IP, asgi_client
@@ -191,7 +191,7 @@ def test_receipts_command_mistakes_are_one_line(args, message):
 
 
 def test_export_reads_postgresql_too(postgres_url):
-    from gate.store import Batch, Receipt
+    from gate.recording.store import Batch, Receipt
 
     store = open_store(postgres_url)
     try:
@@ -212,9 +212,9 @@ def test_export_reads_postgresql_too(postgres_url):
 def test_export_includes_receipts_still_in_the_journal(tmp_path):
     """A stop whose last flush did not finish leaves acknowledged receipts in the journal only: the
     export writes them to the store first, as the next start would, and finds them."""
-    from gate.journal import Journal
-    from gate.recorder import spool_dir
-    from gate.store import Receipt
+    from gate.recording.journal import Journal
+    from gate.recording.recorder import spool_dir
+    from gate.recording.store import Receipt
 
     store_path = str(tmp_path / "gate.sqlite3")
     open_store(store_path).close()

@@ -17,9 +17,9 @@ import psycopg
 import pytest
 
 from gate import api
-from gate import recorder as recorder_module
-from gate import store as store_module
-from gate.store import Batch, StoreError, open_store
+from gate.recording import recorder as recorder_module
+from gate.recording import store as store_module
+from gate.recording.store import Batch, StoreError, open_store
 
 from . import store_support
 from .conftest import asgi_client

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from gate.report import day_range, text_table
+from gate.recording.report import day_range, text_table
 
 from . import store_support
 from .conftest import asgi_client
@@ -260,7 +260,7 @@ def test_text_table_aligns_numbers_right():
 
 # -- the charts ---------------------------------------------------------------------------------------------
 def decisions_chart(per_day: list[int]) -> str:
-    from gate.report_page import TEXT, _decisions
+    from gate.recording.report_page import TEXT, _decisions
 
     days = [{"day": f"2026-12-0{i + 1}", "decisions": {"accept_all": n}} for i, n in enumerate(per_day)]
     data = {

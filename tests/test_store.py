@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gate.store import MIGRATIONS, SCHEMA_VERSION, Batch, Receipt, StoreError, mask_url, open_store
+from gate.recording.store import MIGRATIONS, SCHEMA_VERSION, Batch, Receipt, StoreError, mask_url, open_store
 
 from . import store_support
 from .gate_process import gate_process
@@ -208,7 +208,7 @@ def test_mask_url(url, shown):
 # -- several processes -------------------------------------------------------------------------------
 WRITER = textwrap.dedent("""
     import sys
-    from gate.store import Batch, open_store
+    from gate.recording.store import Batch, open_store
     store = open_store(sys.argv[1])
     for i in range(int(sys.argv[2])):
         b = Batch()

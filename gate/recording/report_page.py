@@ -8,7 +8,7 @@ from html import escape
 from typing import Any
 from urllib.parse import urlencode
 
-from .vendors import Registry
+from ..vendors import Registry
 
 CHOICE_COLORS = {"accept_all": "#1b7f3b", "custom": "#2f6db5", "reject_all": "#8a8f98", "withdraw": "#c4661f"}
 OUTCOME_COLORS = {"served": "#2f6db5", "stripped": "#8a8f98", "fired": "#1b7f3b"}

@@ -34,13 +34,14 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from . import metrics, tokens, urls
-from .api import check_origin, read_body, take_limit
-from .banner import el, static_url
-from .consent import COOKIE_NAME
-from .errors import RequestError
+from .. import tokens, urls
+from ..api import check_origin, read_body, take_limit
+from ..banner import el, static_url
+from ..consent import COOKIE_NAME
+from ..errors import RequestError
+from ..vendors import Registry
+from . import metrics
 from .ledger import record_rejection, site_label
-from .vendors import Registry
 
 MAX_BODY = 4096
 MAX_HOSTS = 64

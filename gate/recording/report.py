@@ -27,11 +27,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from .banner import choose_lang
+from ..banner import choose_lang
+from ..vendors import Registry
 from .ledger import site_label
 from .receipts import RETRY_AFTER
 from .store import QUERIES, Store, StoreError
-from .vendors import Registry
 
 CHOICES = ("accept_all", "custom", "reject_all", "withdraw")
 OUTCOMES = ("served", "stripped", "fired", "attempted")

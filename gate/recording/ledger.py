@@ -20,12 +20,12 @@ from typing import Any
 
 from starlette.requests import Request
 
-from . import urls
-from .consent import Consent
-from .rewrite import Outcome
-from .settings import Settings, Site
+from .. import urls
+from ..consent import Consent
+from ..rewrite import Outcome
+from ..settings import Settings, Site
+from ..vendors import Registry
 from .store import Batch
-from .vendors import Registry
 
 log = logging.getLogger("gate.ledger")
 

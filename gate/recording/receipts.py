@@ -26,13 +26,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from .banner import choose_lang, recipients
-from .consent import Consent, shown_purposes
-from .errors import RequestError
+from ..banner import choose_lang, recipients
+from ..consent import Consent, shown_purposes
+from ..errors import RequestError
+from ..pages import shown_text
+from ..settings import Site
 from .ledger import site_label
-from .pages import shown_text
 from .recorder import ReceiptsFull
-from .settings import Site
 from .store import RECEIPT_COLUMNS, Receipt
 
 FORMATS = ("csv", "jsonl")

@@ -26,10 +26,10 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
+from ..settings import Settings
 from . import journal, metrics
 from .journal import Journal
 from .ledger import Expander, Ledger, record_attempt
-from .settings import Settings
 from .store import OFF, Batch, Receipt, Store, StoreError, is_postgres, open_store
 from .store import TIMEOUT as STORE_TIMEOUT
 
