@@ -12,7 +12,7 @@ is deliberately small (two-label suffixes common for our sites); an unknown suff
 header the browser ignores, since a browser refuses ``Domain=`` on a public suffix.
 
 Why only on decisions, not on every page while a tag is refused: a refused tag is stripped from every
-page and its cookies are already dropped from what the origin receives (proxy.cookie_filter), so a
+page and its cookies are already dropped from what the origin receives (headers.cookie_filter), so a
 cookie left behind carries nothing anywhere through gate. Expiring at the decision is what the visitor
 asked for; repeating it on every page would put Set-Cookie headers next to the origin's own (which
 may legitimately set a cookie of the same name, e.g. a server-side tag the operator runs) and send the

@@ -15,52 +15,35 @@ stripped for this visitor". What the rewriter actually met on this page is logge
 from __future__ import annotations
 
 import logging
-import math
-import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import Awaitable
 
 import anyio
 import httpx
 from starlette.datastructures import URLPath
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Match, NoMatchFound
 from starlette.types import Receive, Scope, Send
 
-from . import charset, consentmode, csp, expiry, guard, urls
+from . import consentmode, csp, expiry, guard, urls
 from .banner import choose_lang, el, render_banner, render_dock, render_root
 from .consent import COOKIE_NAME, Consent, ConsentCodec
-from .decoders import Decoder, decoder_for
-from .errors import IncompleteBody, PageTooLarge, UpstreamError, UpstreamTimeout, UpstreamUnavailable
-from .logs import Stopwatch
+from .decoders import decoder_for
+from .errorpages import OVERDUE, busy, cut_reason, error_page
+from .errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from .headers import consent_header, cookie_filter, page_headers, script_nonce
+from .pagebody import PageBody, page_chunks
 from .recording import beacon, ledger, metrics
-from .rewrite import Outcome, PagePlan, PageRewriter, stub_script
+from .rewrite import Outcome, PagePlan, stub_script
 from .settings import Site
 from .shares import ShareExceeded
+from .sniff import has_body, is_page, sniff_unlabelled
+from .streamed import Streamed
 from .upstream import OriginMap, raw_body, response_headers
 from .vendors import Registry
 
 log = logging.getLogger("gate.proxy")
-
-HTML_TYPES = ("text/html", "application/xhtml+xml")
-# What the rewritten body no longer matches: its length, coding, validators and byte ranges.
-_PAGE_DROP = frozenset(
-    {
-        b"content-length",
-        b"content-encoding",
-        b"etag",
-        b"last-modified",
-        b"accept-ranges",
-        b"content-md5",
-        b"digest",
-        b"cache-control",
-        b"vary",
-    }
-)
-_NONCE = re.compile(r"'nonce-([A-Za-z0-9+/=_-]+)'")
-_OVERDUE = "no complete response within upstream_response_timeout"
-RETRY_AFTER = 2  # seconds, in the 503 of a visitor or path over its share of the upstream pool
 
 
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -131,7 +114,7 @@ async def handle(request: Request) -> Response | Streamed:
     except UpstreamError as e:
         return error_page(e, request, site)
     except TimeoutError:
-        return error_page(UpstreamTimeout(_OVERDUE), request, site)
+        return error_page(UpstreamTimeout(OVERDUE), request, site)
     except ClientDisconnect:
         log.info("client went away during the request body: %s %s", request.method, request.url.path)
         return Response(status_code=400)
@@ -223,93 +206,13 @@ async def respond(
         f"{scheme}://{host}",
         token,
     )
-    return Streamed(upstream.status_code, headers, _page_chunks(body, page, request), upstream, page=page)
-
-
-def has_body(method: str, upstream: httpx.Response) -> bool:
-    """A response a browser could render. 206 is a byte range of a file (a resumed download), never a
-    page a browser renders, so it passes through like any other range."""
-    return not (method == "HEAD" or upstream.status_code in (204, 206, 304) or upstream.status_code < 200)
-
-
-def is_page(method: str, upstream: httpx.Response) -> bool:
-    """A page we rewrite: HTML with a body (Content-Length 0 is none: there is nothing to gate)."""
-    media_type = upstream.headers.get("content-type", "").split(";")[0].strip().lower()
-    empty = upstream.headers.get("content-length", "").strip() == "0"
-    return has_body(method, upstream) and media_type in HTML_TYPES and not empty
-
-
-# WHATWG MIME sniffing, "rules for identifying an unknown MIME type": the HTML signatures.
-_HTML_SIGNATURES = tuple(
-    s.encode()
-    for s in (
-        "<!DOCTYPE HTML",
-        "<HTML",
-        "<HEAD",
-        "<SCRIPT",
-        "<IFRAME",
-        "<H1",
-        "<DIV",
-        "<FONT",
-        "<TABLE",
-        "<A",
-        "<STYLE",
-        "<TITLE",
-        "<B",
-        "<BODY",
-        "<BR",
-        "<P",
-        "<!--",
+    return Streamed(
+        upstream.status_code,
+        headers,
+        page_chunks(body, page, lambda outcome: page_finished(request, outcome)),
+        upstream,
+        page=page,
     )
-)
-SNIFF_BYTES = 512
-SNIFF_RAW_BYTES = 256 * 1024  # the most of an unlabelled body held back while sniffing
-
-
-def looks_like_html(head: bytes) -> bool:
-    """What a browser would render as HTML when no Content-Type says otherwise."""
-    head = head.lstrip(b"\t\n\x0c\r ").upper()
-    return any(head.startswith(sig) and head[len(sig) : len(sig) + 1] in (b" ", b">") for sig in _HTML_SIGNATURES)
-
-
-async def sniff_unlabelled(
-    body: AsyncIterator[bytes], content_encoding: str | None
-) -> tuple[AsyncIterator[bytes], bool]:
-    """Read up to SNIFF_BYTES of an unlabelled body (decoded) to tell whether it is HTML; the body is
-    handed back whole, with what was read put back in front. Bounded both ways: at most SNIFF_RAW_BYTES
-    of the body are held, and no more than SNIFF_BYTES are ever decoded (a bomb stays a few KB)."""
-    decoder = decoder_for(content_encoding)
-    if decoder is None:
-        return body, False  # the browser cannot decode it either: it will not render it
-    held: list[bytes] = []
-    head, held_bytes, readable = b"", 0, True
-    async for chunk in body:
-        held.append(chunk)
-        held_bytes += len(chunk)
-        head, readable = _decoded_head(decoder, chunk, head)
-        if not readable or len(head) >= SNIFF_BYTES or held_bytes >= SNIFF_RAW_BYTES:
-            break
-
-    async def chained() -> AsyncIterator[bytes]:
-        for chunk in held:
-            yield chunk
-        async for chunk in body:
-            yield chunk
-
-    return chained(), looks_like_html(head)
-
-
-def _decoded_head(decoder: Decoder, chunk: bytes, head: bytes) -> tuple[bytes, bool]:
-    """``head`` plus what ``chunk`` decodes to, up to SNIFF_BYTES in all; False once the body cannot be
-    decoded (what came out before is still judged, as a browser would have rendered it)."""
-    try:
-        for piece in decoder.feed(chunk):
-            head += piece[: SNIFF_BYTES - len(head)]
-            if len(head) >= SNIFF_BYTES:
-                break
-    except IncompleteBody:
-        return head, False
-    return head, True
 
 
 def read_consent(request: Request, site: Site, registry: Registry, codec: ConsentCodec) -> Consent:
@@ -352,25 +255,16 @@ def count_undeclared(request: Request, outcome: Outcome | None) -> None:
         attempts.record(csp.Attempt(site.host or "", "", host, "html"))
 
 
-def cookie_filter(registry: Registry, allowed: frozenset[str]):
-    """Cookies the origin must not see: gate's own, and those of every tag this visitor refuses (a
-    server-side integration could otherwise read _fbp or _ga the visitor said no to)."""
-    refused = [t for t in registry.tags.values() if t.id not in allowed and t.cookies]
-
-    def drop(name: str) -> bool:
-        return name == COOKIE_NAME or any(t.cookie_matches(name) for t in refused)
-
-    return drop
-
-
-def consent_header(consent: Consent) -> str:
-    """The Gate-Consent request header the origin receives, e.g.
-    ``decided=1; improvement=1; advertising=0; suggestions=0; content=0``: server-side tags
-    (conversion APIs) must honour it, gate cannot see them."""
-    parts = [f"decided={int(consent.decided)}"] + [f"{p}={int(ok)}" for p, ok in consent.purposes.items()]
-    if consent.vendors_refused:
-        parts.append("vendors_refused=" + ",".join(sorted(consent.vendors_refused)))
-    return "; ".join(parts)
+def page_finished(request: Request, outcome: Outcome | None) -> None:
+    """After a page's last byte went out: what the rewriter met goes to the ledger, the log, the form
+    pages learnt and the undeclared-host counts."""
+    request.state.gate_outcome = outcome
+    warn_personal_data(request, outcome)
+    learn_form_page(request, outcome)
+    count_undeclared(request, outcome)
+    ledger.record_page(request, outcome)
+    if outcome is not None and log.isEnabledFor(logging.DEBUG):
+        log.debug("%s %s: %s", request.method, request.url.path, outcome.header())
 
 
 def head_html(
@@ -473,295 +367,3 @@ def warn_personal_data(request: Request, outcome: Outcome | None) -> None:
             request.url.path,
             action,
         )
-
-
-def script_nonce(policies: list[str]) -> str | None:
-    """The nonce the origin's CSP allows scripts with, so the banner's script may run too."""
-    for policy in policies:
-        directives = {d.strip().split(" ", 1)[0].lower(): d for d in policy.split(";") if d.strip()}
-        for name in ("script-src-elem", "script-src", "default-src"):
-            if name in directives:
-                m = _NONCE.search(directives[name])
-                if m:
-                    return m.group(1)
-                break
-    return None
-
-
-# -- the page body ------------------------------------------------------------------------------
-class PageBody:
-    """Upstream bytes in, the gated page out: undo Content-Encoding, sniff the charset on the first
-    bytes (at most 1024 are held back), rewrite in the page's own encoding."""
-
-    def __init__(self, plan: PagePlan, content_type: str | None, decoder: Decoder) -> None:
-        self.plan, self.content_type, self.decoder = plan, content_type, decoder
-        self.need = charset.bytes_needed(content_type)
-        self.head = b""
-        self.rewriter: PageRewriter | None = None
-        self.stream: charset.Stream | None = None
-        self.sniffed: charset.Sniffed | None = None
-        self.stopwatch = Stopwatch()  # time spent rewriting, for the access line
-
-    @property
-    def outcome(self) -> Outcome | None:
-        return self.rewriter.outcome if self.rewriter else None
-
-    def feed(self, data: bytes) -> Iterator[bytes]:
-        for piece in self.decoder.feed(data):
-            yield from self._page(piece)
-
-    def close(self) -> Iterator[bytes]:
-        for piece in self.decoder.close():
-            yield from self._page(piece)
-        if self.stream is None:
-            if not self.head:  # no byte at all: an empty body stays empty, no banner on nothing
-                return
-            yield from self._page(b"", force=True)
-        assert self.stream is not None
-        with self.stopwatch:
-            tail = self.stream.close()
-        if tail:
-            yield tail
-
-    def _page(self, piece: bytes, force: bool = False) -> Iterator[bytes]:
-        if self.stream is None:
-            self.head += piece
-            if len(self.head) < self.need and not force:
-                return
-            piece, self.head = self.head, b""
-            self._open(piece)
-        assert self.stream is not None
-        with self.stopwatch:
-            out = self.stream.feed(piece)
-        if out:
-            yield out
-
-    def _open(self, head: bytes) -> None:
-        self.sniffed = charset.detect(self.content_type, head)
-        codec = self.sniffed.codec
-        if self.sniffed.unknown_label:
-            log.info("unknown charset %r, read as %s", self.sniffed.unknown_label, codec)
-        if charset.is_ascii_compatible(codec):
-            self.rewriter = self.stream = PageRewriter(self.plan, codec)
-        else:
-            self.rewriter = PageRewriter(self.plan, "utf-8")
-            self.stream = charset.Transcoder(self.rewriter, codec)
-
-
-async def _page_chunks(chunks: AsyncIterator[bytes], page: PageBody, request: Request) -> AsyncIterator[bytes]:
-    async for chunk in chunks:
-        for out in page.feed(chunk):
-            yield out
-    for out in page.close():
-        yield out
-    request.state.gate_outcome = page.outcome
-    warn_personal_data(request, page.outcome)
-    learn_form_page(request, page.outcome)
-    count_undeclared(request, page.outcome)
-    ledger.record_page(request, page.outcome)
-    if page.outcome is not None and log.isEnabledFor(logging.DEBUG):
-        log.debug("%s %s: %s", request.method, request.url.path, page.outcome.header())
-
-
-def page_headers(
-    headers: list[tuple[bytes, bytes]], carried: frozenset[str], allowed: frozenset[str]
-) -> list[tuple[bytes, bytes]]:
-    """A rewritten page's headers: identity, no validators, private to this visitor, and Gate-Tags."""
-    cache_control = [v.decode("latin-1") for k, v in headers if k == b"cache-control"]
-    vary = [v.decode("latin-1") for k, v in headers if k == b"vary"]
-    out = [(k, v) for k, v in headers if k not in _PAGE_DROP]
-    out.append((b"cache-control", private_cache_control(cache_control).encode("latin-1")))
-    out.append((b"vary", vary_cookie(vary).encode("latin-1")))
-    kept, stripped = ",".join(sorted(carried & allowed)), ",".join(sorted(carried - allowed))
-    out.append((b"gate-tags", f"kept={kept}; stripped={stripped}".encode("latin-1")))
-    return out
-
-
-_DIRECTIVE = re.compile(r'\s*([^=,\s]+)(?:\s*=\s*("[^"]*"|[^,]*))?\s*(?:,|$)')
-
-
-def private_cache_control(values: list[str]) -> str:
-    """The origin's Cache-Control made private: shared-cache directives dropped, the rest kept."""
-    kept = ["private"]
-    for value in values:
-        for m in _DIRECTIVE.finditer(value):
-            name = m.group(1).lower()
-            if name not in ("public", "private", "s-maxage", "proxy-revalidate"):
-                kept.append(m.group(0).strip().rstrip(",").strip())
-    return ", ".join(kept)
-
-
-def vary_cookie(values: list[str]) -> str:
-    """The origin's Vary plus Cookie and Accept-Language (the banner's language follows it)."""
-    names = [n.strip() for v in values for n in v.split(",") if n.strip()]
-    if "*" in names:
-        return "*"
-    lower = {n.lower() for n in names}
-    names += [n for n in ("Cookie", "Accept-Language") if n.lower() not in lower]
-    return ", ".join(names)
-
-
-# -- responses ------------------------------------------------------------------------------------
-class Streamed:
-    """Streams ``body`` to the visitor and closes the upstream response whatever happens: at the end,
-    on a failure mid-body, and when the visitor goes away (uvicorn's send() just returns then, so a
-    watcher on receive() is what notices)."""
-
-    def __init__(
-        self,
-        status: int,
-        headers: list[tuple[bytes, bytes]],
-        body: AsyncIterator[bytes],
-        upstream: httpx.Response,
-        page: PageBody | None = None,
-    ) -> None:
-        self.status, self.headers, self.body, self.upstream = status, headers, body, upstream
-        self.page = page
-        self.deadline = math.inf  # upstream_response_timeout: when the whole response must be over
-        self.started = False  # whether the headers went out
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            with anyio.CancelScope(deadline=self.deadline) as overdue:
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(self._watch, receive, tg.cancel_scope)
-                    await self._send(send, scope)
-                    tg.cancel_scope.cancel()
-            if overdue.cancelled_caught:
-                # A trickle (a byte now and then) never trips the read timeout; this ends it.
-                log.warning("upstream response overdue for %s %s: cut", scope["method"], scope["path"])
-                if not self.started:
-                    page = error_page(UpstreamTimeout(_OVERDUE), Request(scope), self._site(scope))
-                    await page(scope, _no_receive, send)
-        finally:
-            with anyio.CancelScope(shield=True):
-                await self.body.aclose()  # type: ignore[attr-defined]
-                await self.upstream.aclose()
-
-    async def _watch(self, receive: Receive, scope: anyio.CancelScope) -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        log.debug("client went away mid-stream")
-        scope.cancel()
-
-    async def _send(self, send: Send, scope: Scope) -> None:
-        if self.page is None:
-            self.started = True
-            await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
-        try:
-            async for chunk in self.body:
-                if not self.started:  # a page: its first bytes are out of the sniffer, so its charset is known
-                    self.started = True
-                    await send({"type": "http.response.start", "status": self.status, "headers": self._page_headers()})
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        except UpstreamError as e:
-            reason = cut_reason(e)
-            metrics.INCOMPLETE.labels(reason).inc()
-            log.warning(
-                "response cut (%s) for %s %s, %s: %s",
-                reason,
-                scope["method"],
-                scope["path"],
-                "after its first bytes" if self.started else "before any byte",
-                _reason(e),
-            )
-            if not self.started:  # nothing sent yet: the visitor can still get a proper error page
-                shown = e if isinstance(e, (PageTooLarge, UpstreamTimeout)) else UpstreamUnavailable(_reason(e))
-                await error_page(shown, Request(scope), self._site(scope))(scope, _no_receive, send)
-            # Otherwise headers are gone: ending the body normally would hand the visitor a
-            # complete-looking, truncated page. Returning without the last message drops the connection
-            # (no final chunk), and nothing more is added to the page.
-            return
-        if not self.started:
-            self.started = True
-            await send({"type": "http.response.start", "status": self.status, "headers": self._page_headers()})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-    @staticmethod
-    def _site(scope: Scope) -> Site:
-        return scope["app"].state.settings.site_for(dict(scope["headers"]).get(b"host", b"").decode("latin-1"))
-
-    def _page_headers(self) -> list[tuple[bytes, bytes]]:
-        """The page's headers, its Content-Type naming the charset it was read in: gate injects its
-        scripts first in <head>, which can push a <meta charset> past the 1024 bytes a browser
-        prescans, so the header must say it."""
-        sniffed = self.page.sniffed if self.page is not None else None
-        label = charset.label_for(sniffed.codec) if sniffed is not None else None
-        if label is None:
-            return self.headers
-        out = []
-        for k, v in self.headers:
-            if k.lower() == b"content-type":
-                media = v.split(b";")[0].strip()
-                v = media + b"; charset=" + label.encode()
-            out.append((k, v))
-        return out
-
-
-def cut_reason(e: UpstreamError) -> str:
-    """The label a cut response is counted under in gate_incomplete_responses_total."""
-    if isinstance(e, IncompleteBody):
-        return e.reason
-    return "timeout" if isinstance(e, UpstreamTimeout) else "origin_closed"
-
-
-async def _no_receive() -> dict:
-    return {"type": "http.disconnect"}
-
-
-def _reason(e: BaseException) -> str:
-    return str(e) or type(e).__name__
-
-
-_ERROR_TEXT = {
-    502: (
-        "ページを表示できません",
-        "サイトのサーバーに接続できませんでした。しばらくしてから、もう一度お試しください。",
-        "Bad gateway",
-        "The site's server could not be reached. Please try again in a moment.",
-    ),
-    504: (
-        "応答がありません",
-        "サイトのサーバーが時間内に応答しませんでした。しばらくしてから、もう一度お試しください。",
-        "Gateway timeout",
-        "The site's server did not answer in time. Please try again in a moment.",
-    ),
-}
-_TOO_LARGE_TEXT = (
-    "ページが大きすぎます",
-    "このページは大きすぎるため表示できません。",
-    "Page too large",
-    "This page is too large to be shown.",
-)
-
-
-def busy(error: ShareExceeded, request: Request, site: Site) -> Response:
-    """503 when a visitor or a path has its whole share of the upstream pool under way."""
-    log.warning(
-        "503 for %s %s from %s: this %s has its share of the upstream pool (%s) under way",
-        request.method,
-        request.url.path,
-        request.client.host if request.client else "?",
-        error.what,
-        site.upstream,
-    )
-    return PlainTextResponse(
-        "503 Service Unavailable: too many requests under way. Please retry in a moment.\n",
-        503,
-        headers={"retry-after": str(RETRY_AFTER), "cache-control": "no-store"},
-    )
-
-
-def error_page(error: UpstreamError, request: Request, site: Site) -> HTMLResponse:
-    """502 / 504 in Japanese and English; the reason goes to the log, never to the visitor."""
-    log.warning("upstream %s failed for %s %s: %s", site.upstream, request.method, request.url.path, _reason(error))
-    texts = _TOO_LARGE_TEXT if isinstance(error, PageTooLarge) else _ERROR_TEXT[error.status]
-    ja_title, ja_text, en_title, en_text = texts
-    html = (
-        f'<!doctype html><html lang="ja"><meta charset="utf-8">'
-        f'<meta name="viewport" content="width=device-width,initial-scale=1">'
-        f"<title>{error.status} {en_title}</title>"
-        f"<h1>{ja_title}</h1><p>{ja_text}</p>"
-        f'<h1 lang="en">{en_title}</h1><p lang="en">{en_text}</p></html>\n'
-    )
-    return HTMLResponse(html, error.status, headers={"cache-control": "no-store"})

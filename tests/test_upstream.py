@@ -17,7 +17,7 @@ import respx
 from gate import app as gate_app
 from gate import upstream
 from gate.consent import COOKIE_NAME, ConsentCodec, decide
-from gate.proxy import private_cache_control, script_nonce, vary_cookie
+from gate.headers import private_cache_control, script_nonce, vary_cookie
 from gate.settings import Site
 
 from .conftest import CLIENT_IP, KEY, asgi_client, gate_settings, serve

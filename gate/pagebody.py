@@ -1,0 +1,85 @@
+"""The page body transform: upstream bytes in, the gated page out (decoder -> charset sniff ->
+transcoder when the page is not ASCII-compatible -> rewriter)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator
+
+from . import charset
+from .decoders import Decoder
+from .logs import Stopwatch
+from .rewrite import Outcome, PagePlan, PageRewriter
+
+log = logging.getLogger("gate.proxy")  # the request path's logger, as before the split
+
+
+class PageBody:
+    """Upstream bytes in, the gated page out: undo Content-Encoding, sniff the charset on the first
+    bytes (at most 1024 are held back), rewrite in the page's own encoding."""
+
+    def __init__(self, plan: PagePlan, content_type: str | None, decoder: Decoder) -> None:
+        self.plan, self.content_type, self.decoder = plan, content_type, decoder
+        self.need = charset.bytes_needed(content_type)
+        self.head = b""
+        self.rewriter: PageRewriter | None = None
+        self.stream: charset.Stream | None = None
+        self.sniffed: charset.Sniffed | None = None
+        self.stopwatch = Stopwatch()  # time spent rewriting, for the access line
+
+    @property
+    def outcome(self) -> Outcome | None:
+        return self.rewriter.outcome if self.rewriter else None
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        for piece in self.decoder.feed(data):
+            yield from self._page(piece)
+
+    def close(self) -> Iterator[bytes]:
+        for piece in self.decoder.close():
+            yield from self._page(piece)
+        if self.stream is None:
+            if not self.head:  # no byte at all: an empty body stays empty, no banner on nothing
+                return
+            yield from self._page(b"", force=True)
+        assert self.stream is not None
+        with self.stopwatch:
+            tail = self.stream.close()
+        if tail:
+            yield tail
+
+    def _page(self, piece: bytes, force: bool = False) -> Iterator[bytes]:
+        if self.stream is None:
+            self.head += piece
+            if len(self.head) < self.need and not force:
+                return
+            piece, self.head = self.head, b""
+            self._open(piece)
+        assert self.stream is not None
+        with self.stopwatch:
+            out = self.stream.feed(piece)
+        if out:
+            yield out
+
+    def _open(self, head: bytes) -> None:
+        self.sniffed = charset.detect(self.content_type, head)
+        codec = self.sniffed.codec
+        if self.sniffed.unknown_label:
+            log.info("unknown charset %r, read as %s", self.sniffed.unknown_label, codec)
+        if charset.is_ascii_compatible(codec):
+            self.rewriter = self.stream = PageRewriter(self.plan, codec)
+        else:
+            self.rewriter = PageRewriter(self.plan, "utf-8")
+            self.stream = charset.Transcoder(self.rewriter, codec)
+
+
+async def page_chunks(
+    chunks: AsyncIterator[bytes], page: PageBody, finished: Callable[[Outcome | None], None]
+) -> AsyncIterator[bytes]:
+    """The gated page as it streams; ``finished(outcome)`` once its last byte has gone out."""
+    async for chunk in chunks:
+        for out in page.feed(chunk):
+            yield out
+    for out in page.close():
+        yield out
+    finished(page.outcome)

@@ -1,0 +1,124 @@
+"""The visitor's response, streamed: headers (for a page, once its charset is known), the body as it
+comes, the upstream response closed whatever happens, and the whole response cut at the deadline."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import httpx
+from starlette.requests import Request
+from starlette.types import Receive, Scope, Send
+
+from . import charset
+from .errorpages import OVERDUE, cut_reason, error_page, reason_of
+from .errors import PageTooLarge, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from .pagebody import PageBody
+from .recording import metrics
+from .settings import Site
+
+log = logging.getLogger("gate.proxy")  # the request path's logger, as before the split
+
+
+class Streamed:
+    """Streams ``body`` to the visitor and closes the upstream response whatever happens: at the end,
+    on a failure mid-body, and when the visitor goes away (uvicorn's send() just returns then, so a
+    watcher on receive() is what notices)."""
+
+    def __init__(
+        self,
+        status: int,
+        headers: list[tuple[bytes, bytes]],
+        body: AsyncIterator[bytes],
+        upstream: httpx.Response,
+        page: PageBody | None = None,
+    ) -> None:
+        self.status, self.headers, self.body, self.upstream = status, headers, body, upstream
+        self.page = page
+        self.deadline = math.inf  # upstream_response_timeout: when the whole response must be over
+        self.started = False  # whether the headers went out
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            with anyio.CancelScope(deadline=self.deadline) as overdue:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._watch, receive, tg.cancel_scope)
+                    await self._send(send, scope)
+                    tg.cancel_scope.cancel()
+            if overdue.cancelled_caught:
+                # A trickle (a byte now and then) never trips the read timeout; this ends it.
+                log.warning("upstream response overdue for %s %s: cut", scope["method"], scope["path"])
+                if not self.started:
+                    page = error_page(UpstreamTimeout(OVERDUE), Request(scope), self._site(scope))
+                    await page(scope, _no_receive, send)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.body.aclose()  # type: ignore[attr-defined]
+                await self.upstream.aclose()
+
+    async def _watch(self, receive: Receive, scope: anyio.CancelScope) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        log.debug("client went away mid-stream")
+        scope.cancel()
+
+    async def _send(self, send: Send, scope: Scope) -> None:
+        if self.page is None:
+            self.started = True
+            await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
+        try:
+            async for chunk in self.body:
+                if not self.started:  # a page: its first bytes are out of the sniffer, so its charset is known
+                    self.started = True
+                    await send({"type": "http.response.start", "status": self.status, "headers": self._page_headers()})
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except UpstreamError as e:
+            reason = cut_reason(e)
+            metrics.INCOMPLETE.labels(reason).inc()
+            log.warning(
+                "response cut (%s) for %s %s, %s: %s",
+                reason,
+                scope["method"],
+                scope["path"],
+                "after its first bytes" if self.started else "before any byte",
+                reason_of(e),
+            )
+            if not self.started:  # nothing sent yet: the visitor can still get a proper error page
+                shown = e if isinstance(e, (PageTooLarge, UpstreamTimeout)) else UpstreamUnavailable(reason_of(e))
+                await error_page(shown, Request(scope), self._site(scope))(scope, _no_receive, send)
+            # Otherwise headers are gone: ending the body normally would hand the visitor a
+            # complete-looking, truncated page. Returning without the last message drops the connection
+            # (no final chunk), and nothing more is added to the page.
+            return
+        if not self.started:
+            self.started = True
+            await send({"type": "http.response.start", "status": self.status, "headers": self._page_headers()})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    @staticmethod
+    def _site(scope: Scope) -> Site:
+        site: Site = scope["app"].state.settings.site_for(dict(scope["headers"]).get(b"host", b"").decode("latin-1"))
+        return site
+
+    def _page_headers(self) -> list[tuple[bytes, bytes]]:
+        """The page's headers, its Content-Type naming the charset it was read in: gate injects its
+        scripts first in <head>, which can push a <meta charset> past the 1024 bytes a browser
+        prescans, so the header must say it."""
+        sniffed = self.page.sniffed if self.page is not None else None
+        label = charset.label_for(sniffed.codec) if sniffed is not None else None
+        if label is None:
+            return self.headers
+        out = []
+        for k, v in self.headers:
+            if k.lower() == b"content-type":
+                media = v.split(b";")[0].strip()
+                v = media + b"; charset=" + label.encode()
+            out.append((k, v))
+        return out
+
+
+async def _no_receive() -> dict[str, Any]:
+    return {"type": "http.disconnect"}
