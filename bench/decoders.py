@@ -116,8 +116,8 @@ def decode(runs: int) -> None:
             started = time.process_time()
             out = 0
             for i in range(0, len(wire), PIECE):
-                out += sum(len(p) for p in d.feed(wire[i : i + PIECE]))
-            out += sum(len(p) for p in d.close())
+                out += sum(len(p) for p in d.pieces(wire[i : i + PIECE]))
+            out += sum(len(p) for p in d.end_pieces())
             times.append(time.process_time() - started)
         med = statistics.median(times)
         print(

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import codecs
 import re
-from typing import NamedTuple, Protocol
+from typing import NamedTuple
+
+from .transform import ByteTransform
 
 PRESCAN_BYTES = 1024
 DEFAULT = "utf-8"
@@ -246,19 +248,15 @@ def _charset_in_content(value: str) -> str | None:
 
 
 # -- transcoding ------------------------------------------------------------------------------
-class Stream(Protocol):
-    def feed(self, data: bytes) -> bytes: ...
-    def close(self) -> bytes: ...
-
-
 class Transcoder:
-    """Wraps a UTF-8 stream transform for a page in ``codec``: input is decoded to UTF-8 for it and
-    its output encoded back, both incrementally (a character may straddle two chunks).
+    """A ByteTransform (gate.transform) wrapping a UTF-8 one for a page in ``codec``: input is decoded
+    to UTF-8 for it and its output encoded back, both incrementally (a character may straddle two
+    chunks).
 
     Undecodable input becomes U+FFFD, as the browser shows it; the round trip keeps every character
     but not necessarily every byte of ISO-2022-JP's escape sequences."""
 
-    def __init__(self, inner: Stream, codec: str) -> None:
+    def __init__(self, inner: ByteTransform, codec: str) -> None:
         self.inner, self.codec = inner, codec
         self._decode = codecs.getincrementaldecoder(codec)("replace").decode
         self._inner_out = codecs.getincrementaldecoder("utf-8")("replace").decode

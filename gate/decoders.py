@@ -1,10 +1,12 @@
 """Content-Encoding undone as the body streams: gzip (x-gzip; one member or several), deflate (zlib-
 wrapped, or raw as some servers send it), br, identity, and lists of them such as ``gzip, br``.
 
-Every decoder is a plain object: ``feed(bytes)`` and ``close()`` each return an iterator of decoded
-pieces of at most about PIECE bytes. Pieces rather than one ``bytes``: a few KB of compressed input can
-stand for gigabytes (a bomb), and whoever reads the pieces decides how many it holds. Read each
-iterator to its end before the next call.
+Every decoder is a ``transform.Pieces``: ``pieces(bytes)`` and ``end_pieces()`` each return an
+iterator of decoded pieces of at most about PIECE bytes, and ``feed``/``close`` (the one byte-transform
+protocol, gate.transform) return those pieces joined. Pieces rather than one ``bytes`` on the page
+path: a few KB of compressed input can stand for gigabytes (a bomb), and whoever reads the pieces
+decides how many it holds. Read each iterator to its end before the next call; use ``feed``/``close``
+only where the output is capped (``max_bytes``) or known to be small.
 
 Hostile or broken input raises IncompleteBody, never zlib.error or brotli.error: ``corrupt`` for bytes
 that are not the coding (or anything but another gzip member after the end), ``truncated`` from close()
@@ -16,32 +18,29 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterator
-from typing import Protocol
 
-import brotli
+import brotli  # type: ignore[import-untyped]  # no stubs; its errors stay in here (IncompleteBody)
 
 from .errors import IncompleteBody, PageTooLarge
+from .transform import Joined, Pieces
 
 DECODABLE = frozenset({"gzip", "x-gzip", "deflate", "br", "identity"})
 PIECE = 64 * 1024
 
 
-class Decoder(Protocol):
-    def feed(self, data: bytes) -> Iterator[bytes]: ...
-
-    def close(self) -> Iterator[bytes]: ...
+Decoder = Pieces  # what decoder_for returns
 
 
-class Identity:
-    def feed(self, data: bytes) -> Iterator[bytes]:
+class Identity(Joined):
+    def pieces(self, data: bytes) -> Iterator[bytes]:
         if data:
             yield data
 
-    def close(self) -> Iterator[bytes]:
+    def end_pieces(self) -> Iterator[bytes]:
         return iter(())
 
 
-class ZlibDecoder:
+class ZlibDecoder(Joined):
     """gzip, or deflate: zlib-wrapped (RFC 9110) or raw (what some servers send), told apart by the
     first two bytes."""
 
@@ -55,7 +54,7 @@ class ZlibDecoder:
     def _member(self) -> zlib._Decompress:
         return zlib.decompressobj(16 + zlib.MAX_WBITS)
 
-    def feed(self, data: bytes) -> Iterator[bytes]:
+    def pieces(self, data: bytes) -> Iterator[bytes]:
         self._seen = self._seen or bool(data)
         more = False  # zlib may hold output back when a piece filled up
         while data or more:
@@ -87,7 +86,7 @@ class ZlibDecoder:
             self._d = self._member()
         return rest
 
-    def close(self) -> Iterator[bytes]:
+    def end_pieces(self) -> Iterator[bytes]:
         ended = self._d is not None and self._d.eof
         if self._seen and not ended:
             raise IncompleteBody("truncated", f"{self.coding}: the stream ended before its end")
@@ -99,7 +98,7 @@ def _zlib_header(head: bytes) -> bool:
     return head[0] & 0x0F == 8 and head[0] >> 4 <= 7 and (head[0] << 8 | head[1]) % 31 == 0
 
 
-class BrotliDecoder:
+class BrotliDecoder(Joined):
     """br, through the brotli module's streaming decompressor (brotli >= 1.2 for its output limit).
 
     ``process(data, output_buffer_limit=n)`` stops once its output reaches ``n`` bytes, and then keeps
@@ -112,7 +111,7 @@ class BrotliDecoder:
         self._d = brotli.Decompressor()
         self._seen = False
 
-    def feed(self, data: bytes) -> Iterator[bytes]:
+    def pieces(self, data: bytes) -> Iterator[bytes]:
         if not data:
             return
         self._seen = True
@@ -127,22 +126,22 @@ class BrotliDecoder:
         except brotli.error as e:
             raise IncompleteBody("corrupt", f"br: {e}") from None
 
-    def close(self) -> Iterator[bytes]:
+    def end_pieces(self) -> Iterator[bytes]:
         if self._seen and not self._d.is_finished():
             raise IncompleteBody("truncated", "br: the stream ended before its end")
         return iter(())
 
 
-class ChainDecoder:
+class ChainDecoder(Joined):
     """Content-Encoding lists codings in the order applied; undo them last first."""
 
     def __init__(self, decoders: list[Decoder]) -> None:
         self.decoders = decoders
 
-    def feed(self, data: bytes) -> Iterator[bytes]:
+    def pieces(self, data: bytes) -> Iterator[bytes]:
         return self._through(0, iter((data,)), final=False)
 
-    def close(self) -> Iterator[bytes]:
+    def end_pieces(self) -> Iterator[bytes]:
         return self._through(0, iter(()), final=True)
 
     def _through(self, i: int, pieces: Iterator[bytes], final: bool) -> Iterator[bytes]:
@@ -154,24 +153,24 @@ class ChainDecoder:
 
         def produced() -> Iterator[bytes]:
             for p in pieces:
-                yield from d.feed(p)
+                yield from d.pieces(p)
             if final:
-                yield from d.close()
+                yield from d.end_pieces()
 
         yield from self._through(i + 1, produced(), final)
 
 
-class Capped:
+class Capped(Joined):
     """A decoder that raises PageTooLarge once more than ``max_bytes`` have come out of it."""
 
     def __init__(self, decoder: Decoder, max_bytes: int) -> None:
         self.decoder, self.max_bytes, self.total = decoder, max_bytes, 0
 
-    def feed(self, data: bytes) -> Iterator[bytes]:
-        return self._counted(self.decoder.feed(data))
+    def pieces(self, data: bytes) -> Iterator[bytes]:
+        return self._counted(self.decoder.pieces(data))
 
-    def close(self) -> Iterator[bytes]:
-        return self._counted(self.decoder.close())
+    def end_pieces(self) -> Iterator[bytes]:
+        return self._counted(self.decoder.end_pieces())
 
     def _counted(self, pieces: Iterator[bytes]) -> Iterator[bytes]:
         for piece in pieces:

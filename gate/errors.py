@@ -14,6 +14,8 @@ GateError                 base
                           (400 bad form/JSON, 403 foreign origin, 413 too large, 421 unknown host,
                           429 too many, 503 a receipt that cannot be kept; the last two with
                           ``retry_after`` seconds for a Retry-After header)
+  StoreError              the ledger's store cannot be opened or written (gate.recording.store)
+                          -> the recorder keeps its batch and retries; the report says so
 """
 
 from __future__ import annotations

@@ -10,20 +10,22 @@ from . import charset
 from .decoders import Decoder
 from .logs import Stopwatch
 from .rewrite import Outcome, PagePlan, PageRewriter
+from .transform import ByteTransform, Joined
 
 log = logging.getLogger("gate.proxy")  # the request path's logger, as before the split
 
 
-class PageBody:
+class PageBody(Joined):
     """Upstream bytes in, the gated page out: undo Content-Encoding, sniff the charset on the first
-    bytes (at most 1024 are held back), rewrite in the page's own encoding."""
+    bytes (at most 1024 are held back), rewrite in the page's own encoding. A ``transform.Pieces``:
+    the request path reads ``pieces``/``end_pieces`` (bounded, however large the decoded page)."""
 
     def __init__(self, plan: PagePlan, content_type: str | None, decoder: Decoder) -> None:
         self.plan, self.content_type, self.decoder = plan, content_type, decoder
         self.need = charset.bytes_needed(content_type)
         self.head = b""
         self.rewriter: PageRewriter | None = None
-        self.stream: charset.Stream | None = None
+        self.stream: ByteTransform | None = None
         self.sniffed: charset.Sniffed | None = None
         self.stopwatch = Stopwatch()  # time spent rewriting, for the access line
 
@@ -31,12 +33,12 @@ class PageBody:
     def outcome(self) -> Outcome | None:
         return self.rewriter.outcome if self.rewriter else None
 
-    def feed(self, data: bytes) -> Iterator[bytes]:
-        for piece in self.decoder.feed(data):
+    def pieces(self, data: bytes) -> Iterator[bytes]:
+        for piece in self.decoder.pieces(data):
             yield from self._page(piece)
 
-    def close(self) -> Iterator[bytes]:
-        for piece in self.decoder.close():
+    def end_pieces(self) -> Iterator[bytes]:
+        for piece in self.decoder.end_pieces():
             yield from self._page(piece)
         if self.stream is None:
             if not self.head:  # no byte at all: an empty body stays empty, no banner on nothing
@@ -78,8 +80,8 @@ async def page_chunks(
 ) -> AsyncIterator[bytes]:
     """The gated page as it streams; ``finished(outcome)`` once its last byte has gone out."""
     async for chunk in chunks:
-        for out in page.feed(chunk):
+        for out in page.pieces(chunk):
             yield out
-    for out in page.close():
+    for out in page.end_pieces():
         yield out
     finished(page.outcome)

@@ -23,6 +23,7 @@ from . import __version__, charset, htmlstream, urls
 from .consent import decide
 from .errors import ConfigError
 from .rewrite import Outcome, PagePlan, PageRewriter
+from .transform import ByteTransform
 from .vendors import Registry
 
 MAX_BYTES = 16 * 1024 * 1024
@@ -162,7 +163,7 @@ def parse_consent(spec: str, registry: Registry) -> frozenset[str]:
 def gate_page(page: bytes, codec: str, plan: PagePlan) -> tuple[bytes, Outcome]:
     """The page as gate sends it (without banner or stubs), and what the rewriter met."""
     rewriter = PageRewriter(plan, codec if charset.is_ascii_compatible(codec) else "utf-8")
-    stream: charset.Stream = rewriter if charset.is_ascii_compatible(codec) else charset.Transcoder(rewriter, codec)
+    stream: ByteTransform = rewriter if charset.is_ascii_compatible(codec) else charset.Transcoder(rewriter, codec)
     return stream.feed(page) + stream.close(), rewriter.outcome
 
 

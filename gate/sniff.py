@@ -91,7 +91,7 @@ def _decoded_head(decoder: Decoder, chunk: bytes, head: bytes) -> tuple[bytes, b
     """``head`` plus what ``chunk`` decodes to, up to SNIFF_BYTES in all; False once the body cannot be
     decoded (what came out before is still judged, as a browser would have rendered it)."""
     try:
-        for piece in decoder.feed(chunk):
+        for piece in decoder.pieces(chunk):
             head += piece[: SNIFF_BYTES - len(head)]
             if len(head) >= SNIFF_BYTES:
                 break

@@ -28,6 +28,8 @@ from dataclasses import astuple, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from ..errors import GateError
+
 OFF = "off"
 EXAMPLES_PER_FINDING = 5
 # Day-keyed rows: (site, day, path, …). ``day`` is the UTC date as text (YYYY-MM-DD): it sorts as it reads.
@@ -91,7 +93,7 @@ OTHER_PATH = "(other)"
 BATCHES_KEPT = 7 * 86400  # how long a written batch's id is remembered (a retry comes long before)
 
 
-class StoreError(Exception):
+class StoreError(GateError):
     """The store cannot be opened or written; the caller keeps its batch and retries."""
 
 
