@@ -38,12 +38,12 @@ from starlette.types import Scope
 
 from . import expiry, readiness, urls
 from .consent import COOKIE_NAME, Consent, decide, undecided
+from .context import gate_of, read_consent
 from .errors import RequestError
 from .limits import Unavailable
 from .recording import receipts
 from .recording.ledger import record_rejection
 from .settings import Site
-from .vendors import Registry
 
 log = logging.getLogger("gate.api")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -52,28 +52,21 @@ CHOICES = ("accept_all", "reject_all", "custom", "withdraw")
 _NO_STORE = {"cache-control": "no-store"}
 
 
-class _SiteContext:
-    def __init__(self, request: Request, site: Site) -> None:
-        state = request.app.state
-        self.site, self.codec = site, state.codec
-        self.registry: Registry = state.registries[site.host]
-        self.scheme = site.public_scheme or request.url.scheme
-        self.origin = f"{self.scheme}://{request.url.netloc}"
-        self.carried: frozenset[str] = state.carried[site.host]
+class _ConsentRequest:
+    """A request to /_gate/consent: its site (gate.context, 421 decided there) and the visitor's
+    consent as the cookie has it now."""
+
+    def __init__(self, request: Request) -> None:
+        gate = gate_of(request)
+        self.ctx = ctx = gate.context(request)
+        self.site, self.registry, self.carried, self.codec = ctx.site, ctx.registry, ctx.carried, gate.codec
+        self.scheme, self.origin = ctx.scheme, ctx.origin
         self.host, self.sent_cookies = request.url.hostname or "", list(request.cookies)  # for expiry
-        self.current = self.codec.read(
-            request.cookies.get(COOKIE_NAME),
-            self.registry,
-            gpc=request.headers.get("sec-gpc") == "1",
-            opt_out_mode=site.mode == "opt-out",
-        )
+        self.current = read_consent(request, gate.codec, ctx)
 
 
-def _context(request: Request) -> _SiteContext:
-    site = request.app.state.settings.site_for(request.headers.get("host"))
-    if site is None:
-        raise RequestError(421, "gate serves no site for this Host")
-    return _SiteContext(request, site)
+def _context(request: Request) -> _ConsentRequest:
+    return _ConsentRequest(request)
 
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -103,7 +96,7 @@ async def post_consent(request: Request) -> Response:
     ctx = _context(request)
     check_origin(request, ctx.origin)
     await limit_decisions(request, ctx.site)
-    body = await read_body(request, request.app.state.settings.max_consent_body)
+    body = await read_body(request, gate_of(request).settings.max_consent_body)
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     lang = None
     if media_type == "application/json":
@@ -125,7 +118,7 @@ async def post_consent(request: Request) -> Response:
         response = RedirectResponse(urls.safe_next((values("next") or ["/"])[-1], ctx.origin), 303, headers=_NO_STORE)
     else:
         raise RequestError(415, "expected an application/x-www-form-urlencoded form or application/json")
-    await receipts.record_decision(request, ctx.site, ctx.current, consent, choice, lang)  # durable before the cookie
+    await receipts.record_decision(request, ctx.ctx, ctx.current, consent, choice, lang)  # durable before the cookie
     return _with_cookie(response, ctx, consent)
 
 
@@ -135,7 +128,7 @@ async def delete_consent(request: Request) -> Response:
     check_origin(request, ctx.origin)
     await limit_decisions(request, ctx.site)
     consent = _decision(ctx, "withdraw", [], [], "api")
-    await receipts.record_decision(request, ctx.site, ctx.current, consent, "withdraw")
+    await receipts.record_decision(request, ctx.ctx, ctx.current, consent, "withdraw")
     return _with_cookie(JSONResponse(consent.as_public(), headers=_NO_STORE), ctx, consent)
 
 
@@ -147,7 +140,7 @@ async def take_limit(
     client = request.client.host if request.client else ""
     try:
         return await anyio.to_thread.run_sync(
-            request.app.state.limits.take, f"{bucket}:{client}", per_minute, burst, once, expires
+            gate_of(request).limits.take, f"{bucket}:{client}", per_minute, burst, once, expires
         )
     except Unavailable as e:
         log.error("shared limits unavailable: %s", e)
@@ -224,7 +217,7 @@ def _from_json(body: bytes) -> tuple[str, list[str], list[str], list[str], list[
 
 
 def _decision(
-    ctx: _SiteContext,
+    ctx: _ConsentRequest,
     choice: str,
     purposes: list[str],
     vendors: list[str],
@@ -262,7 +255,7 @@ def _decision(
     raise RequestError(400, f"unknown choice {choice!r} (expected one of {', '.join(CHOICES)})")
 
 
-def _with_cookie(response: Response, ctx: _SiteContext, consent: Consent) -> Response:
+def _with_cookie(response: Response, ctx: _ConsentRequest, consent: Consent) -> Response:
     secure = ctx.scheme == "https"
     if consent.decided:
         response.set_cookie(

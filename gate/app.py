@@ -10,6 +10,7 @@ from starlette.middleware import Middleware
 
 from . import api, csp, proxy, vendors
 from .consent import ConsentCodec
+from .context import Gate
 from .forwarded import ForwardedMiddleware
 from .limits import Limits
 from .logs import AccessLog
@@ -25,22 +26,23 @@ from .upstream import Upstream
 def create_app(settings: Settings) -> Starlette:
     """The ASGI app for ``settings``: /_gate/ first, then every other path and method to the proxy.
 
-    Shared state on ``app.state``: settings, registry, codec, registries and carried (per site, keyed
-    by Site.host), upstream (the pooled clients, opened and closed by the lifespan) and readiness
-    (/_gate/readyz: draining from SIGTERM or the start of shutdown, origin and store checks)."""
+    Shared state is one typed object, ``app.state.gate`` (gate.context.Gate): settings, the codec,
+    per-site registries and carried tags, the pools and stores; the lifespan opens the upstream pool
+    and the recorder and closes them, and /_gate/readyz reports draining from SIGTERM or the start of
+    shutdown."""
     registry = vendors.load(settings.vendors_path)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        app.state.upstream = Upstream(settings)
-        await recorder.start(app)  # the ledger's flusher and the store (app.state.recorder; None when off)
+        gate.upstream = Upstream(settings)
+        await recorder.start(gate)  # the ledger's flusher and the store (gate.recorder; None when off)
         try:
-            with draining_on_signals(app.state.readiness):
+            with draining_on_signals(gate.readiness):
                 yield
-                app.state.readiness.drain()
+                gate.readiness.drain()
         finally:
-            await app.state.upstream.aclose()
-            await recorder.stop(app)  # the last flush: what was counted since the previous one
+            await gate.upstream.aclose()
+            await recorder.stop(gate)  # the last flush: what was counted since the previous one
 
     # Not a Route: a Route lists its methods, and the proxy takes every method there is.
     catch_all = proxy.CatchAll()
@@ -54,18 +56,6 @@ def create_app(settings: Settings) -> Starlette:
     app = Starlette(
         routes=[*recording, *csp.routes(), *api.routes(), catch_all], middleware=middleware, lifespan=lifespan
     )
-    app.state.settings = settings
-    app.state.readiness = Readiness(settings)
-    app.state.shares = Shares(settings)  # of the upstream pool, per visitor and per path
-    app.state.registry = registry
-    app.state.codec = ConsentCodec(
-        settings.secret_keys,
-        max_age=settings.consent_max_age_days * 24 * 3600,
-        reconsent_age=settings.reconsent_days * 24 * 3600,
-    )
-    app.state.page_tokens = PageTokens(settings.secret_keys)  # what a beacon or CSP report must carry
-    app.state.limits = Limits(recorder.limits_path(settings.store))  # shared by every worker of the host
-    app.state.attempts = csp.Attempts()  # CSP and guard reports; the ledger reads attempted_counts()
     # Per site, once: a site's GTM container may serve other purposes, which changes its policy version.
     registries = {
         s.host: registry.with_tag_purposes(s.tag_purposes).with_site_words(
@@ -73,15 +63,31 @@ def create_app(settings: Settings) -> Starlette:
         )
         for s in settings.sites
     }
-    app.state.carried = {s.host: registries[s.host].carried(s.vendors, s.tags) for s in settings.sites}
-    # Each site's policy version hashes what it carries and says (consent.py: what asks again).
-    app.state.registries = {
-        s.host: registries[s.host]
-        .for_site(app.state.carried[s.host], words_digest(s.mode))
-        .with_undeclared(s.own_hosts, s.strips_undeclared)
-        for s in settings.sites
-    }
-    # Application-form pages: configured (form_paths) and found while reading pages (bounded, per process).
-    app.state.form_matchers = {s.host: form_path_matcher(s.form_paths) for s in settings.sites}
-    app.state.form_pages = {s.host: vendors.Memo(4096) for s in settings.sites}
+    carried = {s.host: registries[s.host].carried(s.vendors, s.tags) for s in settings.sites}
+    gate = Gate(
+        settings=settings,
+        registry=registry,
+        codec=ConsentCodec(
+            settings.secret_keys,
+            max_age=settings.consent_max_age_days * 24 * 3600,
+            reconsent_age=settings.reconsent_days * 24 * 3600,
+        ),
+        # Each site's policy version hashes what it carries and says (consent.py: what asks again).
+        registries={
+            s.host: registries[s.host]
+            .for_site(carried[s.host], words_digest(s.mode))
+            .with_undeclared(s.own_hosts, s.strips_undeclared)
+            for s in settings.sites
+        },
+        carried=carried,
+        # Application-form pages: configured (form_paths) and found while reading pages (bounded, per process).
+        form_matchers={s.host: form_path_matcher(s.form_paths) for s in settings.sites},
+        form_pages={s.host: vendors.Memo(4096) for s in settings.sites},
+        readiness=Readiness(settings),
+        shares=Shares(settings),  # of the upstream pool, per visitor and per path
+        page_tokens=PageTokens(settings.secret_keys),  # what a beacon or CSP report must carry
+        limits=Limits(recorder.limits_path(settings.store)),  # shared by every worker of the host
+        attempts=csp.Attempts(),  # CSP and guard reports; the ledger reads attempted_counts()
+    )
+    app.state.gate = gate
     return app

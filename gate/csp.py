@@ -303,19 +303,20 @@ async def csp_report(request: Request) -> Response:
         read_body,
         take_limit,
     )
+    from .context import gate_of
     from .recording.ledger import record_rejection, site_label
 
-    site = request.app.state.settings.site_for(request.headers.get("host"))
+    gate = gate_of(request)
     try:
-        if site is None:
-            raise RequestError(421, "gate serves no site for this Host")
+        ctx = gate.context(request)  # UnknownSite: 421
+        site = ctx.site
         try:
-            check_origin(request, f"{site.public_scheme or request.url.scheme}://{request.url.netloc}")
+            check_origin(request, ctx.origin)
             media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
             if media_type not in REPORT_TYPES:
                 raise RequestError(415, "expected application/csp-report or application/reports+json")
             body = await read_body(request, MAX_REPORT_BODY)
-            token = request.app.state.page_tokens.check(request.query_params.get(TOKEN_QUERY), site_label(site))
+            token = gate.page_tokens.check(request.query_params.get(TOKEN_QUERY), site_label(site))
         except RequestError as e:
             record_rejection(request, site, "csp", _REASONS.get(e.status, str(e.status)))
             raise
@@ -324,7 +325,7 @@ async def csp_report(request: Request) -> Response:
             raise RequestError(
                 403, f"not counted ({e.reason}): a report needs the token of a page gate served"
             ) from None
-        found = attempts_in(blocked(body, media_type), request.app.state.registries[site.host], site.host or "")
+        found = attempts_in(blocked(body, media_type), ctx.registry, site.host or "")
         found = found[:MAX_ATTEMPTS_PER_REPORT]
         # Each blocked load counts once per page view, however often it is reported.
         keys = [f"c:{token.nonce}:{a.vendor}:{a.host}:{a.source}" for a in found]
@@ -343,7 +344,7 @@ async def csp_report(request: Request) -> Response:
     counted = set(fresh)
     for key, attempt in zip(keys, found, strict=True):
         if key in counted:
-            request.app.state.attempts.record(attempt)
+            gate.attempts.record(attempt)
     return Response(status_code=204, headers={"cache-control": "no-store"})
 
 

@@ -22,6 +22,7 @@ from typing import IO, Any, Self
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .context import visit_of
 from .recording.ledger import PathTemplates
 from .settings import Settings
 
@@ -127,8 +128,8 @@ def _ms(seconds: float | None) -> float | None:
 
 class AccessLog:
     """ASGI middleware: one ``gate.access`` line per HTTP request, written when the response ends
-    (streamed pages included) or fails. The proxy leaves ``gate_upstream_seconds`` and ``gate_page``
-    (its PageBody) in the request's state; they are read here, after the last byte."""
+    (streamed pages included) or fails. The proxy leaves its Visit (gate.context: the origin's time,
+    the PageBody) in the request's state; it is read here, after the last byte."""
 
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app, self.settings = app, settings
@@ -163,7 +164,8 @@ class AccessLog:
     ) -> None:
         host = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"host"), None)
         site = self.settings.site_for(host)
-        page = state.get("gate_page") if isinstance(state, dict) else None
+        visit = visit_of(state)
+        page = visit.page if visit is not None else None
         outcome = page.outcome if page is not None else None
         fields: dict[str, Any] = {
             "site": "-" if site is None else site.host or "default",
@@ -172,7 +174,7 @@ class AccessLog:
             "status": response["status"],
             "bytes": response["bytes"],
             "duration_ms": _ms(seconds),
-            "upstream_ms": _ms(state.get("gate_upstream_seconds") if isinstance(state, dict) else None),
+            "upstream_ms": _ms(visit.upstream_seconds if visit is not None else None),
             "rewrite_ms": _ms(page.stopwatch.seconds) if page is not None else None,
         }
         if outcome is not None:

@@ -32,7 +32,8 @@ from .banner import (
     static_url,
     text_of,
 )
-from .consent import COOKIE_NAME, Consent
+from .consent import Consent
+from .context import UnknownSite, gate_of, read_consent
 from .pages_text import ERRORS, TEXT
 from .settings import Site
 from .vendors import Registry
@@ -62,27 +63,21 @@ class Visit:
 
 
 def _visit(request: Request) -> Visit | Response:
-    state = request.app.state
+    gate = gate_of(request)
     lang = choose_lang(request.query_params.get("gate_lang"), request.headers.get("accept-language"))
-    site = state.settings.site_for(request.headers.get("host"))
-    if site is None:
+    try:
+        ctx = gate.context(request)
+    except UnknownSite:
         return HTMLResponse(error_page(421, lang), status_code=421, headers=HEADERS)
-    registry = state.registries[site.host]
-    consent = state.codec.read(
-        request.cookies.get(COOKIE_NAME),
-        registry,
-        gpc=request.headers.get("sec-gpc") == "1",
-        opt_out_mode=site.mode == "opt-out",
-    )
     query = dict(request.query_params) | {"gate_lang": "en" if lang == "ja" else "ja"}
     return Visit(
-        site,
-        registry,
-        consent,
-        state.carried[site.host],
+        ctx.site,
+        ctx.registry,
+        read_consent(request, gate.codec, ctx),
+        ctx.carried,
         lang,
         request.url.path + "?" + urlencode(query),
-        getattr(state, "recorder", None) is not None,
+        gate.recorder is not None,
     )
 
 

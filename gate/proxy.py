@@ -9,7 +9,7 @@ buffering the page (which we refuse to do). It states the decision instead, comp
 visitor's consent before the first byte: among the tags this site carries,
 ``Gate-Tags: kept=google.analytics; stripped=criteo.onetag,facebook.pixel`` means "let through /
 stripped for this visitor". What the rewriter actually met on this page is logged (debug) and left on
-``request.state.gate_outcome`` after the stream, for whoever keeps the ledger.
+the request's ``Visit`` (gate.context) after the stream, for whoever keeps the ledger.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from starlette.types import Receive, Scope, Send
 
 from . import consentmode, csp, expiry, guard, urls
 from .banner import choose_lang, el, render_banner, render_dock, render_root
-from .consent import COOKIE_NAME, Consent, ConsentCodec
+from .consent import Consent
+from .context import Gate, SiteContext, UnknownSite, Visit, gate_of, read_consent
 from .decoders import decoder_for
 from .errorpages import OVERDUE, busy, cut_reason, error_page
 from .errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
@@ -49,21 +50,27 @@ log = logging.getLogger("gate.proxy")
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
     """The ASGI app behind every path that is not /_gate/, for every method."""
     request = Request(scope, receive, send)
+    gate = gate_of(request)
     response: Response | Streamed
     if sum(name == b"host" for name, _ in scope["headers"]) > 1:
         # Which one names the site? A front proxy and gate could each believe another.
         response = PlainTextResponse("400 Bad Request: more than one Host header.\n", 400)
-    elif (site := request.app.state.settings.site_for(request.headers.get("host"))) is None:
+        await response(scope, receive, send)
+        return
+    try:
+        ctx = gate.context(request)
+    except UnknownSite:
         response = PlainTextResponse("421 Misdirected Request: gate serves no site for this Host.\n", 421)
-    else:
-        client = request.client.host if request.client else ""
-        try:
-            async with request.app.state.shares.claim(client, f"{site.host or ''} {scope['path']}"):
-                response = await handle(request)
-                await response(scope, receive, send)
-            return
-        except ShareExceeded as e:
-            response = busy(e, request, site)
+        await response(scope, receive, send)
+        return
+    client = request.client.host if request.client else ""
+    try:
+        async with gate.shares.claim(client, f"{ctx.site.host or ''} {scope['path']}"):
+            response = await handle(request, gate, ctx)
+            await response(scope, receive, send)
+        return
+    except ShareExceeded as e:
+        response = busy(e, request, ctx.site)
     await response(scope, receive, send)
 
 
@@ -81,29 +88,27 @@ class CatchAll(BaseRoute):
         await app(scope, receive, send)
 
 
-async def handle(request: Request) -> Response | Streamed:
-    state = request.app.state
-    site = state.settings.site_for(request.headers.get("host"))
-    if site is None:
-        return PlainTextResponse("421 Misdirected Request: gate serves no site for this Host.\n", 421)
-    deadline = anyio.current_time() + state.settings.upstream_response_timeout
-    scheme, host = site.public_scheme or request.url.scheme, request.url.netloc
-    registry, carried = state.registries[site.host], state.carried[site.host]
-    consent = read_consent(request, site, registry, state.codec)
-    request.state.gate_site, request.state.gate_consent = site, consent  # for the ledger, after the stream
-    allowed = consent.allowed_tags(registry, carried)
-    if is_form_page(request, site):  # an application form: tags that read it need their own consent
+async def handle(request: Request, gate: Gate, ctx: SiteContext) -> Response | Streamed:
+    deadline = anyio.current_time() + gate.settings.upstream_response_timeout
+    site, registry = ctx.site, ctx.registry
+    consent = read_consent(request, gate.codec, ctx)
+    allowed = consent.allowed_tags(registry, ctx.carried)
+    if is_form_page(request, gate, ctx):  # an application form: tags that read it need their own consent
         allowed -= form_readers(registry, consent, allowed)
+    visit = Visit(ctx, consent, allowed)
+    visit.keep(
+        request.scope.setdefault("state", {})
+    )  # for the ledger, the access line and the metrics, after the stream
     started = time.perf_counter()
     try:
         with anyio.fail_after(deadline - anyio.current_time()):
             upstream = await unless_gone(
                 request,
-                state.upstream.send(
+                gate.pool().send(
                     request,
                     site,
-                    scheme,
-                    host,
+                    ctx.scheme,
+                    ctx.netloc,
                     cookie_filter(registry, allowed),
                     [(b"gate-consent", consent_header(consent).encode())],
                 ),
@@ -119,9 +124,9 @@ async def handle(request: Request) -> Response | Streamed:
         log.info("client went away during the request body: %s %s", request.method, request.url.path)
         return Response(status_code=400)
     finally:
-        request.state.gate_upstream_seconds = time.perf_counter() - started  # for the access line
+        visit.upstream_seconds = time.perf_counter() - started  # for the access line
     try:
-        response = await respond(request, site, upstream, scheme, host, consent, allowed)
+        response = await respond(request, gate, visit, upstream)
     except UpstreamError as e:  # the origin failed while its first bytes were being sniffed
         await upstream.aclose()
         metrics.INCOMPLETE.labels(cut_reason(e)).inc()
@@ -165,62 +170,40 @@ def _has_body(request: Request) -> bool:
     return "transfer-encoding" in h or h.get("content-length", "0").strip() not in ("", "0")
 
 
-async def respond(
-    request: Request,
-    site: Site,
-    upstream: httpx.Response,
-    scheme: str,
-    host: str,
-    consent: Consent,
-    allowed: frozenset[str],
-) -> Response | Streamed:
+async def respond(request: Request, gate: Gate, visit: Visit, upstream: httpx.Response) -> Response | Streamed:
     """The visitor's response: the origin's bytes untouched, or, for a page, gated as it streams."""
-    state = request.app.state
-    headers = response_headers(upstream, OriginMap(site, f"{scheme}://{host}"))
+    ctx = visit.site
+    headers = response_headers(upstream, OriginMap(ctx.site, ctx.origin))
     body = raw_body(upstream)
-    if has_body(request.method, upstream) and "content-type" not in upstream.headers:
+    content_type = upstream.headers.get("content-type")
+    if content_type is None and has_body(request.method, upstream):
         # No Content-Type: the browser sniffs, and would render an HTML page ungated. Sniff it too.
         body, sniffed_html = await sniff_unlabelled(body, upstream.headers.get("content-encoding"))
         if sniffed_html:
             headers = [(k, v) for k, v in headers if k.lower() != b"content-type"]
             headers.append((b"content-type", b"text/html"))
-            upstream.headers["content-type"] = "text/html"
-    if not is_page(request.method, upstream):
-        return Streamed(upstream.status_code, headers, body, upstream)
-    decoder = decoder_for(upstream.headers.get("content-encoding"), state.settings.max_page_bytes)
+            content_type = "text/html"
+    if not is_page(request.method, upstream, content_type):
+        return Streamed(upstream.status_code, headers, body, upstream, ctx.site)
+    decoder = decoder_for(upstream.headers.get("content-encoding"), gate.settings.max_page_bytes)
     if decoder is None:  # a page we cannot read cannot be gated: refuse rather than pass it unread
         await upstream.aclose()
         reason = f"Content-Encoding {upstream.headers.get('content-encoding')!r} cannot be decoded for gating"
-        return error_page(UpstreamUnavailable(reason), request, site)
-    registry, carried = state.registries[site.host], state.carried[site.host]
+        return error_page(UpstreamUnavailable(reason), request, ctx.site)
     # The page's own token: its beacon and its CSP reports count only with it (gate.tokens).
-    request.state.gate_token = token = state.page_tokens.mint(ledger.site_label(site), page_path(request))
-    plan = page_plan(request, site, registry, consent, carried, allowed, upstream, scheme, host)
-    page = request.state.gate_page = PageBody(plan, upstream.headers.get("content-type"), decoder)
-    headers = page_headers(headers, carried, allowed)
-    headers += csp.response_headers(
-        site,
-        registry,
-        allowed,
-        script_nonce(upstream.headers.get_list("content-security-policy")),
-        f"{scheme}://{host}",
-        token,
-    )
+    visit.token = gate.page_tokens.mint(ledger.site_label(ctx.site), page_path(request))
+    nonce = script_nonce(upstream.headers.get_list("content-security-policy"))
+    plan = page_plan(request, gate, visit, nonce=nonce)
+    page = visit.page = PageBody(plan, content_type, decoder)
+    headers = page_headers(headers, ctx.carried, visit.allowed)
+    headers += csp.response_headers(ctx.site, ctx.registry, visit.allowed, nonce, ctx.origin, visit.token)
     return Streamed(
         upstream.status_code,
         headers,
-        page_chunks(body, page, lambda outcome: page_finished(request, outcome)),
+        page_chunks(body, page, lambda outcome: page_finished(request, gate, visit, outcome)),
         upstream,
+        ctx.site,
         page=page,
-    )
-
-
-def read_consent(request: Request, site: Site, registry: Registry, codec: ConsentCodec) -> Consent:
-    return codec.read(
-        request.cookies.get(COOKIE_NAME),
-        registry,
-        gpc=request.headers.get("sec-gpc") == "1",
-        opt_out_mode=site.mode == "opt-out",
     )
 
 
@@ -231,38 +214,26 @@ def form_readers(registry: Registry, consent: Consent, allowed: frozenset[str]) 
     )
 
 
-def is_form_page(request: Request, site: Site) -> bool:
+def is_form_page(request: Request, gate: Gate, ctx: SiteContext) -> bool:
     """The path is one of the site's form_paths, or gate read a personal-data form there before."""
-    state, path = request.app.state, request.url.path
-    matcher = state.form_matchers.get(site.host)
-    return bool(matcher and matcher.match(path)) or path in state.form_pages[site.host]
+    path = request.url.path
+    matcher = gate.form_matchers.get(ctx.site.host)
+    return bool(matcher and matcher.match(path)) or path in gate.form_pages[ctx.site.host]
 
 
-def learn_form_page(request: Request, outcome: Outcome | None) -> None:
-    if outcome is not None and outcome.form_page:
-        site = request.state.gate_site
-        request.app.state.form_pages[site.host].put(request.url.path, True)
-
-
-def count_undeclared(request: Request, outcome: Outcome | None) -> None:
-    """Each undeclared third-party host a page named (stripped or, with undeclared = "report", left):
-    counted with the CSP's and the guard's attempts, source "html"."""
-    attempts = getattr(request.app.state, "attempts", None)
-    if outcome is None or not outcome.undeclared or attempts is None:
-        return
-    site = request.state.gate_site
-    for host in sorted(outcome.undeclared):
-        attempts.record(csp.Attempt(site.host or "", "", host, "html"))
-
-
-def page_finished(request: Request, outcome: Outcome | None) -> None:
-    """After a page's last byte went out: what the rewriter met goes to the ledger, the log, the form
-    pages learnt and the undeclared-host counts."""
-    request.state.gate_outcome = outcome
-    warn_personal_data(request, outcome)
-    learn_form_page(request, outcome)
-    count_undeclared(request, outcome)
-    ledger.record_page(request, outcome)
+def page_finished(request: Request, gate: Gate, visit: Visit, outcome: Outcome | None) -> None:
+    """After a page's last byte went out: what the rewriter met goes on the visit, to the log, the
+    form pages learnt, the undeclared-host counts and the ledger."""
+    visit.outcome = outcome
+    if outcome is not None:
+        warn_personal_data(request, visit.site.site, outcome)
+        if outcome.form_page:
+            gate.form_pages[visit.site.site.host].put(request.url.path, True)
+        # Each undeclared third-party host a page named (stripped or, with undeclared = "report",
+        # left): counted with the CSP's and the guard's attempts, source "html".
+        for host in sorted(outcome.undeclared):
+            gate.attempts.record(csp.Attempt(visit.site.site.host or "", "", host, "html"))
+    ledger.record_page(request, visit)
     if outcome is not None and log.isEnabledFor(logging.DEBUG):
         log.debug("%s %s: %s", request.method, request.url.path, outcome.header())
 
@@ -282,26 +253,19 @@ def head_html(
     return script
 
 
-def page_plan(
-    request: Request,
-    site: Site,
-    registry: Registry,
-    consent: Consent,
-    carried: frozenset[str],
-    allowed: frozenset[str],
-    upstream: httpx.Response,
-    scheme: str,
-    host: str,
-) -> PagePlan:
+def page_plan(request: Request, gate: Gate, visit: Visit, *, nonce: str | None) -> PagePlan:
+    """What the rewriter does to this page for this visit: the tags it lets through, the base URL
+    the page's relative URLs resolve against, and what it injects (the banner or the settings dock,
+    the guard, the beacon), carrying the origin's script ``nonce`` when its CSP has one."""
+    ctx, consent, allowed = visit.site, visit.consent, visit.allowed
+    site, registry = ctx.site, ctx.registry
     query = request.url.query
     next_path = request.url.path + ("?" + query if query else "")
-    base_url = urls.parse(f"{scheme}://{host}{next_path}") or urls.URL(scheme, host, next_path)
+    base_url = urls.parse(f"{ctx.origin}{next_path}") or urls.URL(ctx.scheme, ctx.netloc, next_path)
     lang = choose_lang(request.query_params.get("gate_lang"), request.headers.get("accept-language"))
-    nonce = script_nonce(upstream.headers.get_list("content-security-policy"))
-    # Everything injected is absolute on gate's public origin, whatever the page's <base> says. The
-    # origin is the one Origin checks, the CSP and rewritten redirects use: public_scheme, else a
-    # trusted proxy's X-Forwarded-Proto, else the connection's scheme.
-    origin = f"{scheme}://{host}"
+    # Everything injected is absolute on gate's public origin, whatever the page's <base> says (the
+    # origin Origin checks, the CSP and rewritten redirects use: SiteContext.origin).
+    origin = ctx.origin
     if consent.decided:
         body = render_dock(
             lang=lang,
@@ -319,18 +283,19 @@ def page_plan(
             lang=lang,
             next_path=next_path,
             policy_url=site.policy_url,
-            carried=carried,
+            carried=ctx.carried,
             origin=origin,
             nonce=nonce,
         )
-    token_meta = el("meta", name="gate-token", content=getattr(request.state, "gate_token", None) or "")
+    token_meta = el("meta", name="gate-token", content=visit.token or "")
+    beacon_tag = beacon.script_tag(origin, visit.token, nonce) if gate.recorder is not None else ""
     return PagePlan(
         registry=registry,
         allowed=allowed,
         base_url=base_url,
         head_html=token_meta + head_html(registry, allowed, nonce, consent),
-        body_html=render_root(body) + beacon.script_tag(request, origin, nonce),
-        carry_over=request.app.state.settings.carry_over_bytes,
+        body_html=render_root(body) + beacon_tag,
+        carry_over=gate.settings.carry_over_bytes,
         personal_data_allowed=site.personal_data,
         form_readers=form_readers(registry, consent, allowed),
     )
@@ -345,14 +310,11 @@ def page_path(request: Request) -> str:
 _personal_data_warned: set[tuple[str | None, str]] = set()
 
 
-def warn_personal_data(request: Request, outcome: Outcome | None) -> None:
+def warn_personal_data(request: Request, site: Site, outcome: Outcome) -> None:
     """Once per site and tag: a page carries a script sending hashed e-mail or phone numbers to a
     vendor (a provision of personal data, APPI art. 27/31), and whether gate stripped it."""
-    if outcome is None or not outcome.personal_data:
-        return
-    site = request.app.state.settings.site_for(request.headers.get("host"))
     for tag in sorted(outcome.personal_data):
-        if site is None or (site.host, tag) in _personal_data_warned:
+        if (site.host, tag) in _personal_data_warned:
             continue
         _personal_data_warned.add((site.host, tag))
         action = (

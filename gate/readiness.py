@@ -43,7 +43,7 @@ _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 class Readiness:
-    """Whether this instance should get traffic; one per app (``app.state.readiness``)."""
+    """Whether this instance should get traffic; one per app (``app.state.gate.readiness``)."""
 
     def __init__(self, settings: Settings) -> None:
         self.draining = False
@@ -123,8 +123,10 @@ class Readiness:
 
 async def readyz(request: Request) -> Response:
     """GET /_gate/readyz: 200 ``ready``, or 503 ``not ready: <reasons>``."""
-    state = request.app.state
-    problems = await state.readiness.problems(getattr(state, "upstream", None))
+    from .context import gate_of  # context names Readiness: imported here, when a request asks
+
+    gate = gate_of(request)
+    problems = await gate.readiness.problems(gate.upstream)
     headers = {"cache-control": "no-store"}
     if problems:
         return PlainTextResponse("not ready: " + "; ".join(problems), 503, headers=headers)

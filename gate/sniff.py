@@ -20,9 +20,10 @@ def has_body(method: str, upstream: httpx.Response) -> bool:
     return not (method == "HEAD" or upstream.status_code in (204, 206, 304) or upstream.status_code < 200)
 
 
-def is_page(method: str, upstream: httpx.Response) -> bool:
-    """A page we rewrite: HTML with a body (Content-Length 0 is none: there is nothing to gate)."""
-    media_type = upstream.headers.get("content-type", "").split(";")[0].strip().lower()
+def is_page(method: str, upstream: httpx.Response, content_type: str | None) -> bool:
+    """A page we rewrite: HTML (by ``content_type``: the origin's, or what sniffing found) with a body
+    (Content-Length 0 is none: there is nothing to gate)."""
+    media_type = (content_type or "").split(";")[0].strip().lower()
     empty = upstream.headers.get("content-length", "").strip() == "0"
     return has_body(method, upstream) and media_type in HTML_TYPES and not empty
 

@@ -34,9 +34,10 @@ class Streamed:
         headers: list[tuple[bytes, bytes]],
         body: AsyncIterator[bytes],
         upstream: httpx.Response,
+        site: Site,
         page: PageBody | None = None,
     ) -> None:
-        self.status, self.headers, self.body, self.upstream = status, headers, body, upstream
+        self.status, self.headers, self.body, self.upstream, self.site = status, headers, body, upstream, site
         self.page = page
         self.deadline = math.inf  # upstream_response_timeout: when the whole response must be over
         self.started = False  # whether the headers went out
@@ -52,7 +53,7 @@ class Streamed:
                 # A trickle (a byte now and then) never trips the read timeout; this ends it.
                 log.warning("upstream response overdue for %s %s: cut", scope["method"], scope["path"])
                 if not self.started:
-                    page = error_page(UpstreamTimeout(OVERDUE), Request(scope), self._site(scope))
+                    page = error_page(UpstreamTimeout(OVERDUE), Request(scope), self.site)
                     await page(scope, _no_receive, send)
         finally:
             with anyio.CancelScope(shield=True):
@@ -88,7 +89,7 @@ class Streamed:
             )
             if not self.started:  # nothing sent yet: the visitor can still get a proper error page
                 shown = e if isinstance(e, (PageTooLarge, UpstreamTimeout)) else UpstreamUnavailable(reason_of(e))
-                await error_page(shown, Request(scope), self._site(scope))(scope, _no_receive, send)
+                await error_page(shown, Request(scope), self.site)(scope, _no_receive, send)
             # Otherwise headers are gone: ending the body normally would hand the visitor a
             # complete-looking, truncated page. Returning without the last message drops the connection
             # (no final chunk), and nothing more is added to the page.
@@ -97,11 +98,6 @@ class Streamed:
             self.started = True
             await send({"type": "http.response.start", "status": self.status, "headers": self._page_headers()})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-    @staticmethod
-    def _site(scope: Scope) -> Site:
-        site: Site = scope["app"].state.settings.site_for(dict(scope["headers"]).get(b"host", b"").decode("latin-1"))
-        return site
 
     def _page_headers(self) -> list[tuple[bytes, bytes]]:
         """The page's headers, its Content-Type naming the charset it was read in: gate injects its

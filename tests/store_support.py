@@ -71,10 +71,10 @@ def recording_app(store: str, **overrides: Any) -> Any:
 
 def token_query(app: Any, page: str = "/", site: str = "*") -> dict[str, str]:
     """``?t=`` for a beacon or CSP report: the token of one page view gate served (gate.tokens)."""
-    return {"t": app.state.page_tokens.mint(site, page)}
+    return {"t": app.state.gate.page_tokens.mint(site, page)}
 
 
 def consent_cookie(app: Any, accepted: list[str], vendors_refused: tuple[str, ...] = ()) -> dict[str, str]:
-    registry = app.state.registries[None]
+    registry = app.state.gate.registries[None]
     value = ConsentCodec((KEY,)).dumps(decide(registry, accepted, vendors_refused=vendors_refused))
     return {"gate_consent": value}

@@ -43,7 +43,7 @@ def cookie_of(response) -> str:
 def stored(app, response):
     """The Consent the response's cookie holds, as gate will read it back."""
     value = cookie_of(response).split(";")[0].split("=", 1)[1]
-    return app.state.codec.read(value, app.state.registries[None])
+    return app.state.gate.codec.read(value, app.state.gate.registries[None])
 
 
 # -- reading --------------------------------------------------------------------------------------
@@ -51,7 +51,7 @@ async def test_get_consent_undecided(app, client) -> None:
     r = await client.get("/_gate/consent")
     assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
     assert r.json() == {
-        "version": app.state.registries[None].version,
+        "version": app.state.gate.registries[None].version,
         "decided": False,
         "purposes": NONE,
         "vendors_refused": [],
@@ -76,7 +76,7 @@ async def test_tampered_cookie_is_undecided(app, client) -> None:
 async def test_cookie_signed_by_the_old_key_still_verifies() -> None:
     old, new = "old-key-0123456789abcdef", "new-key-0123456789abcdef"
     app = gate_app.create_app(gate_settings("http://origin.test", keys=f"{new},{old}"))
-    registry = app.state.registries[None]
+    registry = app.state.gate.registries[None]
     value = ConsentCodec([old]).dumps(decide(registry, ["improvement"]))
     async with asgi_client(app) as c:
         r = await c.get("/_gate/consent", headers={"cookie": f"{COOKIE_NAME}={value}"})
@@ -115,7 +115,7 @@ async def test_cookie_attributes(app, client) -> None:
     attrs = {a.strip().split("=")[0].lower(): a for a in cookie_of(r).split(";")[1:]}
     assert {"httponly", "path", "samesite", "max-age"} <= set(attrs) and "secure" not in attrs
     assert attrs["path"].strip() == "Path=/" and attrs["samesite"].strip().lower() == "samesite=lax"
-    assert attrs["max-age"].strip() == f"Max-Age={app.state.codec.lifetime}"
+    assert attrs["max-age"].strip() == f"Max-Age={app.state.gate.codec.lifetime}"
 
 
 async def test_cookie_is_secure_when_the_public_side_is_https() -> None:
@@ -195,7 +195,7 @@ async def test_json_answers_with_the_state(app, client, body, purposes, refused)
     r = await client.post("/_gate/consent", json=body, headers=SELF)
     assert r.status_code == 200
     assert r.json() == {
-        "version": app.state.registries[None].version,
+        "version": app.state.gate.registries[None].version,
         "decided": True,
         "purposes": purposes,
         "vendors_refused": refused,
@@ -245,13 +245,13 @@ async def test_own_origin_or_referer_is_accepted(client, headers: dict) -> None:
 
 
 async def test_body_over_the_cap_is_413(app, client) -> None:
-    cap = app.state.settings.max_consent_body
+    cap = app.state.gate.settings.max_consent_body
     r = await client.post("/_gate/consent", content=b"choice=accept_all&" + b"x" * cap, headers=FORM)
     assert r.status_code == 413
 
 
 async def test_body_over_the_cap_is_413_even_when_content_length_lies(app, client) -> None:
-    cap = app.state.settings.max_consent_body
+    cap = app.state.gate.settings.max_consent_body
 
     async def body():
         for _ in range(cap // 1000 + 2):
@@ -338,5 +338,5 @@ async def test_pages_are_routed(client, path: str) -> None:
 
 
 def test_contract_json_is_plain_json(app) -> None:
-    registry = app.state.registries[None]
+    registry = app.state.gate.registries[None]
     assert json.loads(json.dumps(decide(registry, ["improvement"]).as_public()))["purposes"]["improvement"] is True

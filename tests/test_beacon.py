@@ -46,7 +46,7 @@ def body(page: str = "/jobs/dh-001", hosts: list[str] | None = None, **extra) ->
 
 
 async def report(app, client, site: str = "*") -> dict:
-    await app.state.recorder.flush()
+    await app.state.gate.recorder.flush()
     return (await client.get("/_gate/report.json", params={"site": site}, headers=AUTH)).json()
 
 
@@ -193,7 +193,7 @@ def test_limits_are_shared_by_every_worker_and_refill_over_time(tmp_path):
 async def test_a_crafted_beacon_cannot_count_for_another_site(tmp_path):
     app = recording_app(str(tmp_path / "gate.sqlite3"))
     sites = (Site(upstream="demo", host="a.test"), Site(upstream="demo", host="b.test"))
-    conf = dataclasses.replace(app.state.settings, sites=sites)
+    conf = dataclasses.replace(app.state.gate.settings, sites=sites)
     from gate.app import create_app
 
     app = create_app(conf)

@@ -603,7 +603,7 @@ def recording_gate(tmp_path_factory) -> Iterator[RecordingGate]:
         await app(scope, receive, send)
 
     with serve(remember_loop) as url:
-        yield RecordingGate(url, app.state, loops[0])
+        yield RecordingGate(url, app.state.gate, loops[0])
 
 
 def tag_row(report: dict[str, Any], tag: str) -> dict[str, Any]:

@@ -90,7 +90,7 @@ class Stack:
         self.base, self.app = base, app
 
     def attempts(self) -> dict[csp.Attempt, int]:
-        return self.app.state.attempts.attempted_counts()
+        return self.app.state.gate.attempts.attempted_counts()
 
     def wait_for_attempt(self, page: Page, match: Callable[[csp.Attempt], bool], timeout: float = 10.0) -> csp.Attempt:
         """The first counted attempt that ``match``es, waiting for its report to arrive."""
@@ -252,7 +252,7 @@ def test_the_guard_agrees_with_the_server_on_every_vendor_url(report_only, visit
         page.evaluate("u => { new Image().src = u; }", url)
         page.evaluate("new Promise(r => setTimeout(r, 50))")
         requested = any(u.startswith(url.split("?")[0]) for u in traffic.vendor_urls)
-        registry, parsed = report_only.app.state.registries[None], urls.parse(url)
+        registry, parsed = report_only.app.state.gate.registries[None], urls.parse(url)
         undeclared = not registry.tags_for_url(parsed) and registry.is_undeclared(parsed, "127.0.0.1")
         assert requested is not (server_refuses(allowed, url) or undeclared), url
 

@@ -101,7 +101,9 @@ async def page_for(accepted: list[str] | None) -> str:
     app = gate_app.create_app(gate_settings("http://origin.test"))
     headers = {}
     if accepted is not None:
-        headers["cookie"] = f"{COOKIE_NAME}={ConsentCodec([KEY]).dumps(decide(app.state.registries[None], accepted))}"
+        headers["cookie"] = (
+            f"{COOKIE_NAME}={ConsentCodec([KEY]).dumps(decide(app.state.gate.registries[None], accepted))}"
+        )
     with respx.mock(assert_all_called=False) as mock:
         mock.route(host="origin.test").mock(
             return_value=httpx.Response(

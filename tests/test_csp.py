@@ -143,7 +143,7 @@ async def fetch(
     request_headers = {}
     if accepted is not None:
         request_headers["cookie"] = (
-            f"{COOKIE_NAME}={ConsentCodec([KEY]).dumps(decide(app.state.registries[None], accepted))}"
+            f"{COOKIE_NAME}={ConsentCodec([KEY]).dumps(decide(app.state.gate.registries[None], accepted))}"
         )
     with respx.mock(assert_all_called=False) as mock:
         mock.route(host="origin.test").mock(
@@ -229,7 +229,7 @@ def app():
 
 def report_path(app, site: str = "*", page: str = "/") -> str:
     """/_gate/csp-report with the token of a page gate served (as its report-uri says)."""
-    return f"/_gate/csp-report?t={app.state.page_tokens.mint(site, page)}"
+    return f"/_gate/csp-report?t={app.state.gate.page_tokens.mint(site, page)}"
 
 
 @pytest.mark.anyio
@@ -246,13 +246,13 @@ async def test_reports_count_as_attempted_per_vendor_or_undeclared_host(app):
         )
         for skipped in ("inline", "eval", "data", ""):
             await client.post(report_path(app), content=csp_report(skipped), headers=CSP_REPORT)
-    counts = app.state.attempts.attempted_counts()
+    counts = app.state.gate.attempts.attempted_counts()
     assert counts == {
         csp.Attempt("", "facebook", "connect.facebook.net", "csp"): 1,
         csp.Attempt("", "facebook", "www.facebook.com", "guard"): 1,
         csp.Attempt("", "", "tracker.example.org", "guard"): 1,
     }
-    assert app.state.attempts.by_vendor() == {"facebook": 2, "": 1}
+    assert app.state.gate.attempts.by_vendor() == {"facebook": 2, "": 1}
 
 
 @pytest.mark.anyio
@@ -261,7 +261,7 @@ async def test_a_url_on_a_shared_host_counts_for_its_vendor_once(app):
         await client.post(
             report_path(app), content=csp_report("https://www.googletagmanager.com/gtm.js?id=GTM-X"), headers=CSP_REPORT
         )
-    assert app.state.attempts.by_vendor() == {"google": 1}
+    assert app.state.gate.attempts.by_vendor() == {"google": 1}
 
 
 @pytest.mark.anyio
@@ -281,7 +281,7 @@ async def test_report_endpoint_refuses_what_is_not_the_sites_own_report(app, hea
     async with asgi_client(app) as client:
         r = await client.post(report_path(app), content=body, headers=headers)
     assert r.status_code == status
-    assert app.state.attempts.attempted_counts() == {}
+    assert app.state.gate.attempts.attempted_counts() == {}
 
 
 @pytest.mark.anyio
@@ -292,7 +292,7 @@ async def test_a_referer_from_the_site_is_enough(app):
             content=csp_report("https://www.facebook.com/tr"),
             headers={"content-type": "application/csp-report", "referer": "http://gate.test/jobs"},
         )
-    assert r.status_code == 204 and app.state.attempts.by_vendor() == {"facebook": 1}
+    assert r.status_code == 204 and app.state.gate.attempts.by_vendor() == {"facebook": 1}
 
 
 def test_attempts_are_bounded_and_listeners_hear_each_one():

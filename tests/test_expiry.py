@@ -128,7 +128,7 @@ async def test_reject_all_expires_every_vendor_cookie_sent_and_nothing_else(clie
 
 @pytest.mark.anyio
 async def test_narrowing_expires_only_what_is_no_longer_allowed(app, client) -> None:
-    codec, registry = ConsentCodec([KEY]), app.state.registries[None]
+    codec, registry = ConsentCodec([KEY]), app.state.gate.registries[None]
     everything = codec.dumps(decide(registry, registry.refusable))
     r = await client.post(
         "/_gate/consent",
@@ -147,7 +147,9 @@ async def test_accepting_everything_expires_nothing(client) -> None:
 
 @pytest.mark.anyio
 async def test_withdrawal_expires_them_and_deletes_gates_own_cookie(app, client) -> None:
-    everything = ConsentCodec([KEY]).dumps(decide(app.state.registries[None], app.state.registries[None].refusable))
+    everything = ConsentCodec([KEY]).dumps(
+        decide(app.state.gate.registries[None], app.state.gate.registries[None].refusable)
+    )
     r = await client.delete("/_gate/consent", headers=SELF | cookie_header("_ga", "_fbp", "_fbc", consent=everything))
     assert r.json()["decided"] is False
     assert set(expired(r)) == {"_ga", "_fbp", "_fbc"}

@@ -27,7 +27,7 @@ def app(tmp_path):
 
 
 async def report(app, client) -> dict:
-    await app.state.recorder.flush()
+    await app.state.gate.recorder.flush()
     return (await client.get("/_gate/report.json", headers=AUTH)).json()
 
 
@@ -61,7 +61,7 @@ async def test_a_page_token_counts_once_for_its_own_page_only(app):
         tampered = await client.post(
             "/_gate/beacon", params={"t": token[:-2] + "xx"}, content=LEAK, headers=SELF | TEXT
         )
-        app.state.page_tokens.max_age = -1  # every token is now past its age
+        app.state.gate.page_tokens.max_age = -1  # every token is now past its age
         old = await client.post(
             "/_gate/beacon",
             params={"t": served_token(await client.get("/jobs/dh-001"))},

@@ -90,7 +90,7 @@ async def test_a_separate_personal_data_consent_lets_only_that_recipient_read_fo
     [form] = await visit(app, cookie, "/apply")
     assert "facebook.pixel" in kept(form) and "connect.facebook.net" in form.text
     assert kept(form) & {"google.analytics", "google.ads", "google.tag_manager"} == set()
-    read = app.state.codec.read(cookie, app.state.registries[None])
+    read = app.state.gate.codec.read(cookie, app.state.gate.registries[None])
     assert read.personal_data == {"facebook"}
 
 
@@ -144,9 +144,9 @@ async def test_receipts_record_the_personal_data_consent_on_its_own_line(tmp_pat
         b = await client.post(
             "/_gate/consent", content="choice=custom&purposes=advertising&personal_data=google", headers=FORM
         )
-        assert await app.state.recorder.flush()
-        read = lambda r: app.state.codec.read(r.cookies[COOKIE_NAME], app.state.registries[None])
-        [ra] = app.state.recorder.store.receipts_for(read(a).consent_id)
-        [rb] = app.state.recorder.store.receipts_for(read(b).consent_id)
+        assert await app.state.gate.recorder.flush()
+        read = lambda r: app.state.gate.codec.read(r.cookies[COOKIE_NAME], app.state.gate.registries[None])
+        [ra] = app.state.gate.recorder.store.receipts_for(read(a).consent_id)
+        [rb] = app.state.gate.recorder.store.receipts_for(read(b).consent_id)
     assert (ra.choice, ra.personal_data) == ("accept_all", "")
     assert (rb.choice, rb.personal_data) == ("custom", "google")

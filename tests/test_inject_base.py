@@ -80,7 +80,7 @@ def injected_urls(html: bytes, page_url: str) -> list[tuple[str, str, str]]:
 
 
 def cookie(app, purposes: list[str], vendors_refused: tuple[str, ...] = ()) -> dict[str, str]:
-    consent = decide(app.state.registries[None], purposes, vendors_refused=vendors_refused)
+    consent = decide(app.state.gate.registries[None], purposes, vendors_refused=vendors_refused)
     return {"cookie": f"{COOKIE_NAME}={ConsentCodec([KEY]).dumps(consent)}"}
 
 

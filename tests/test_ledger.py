@@ -143,13 +143,13 @@ async def test_pages_are_served_while_the_store_is_down(tmp_path):
     (tmp_path / "file").write_text("a file where the store's folder should be")
     app = recording_app(str(tmp_path / "file" / "gate.sqlite3"))
     async with asgi_client(app) as client:
-        assert app.state.recorder.store is None
+        assert app.state.gate.recorder.store is None
         started = time.perf_counter()
         for _ in range(5):
             assert (await client.get("/jobs/dh-001")).status_code == 200
         assert time.perf_counter() - started < 5
-        assert await app.state.recorder.flush() is False  # kept for the next try
-        assert sum(app.state.recorder.unwritten.pages.values()) == 5
+        assert await app.state.gate.recorder.flush() is False  # kept for the next try
+        assert sum(app.state.gate.recorder.unwritten.pages.values()) == 5
 
 
 async def test_recording_off_counts_nothing_and_injects_no_beacon(tmp_path, monkeypatch):
@@ -158,7 +158,7 @@ async def test_recording_off_counts_nothing_and_injects_no_beacon(tmp_path, monk
     async with asgi_client(app) as client:
         page = await client.get("/jobs/dh-001")
         assert page.status_code == 200 and "beacon.js" not in page.text
-        assert app.state.recorder is None
+        assert app.state.gate.recorder is None
         assert (await client.get("/_gate/report.json", headers=AUTH)).status_code == 404
     assert not (tmp_path / "gate-data").exists()
 
@@ -196,7 +196,7 @@ async def test_guard_and_csp_reports_count_as_attempted(tmp_path):
                 headers={"origin": "http://gate.test", "content-type": "application/csp-report"},
             )
             assert r.status_code == 204
-        await app.state.recorder.flush()
+        await app.state.gate.recorder.flush()
         data = (await client.get("/_gate/report.json", headers=AUTH)).json()
     pixel = next(t for t in data["tags"] if t["tag"] == "facebook.pixel")
     assert pixel["attempted"] == 2 and pixel["attempted_by"] == {"csp": 2}
@@ -222,5 +222,5 @@ async def test_the_store_is_only_ever_touched_off_the_event_loop(tmp_path, monke
     async with asgi_client(app) as client:
         await client.get("/jobs/dh-001")
         await client.post("/_gate/consent", json={"choice": "accept_all"}, headers={"origin": "http://gate.test"})
-        await app.state.recorder.flush()
+        await app.state.gate.recorder.flush()
     assert threads and loop_thread not in threads

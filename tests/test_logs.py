@@ -134,8 +134,8 @@ async def requests_logged(paths: list[str], caplog, origin=None, **headers: str)
 
 @pytest.mark.anyio
 async def test_one_access_line_per_page_with_timings_and_tag_counts(caplog):
-    codec = gate_app.create_app(gate_settings(ORIGIN)).state.codec
-    registry = gate_app.create_app(gate_settings(ORIGIN)).state.registry
+    codec = gate_app.create_app(gate_settings(ORIGIN)).state.gate.codec
+    registry = gate_app.create_app(gate_settings(ORIGIN)).state.gate.registry
     consent = decide(registry, ["improvement"])
     cookie = codec.dumps(consent)
     records = await requests_logged([f"/jobs/12345?{SECRET_QUERY}"], caplog, cookie=f"{COOKIE_NAME}={cookie}")

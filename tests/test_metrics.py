@@ -46,7 +46,7 @@ async def test_metrics_count_pages_tags_decisions_and_timings(tmp_path):
             headers=SELF | {"content-type": "text/plain"},
             params=token_query(app, "/"),
         )
-        await app.state.recorder.flush()
+        await app.state.gate.recorder.flush()
         r = await client.get("/_gate/metrics", headers=AUTH)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     after = samples(r.text)

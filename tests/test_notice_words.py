@@ -75,8 +75,8 @@ async def test_the_site_adds_to_what_is_sent_and_a_consent_before_it_is_asked_ag
     assert {r["tag"]: r for r in (await notice_json(app, "en"))["rows"]}["google.analytics"]["information"][
         -1
     ] == "id and title of the job viewed"
-    assert app.state.registries[None].tags["google.analytics"].cookie_matches("_ga_site")
-    read = app.state.codec.read(cookie, app.state.registries[None])
+    assert app.state.gate.registries[None].tags["google.analytics"].cookie_matches("_ga_site")
+    read = app.state.gate.codec.read(cookie, app.state.gate.registries[None])
     assert read.renewing and "google.analytics" not in read.covered and "google.ads" in read.covered
 
 

@@ -12,6 +12,7 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from gate import consent, pages, settings
+from gate.app import create_app
 from gate.settings import Site
 
 from .conftest import policy_registry
@@ -29,15 +30,16 @@ def make_client(sites: tuple[Site, ...] | None = None, cookie: consent.Consent |
     if sites is not None:
         s = dataclasses.replace(s, sites=sites)
     app = Starlette(routes=[Route("/_gate/preferences", pages.preferences), Route("/_gate/notice", pages.notice)])
-    app.state.settings, app.state.registry = s, REGISTRY
-    app.state.registries = {site.host: REGISTRY.with_tag_purposes(site.tag_purposes) for site in s.sites}
-    app.state.carried = {
-        site.host: app.state.registries[site.host].carried(site.vendors, site.tags) for site in s.sites
+    app.state.gate = create_app(s).state.gate  # the typed state; its registries replaced below
+    app.state.gate.registry = REGISTRY
+    app.state.gate.registries = {site.host: REGISTRY.with_tag_purposes(site.tag_purposes) for site in s.sites}
+    app.state.gate.carried = {
+        site.host: app.state.gate.registries[site.host].carried(site.vendors, site.tags) for site in s.sites
     }
-    app.state.codec = consent.ConsentCodec(s.secret_keys)
+    app.state.gate.codec = consent.ConsentCodec(s.secret_keys)
     client = TestClient(app)
     if cookie is not None:
-        client.cookies.set(consent.COOKIE_NAME, app.state.codec.dumps(cookie))
+        client.cookies.set(consent.COOKIE_NAME, app.state.gate.codec.dumps(cookie))
     return client
 
 
@@ -233,7 +235,7 @@ def test_preferences_shows_the_consent_id_its_receipt_is_filed_under(lang, recor
     cookie = consent.decide(REGISTRY, ["improvement"], method="banner")
     client = make_client(cookie=cookie)
     if recording:
-        client.app.state.recorder = object()  # the page only asks whether receipts are being kept
+        client.app.state.gate.recorder = object()  # the page only asks whether receipts are being kept
     line = soup(client.get("/_gate/preferences", params={"gate_lang": lang})).find("p", class_="gate-consent-id")
     label, receipt_hint, contact_hint = CONSENT_ID_TEXT[lang]
     assert line.code.get_text() == cookie.consent_id and len(cookie.consent_id) >= 16

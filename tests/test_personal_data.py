@@ -27,7 +27,7 @@ PAGE = (
 
 async def fetch_twice(site: Site) -> list[httpx.Response]:
     app = gate_app.create_app(gate_settings("http://origin.test", sites=(site,)))
-    cookie = ConsentCodec([KEY]).dumps(decide(app.state.registries[site.host], ["advertising"]))
+    cookie = ConsentCodec([KEY]).dumps(decide(app.state.gate.registries[site.host], ["advertising"]))
     out = []
     with respx.mock(assert_all_called=False) as mock:
         mock.route(host="origin.test").mock(
@@ -78,7 +78,7 @@ def test_personal_data_setting(tmp_path):
 async def fetch_accepting_all(page: bytes) -> httpx.Response:
     site = Site(upstream="http://origin.test")
     app = gate_app.create_app(gate_settings("http://origin.test", sites=(site,)))
-    registry = app.state.registries[site.host]
+    registry = app.state.gate.registries[site.host]
     cookie = ConsentCodec([KEY]).dumps(decide(registry, registry.refusable))
     with respx.mock(assert_all_called=False) as mock:
         mock.route(host="origin.test").mock(

@@ -68,7 +68,7 @@ async def test_an_origin_that_cannot_be_reached_is_not_ready(error):
 
 @pytest.mark.anyio
 async def test_draining_is_not_ready():
-    r = await readyz(settings.load({}, {}), before=lambda app: app.state.readiness.drain())
+    r = await readyz(settings.load({}, {}), before=lambda app: app.state.gate.readiness.drain())
     assert (r.status_code, r.text) == (503, "not ready: draining (shutting down)")
 
 
@@ -77,7 +77,7 @@ async def test_a_failing_registered_check_is_not_ready_and_logs_the_detail(caplo
     async def store() -> None:
         raise ConnectionError("postgres at 10.0.0.9 refused")
 
-    r = await readyz(settings.load({}, {}), before=lambda app: app.state.readiness.checks.update(store=store))
+    r = await readyz(settings.load({}, {}), before=lambda app: app.state.gate.readiness.checks.update(store=store))
     assert (r.status_code, r.text) == (503, "not ready: store: ConnectionError")
     assert any(
         "store failed: ConnectionError: postgres at 10.0.0.9 refused" in rec.getMessage() for rec in caplog.records
@@ -105,7 +105,7 @@ async def test_one_origin_down_among_several_keeps_the_instance_ready():
             r = await client.get("/_gate/readyz")
             assert (r.status_code, r.text) == (200, "ready")
             down.add("other.test")
-            app.state.readiness.clock = lambda: time.monotonic() + readiness.CACHE_SECONDS  # the cache is stale
+            app.state.gate.readiness.clock = lambda: time.monotonic() + readiness.CACHE_SECONDS  # the cache is stale
             r = await client.get("/_gate/readyz")
     assert (r.status_code, r.text) == (
         503,
@@ -123,7 +123,7 @@ async def test_the_probe_is_cached_and_never_concurrent():
             assert all(a.status_code == 200 for a in answers) and route.call_count == 1
             assert route.calls.last.request.url == ORIGIN + "/"
             later = time.monotonic() + readiness.CACHE_SECONDS
-            app.state.readiness.clock = lambda: later
+            app.state.gate.readiness.clock = lambda: later
             await client.get("/_gate/readyz")
             assert route.call_count == 2
 
@@ -132,8 +132,8 @@ async def test_the_probe_is_cached_and_never_concurrent():
 async def test_the_lifespans_shutdown_drains():
     app = gate_app.create_app(settings.load({}, {}))
     async with asgi_client(app):
-        assert not app.state.readiness.draining
-    assert app.state.readiness.draining
+        assert not app.state.gate.readiness.draining
+    assert app.state.gate.readiness.draining
 
 
 # -- the signal ---------------------------------------------------------------------------------

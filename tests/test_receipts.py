@@ -32,7 +32,7 @@ store_url = store_support.store_url  # a fixture
 
 def consent_id(app, response) -> str:
     value = response.cookies.get("gate_consent")
-    return app.state.codec.read(value, app.state.registries[None]).consent_id
+    return app.state.gate.codec.read(value, app.state.gate.registries[None]).consent_id
 
 
 async def three_decisions(app, client) -> str:
@@ -59,9 +59,9 @@ async def test_every_decision_writes_a_receipt_without_ip_or_user_agent(store_ur
     app = recording_app(store_url)
     async with asgi_client(app) as client:
         cid = await three_decisions(app, client)
-        assert await app.state.recorder.flush()
-        found = app.state.recorder.store.receipts_for(cid)
-    version = app.state.registries[None].version
+        assert await app.state.gate.recorder.flush()
+        found = app.state.gate.recorder.store.receipts_for(cid)
+    version = app.state.gate.registries[None].version
     assert [(r.choice, r.method, r.page, r.policy_version) for r in found] == [
         ("accept_all", "banner", "/jobs/{id}", version),
         ("custom", "api", "/_gate/preferences", version),
@@ -90,9 +90,9 @@ async def test_a_receipt_records_the_version_text_language_gpc_and_recipients_sh
             headers=FORM | gpc | {"referer": "http://gate.test/jobs/dh-001?gate_lang=en"},
         )
         cid = consent_id(app, r)
-        assert await app.state.recorder.flush()
-        [receipt] = app.state.recorder.store.receipts_for(cid)
-    assert receipt.policy_version == app.state.registries[None].version
+        assert await app.state.gate.recorder.flush()
+        [receipt] = app.state.gate.recorder.store.receipts_for(cid)
+    assert receipt.policy_version == app.state.gate.registries[None].version
     assert receipt.text_hash == hashlib.sha256(text_of(shown).encode()).hexdigest()
     assert receipt.lang == "en" and receipt.gpc == 1
     assert receipt.recipients == "Google LLC; LINEヤフー株式会社; Criteo SA; Adjust GmbH; Meta Platforms, Inc."
@@ -105,7 +105,7 @@ async def test_the_cookie_is_set_while_the_store_is_down_and_the_receipt_follows
     async with asgi_client(app) as client:
         r = await client.post("/_gate/consent", content="choice=reject_all", headers=FORM)
         assert r.status_code == 303 and "gate_consent=" in r.headers["set-cookie"]
-        recorder = app.state.recorder
+        recorder = app.state.gate.recorder
         assert await recorder.flush() is False and len(recorder.unwritten.receipts) == 1  # queued
         assert await recorder.flush() is False and len(recorder.unwritten.receipts) == 1  # retried, kept once
         recorder.where = str(tmp_path / "back" / "gate.sqlite3")  # the store comes back...
@@ -124,8 +124,8 @@ async def test_receipts_left_at_shutdown_are_spooled_then_written_at_the_next_st
     assert len(spooled) == 1 and cid in spooled[0].read_text()
     up = recording_app("gate-data/gate.sqlite3")  # its spool is the same folder
     async with asgi_client(up):
-        assert await up.state.recorder.flush()
-        assert [r.choice for r in up.state.recorder.store.receipts_for(cid)] == ["accept_all"]
+        assert await up.state.gate.recorder.flush()
+        assert [r.choice for r in up.state.gate.recorder.store.receipts_for(cid)] == ["accept_all"]
     assert not list((tmp_path / "gate-data" / "receipts-spool").iterdir())
 
 
@@ -140,7 +140,7 @@ async def test_a_receipt_is_looked_up_by_consent_id_with_the_report_token(tmp_pa
             "custom",
             "withdraw",
         ]
-        await app.state.recorder.flush()
+        await app.state.gate.recorder.flush()
         r = await client.get(f"/_gate/receipts/{cid}", headers=AUTH)
         assert r.status_code == 200 and len(r.json()["receipts"]) == 3 and r.headers["cache-control"] == "no-store"
         assert (await client.get("/_gate/receipts/no-such-id", headers=AUTH)).status_code == 404

@@ -71,10 +71,10 @@ def test_reconsent_days_setting_defaults_to_182_and_is_validated(tmp_path):
 @pytest.mark.anyio
 async def test_the_app_reads_an_old_decision_as_undecided():
     app = gate_app.create_app(gate_settings("http://origin.test", reconsent_days=30))
-    assert app.state.codec.reconsent_after == 30 * DAY
-    registry = app.state.registries[None]
-    fresh = app.state.codec.dumps(decide(registry, ["improvement"], now=time.time() - 29 * DAY))
-    stale = app.state.codec.dumps(decide(registry, ["improvement"], now=time.time() - 31 * DAY))
+    assert app.state.gate.codec.reconsent_after == 30 * DAY
+    registry = app.state.gate.registries[None]
+    fresh = app.state.gate.codec.dumps(decide(registry, ["improvement"], now=time.time() - 29 * DAY))
+    stale = app.state.gate.codec.dumps(decide(registry, ["improvement"], now=time.time() - 31 * DAY))
     async with asgi_client(app) as client:
         assert (await client.get("/_gate/consent", headers={"cookie": f"{COOKIE_NAME}={fresh}"})).json()["decided"]
         assert not (await client.get("/_gate/consent", headers={"cookie": f"{COOKIE_NAME}={stale}"})).json()["decided"]

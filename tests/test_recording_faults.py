@@ -46,7 +46,7 @@ def relay(postgres_url, tmp_path, monkeypatch):
 
 
 def cid_of(app, response) -> str:
-    return app.state.codec.read(response.cookies.get("gate_consent"), app.state.registries[None]).consent_id
+    return app.state.gate.codec.read(response.cookies.get("gate_consent"), app.state.gate.registries[None]).consent_id
 
 
 # -- 5: a batch counts once, however often it is sent ----------------------------------------------
@@ -66,7 +66,7 @@ async def test_a_flush_whose_answer_was_lost_after_the_commit_is_not_counted_aga
     async with asgi_client(app) as client:
         for i in range(6):
             assert (await client.get(f"/jobs/dh-00{i % 4 + 1}")).status_code == 200
-        recorder = app.state.recorder
+        recorder = app.state.gate.recorder
         store = await recorder.open_store()
         write = store.write
 
@@ -88,13 +88,13 @@ async def test_a_flush_whose_answer_was_lost_after_the_commit_is_not_counted_aga
 async def test_a_hanging_store_gives_up_within_its_timeout(relay):
     app = recording_app(relay.url)
     async with asgi_client(app) as client:
-        assert await app.state.recorder.open_store() is not None
+        assert await app.state.gate.recorder.open_store() is not None
         relay.set("hang")
         r = await client.post("/_gate/consent", content="choice=accept_all", headers=FORM)
         assert r.status_code == 303
         started = time.monotonic()
         with anyio.fail_after(20):  # before: hung for good
-            assert await app.state.recorder.flush() is False
+            assert await app.state.gate.recorder.flush() is False
             r = await client.get("/_gate/report.json", headers=AUTH)
         assert r.status_code == 503 and r.headers["retry-after"]
         assert time.monotonic() - started < 3 * store_module.TIMEOUT
@@ -199,7 +199,7 @@ def test_kill_9_loses_no_acknowledged_receipt(tmp_path):
 async def test_a_store_outage_answers_503_and_still_finds_waiting_receipts(relay):
     app = recording_app(relay.url)
     async with asgi_client(app) as client:
-        assert await app.state.recorder.open_store() is not None  # connected
+        assert await app.state.gate.recorder.open_store() is not None  # connected
         relay.set("refuse")
         r = await client.post("/_gate/consent", content="choice=accept_all", headers=FORM)
         assert r.status_code == 303
@@ -216,7 +216,7 @@ async def test_receipts_during_an_outage_do_not_reconnect_each_time(relay, monke
     monkeypatch.setattr(api, "CONSENT_BURST", 1000.0, raising=False)  # 60 decisions from one address
     app = recording_app(relay.url)
     async with asgi_client(app) as client:
-        assert await app.state.recorder.open_store() is not None
+        assert await app.state.gate.recorder.open_store() is not None
         relay.set("refuse")
         before = relay.accepted
         started = time.monotonic()

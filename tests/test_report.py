@@ -57,7 +57,7 @@ async def traffic(app, client) -> None:
         headers=SELF | TEXT,
         params=token_query(app, "/x"),
     )
-    await app.state.recorder.flush()
+    await app.state.gate.recorder.flush()
 
 
 # -- who may read it ------------------------------------------------------------------------------------
@@ -299,7 +299,7 @@ async def test_no_consent_rate_for_a_purpose_no_banner_offered(tmp_path):
     async with asgi_client(app) as client:
         await client.post("/_gate/consent", json={"choice": "accept_all"}, headers=SELF)
         await client.post("/_gate/consent", json={"choice": "reject_all"}, headers=SELF)
-        await app.state.recorder.flush()
+        await app.state.gate.recorder.flush()
         data = (await client.get("/_gate/report.json", headers=AUTH)).json()
         page = (await client.get("/_gate/report", params={"lang": "en"}, headers=AUTH)).text
     rates = {p["purpose"]: p["rate"] for p in data["purposes"]}

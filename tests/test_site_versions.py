@@ -86,7 +86,7 @@ async def test_answering_again_covers_the_new_tags_and_keeps_the_consent_id():
             "/_gate/consent", content="choice=accept_all", headers=FORM | {"cookie": f"{COOKIE_NAME}={cookie}"}
         )
     again = r.cookies[COOKIE_NAME]
-    read = lambda app, c: app.state.codec.read(c, app.state.registries[None])
+    read = lambda app, c: app.state.gate.codec.read(c, app.state.gate.registries[None])
     assert read(new_app, again).consent_id == read(old, cookie).consent_id
     kept, _ = tags(await page(new_app, again))
     assert "criteo.onetag" in kept
@@ -106,7 +106,7 @@ async def test_removing_a_recipient_keeps_the_decision_and_shows_no_banner():
     smaller = make_app(vendors=("google",))
     r = await page(smaller, cookie)
     assert 'id="gate-banner"' not in r.text and "google.analytics" in tags(r)[0]
-    assert smaller.state.codec.read(cookie, smaller.state.registries[None]).decided
+    assert smaller.state.gate.codec.read(cookie, smaller.state.gate.registries[None]).decided
 
 
 async def test_new_wording_is_a_new_version_but_keeps_the_decision(monkeypatch):
@@ -114,9 +114,9 @@ async def test_new_wording_is_a_new_version_but_keeps_the_decision(monkeypatch):
     cookie = await decide_on(app)
     monkeypatch.setitem(banner.TEXT["ja"], "accept", "すべてに同意する")
     reworded = make_app(vendors=("google",))
-    assert reworded.state.registries[None].version != app.state.registries[None].version
-    read = reworded.state.codec.read(cookie, reworded.state.registries[None])
-    assert read.decided and read.version == app.state.registries[None].version
+    assert reworded.state.gate.registries[None].version != app.state.gate.registries[None].version
+    read = reworded.state.gate.codec.read(cookie, reworded.state.gate.registries[None])
+    assert read.decided and read.version == app.state.gate.registries[None].version
 
 
 async def test_a_vendor_the_site_does_not_carry_leaves_its_version_alone(tmp_path: Path):
@@ -131,10 +131,10 @@ async def test_a_vendor_the_site_does_not_carry_leaves_its_version_alone(tmp_pat
     site = Site(upstream=ORIGIN, vendors=("google",))
     before = gate_app.create_app(gate_settings(ORIGIN, sites=(site,)))
     after = gate_app.create_app(gate_settings(ORIGIN, sites=(site,), vendors_path=str(path)))
-    assert after.state.registries[None].version == before.state.registries[None].version
+    assert after.state.gate.registries[None].version == before.state.gate.registries[None].version
     two = dataclasses.replace(site, host="b.test")
     sites = gate_app.create_app(gate_settings(ORIGIN, sites=(site, dataclasses.replace(two, vendors=("criteo",)))))
-    assert sites.state.registries[None].version != sites.state.registries["b.test"].version
+    assert sites.state.gate.registries[None].version != sites.state.gate.registries["b.test"].version
 
 
 async def test_opt_out_mode_keeps_an_earlier_refusal_for_new_tags():
@@ -149,7 +149,9 @@ async def test_opt_out_mode_keeps_an_earlier_refusal_for_new_tags():
 async def test_a_tampered_coverage_cannot_claim_a_new_tag():
     cookie = await decide_on(make_app(vendors=("google",)))
     app = make_app(vendors=("google", "criteo"))
-    registry = app.state.registries[None]
-    read = app.state.codec.read(cookie, registry)
-    forged = app.state.codec.dumps(dataclasses.replace(read, coverage={**read.coverage, "criteo.onetag": "00000000"}))
+    registry = app.state.gate.registries[None]
+    read = app.state.gate.codec.read(cookie, registry)
+    forged = app.state.gate.codec.dumps(
+        dataclasses.replace(read, coverage={**read.coverage, "criteo.onetag": "00000000"})
+    )
     assert "criteo.onetag" in tags(await page(app, forged))[1]

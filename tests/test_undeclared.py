@@ -77,7 +77,7 @@ async def test_opt_in_strips_every_load_to_an_undeclared_host_and_counts_it():
     for kept in KEPT:
         assert kept.split("'")[1] in r.text
     assert ">求人</a>" in r.text  # the link stays; its ping attribute goes
-    counted = {a.host: n for a, n in app.state.attempts.attempted_counts().items() if a.source == "html"}
+    counted = {a.host: n for a, n in app.state.gate.attempts.attempted_counts().items() if a.source == "html"}
     assert set(counted) == {
         "tracker.example-ads.net",
         "widgets.example-ads.net",
@@ -91,7 +91,7 @@ async def test_report_keeps_todays_behaviour_and_still_counts():
     app = make_app(undeclared="report")
     r = await fetch(app, page_of(*UNDECLARED))
     assert all(part.split("'")[1] in r.text for part in UNDECLARED)
-    assert sum(n for a, n in app.state.attempts.attempted_counts().items() if a.source == "html") == 5
+    assert sum(n for a, n in app.state.gate.attempts.attempted_counts().items() if a.source == "html") == 5
 
 
 async def test_opt_out_mode_reports_by_default_and_strips_when_told():
@@ -117,8 +117,8 @@ async def test_the_csp_and_the_guard_follow_the_same_list():
     declared = re.compile("^(?:" + config["a"] + ")$")
     assert declared.match("cdn.example-own.jp") and declared.match("connect.facebook.net".split(".", 1)[1])
     assert not declared.match("tracker.example-ads.net")
-    registry = app.state.registries[None]
-    assert guard.refusals(registry, app.state.carried[None])["a"] == config["a"]  # guard even when all is accepted
+    registry = app.state.gate.registries[None]
+    assert guard.refusals(registry, app.state.gate.carried[None])["a"] == config["a"]  # guard even when all is accepted
 
 
 @pytest.mark.parametrize(

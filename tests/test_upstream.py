@@ -17,6 +17,7 @@ import respx
 from gate import app as gate_app
 from gate import upstream
 from gate.consent import COOKIE_NAME, ConsentCodec, decide
+from gate.context import visit_of
 from gate.headers import private_cache_control, script_nonce, vary_cookie
 from gate.settings import Site
 
@@ -341,7 +342,7 @@ async def test_gate_tags_reports_the_visitors_decision() -> None:
 
     conf = gate_settings(ORIGIN)
     app = gate_app.create_app(conf)
-    registry = app.state.registries[None]
+    registry = app.state.gate.registries[None]
     cookie = ConsentCodec([KEY]).dumps(decide(registry, ["improvement"]))
     r, _ = await fetch(html(), conf=conf, headers={"cookie": f"{COOKIE_NAME}={cookie}"})
     assert r.headers["gate-tags"].startswith("kept=google.analytics; stripped=")
@@ -385,13 +386,14 @@ async def test_opt_out_site_lets_tags_through_until_refused_and_honours_gpc() ->
     assert "google.analytics" in kept and "facebook.pixel" in stripped and "criteo.onetag" in stripped
 
 
-async def test_page_outcome_is_left_on_request_state_after_the_stream() -> None:
+async def test_page_outcome_is_left_on_the_visit_after_the_stream() -> None:
     app = gate_app.create_app(gate_settings(ORIGIN))
     seen = []
 
     async def ledger(scope, receive, send):
         await app(scope, receive, send)
-        seen.append(scope.get("state", {}).get("gate_outcome"))
+        visit = visit_of(scope.get("state"))
+        seen.append(visit.outcome if visit is not None else None)
 
     with respx.mock:
         respx.route(host="origin.test").mock(return_value=html())

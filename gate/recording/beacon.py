@@ -37,7 +37,7 @@ from starlette.routing import BaseRoute, Route
 from .. import tokens, urls
 from ..api import check_origin, read_body, take_limit
 from ..banner import el, static_url
-from ..consent import COOKIE_NAME
+from ..context import gate_of, read_consent
 from ..errors import RequestError
 from ..vendors import Registry
 from . import metrics
@@ -58,13 +58,10 @@ _URL = re.compile(
 _NO_STORE = {"cache-control": "no-store"}
 
 
-def script_tag(request: Request, origin: str, nonce: str | None = None) -> str:
-    """The beacon's <script> for a rewritten page's body, its URL absolute on ``origin`` (gate's public
-    ``scheme://host``: a page's <base> must not send it elsewhere), carrying the page's token
-    (gate.tokens); empty while recording is off."""
-    if getattr(request.app.state, "recorder", None) is None:
-        return ""
-    token = getattr(request.state, "gate_token", None)
+def script_tag(origin: str, token: str | None, nonce: str | None = None) -> str:
+    """The beacon's <script> for a rewritten page's body (while recording is on), its URL absolute on
+    ``origin`` (gate's public ``scheme://host``: a page's <base> must not send it elsewhere), carrying
+    the page's ``token`` (gate.tokens)."""
     return el("script", src=origin + SCRIPT_URL, defer=True, nonce=nonce, data_token=token)
 
 
@@ -202,18 +199,16 @@ def endpoint() -> Any:
 
 
 async def _beacon(request: Request, attributions: dict[str | None, Attribution]) -> Response:
-    state = request.app.state
-    site = state.settings.site_for(request.headers.get("host"))
-    if site is None:
-        raise RequestError(421, "gate serves no site for this Host")
+    gate = gate_of(request)
+    ctx = gate.context(request)  # UnknownSite: 421
+    site = ctx.site
     try:
-        scheme = site.public_scheme or request.url.scheme
-        check_origin(request, f"{scheme}://{request.url.netloc}")
+        check_origin(request, ctx.origin)
         media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media_type not in ("text/plain", "application/json"):
             raise RequestError(415, "expected text/plain (navigator.sendBeacon) or application/json")
         page, contacted = parse(await read_body(request, MAX_BODY))
-        token = state.page_tokens.check(request.query_params.get(tokens.QUERY), site_label(site), page)
+        token = gate.page_tokens.check(request.query_params.get(tokens.QUERY), site_label(site), page)
     except RequestError as e:
         record_rejection(request, site, "beacon", _REASONS.get(e.status, str(e.status)))
         raise
@@ -230,16 +225,11 @@ async def _beacon(request: Request, attributions: dict[str | None, Attribution])
         if reason == "replayed":
             raise RequestError(403, "not counted (replayed): this page view was counted already")
         raise RequestError(503, "beacons cannot be checked right now", retry_after=5)
-    recorder = getattr(state, "recorder", None)
+    recorder = gate.recorder
     if recorder is not None:
-        registry = state.registries[site.host]
-        consent = state.codec.read(
-            request.cookies.get(COOKIE_NAME),
-            registry,
-            gpc=request.headers.get("sec-gpc") == "1",
-            opt_out_mode=site.mode == "opt-out",
-        )
-        allowed = consent.allowed_tags(registry, state.carried[site.host])
+        registry = ctx.registry
+        consent = read_consent(request, gate.codec, ctx)
+        allowed = consent.allowed_tags(registry, ctx.carried)
         attribution = attributions.get(site.host) or attributions.setdefault(site.host, Attribution(registry))
         own = (request.url.hostname or "").lower().rstrip(".")
         recorder.ledger.beacon(site_label(site), page, *attribution.attribute(contacted, allowed, own))

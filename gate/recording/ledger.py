@@ -16,16 +16,20 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 
 from .. import urls
 from ..consent import Consent
+from ..context import gate_of
 from ..rewrite import Outcome
 from ..settings import Settings, Site
 from ..vendors import Registry
 from .store import Batch
+
+if TYPE_CHECKING:
+    from ..context import Gate, Visit
 
 log = logging.getLogger("gate.ledger")
 
@@ -146,28 +150,26 @@ class Ledger:
             c.rewrite_seconds.append(rewrite)
 
 
-def record_page(request: Request, outcome: Outcome | None) -> None:
+def record_page(request: Request, visit: Visit) -> None:
     """After a rewritten page has streamed: count it (proxy.py calls this; one dict increment)."""
-    recorder = getattr(request.app.state, "recorder", None)
-    if recorder is None or outcome is None:
+    recorder = gate_of(request).recorder
+    if recorder is None or visit.outcome is None:
         return
-    state = request.state
-    site = getattr(state, "gate_site", None)
-    recorder.ledger.page(site_label(site), request.scope["path"], getattr(state, "gate_consent", None), outcome)
+    recorder.ledger.page(site_label(visit.site.site), request.scope["path"], visit.consent, visit.outcome)
 
 
 def record_rejection(request: Request, site: Site | None, endpoint: str, reason: str) -> None:
     """A submission to ``endpoint`` (beacon, csp, consent) that was not counted, and why."""
-    recorder = getattr(request.app.state, "recorder", None)
+    recorder = gate_of(request).recorder
     if recorder is not None:
         recorder.ledger.rejected(site_label(site), endpoint, reason)
 
 
-def record_attempt(app: Any, site: str, vendor: str, host: str, source: str) -> None:
+def record_attempt(gate: Gate, site: str, vendor: str, host: str, source: str) -> None:
     """A load the guard stopped or a CSP report announced (gate.csp counts them and calls this through
     its subscription): ``vendor`` "" means a host vendors.toml does not declare. Reports name no page."""
-    recorder = getattr(app.state, "recorder", None)
-    registry = app.state.registries.get(site or None)
+    recorder = gate.recorder
+    registry = gate.registries.get(site or None)
     if recorder is None or registry is None:
         return
     label = site or "*"

@@ -19,6 +19,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ..context import visit_of
 from .metrics_setup import MULTIPROC_ENV
 from .store import Batch
 
@@ -89,8 +90,8 @@ def observe(batch: Batch, upstream_seconds: Iterable[float] = (), rewrite_second
 
 class Timing:
     """ASGI middleware: after each proxied response, the origin's latency and the rewriter's time that
-    the proxy left in the request state (``gate_upstream_seconds``, ``gate_page.stopwatch``) go to the
-    ledger, to be observed into the histograms at flush. Nothing is measured twice."""
+    the proxy left on the request's Visit (gate.context: ``upstream_seconds``, ``page.stopwatch``) go to
+    the ledger, to be observed into the histograms at flush. Nothing is measured twice."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -99,13 +100,12 @@ class Timing:
         try:
             await self.app(scope, receive, send)
         finally:
-            state = scope.get("state")
-            if isinstance(state, dict) and "gate_upstream_seconds" in state:
-                recorder = getattr(scope["app"].state, "recorder", None) if "app" in scope else None
+            visit = visit_of(scope.get("state"))
+            if visit is not None and visit.upstream_seconds is not None and "app" in scope:
+                recorder = scope["app"].state.gate.recorder
                 if recorder is not None:
-                    page = state.get("gate_page")
-                    stopwatch = getattr(page, "stopwatch", None)
-                    recorder.ledger.timing(state["gate_upstream_seconds"], getattr(stopwatch, "seconds", None))
+                    rewrite = visit.page.stopwatch.seconds if visit.page is not None else None
+                    recorder.ledger.timing(visit.upstream_seconds, rewrite)
 
 
 async def metrics(request: Request) -> Response:

@@ -28,9 +28,9 @@ from starlette.routing import BaseRoute, Route
 
 from ..banner import choose_lang, recipients
 from ..consent import Consent, shown_purposes
+from ..context import SiteContext, gate_of
 from ..errors import RequestError
 from ..pages import shown_text
-from ..settings import Site
 from .ledger import site_label
 from .recorder import ReceiptsFull
 from .store import RECEIPT_COLUMNS, Receipt
@@ -40,17 +40,16 @@ RETRY_AFTER = 5  # seconds, on every 503 about the store
 
 
 async def record_decision(
-    request: Request, site: Site, previous: Consent, consent: Consent, choice: str, lang: str | None = None
+    request: Request, ctx: SiteContext, previous: Consent, consent: Consent, choice: str, lang: str | None = None
 ) -> None:
     """Keep the receipt of one decision (journaled and fsynced before this returns) and count it;
     ``previous`` is the consent before it (a withdrawal keeps the id of the consent it withdraws),
     ``lang`` the language the form was shown in (else Accept-Language decides, as it did for the page).
     RequestError(503) when the receipt cannot be kept: the decision must then not be acknowledged."""
-    recorder = getattr(request.app.state, "recorder", None)
+    recorder = gate_of(request).recorder
     if recorder is None:
         return
-    registry = request.app.state.registries[site.host]
-    carried = request.app.state.carried[site.host]
+    site, registry, carried = ctx.site, ctx.registry, ctx.carried
     shown = shown_purposes(registry)  # a receipt names only purposes the visitor could see
     accepted = [p for p in shown if consent.purposes.get(p)] if consent.decided else []
     method = consent.method if consent.decided else _method(request)
@@ -128,7 +127,7 @@ async def lookup(request: Request) -> Response:
 
     if (denied := unauthorized(request)) is not None:
         return denied
-    recorder = getattr(request.app.state, "recorder", None)
+    recorder = gate_of(request).recorder
     if recorder is None:
         return JSONResponse({"error": "recording is off"}, 404, headers={"cache-control": "no-store"})
     consent_id = request.path_params["consent_id"][:64]

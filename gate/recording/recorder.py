@@ -21,7 +21,7 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
@@ -32,6 +32,9 @@ from .journal import Journal
 from .ledger import Expander, Ledger, record_attempt
 from .store import OFF, Batch, Receipt, Store, StoreError, is_postgres, open_store
 from .store import TIMEOUT as STORE_TIMEOUT
+
+if TYPE_CHECKING:
+    from ..context import Gate
 
 log = logging.getLogger("gate.recorder")
 
@@ -297,25 +300,21 @@ def limits_path(where: str) -> str:
 
 
 # -- the lifespan's two calls ---------------------------------------------------------------------
-async def start(app: Any) -> None:
-    """Start recording (nothing when ``store = "off"``): app.state.recorder is what the rest looks for."""
-    settings: Settings = app.state.settings
-    app.state.recorder = None
+async def start(gate: Gate) -> None:
+    """Start recording (nothing when ``store = "off"``): ``gate.recorder`` is what the rest looks for."""
+    settings: Settings = gate.settings
+    gate.recorder = None
     if settings.store == OFF:
         return
-    recorder = Recorder(settings, app.state.registries)
+    recorder = Recorder(settings, gate.registries)
     await recorder.start()
-    app.state.recorder = recorder
-    readiness = getattr(app.state, "readiness", None)
-    if readiness is not None:
-        readiness.checks["store"] = recorder.check_store
-    attempts = getattr(app.state, "attempts", None)  # gate.csp's counts of guard stops and CSP reports
-    if attempts is not None and not getattr(app.state, "ledger_listens", False):
-        app.state.ledger_listens = True  # once per app, however often its lifespan runs
-        attempts.subscribe(lambda a: record_attempt(app, a.site, a.vendor, a.host, a.source))
+    gate.recorder = recorder
+    gate.readiness.checks["store"] = recorder.check_store
+    if not gate.ledger_listens:  # gate.csp's counts of guard stops and CSP reports, once per app
+        gate.ledger_listens = True
+        gate.attempts.subscribe(lambda a: record_attempt(gate, a.site, a.vendor, a.host, a.source))
 
 
-async def stop(app: Any) -> None:
-    recorder: Recorder | None = getattr(app.state, "recorder", None)
-    if recorder is not None:
-        await recorder.stop()
+async def stop(gate: Gate) -> None:
+    if gate.recorder is not None:
+        await gate.recorder.stop()

@@ -28,6 +28,7 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import BaseRoute, Route
 
 from ..banner import choose_lang
+from ..context import gate_of
 from ..vendors import Registry
 from .ledger import site_label
 from .receipts import RETRY_AFTER
@@ -45,7 +46,7 @@ _RELATIVE = re.compile(r"^(\d{1,4})d$")
 # -- who may read it -------------------------------------------------------------------------------
 def unauthorized(request: Request) -> Response | None:
     """None when the request carries the report token (bearer, or basic-auth password); else the 401."""
-    token = request.app.state.settings.report_token
+    token = gate_of(request).settings.report_token
     scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
     given = ""
     if scheme.lower() == "bearer":
@@ -234,8 +235,8 @@ def to_csv(raw: dict[str, list[tuple[Any, ...]]], site: str) -> str:
 async def _load(request: Request) -> tuple[dict[str, Any], dict[str, list[tuple[Any, ...]]], Registry] | Response:
     if (denied := unauthorized(request)) is not None:
         return denied
-    state = request.app.state
-    recorder = getattr(state, "recorder", None)
+    gate = gate_of(request)
+    recorder = gate.recorder
     if recorder is None:
         return PlainTextResponse(
             'Recording is off (store = "off"): there is nothing to report.\n', 404, headers=_HEADERS
@@ -243,8 +244,8 @@ async def _load(request: Request) -> tuple[dict[str, Any], dict[str, list[tuple[
     store = await recorder.open_store()
     if store is None:
         return _unavailable()
-    sites = {site_label(s): s for s in state.settings.sites}
-    label = request.query_params.get("site") or site_label(state.settings.site_for(request.headers.get("host")))
+    sites = {site_label(s): s for s in gate.settings.sites}
+    label = request.query_params.get("site") or site_label(gate.site_for(request.headers.get("host")))
     if label not in sites:
         return PlainTextResponse(f"site: expected one of {', '.join(sites)}, got {label!r}\n", 400, headers=_HEADERS)
     try:
@@ -256,9 +257,9 @@ async def _load(request: Request) -> tuple[dict[str, Any], dict[str, list[tuple[
     except (StoreError, TimeoutError):
         return _unavailable()
     host = sites[label].host
-    data = summarize(raw, label, first, last, state.registries[host], state.carried[host])
+    data = summarize(raw, label, first, last, gate.registries[host], gate.carried[host])
     data["sites"] = list(sites)
-    return data, raw, state.registries[host]
+    return data, raw, gate.registries[host]
 
 
 def _unavailable() -> Response:
