@@ -628,12 +628,12 @@ def test_report_counts_ga4_as_fired_from_the_browsers_beacon_and_never_a_refused
         v.goto(JOB_PAGES[1])
         assert v.errors == []
 
-        report = gate.recording.report()
+        report = gate.report()
         deadline = time.monotonic() + 10
         while tag_row(report, "google.analytics")["fired"] < 1 and time.monotonic() < deadline:
             time.sleep(0.1)
             gate.flush()
-            report = gate.recording.report()
+            report = gate.report()
     finally:
         context.close()
 
