@@ -167,7 +167,7 @@ def run_axe(page: Page, include: str | None = None) -> list[dict[str, Any]]:
 @contextmanager
 def demo_gate(config: Path | None = None, app_state: dict[str, Any] | None = None) -> Iterator[str]:
     """gate in front of its embedded demo site (``config``: a gate.toml), on real uvicorn at 127.0.0.1;
-    yields the base URL. ``app_state``, when given, receives the app's state as "state"."""
+    yields the base URL. ``app_state``, when given, receives the app's Gate (gate.context) as "state"."""
     from gate import settings
     from gate.app import create_app
     from tests.conftest import serve
@@ -175,7 +175,7 @@ def demo_gate(config: Path | None = None, app_state: dict[str, Any] | None = Non
     # No report store: browser tests that need one make their own (a test run writes nothing here).
     app = create_app(settings.load({"config": str(config)} if config else {}, {"GATE_STORE": "off"}))
     if app_state is not None:
-        app_state["state"] = app.state
+        app_state["state"] = app.state.gate
     with serve(app) as base:
         yield base
 
