@@ -1,27 +1,23 @@
-"""The proxy path with respx as the origin: headers in and out, pass-through of everything that is not
-a page, decoded and private pages, upstream failures as short bilingual 502/504 pages."""
+"""gate/upstream.py with respx as the origin: the request headers the origin sees, the response
+headers the visitor gets (hop-by-hop dropped, Set-Cookie kept, Location pointing at gate), the origin's
+bytes passed on as sent. The request path around it (pages, pass-through, failures) is in
+tests/test_proxy.py; the page header rules in tests/test_headers.py."""
 
 from __future__ import annotations
 
 import dataclasses
 import gzip
-import logging
 import os
-import zlib
 
-import brotli
 import httpx
 import pytest
 import respx
 
 from gate import app as gate_app
 from gate import upstream
-from gate.consent import COOKIE_NAME, ConsentCodec, decide
-from gate.context import visit_of
-from gate.headers import private_cache_control, script_nonce, vary_cookie
 from gate.settings import Site
 
-from .conftest import CLIENT_IP, KEY, asgi_client, gate_settings, serve
+from .conftest import CLIENT_IP, asgi_client, gate_settings, serve
 
 pytestmark = pytest.mark.anyio
 ORIGIN = "http://origin.test"
@@ -43,38 +39,6 @@ async def fetch(
         async with asgi_client(app) as client:
             response = await client.request(kwargs.pop("method", "GET"), path, **kwargs)
     return response, route
-
-
-# -- failures ---------------------------------------------------------------------------------
-@pytest.mark.parametrize(
-    ("error", "status"),
-    [
-        (httpx.ConnectError("Connection refused"), 502),
-        (httpx.RemoteProtocolError("peer closed connection"), 502),
-        (httpx.ReadError("reset by peer"), 502),
-        (httpx.ConnectTimeout("connect timed out"), 504),
-        (httpx.ReadTimeout("read timed out"), 504),
-    ],
-    ids=["refused", "protocol", "reset", "connect-timeout", "read-timeout"],
-)
-async def test_upstream_failure_is_a_short_bilingual_page(error, status, caplog) -> None:
-    app = gate_app.create_app(gate_settings(ORIGIN))
-    with respx.mock, caplog.at_level(logging.WARNING, "gate.proxy"):
-        respx.route(host="origin.test").mock(side_effect=error)
-        async with asgi_client(app) as client:
-            r = await client.get("/jobs")
-    assert r.status_code == status
-    assert "もう一度お試しください" in r.text and "Please try again" in r.text
-    assert "Traceback" not in r.text and str(error) not in r.text
-    assert r.headers["cache-control"] == "no-store"
-    assert any(str(error) in rec.getMessage() and "/jobs" in rec.getMessage() for rec in caplog.records)
-
-
-async def test_unknown_host_is_421() -> None:
-    conf = gate_settings(ORIGIN)
-    conf = dataclasses.replace(conf, sites=(Site(upstream=ORIGIN, host="jobs.example.jp"),))
-    r, route = await fetch(html(), conf=conf)
-    assert r.status_code == 421 and not route.called
 
 
 # -- request headers ----------------------------------------------------------------------------
@@ -171,49 +135,6 @@ def test_location_the_origin_built_from_the_visitors_host_gets_the_public_scheme
     assert origins.rewrite("http://elsewhere.example/x") == "http://elsewhere.example/x"
 
 
-# -- pass-through -------------------------------------------------------------------------------
-@pytest.mark.parametrize(
-    ("method", "status", "extra"),
-    [
-        ("HEAD", 200, {}),
-        ("GET", 204, {}),
-        ("GET", 304, {}),
-        ("GET", 206, {"content-range": "bytes 0-9/100"}),
-    ],
-    ids=["head", "204", "304", "range-206"],
-)
-async def test_not_a_page_passes_through_untouched(method: str, status: int, extra: dict) -> None:
-    body = b"" if status in (204, 304) or method == "HEAD" else b"<html>0123"
-    headers = {"content-type": "text/html", "etag": '"v1"', "cache-control": "public, max-age=60", **extra}
-    if body:
-        headers["content-length"] = str(len(body))
-    r, _ = await fetch(
-        httpx.Response(status, headers=headers, content=body), method=method, headers={"range": "bytes=0-9"}
-    )
-    assert r.status_code == status
-    assert r.content == body
-    assert "gate-tags" not in r.headers and r.headers["etag"] == '"v1"'
-    assert r.headers["cache-control"] == "public, max-age=60" and "vary" not in r.headers
-    for name, value in extra.items():
-        assert r.headers[name] == value
-
-
-async def test_an_empty_html_response_stays_empty() -> None:
-    """A 200 text/html with Content-Length 0 (a form endpoint's answer, a health check) gets no banner."""
-    r, _ = await fetch(html(b"", **{"content-length": "0"}))
-    assert r.status_code == 200 and r.content == b""
-    assert r.headers["content-length"] == "0"
-
-
-async def test_an_empty_chunked_html_response_stays_empty() -> None:
-    async def nothing():
-        for _ in ():
-            yield b""
-
-    r, _ = await fetch(httpx.Response(200, headers={"content-type": "text/html"}, content=nothing()))
-    assert r.status_code == 200 and r.content == b""
-
-
 def test_a_proxied_response_has_one_date_header() -> None:
     """uvicorn dates gate's answer; the origin's Date is not passed on beside it (as nginx does)."""
     from starlette.applications import Starlette
@@ -248,185 +169,3 @@ async def test_non_html_bytes_are_identical_even_when_compressed() -> None:
             wire = b"".join([chunk async for chunk in r.aiter_raw()])
     assert wire == payload
     assert r.headers["content-encoding"] == "gzip" and r.headers["content-length"] == str(len(payload))
-
-
-# -- pages ----------------------------------------------------------------------------------------
-def _raw_deflate(data: bytes) -> bytes:
-    c = zlib.compressobj(wbits=-zlib.MAX_WBITS)
-    return c.compress(data) + c.flush()
-
-
-ENCODERS = {"gzip": gzip.compress, "deflate": zlib.compress, "raw-deflate": _raw_deflate, "br": brotli.compress}
-
-
-@pytest.mark.parametrize("coding", ["gzip", "deflate", "raw-deflate", "br", "gzip-then-br"])
-async def test_compressed_page_is_decoded_and_sent_identity(coding: str) -> None:
-    body = PAGE.encode()
-    if coding == "gzip-then-br":
-        wire, header = brotli.compress(gzip.compress(body)), "gzip, br"
-    else:
-        wire, header = ENCODERS[coding](body), coding.replace("raw-", "")
-    r, _ = await fetch(html(wire, **{"content-encoding": header, "content-length": str(len(wire))}))
-    assert "content-encoding" not in r.headers and "content-length" not in r.headers
-    assert "<h1>歯科衛生士</h1>" in r.text and "data-gate" in r.text
-
-
-async def test_page_in_an_encoding_gate_cannot_decode_is_refused() -> None:
-    r, _ = await fetch(html(b"\x28\xb5\x2f\xfd", **{"content-encoding": "zstd"}))
-    assert r.status_code == 502
-
-
-async def test_page_is_private_and_varies_on_cookie() -> None:
-    r, _ = await fetch(
-        html(
-            **{
-                "cache-control": "public, max-age=600, s-maxage=3600",
-                "vary": "Accept-Encoding",
-                "etag": '"v1"',
-                "last-modified": "Mon, 01 Jan 2024 00:00:00 GMT",
-            }
-        )
-    )
-    assert r.headers["cache-control"] == "private, max-age=600"
-    assert r.headers["vary"] == "Accept-Encoding, Cookie, Accept-Language"
-    assert "etag" not in r.headers and "last-modified" not in r.headers
-
-
-@pytest.mark.parametrize(
-    ("upstream_value", "expected"),
-    [
-        ([], "private"),
-        (["no-store"], "private, no-store"),
-        (["public, max-age=60"], "private, max-age=60"),
-        (['private="set-cookie", no-cache="a, b"', "s-maxage=9"], 'private, no-cache="a, b"'),
-    ],
-)
-def test_private_cache_control(upstream_value: list[str], expected: str) -> None:
-    assert private_cache_control(upstream_value) == expected
-
-
-@pytest.mark.parametrize(
-    ("upstream_value", "expected"),
-    [
-        ([], "Cookie, Accept-Language"),
-        (["cookie"], "cookie, Accept-Language"),
-        (["*"], "*"),
-    ],
-)
-def test_vary_cookie(upstream_value: list[str], expected: str) -> None:
-    assert vary_cookie(upstream_value) == expected
-
-
-async def test_shift_jis_page_stays_shift_jis() -> None:
-    page = PAGE.replace("<head>", '<head><meta charset="Shift_JIS">')
-    r, _ = await fetch(httpx.Response(200, headers={"content-type": "text/html"}, content=page.encode("cp932")))
-    text = r.content.decode("cp932")  # strict: any UTF-8 in the output would fail here
-    assert "<h1>歯科衛生士</h1>" in text and "data-gate" in text
-    # gate's scripts come first in <head>, pushing <meta charset> past a browser's 1024-byte prescan:
-    # the header must name the charset the page was read in.
-    assert r.headers["content-type"] == "text/html; charset=Shift_JIS"
-    assert text.index("data-gate") < text.index('<meta charset="Shift_JIS">')
-
-
-async def test_utf16_page_stays_utf16() -> None:
-    wire = "\ufeff".encode("utf-16-le") + PAGE.encode("utf-16-le")
-    r, _ = await fetch(httpx.Response(200, headers={"content-type": "text/html"}, content=wire))
-    assert r.content.startswith(b"\xff\xfe")
-    assert "<h1>歯科衛生士</h1>" in r.content.decode("utf-16-le") and "data-gate" in r.content.decode("utf-16-le")
-
-
-async def test_gate_tags_reports_the_visitors_decision() -> None:
-    r, _ = await fetch(html())
-    kept, stripped = r.headers["gate-tags"].split("; ")
-    assert kept == "kept=" and "facebook.pixel" in stripped and "google.analytics" in stripped
-
-    conf = gate_settings(ORIGIN)
-    app = gate_app.create_app(conf)
-    registry = app.state.gate.registries[None]
-    cookie = ConsentCodec([KEY]).dumps(decide(registry, ["improvement"]))
-    r, _ = await fetch(html(), conf=conf, headers={"cookie": f"{COOKIE_NAME}={cookie}"})
-    assert r.headers["gate-tags"].startswith("kept=google.analytics; stripped=")
-
-
-async def test_banner_script_carries_the_origins_csp_nonce() -> None:
-    r, _ = await fetch(html(**{"content-security-policy": "default-src 'self'; script-src 'self' 'nonce-abc123'"}))
-    assert 'nonce="abc123"' in r.text
-
-
-@pytest.mark.parametrize(
-    ("policies", "expected"),
-    [
-        (["script-src 'nonce-a1'"], "a1"),
-        (["default-src 'nonce-d1'"], "d1"),
-        (["default-src 'nonce-d1'; script-src 'self'"], None),  # script-src wins and has none
-        (["img-src *", "script-src 'nonce-x_Y+/='"], "x_Y+/="),
-        ([], None),
-    ],
-)
-def test_script_nonce(policies: list[str], expected: str | None) -> None:
-    assert script_nonce(policies) == expected
-
-
-async def test_gate_lang_and_accept_language_pick_the_banner_language() -> None:
-    r, _ = await fetch(html(), "/?gate_lang=en")
-    assert 'lang="en"' in r.text
-    r, _ = await fetch(html(), headers={"accept-language": "en-US,en;q=0.9"})
-    assert 'lang="en"' in r.text
-    r, _ = await fetch(html(), headers={"accept-language": "fr"})
-    assert 'lang="ja"' in r.text and 'lang="en"' not in r.text
-
-
-async def test_opt_out_site_lets_tags_through_until_refused_and_honours_gpc() -> None:
-    conf = gate_settings(ORIGIN)
-    conf = dataclasses.replace(conf, sites=(Site(upstream=ORIGIN, mode="opt-out"),))
-    r, _ = await fetch(html(), conf=conf)
-    assert r.headers["gate-tags"].endswith("; stripped=")
-    r, _ = await fetch(html(), conf=conf, headers={"sec-gpc": "1"})
-    kept, stripped = r.headers["gate-tags"].split("; ")
-    assert "google.analytics" in kept and "facebook.pixel" in stripped and "criteo.onetag" in stripped
-
-
-async def test_page_outcome_is_left_on_the_visit_after_the_stream() -> None:
-    app = gate_app.create_app(gate_settings(ORIGIN))
-    seen = []
-
-    async def ledger(scope, receive, send):
-        await app(scope, receive, send)
-        visit = visit_of(scope.get("state"))
-        seen.append(visit.outcome if visit is not None else None)
-
-    with respx.mock:
-        respx.route(host="origin.test").mock(return_value=html())
-        async with (
-            app.router.lifespan_context(app),
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=ledger), base_url="http://gate.test") as client,
-        ):
-            await client.get("/")
-    assert seen and seen[0] is not None and hasattr(seen[0], "header")
-
-
-FB_SCRIPT = '<script src="https://connect.facebook.net/en_US/fbevents.js"></script>'
-
-
-@pytest.mark.parametrize("start", ["<!doctype html>", "\n  <HTML>", "<p>", "<!-- x -->", "<script>var a = 1</script>"])
-async def test_unlabelled_html_is_sniffed_and_gated_like_a_browser_would_render_it(start: str) -> None:
-    page = f"{start}<body><p>求人</p>{FB_SCRIPT}</body>"
-    r, _ = await fetch(httpx.Response(200, content=page.encode()))  # no Content-Type at all
-    assert r.headers["content-type"].startswith("text/html")
-    assert "connect.facebook.net/en_US" not in r.text and "求人" in r.text and "data-gate" in r.text
-
-
-async def test_unlabelled_gzip_html_is_sniffed_after_decoding() -> None:
-    page = ("<!DOCTYPE html><html><body>" + FB_SCRIPT + "x" * 2000 + "</body></html>").encode()
-    r, _ = await fetch(httpx.Response(200, headers={"content-encoding": "gzip"}, content=gzip.compress(page)))
-    assert r.headers["content-type"].startswith("text/html") and "connect.facebook.net/en_US" not in r.text
-
-
-@pytest.mark.parametrize(
-    "body",
-    [b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4, b"plain text <html> later", b"<htmlfoo>not a signature"],
-    ids=["png", "text", "not-a-tag"],
-)
-async def test_unlabelled_non_html_passes_untouched(body: bytes) -> None:
-    r, _ = await fetch(httpx.Response(200, content=body))
-    assert r.content == body and "content-type" not in r.headers
