@@ -112,11 +112,13 @@ def write(receipts: Iterable[Receipt], out: IO[str], fmt: str) -> int:
     if fmt == "csv":
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(RECEIPT_COLUMNS)
-        for n, r in enumerate(receipts, 1):
+        for r in receipts:
             writer.writerow([getattr(r, c) for c in RECEIPT_COLUMNS])
+            n += 1
     elif fmt == "jsonl":
-        for n, r in enumerate(receipts, 1):
+        for r in receipts:
             out.write(json.dumps(r.as_dict(), ensure_ascii=False) + "\n")
+            n += 1
     else:
         raise ValueError(f"expected one of {', '.join(FORMATS)}, got {fmt!r}")
     return n

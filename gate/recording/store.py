@@ -209,7 +209,8 @@ _RECEIPT = (
 )
 _RANGE = "site = ? AND day >= ? AND day <= ?"
 QUERIES = {  # the report's reads: (site, first day, last day)
-    "pages": f"SELECT day, banner, gpc, CAST(SUM(n) AS BIGINT) FROM gate_pages WHERE {_RANGE} GROUP BY day, banner, gpc",
+    "pages": f"SELECT day, banner, gpc, CAST(SUM(n) AS BIGINT) FROM gate_pages WHERE {_RANGE}"
+    " GROUP BY day, banner, gpc",
     "paths": f"SELECT path, CAST(SUM(n) AS BIGINT) FROM gate_pages WHERE {_RANGE} GROUP BY path",
     "tags": f"SELECT day, tag, outcome, reason, CAST(SUM(n) AS BIGINT) FROM gate_tags WHERE {_RANGE}"
     " GROUP BY day, tag, outcome, reason",
