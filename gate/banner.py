@@ -123,7 +123,7 @@ def join(sep: str, items) -> Html:
 def choose_lang(gate_lang: str | None, accept_language: str | None) -> str:
     """``?gate_lang=`` when it names ja or en, else the Accept-Language preference; Japanese by default."""
     if gate_lang in LANGS:
-        return gate_lang  # type: ignore[return-value]
+        return gate_lang
     best, best_q = "ja", 0.0
     for part in (accept_language or "")[:512].split(","):
         tag, _, params = part.partition(";")

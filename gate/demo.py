@@ -324,7 +324,8 @@ def bench_page(size: str, charset: str = "utf-8") -> bytes:
         text = render("求人一覧", main, criteo_event=_list_event(), charset=BENCH_CHARSETS[charset])
         return text.encode(codec, errors="xmlcharrefreplace")
 
-    target, cards = BENCH_SIZES[size], []
+    target = BENCH_SIZES[size]
+    cards: list[str] = []
     total = len(page(cards))
     while True:
         card = _bench_card(len(cards))
