@@ -31,6 +31,7 @@ from ..consent import Consent, shown_purposes
 from ..context import SiteContext, gate_of
 from ..errors import RequestError
 from ..pages import shown_text
+from .access import unauthorized  # the same guard as the report
 from .ledger import site_label
 from .recorder import ReceiptsFull
 from .store import RECEIPT_COLUMNS, Receipt
@@ -125,8 +126,6 @@ def write(receipts: Iterable[Receipt], out: IO[str], fmt: str) -> int:
 
 
 async def lookup(request: Request) -> Response:
-    from .report import unauthorized  # the same guard as the report
-
     if (denied := unauthorized(request)) is not None:
         return denied
     recorder = gate_of(request).recorder

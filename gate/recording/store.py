@@ -410,8 +410,7 @@ class Store:
 
     def examples(self, site: str) -> list[tuple[str, str, str, str]]:
         return self._read(
-            "SELECT kind, subject, path, day FROM gate_examples WHERE site = ?"
-            " ORDER BY kind, subject, day, path",
+            "SELECT kind, subject, path, day FROM gate_examples WHERE site = ? ORDER BY kind, subject, day, path",
             (site,),
         )
 
