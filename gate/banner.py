@@ -14,6 +14,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import re
+from collections.abc import Iterable
 from html import escape, unescape
 from pathlib import Path
 from urllib.parse import urlencode, urljoin
@@ -116,7 +117,7 @@ def el(tag: str, *children: str, **attrs: str | bool | None) -> Html:
     return Html(opening + join("", children) + f"</{tag}>")
 
 
-def join(sep: str, items) -> Html:
+def join(sep: str, items: Iterable[str]) -> Html:
     return Html(sep.join(c if isinstance(c, Html) else escape(c) for c in items))
 
 

@@ -21,6 +21,7 @@ import secrets
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from itsdangerous import BadData, URLSafeTimedSerializer
 
@@ -89,7 +90,7 @@ class Consent:
         separate consent to personal data."""
         return self.allows(tag, refusable) and (not tag.reads_forms or tag.vendor in self.personal_data)
 
-    def as_public(self) -> dict:
+    def as_public(self) -> dict[str, Any]:
         """The GET /_gate/consent shape."""
         return {
             "version": self.version,

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import ast
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,9 @@ CORE = frozenset(
         "gate.recording.metrics_setup",
     }
 )
+# Core modules mypy does not check strictly yet (pyproject.toml's strict override lists the rest): the
+# rewriter's, until issue 13's split of them lands.
+NOT_YET_STRICT = frozenset({"gate.htmlstream", "gate.vendors", "gate.rewrite"})
 WEB_FRAMEWORKS = ("starlette", "uvicorn", "httpx", "httpcore")
 # What recording must not import: it records what the gate decided, it does not gate.
 NOT_FROM_RECORDING = ("gate.proxy", "gate.rewrite")
@@ -193,6 +197,13 @@ def test_the_core_list_names_modules_that_exist():
 def test_the_core_imports_no_web_framework_not_even_lazily():
     found = core_violations(GRAPH, CORE)
     assert not found, "\n".join(found)
+
+
+def test_mypy_checks_the_core_strictly():
+    config = tomllib.loads((GATE.parent / "pyproject.toml").read_text(encoding="utf-8"))
+    strict = [o for o in config["tool"]["mypy"]["overrides"] if o.get("disallow_untyped_defs")]
+    assert len(strict) == 1, "one strict override in pyproject.toml"
+    assert sorted(strict[0]["module"]) == sorted(CORE - NOT_YET_STRICT)
 
 
 def test_recording_never_imports_the_request_path_or_the_rewriter():

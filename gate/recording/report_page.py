@@ -424,7 +424,8 @@ def _table(
 
 
 def _service(row: dict[str, Any], lang: str) -> str:
-    return row["service_ja"] if lang == "ja" else row["service_en"]
+    name: str = row["service_ja"] if lang == "ja" else row["service_en"]
+    return name
 
 
 def _purpose_name(registry: Registry, purpose: str, lang: str) -> str:

@@ -177,10 +177,10 @@ _UPSERTS = {
 }
 
 
-def _folded(counts: dict[tuple, int], fold: dict[tuple[str, str, str], str]) -> dict[tuple, int]:
+def _folded(counts: dict[tuple[Any, ...], int], fold: dict[tuple[str, str, str], str]) -> dict[tuple[Any, ...], int]:
     if not fold:
         return counts
-    out: dict[tuple, int] = {}
+    out: dict[tuple[Any, ...], int] = {}
     for key, n in counts.items():
         path = fold.get(key[:3])
         if path is not None:
