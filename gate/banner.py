@@ -379,25 +379,6 @@ def text_of(html: str) -> str:
     return " ".join(unescape(re.sub(r"<[^>]*>", " ", html)).split())
 
 
-def render_settings_link(*, lang: str, next_path: str, origin: str) -> str:
-    """After a decision: a small fixed link back to the preferences."""
-    lang = lang if lang in LANGS else "ja"
-    return join(
-        "",
-        [
-            el("link", rel="stylesheet", href=origin + CSS_URL),
-            el(
-                "a",
-                TEXT[lang]["cookie_settings"],
-                href=preferences_url(lang, next_path, origin),
-                target="_self",
-                class_="gate-set",
-                lang=lang,
-            ),
-        ],
-    )
-
-
 def render_footer_link(*, lang: str, origin: str) -> str:
     """「外部送信について」, on every page: the notice one click away (電気通信事業法 27条の12)."""
     lang = lang if lang in LANGS else "ja"

@@ -239,14 +239,6 @@ class Attempts:
         self._listeners.append(listener)
 
 
-def record_reports(attempts: Attempts, body: bytes, media_type: str, registry: Registry, site: str) -> int:
-    """Count the blocked URLs of one report body; how many were counted."""
-    found = attempts_in(blocked(body, media_type), registry, site)
-    for attempt in found:
-        attempts.record(attempt)
-    return len(found)
-
-
 def blocked(body: bytes, media_type: str) -> Iterator[tuple[str, str]]:
     """(blocked URL, source) pairs from a report body; nothing for what is not a report."""
     try:
