@@ -5,7 +5,8 @@
 - gate/recording/ records and reports: it never imports the request path (gate.proxy) or the rewriter
   (gate.rewrite);
 - no import cycles among gate's modules, lazy imports included (a lazy import that only dodges a cycle
-  is still one).
+  is still one); an import under ``if TYPE_CHECKING:`` never runs and only names a type, so it makes
+  no cycle (it still counts against the core: the core does not even name a web framework's types).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ CORE = frozenset(
         "gate.vendors",
         "gate.rewrite",
         "gate.decoders",
+        "gate.transform",
+        "gate.headers",
         "gate.errors",
         "gate.consent",
         "gate.tokens",
@@ -66,6 +69,7 @@ NOT_FROM_RECORDING = ("gate.proxy", "gate.rewrite")
 class Import:
     module: str  # absolute, e.g. "gate.urls" or "starlette.requests"
     line: int
+    typing_only: bool = False  # under ``if TYPE_CHECKING:``
 
 
 def modules(root: Path) -> dict[str, Path]:
@@ -83,20 +87,35 @@ def imports(name: str, path: Path, known: set[str] | dict[str, Path]) -> Iterato
     """Every import in the file, wherever it stands (module level, function body, TYPE_CHECKING block,
     try/except), as absolute module names; ``from pkg import mod`` yields pkg.mod when that is a module."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    typing_only = {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and _is_type_checking(node.test)
+        for statement in node.body
+        for inner in ast.walk(statement)
+    }
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
-                yield Import(alias.name, node.lineno)
+                yield Import(alias.name, node.lineno, id(node) in typing_only)
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.split(".")[: len(package.split(".")) - node.level + 1]
                 module = ".".join([*base, node.module] if node.module else base)
             else:
                 module = node.module or ""
-            yield Import(module, node.lineno)
+            yield Import(module, node.lineno, id(node) in typing_only)
             for alias in node.names:
                 if f"{module}.{alias.name}" in known:
-                    yield Import(f"{module}.{alias.name}", node.lineno)
+                    yield Import(f"{module}.{alias.name}", node.lineno, id(node) in typing_only)
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    """``TYPE_CHECKING`` or ``typing.TYPE_CHECKING``."""
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def graph(root: Path) -> dict[str, list[Import]]:
@@ -130,8 +149,12 @@ def recording_violations(g: dict[str, list[Import]], package: str = "gate.record
 
 
 def cycles(g: dict[str, list[Import]]) -> list[list[str]]:
-    """One cycle per strongly connected component of more than one module (Tarjan), as a path."""
-    edges = {n: sorted({i.module for i in imps if i.module in g and i.module != n}) for n, imps in g.items()}
+    """One cycle per strongly connected component of more than one module (Tarjan), as a path. Imports
+    under TYPE_CHECKING are left out: they never run."""
+    edges = {
+        n: sorted({i.module for i in imps if i.module in g and i.module != n and not i.typing_only})
+        for n, imps in g.items()
+    }
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
@@ -257,6 +280,12 @@ def test_recording_importing_the_rewriter_is_caught(fake):
     assert recording_violations(graph(root)) == [
         "gate.recording.ledger (line 1) imports gate.rewrite: recording records, it does not gate"
     ]
+
+
+def test_a_type_checking_import_makes_no_cycle(fake):
+    fake("context.py", "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .readiness import Readiness\n")
+    root = fake("readiness.py", "def check():\n    from .context import gate_of\n")
+    assert cycles(graph(root)) == []
 
 
 def test_a_cycle_through_a_lazy_import_is_reported_as_a_path(fake):
