@@ -116,7 +116,7 @@ def main() -> None:
         for proc in procs.values():
             proc.wait(timeout=15)
     off, on = statistics.median(rps["recording off"]), statistics.median(rps["recording on"])
-    ratios = sorted(b / a for a, b in zip(rps["recording off"], rps["recording on"]))
+    ratios = sorted(b / a for a, b in zip(rps["recording off"], rps["recording on"], strict=True))
     print(f"load average at end: {os.getloadavg()[0]:.2f}")
     print(
         f"pages: {', '.join(PAGES)}; job page {sizes['recording off']} bytes off, {sizes['recording on']} on "

@@ -500,8 +500,11 @@ def in_child(*args: str) -> dict:
 def table(title: str, rows: list[tuple[str, list[str]]], header: list[str]) -> str:
     width = max(len(name) for name, _ in rows + [("", [])])
     cols = [max(len(h), *(len(c[i]) for _, c in rows)) for i, h in enumerate(header)]
-    lines = [title, " " * width + "  " + "  ".join(h.rjust(w) for h, w in zip(header, cols))]
-    lines += [name.ljust(width) + "  " + "  ".join(c.rjust(w) for c, w in zip(cells, cols)) for name, cells in rows]
+    lines = [title, " " * width + "  " + "  ".join(h.rjust(w) for h, w in zip(header, cols, strict=True))]
+    lines += [
+        name.ljust(width) + "  " + "  ".join(c.rjust(w) for c, w in zip(cells, cols, strict=True))
+        for name, cells in rows
+    ]
     return "\n".join(lines)
 
 

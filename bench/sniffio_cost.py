@@ -51,7 +51,7 @@ async def measure() -> None:
 
     sync.current_async_library = auto.current_async_library = counting
     server = await asyncio.start_server(origin, "127.0.0.1", 0)
-    url = "http://127.0.0.1:%d/" % server.sockets[0].getsockname()[1]
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
     limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
     async with httpx.AsyncClient(limits=limits) as client:
 

@@ -114,7 +114,7 @@ async def post_consent(request: Request) -> Response:
         consent = _decision(
             ctx, choice, values("purposes"), values("refuse_vendor"), method, personal_data=values("personal_data")
         )
-        lang = (values("lang") or [None])[-1]
+        lang = values("lang")[-1] if values("lang") else None
         response = RedirectResponse(urls.safe_next((values("next") or ["/"])[-1], ctx.origin), 303, headers=_NO_STORE)
     else:
         raise RequestError(415, "expected an application/x-www-form-urlencoded form or application/json")

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
-from . import api, csp, proxy, vendors
+from . import api, csp, csp_report, proxy, vendors
 from .consent import ConsentCodec
 from .context import Gate
 from .forwarded import ForwardedMiddleware
@@ -54,7 +54,7 @@ def create_app(settings: Settings) -> Starlette:
     middleware.append(Middleware(metrics.Timing))  # origin latency and rewrite time, for /_gate/metrics
     recording = [*beacon.routes(), *report.routes(), *metrics.routes(), *receipts.routes()]  # before the /_gate mount
     app = Starlette(
-        routes=[*recording, *csp.routes(), *api.routes(), catch_all], middleware=middleware, lifespan=lifespan
+        routes=[*recording, *csp_report.routes(), *api.routes(), catch_all], middleware=middleware, lifespan=lifespan
     )
     # Per site, once: a site's GTM container may serve other purposes, which changes its policy version.
     registries = {

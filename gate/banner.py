@@ -14,6 +14,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import re
+from collections.abc import Iterable
 from html import escape, unescape
 from pathlib import Path
 from urllib.parse import urlencode, urljoin
@@ -43,7 +44,8 @@ TEXT = {
         "purposes": "利用目的：",
         "opt-in": "あなたが同意した目的に限り、",
         "opt-out": "あなたが拒否しない限り、",
-        "gpc": "ブラウザのGPC（グローバル・プライバシー・コントロール）の信号に従い、広告と提案の目的は最初から拒否にしています。",
+        "gpc": "ブラウザのGPC（グローバル・プライバシー・コントロール）の信号に従い、"
+        "広告と提案の目的は最初から拒否にしています。",
         "accept": "すべて同意",
         "reject": "すべて拒否",
         "settings": "設定",
@@ -115,14 +117,14 @@ def el(tag: str, *children: str, **attrs: str | bool | None) -> Html:
     return Html(opening + join("", children) + f"</{tag}>")
 
 
-def join(sep: str, items) -> Html:
+def join(sep: str, items: Iterable[str]) -> Html:
     return Html(sep.join(c if isinstance(c, Html) else escape(c) for c in items))
 
 
 def choose_lang(gate_lang: str | None, accept_language: str | None) -> str:
     """``?gate_lang=`` when it names ja or en, else the Accept-Language preference; Japanese by default."""
     if gate_lang in LANGS:
-        return gate_lang  # type: ignore[return-value]
+        return gate_lang
     best, best_q = "ja", 0.0
     for part in (accept_language or "")[:512].split(","):
         tag, _, params = part.partition(";")
@@ -375,25 +377,6 @@ def recipients(registry: Registry, carried: frozenset[str]) -> list[str]:
 def text_of(html: str) -> str:
     """The words a person reads in ``html``: tags dropped, entities decoded, white space collapsed."""
     return " ".join(unescape(re.sub(r"<[^>]*>", " ", html)).split())
-
-
-def render_settings_link(*, lang: str, next_path: str, origin: str) -> str:
-    """After a decision: a small fixed link back to the preferences."""
-    lang = lang if lang in LANGS else "ja"
-    return join(
-        "",
-        [
-            el("link", rel="stylesheet", href=origin + CSS_URL),
-            el(
-                "a",
-                TEXT[lang]["cookie_settings"],
-                href=preferences_url(lang, next_path, origin),
-                target="_self",
-                class_="gate-set",
-                lang=lang,
-            ),
-        ],
-    )
 
 
 def render_footer_link(*, lang: str, origin: str) -> str:

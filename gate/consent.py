@@ -20,7 +20,8 @@ import json
 import secrets
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from typing import Any
 
 from itsdangerous import BadData, URLSafeTimedSerializer
 
@@ -84,12 +85,7 @@ class Consent:
             if (carried_set is None or t.id in carried_set) and self.allows(t, refusable)
         )
 
-    def allows_on_form_page(self, tag: Tag, refusable: Sequence[str]) -> bool:
-        """On a page with an application form: a tag that reads forms also needs its recipient's
-        separate consent to personal data."""
-        return self.allows(tag, refusable) and (not tag.reads_forms or tag.vendor in self.personal_data)
-
-    def as_public(self) -> dict:
+    def as_public(self) -> dict[str, Any]:
         """The GET /_gate/consent shape."""
         return {
             "version": self.version,
@@ -222,9 +218,6 @@ class ConsentCodec:
             covered=None if whole else covered,
             personal_data=_vendor_ids(data.get("p"), registry),
         )
-
-    def withdraw(self, consent: Consent) -> Consent:
-        return replace(consent, decided=False)
 
 
 def _vendor_ids(raw: object, registry: Registry) -> frozenset[str]:

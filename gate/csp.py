@@ -41,7 +41,7 @@ Each blocked URL counts once as "attempted": per vendor when registry.tags_for_u
 per undeclared host. Counts stay in memory (Attempts); the ledger reads attempted_counts() or
 subscribes a callback.
 
-The policy and the counting import no server library (starlette is imported inside the endpoint).
+The policy and the counting import no server library; the endpoint is gate/csp_report.py.
 """
 
 from __future__ import annotations
@@ -50,24 +50,15 @@ import json
 import logging
 import re
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from . import urls
-from .errors import RequestError
 from .settings import Site
-from .tokens import MAX_AGE as TOKEN_MAX_AGE
 from .tokens import QUERY as TOKEN_QUERY
-from .tokens import Rejected
 from .vendors import Registry, Tag, per_consent
-
-if TYPE_CHECKING:
-    from starlette.requests import Request
-    from starlette.responses import Response
-    from starlette.routing import BaseRoute
 
 log = logging.getLogger("gate.csp")
 
@@ -248,14 +239,6 @@ class Attempts:
         self._listeners.append(listener)
 
 
-def record_reports(attempts: Attempts, body: bytes, media_type: str, registry: Registry, site: str) -> int:
-    """Count the blocked URLs of one report body; how many were counted."""
-    found = attempts_in(blocked(body, media_type), registry, site)
-    for attempt in found:
-        attempts.record(attempt)
-    return len(found)
-
-
 def blocked(body: bytes, media_type: str) -> Iterator[tuple[str, str]]:
     """(blocked URL, source) pairs from a report body; nothing for what is not a report."""
     try:
@@ -287,68 +270,3 @@ def attempts_in(reports: Iterable[tuple[str, str]], registry: Registry, site: st
         vendors = sorted({registry.tags[t].vendor for t in registry.tags_for_url(url)})
         out += [Attempt(site, v, url.host, source) for v in vendors] or [Attempt(site, "", url.host, source)]
     return out
-
-
-# -- POST /_gate/csp-report ---------------------------------------------------------------------
-_REASONS = {403: "origin", 413: "too_large", 415: "media_type"}
-
-
-async def csp_report(request: Request) -> Response:
-    """-> 204. 403 unless from the site's own pages with the page's token, 413 over 16 KB, 415 not a
-    report type, 429 past the client's share (every worker's together)."""
-    from starlette.responses import PlainTextResponse, Response
-
-    from .api import (  # api's rules for consent posts hold here too
-        check_origin,
-        read_body,
-        take_limit,
-    )
-    from .context import gate_of
-    from .recording.ledger import record_rejection, site_label
-
-    gate = gate_of(request)
-    try:
-        ctx = gate.context(request)  # UnknownSite: 421
-        site = ctx.site
-        try:
-            check_origin(request, ctx.origin)
-            media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-            if media_type not in REPORT_TYPES:
-                raise RequestError(415, "expected application/csp-report or application/reports+json")
-            body = await read_body(request, MAX_REPORT_BODY)
-            token = gate.page_tokens.check(request.query_params.get(TOKEN_QUERY), site_label(site))
-        except RequestError as e:
-            record_rejection(request, site, "csp", _REASONS.get(e.status, str(e.status)))
-            raise
-        except Rejected as e:
-            record_rejection(request, site, "csp", e.reason)
-            raise RequestError(
-                403, f"not counted ({e.reason}): a report needs the token of a page gate served"
-            ) from None
-        found = attempts_in(blocked(body, media_type), ctx.registry, site.host or "")
-        found = found[:MAX_ATTEMPTS_PER_REPORT]
-        # Each blocked load counts once per page view, however often it is reported.
-        keys = [f"c:{token.nonce}:{a.vendor}:{a.host}:{a.source}" for a in found]
-        reason, fresh = await take_limit(
-            request, "csp", REPORTS_PER_MINUTE, REPORTS_BURST, keys, time.time() + TOKEN_MAX_AGE
-        )
-        if reason is not None:
-            record_rejection(request, site, "csp", reason)
-            if reason == "rate_limited":
-                raise RequestError(429, "too many reports from this client", retry_after=1)
-            if reason == "unavailable":
-                raise RequestError(503, "reports cannot be checked right now", retry_after=5)
-            raise RequestError(403, "not counted (replayed): these loads were counted already")
-    except RequestError as e:
-        return PlainTextResponse(e.message + "\n", e.status, headers=e.headers)
-    counted = set(fresh)
-    for key, attempt in zip(keys, found, strict=True):
-        if key in counted:
-            gate.attempts.record(attempt)
-    return Response(status_code=204, headers={"cache-control": "no-store"})
-
-
-def routes() -> list[BaseRoute]:
-    from starlette.routing import Route
-
-    return [Route(REPORT_PATH, csp_report, methods=["POST"])]

@@ -126,8 +126,9 @@ def job_card(job: dict[str, Any], card_id: str = "", clinic: str = "", area: str
     """One job in a list; bench pages reuse a job under another card id, clinic and area."""
     j = _escaped(job, card_id=card_id or job["id"], clinic=clinic, area=area)
     part_time = " part" if job["employment"] in ("パート", "非常勤") else ""
+    badges = f'<span class="badge">{j["kind"]}</span><span class="badge{part_time}">{j["employment"]}</span>'
     return f"""<li class="card" data-job-id="{j["card_id"]}" data-job-name="{j["title"]}">
-  <a href="/jobs/{j["id"]}"><span class="badge">{j["kind"]}</span><span class="badge{part_time}">{j["employment"]}</span>
+  <a href="/jobs/{j["id"]}">{badges}
   <h2>{j["title"]}</h2></a>
   <p class="clinic">{j["clinic"]}・{j["area"]}</p>
   <dl class="facts"><dt>給与</dt><dd>{j["salary"]}</dd><dt>勤務時間</dt><dd>{j["hours"]}</dd></dl>
@@ -138,10 +139,11 @@ def job_card(job: dict[str, Any], card_id: str = "", clinic: str = "", area: str
 
 
 def _job_list_main(extra_cards: str = "") -> str:
-    cards = "\n".join(job_card(job) for job in _site()["jobs"])
+    jobs = _site()["jobs"]
+    cards = "\n".join(job_card(job) for job in jobs)
     return f"""<section class="hero"><h1>歯科衛生士・歯科医師の求人</h1>
 <p>予防歯科、訪問歯科、矯正、インプラント。あなたに合う職場を探せます。</p></section>
-<p><img src="/logo.svg" alt="デンタルキャリア・デモのロゴ" width="64" height="64"> 新着の求人 {len(_site()["jobs"])} 件。
+<p><img src="/logo.svg" alt="デンタルキャリア・デモのロゴ" width="64" height="64"> 新着の求人 {len(jobs)} 件。
 医院の紹介は<a href="/download/brochure.pdf">サービス案内(PDF)</a>をご覧ください。</p>
 <ul class="cards">
 {cards}
@@ -322,7 +324,8 @@ def bench_page(size: str, charset: str = "utf-8") -> bytes:
         text = render("求人一覧", main, criteo_event=_list_event(), charset=BENCH_CHARSETS[charset])
         return text.encode(codec, errors="xmlcharrefreplace")
 
-    target, cards = BENCH_SIZES[size], []
+    target = BENCH_SIZES[size]
+    cards: list[str] = []
     total = len(page(cards))
     while True:
         card = _bench_card(len(cards))

@@ -27,6 +27,7 @@ import json
 import logging
 import re
 from pathlib import Path
+from typing import Any
 
 from .csp import Source, pattern_sources, spec_source, tag_sources
 from .vendors import Registry, per_consent
@@ -79,7 +80,7 @@ def _overlap(a: Source, b: Source) -> bool:
     return hosts and (not a.path or not b.path or a.path.startswith(b.path) or b.path.startswith(a.path))
 
 
-def refusals(registry: Registry, allowed: frozenset[str]) -> dict | None:
+def refusals(registry: Registry, allowed: frozenset[str]) -> dict[str, Any] | None:
     """The guard's configuration for this consent, or None when nothing is refused."""
     refused = [t for t in registry.tags.values() if t.id not in allowed]
     if not refused and not registry.strip_undeclared:

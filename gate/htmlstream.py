@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Callable
 from html.entities import html5 as _HTML5
 
 WS = rb"\t\n\f\r "
@@ -85,6 +86,7 @@ BORING_HTML = re.compile(
     rb")*+",
     re.IGNORECASE,
 )
+_boring_html_c: Callable[[bytes, int], int] | None
 try:  # the same scan in C (gate/_fastscan.c), built when a compiler was there at install time
     from ._fastscan import boring_html as _boring_html_c
 except ImportError:  # pragma: no cover - depends on the install
@@ -92,8 +94,9 @@ except ImportError:  # pragma: no cover - depends on the install
 
 
 def boring_html_end(buf: bytes, pos: int) -> int:
-    """``BORING_HTML.match(buf, pos).end()``, in C when the extension is built."""
-    return _boring_html_c(buf, pos) if _boring_html_c is not None else BORING_HTML.match(buf, pos).end()
+    """``BORING_HTML.match(buf, pos).end()``, in C when the extension is built (it matches the empty
+    string: match() is never None)."""
+    return _boring_html_c(buf, pos) if _boring_html_c is not None else BORING_HTML.match(buf, pos).end()  # type: ignore[union-attr]
 
 
 # In foreign content every tag matters (the open-element stack decides when it ends): skip text only.
@@ -257,7 +260,8 @@ def tag_scan(buf: bytes, pos: int, state: str) -> tuple[int, str, int]:
                 return -1, state, n
             pos, state = i + 1, "before"
         else:  # before, after, eq
-            pos = (_SKIP_SEP if state == "before" else _SKIP_WS).match(buf, pos).end()
+            # both match the empty string: match() is never None
+            pos = (_SKIP_SEP if state == "before" else _SKIP_WS).match(buf, pos).end()  # type: ignore[union-attr]
             if pos >= n:
                 return -1, state, n
             c = buf[pos : pos + 1]

@@ -7,8 +7,8 @@ line per request with
 
 ``path`` is the path's template as the ledger reads it (``path_templates``, else id-like segments,
 e-mail addresses included, as ``{id}``), never the query string (where personal data travels: search
-words, e-mail addresses, tokens). No line carries a cookie, a consent id or a query string. httpx's per-request lines (which
-name the full upstream URL) are held back to warnings.
+words, e-mail addresses, tokens). No line carries a cookie, a consent id or a query string. httpx's
+per-request lines (which name the full upstream URL) are held back to warnings.
 """
 
 from __future__ import annotations

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from .banner import TEXT as BANNER
 
-TEXT: dict[str, dict] = {
+TEXT: dict[str, dict[str, Any]] = {
     "ja": {
         "prefs_title": "Cookie設定",
         "notice_title": "外部送信について",

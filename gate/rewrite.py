@@ -232,7 +232,8 @@ class PageRewriter:
                 if self.head_done and self._html_mode() and not self.uncertain_mode:
                     end = hs.boring_html_end(buf, pos)
                 else:
-                    end = hs.BORING_TEXT.match(buf, pos).end()
+                    # BORING_TEXT matches the empty string: match() is never None
+                    end = hs.BORING_TEXT.match(buf, pos).end()  # type: ignore[union-attr]
                 if end > pos:
                     self.out.append(buf[pos:end])
                     pos = end
@@ -805,6 +806,7 @@ class PageRewriter:
         if end - pos > _CACHED_TAG_MAX:
             out = self._unit_out(buf, pos, content_end, end, u)
         else:
+            key: tuple[object, ...]
             key = ("unit", buf[pos:end], u.tag_end, content_end - pos, u.name, u.kind, self._context)
             if u.kind == "dual":  # the other reading starts from the open elements
                 key += (tuple(self.foreign), self.in_select, self.uncertain_mode)

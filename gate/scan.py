@@ -325,7 +325,7 @@ def table(headers: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> list[str
     widths = [max(_width(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
 
     def line(row: tuple[str, ...]) -> str:
-        cells = [c + " " * (w - _width(c)) for c, w in zip(row, widths)]
+        cells = [c + " " * (w - _width(c)) for c, w in zip(row, widths, strict=True)]
         return "  ".join(cells).rstrip()
 
     return [line(headers), *(line(r) for r in rows)]

@@ -135,7 +135,7 @@ _CSP_HOST = re.compile(r"^(?:https?://)?(?:\*\.)?[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+
 
 def _check_upstream(value: Any, file: str, key: str) -> str:
     if value == DEMO_UPSTREAM:
-        return value
+        return DEMO_UPSTREAM
     if not isinstance(value, str):
         raise ConfigError(file, key, "expected a URL such as http://127.0.0.1:8000")
     parts = urlsplit(value)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 import anyio
 
@@ -28,30 +29,38 @@ class ShareExceeded(Exception):
         super().__init__(what)
 
 
+@dataclass
+class _Slot:
+    semaphore: anyio.Semaphore
+    users: int = 0  # holders and waiters
+
+
 class _Counter:
     """A semaphore per key, made on demand and dropped when nobody holds or waits for it."""
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._slots: dict[str, list] = {}  # key -> [semaphore, holders and waiters]
+        self._slots: dict[str, _Slot] = {}
 
     async def acquire(self, key: str) -> None:
-        slot = self._slots.setdefault(key, [anyio.Semaphore(self.size), 0])
-        slot[1] += 1
+        slot = self._slots.get(key)
+        if slot is None:
+            slot = self._slots[key] = _Slot(anyio.Semaphore(self.size))
+        slot.users += 1
         try:
-            await slot[0].acquire()
+            await slot.semaphore.acquire()
         except BaseException:
             self._leave(key)
             raise
 
     def release(self, key: str) -> None:
-        self._slots[key][0].release()
+        self._slots[key].semaphore.release()
         self._leave(key)
 
     def _leave(self, key: str) -> None:
         slot = self._slots[key]
-        slot[1] -= 1
-        if slot[1] == 0:
+        slot.users -= 1
+        if slot.users == 0:
             del self._slots[key]
 
     def __len__(self) -> int:

@@ -176,11 +176,6 @@ def normalise_path(path: str) -> str:
     return p + sep + query
 
 
-def host_matches(host: str, domain: str) -> bool:
-    """True when ``host`` is ``domain`` or a subdomain of it (label-wise)."""
-    return host == domain or host.endswith("." + domain)
-
-
 _UNSAFE_NEXT = re.compile(r"[\x00-\x20\x7f]")
 
 

@@ -26,6 +26,7 @@ PACKAGED_PATH = Path(__file__).resolve().parent / "data" / "vendors.toml"
 T = TypeVar("T")
 _ID = re.compile(r"^[a-z][a-z0-9_]*$")
 _ASCII_LOWER = {c: c + 32 for c in range(65, 91)}
+_word_positions_c: Callable[[str, tuple[str, ...]], dict[str, list[int]]] | None
 try:  # the same search in C (gate/_fastscan.c), built when a compiler was there at install time
     from ._fastscan import word_positions as _word_positions_c
 except ImportError:  # pragma: no cover - depends on the install
@@ -300,8 +301,8 @@ class Registry:
                 start = i
                 while start > 0 and (text[start - 1].isalnum() or text[start - 1] in ".-"):
                     start -= 1
-                m = _URL_TAIL.match(text, end)
-                url = urls.parse("//" + text[start : m.end()].replace("\\/", "/"), _NO_BASE)
+                m = _URL_TAIL.match(text, end)  # matches the empty string: never None
+                url = urls.parse("//" + text[start : m.end()].replace("\\/", "/"), _NO_BASE)  # type: ignore[union-attr]
                 if url is not None:
                     found |= self.tags_for_url(url)
         return found
@@ -504,7 +505,7 @@ class _Signatures:
     @classmethod
     def of(cls, entries: Iterable[tuple[str | None, re.Pattern[str], str]]) -> _Signatures:
         by_word: dict[str, list[tuple[re.Pattern[str], str]]] = {}
-        unanchored = []
+        unanchored: list[tuple[re.Pattern[str], str]] = []
         for word, pattern, label in entries:
             (by_word.setdefault(word, []) if word else unanchored).append((pattern, label))
         return cls({w: tuple(v) for w, v in by_word.items()}, tuple(unanchored))

@@ -188,7 +188,8 @@ CASES = [
     Case(
         "iframe-data-url",
         page(
-            '<iframe src="data:text/html,%3Cscript%20src%3D%22https%3A//connect.facebook.net/en_US/fbevents.js%22%3E%3C/script%3E"></iframe>'
+            '<iframe src="data:text/html,%3Cscript%20src%3D%22https%3A//connect.facebook.net/en_US/fbevents.js'
+            '%22%3E%3C/script%3E"></iframe>'
         ),
         P,
         "strip",
@@ -248,7 +249,8 @@ CASES = [
     Case(
         "srcdoc-own-base",
         page(
-            "<iframe srcdoc=\"<base href='https://connect.facebook.net/'><script src='en_US/fbevents.js'></script>\"></iframe>"
+            "<iframe srcdoc=\"<base href='https://connect.facebook.net/'>"
+            "<script src='en_US/fbevents.js'></script>\"></iframe>"
         ),
         P,
         "strip",
@@ -320,7 +322,8 @@ CASES = [
     Case(
         "ga4-config",
         page(
-            "<script>window.dataLayer=window.dataLayer||[];function gtag(){dataLayer.push(arguments);}gtag('js',new Date());gtag('config','G-DEMO12345');</script>"
+            "<script>window.dataLayer=window.dataLayer||[];function gtag(){dataLayer.push(arguments);}"
+            "gtag('js',new Date());gtag('config','G-DEMO12345');</script>"
         ),
         "google.analytics",
         "strip",
@@ -413,7 +416,8 @@ CASES = [
     Case(
         "gtm-noscript-iframe",
         page(
-            '<noscript><iframe src="https://www.googletagmanager.com/ns.html?id=GTM-DEMO123" height="0" width="0"></iframe></noscript>'
+            '<noscript><iframe src="https://www.googletagmanager.com/ns.html?id=GTM-DEMO123" height="0" width="0">'
+            "</iframe></noscript>"
         ),
         "google.tag_manager",
         "strip",
@@ -438,7 +442,8 @@ FB_BASE = (
     "(window, document,'script','https://connect.facebook.net/en_US/fbevents.js');\n"
 )
 CRITEO_ONETAG = """window.criteo_q = window.criteo_q || [];
-var deviceType = /iPad/.test(navigator.userAgent) ? "t" : /Mobile|iP(hone|od)|Android|BlackBerry|IEMobile|Silk/.test(navigator.userAgent) ? "m" : "d";
+var deviceType = /iPad/.test(navigator.userAgent) ? "t" : \
+/Mobile|iP(hone|od)|Android|BlackBerry|IEMobile|Silk/.test(navigator.userAgent) ? "m" : "d";
 window.criteo_q.push(
   { event: "setAccount", account: 10001 },
   { event: "setEmail", email: "", hash_method: "" },

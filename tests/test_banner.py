@@ -111,10 +111,10 @@ def test_each_purpose_lists_its_services_and_recipients():
     [
         render(),
         render(lang="en", gpc=True),
-        BeautifulSoup(banner.render_settings_link(lang="ja", next_path="/a", origin=ORIGIN), "html5lib"),
+        BeautifulSoup(banner.render_dock(lang="ja", next_path="/a", origin=ORIGIN), "html5lib"),
         BeautifulSoup(banner.render_footer_link(lang="en", origin=ORIGIN), "html5lib"),
     ],
-    ids=["banner", "banner-en-gpc", "settings-link", "footer-link"],
+    ids=["banner", "banner-en-gpc", "dock", "footer-link"],
 )
 def test_every_injected_element_carries_data_gate(html):
     injected = [e for e in html.find_all(True) if e.name not in ("html", "head", "body")]
@@ -125,8 +125,9 @@ def test_hostile_next_path_stays_a_value():
     soup = render(next_path=HOSTILE, policy_url='javascript:"><b>')
     assert soup.find("input", attrs={"name": "next"})["value"] == HOSTILE
     assert [s["src"] for s in soup.find_all("script")] == [ORIGIN + banner.JS_URL]
-    link = BeautifulSoup(banner.render_settings_link(lang="ja", next_path=HOSTILE, origin=ORIGIN), "html5lib")
-    assert not link.find("script") and link.a["href"].startswith(ORIGIN + "/_gate/preferences?next=%22%3E%3Cscript")
+    dock = BeautifulSoup(banner.render_dock(lang="ja", next_path=HOSTILE, origin=ORIGIN), "html5lib")
+    assert [s["src"] for s in dock.find_all("script")] == [ORIGIN + banner.JS_URL]
+    assert dock.find("a", class_="gate-set")["href"].startswith(ORIGIN + "/_gate/preferences?next=%22%3E%3Cscript")
 
 
 def test_english_when_asked():
@@ -174,11 +175,12 @@ def test_banner_links_to_the_notice_and_the_policy():
 
 
 def test_settings_link_and_footer_link():
-    a = BeautifulSoup(banner.render_settings_link(lang="ja", next_path="/jobs?id=3", origin=ORIGIN), "html5lib").find(
-        "a"
-    )
+    dock = BeautifulSoup(banner.render_dock(lang="ja", next_path="/jobs?id=3", origin=ORIGIN), "html5lib")
+    a = dock.find("a", class_="gate-set")
     assert a.get_text() == "Cookie設定" and a["href"] == ORIGIN + "/_gate/preferences?next=%2Fjobs%3Fid%3D3"
-    a = BeautifulSoup(banner.render_settings_link(lang="en", next_path="/", origin=ORIGIN), "html5lib").find("a")
+    a = BeautifulSoup(banner.render_dock(lang="en", next_path="/", origin=ORIGIN), "html5lib").find(
+        "a", class_="gate-set"
+    )
     assert a.get_text() == "Cookie settings" and a["href"].endswith("&gate_lang=en")
     a = BeautifulSoup(banner.render_footer_link(lang="ja", origin=ORIGIN), "html5lib").find("a")
     assert a.get_text() == "外部送信について" and a["href"] == ORIGIN + "/_gate/notice"

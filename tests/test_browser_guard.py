@@ -55,7 +55,8 @@ PAGE = (
     "<body><h1>歯科衛生士</h1><div id=probe style='width:10px;height:10px'></div>{}</body></html>"
 )
 # Floodlight's way: document.write of an iframe while the page parses, from a first-party file.
-WRITER = """document.write('<iframe src="https://ad.doubleclick.net/activityi;src=1;type=apply;cat=x;ord=1?" width=1 height=1></iframe>');
+WRITER = """document.write('<iframe src="https://ad.doubleclick.net/activityi;src=1;type=apply;cat=x;ord=1?" \
+width=1 height=1></iframe>');
 document.write('<p id=fine>ok</p>');
 """
 
@@ -204,7 +205,8 @@ def test_every_runtime_path_to_a_refused_host_is_stopped(report_only, visit):
     stopped_before = page.evaluate("window.__gateGuard.stopped")
     page.evaluate("""() => {
       const px = 'https://www.facebook.com/tr?id=1&ev=';
-      const img = document.createElement('img'); img.setAttribute('src', px + 'setAttribute'); document.body.append(img);
+      const img = document.createElement('img'); img.setAttribute('src', px + 'setAttribute');
+      document.body.append(img);
       const frame = document.createElement('iframe'); frame.src = px + 'iframe'; document.body.appendChild(frame);
       const link = document.createElement('link'); link.rel = 'preload'; link.as = 'script';
       link.href = 'https://connect.facebook.net/signals/config/1'; document.head.prepend(link);

@@ -143,7 +143,7 @@ def nginx(docroot, tmp_path_factory) -> Iterator[str]:
     if binary is None:
         pytest.skip("nginx is not installed (.ci/run unpacks Debian's under .ci/cache/nginx)")
     prefix = tmp_path_factory.mktemp("nginx")
-    for attempt in range(3):  # the port is free when picked; another process may take it first
+    for _attempt in range(3):  # the port is free when picked; another process may take it first
         port = free_port()
         user = "user root;\n" if os.geteuid() == 0 else ""
         (prefix / "nginx.conf").write_text(NGINX_CONF.format(user=user, prefix=prefix, port=port, root=docroot))
@@ -340,7 +340,9 @@ def differences(direct: list[str], gated: list[str]) -> list[str]:
     cut short differs in one long tail, which difflib would take minutes over)."""
     if direct == gated:
         return []
-    head = next((i for i, (a, b) in enumerate(zip(direct, gated)) if a != b), min(len(direct), len(gated)))
+    head = next(
+        (i for i, (a, b) in enumerate(zip(direct, gated, strict=False)) if a != b), min(len(direct), len(gated))
+    )
     tail = 0
     while tail < min(len(direct), len(gated)) - head and direct[-1 - tail] == gated[-1 - tail]:
         tail += 1

@@ -196,10 +196,6 @@ def test_a_new_version_that_keeps_every_carried_tag_keeps_the_decision_under_its
     assert read.decided and read.version == registry.version and read.purposes["improvement"]
 
 
-def test_withdraw_is_undecided(registry):
-    assert not ConsentCodec([NEW]).withdraw(decided(registry, "improvement")).decided
-
-
 def test_public_shape(registry):
     shape = decided(registry, "improvement", refused=("facebook",)).as_public()
     assert shape == {

@@ -50,7 +50,7 @@ def test_defaults_follow_the_purposes(accepted, expected):
 
 def test_undecided_visitor_in_opt_out_mode_with_gpc():
     gpc = undecided(REGISTRY, gpc=True, opt_out_mode=True)
-    assert consentmode.defaults(REGISTRY, gpc) == dict(zip(KINDS, [D, D, D, G, G, G]))
+    assert consentmode.defaults(REGISTRY, gpc) == dict(zip(KINDS, [D, D, D, G, G, G], strict=True))
     assert consentmode.accepted_purposes(REGISTRY, gpc) == ["improvement", "content", "security"]
 
 

@@ -66,7 +66,8 @@ VENDOR_SNIPPETS = {
     "criteo-account": '{ event: "setAccount", account: 10001 }',
     "adjust": '"https://cdn.adjust.com/adjust-latest.min.js","Adjust",\n ["initSdk"',
     "adjust-init": "Adjust.initSdk({ appToken: 'demo00000001', environment: 'sandbox' });",
-    "meta": "'https://connect.facebook.net/en_US/fbevents.js');\nfbq('init', '100000000000001');\nfbq('track', 'PageView');",
+    "meta": "'https://connect.facebook.net/en_US/fbevents.js');\nfbq('init', '100000000000001');\n"
+    "fbq('track', 'PageView');",
     "meta-noscript": 'src="https://www.facebook.com/tr?id=100000000000001&ev=PageView&noscript=1"',
 }
 SEED_COMPANY_TRACES = ["クオキャリア", "qua-lia", "5927", "南大塚", "中山"]

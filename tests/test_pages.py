@@ -89,7 +89,7 @@ def test_json_has_the_same_rows():
     data = client.get("/_gate/notice?format=json").json()
     assert data["mode"] == "opt-in" and data["decided"] is False and data["policy_version"] == REGISTRY.version
     assert [r["tag"] for r in data["rows"]] == [r["id"] for r in html_rows]
-    for row, html_row in zip(data["rows"], html_rows):
+    for row, html_row in zip(data["rows"], html_rows, strict=True):
         assert row["information"] == [li.get_text() for li in cell(html_row, "送信される情報").find_all("li")]
         assert row["service"] == html_row.th.get_text()
 

@@ -287,7 +287,8 @@ def test_consent_chart_axis_has_whole_distinct_labels_and_bars_end_on_their_coun
     for n in per_day:
         if n:
             m = re.search(
-                rf'<rect x="[\d.]+" y="([\d.]+)" width="[\d.]+" height="([\d.]+)" fill="[^"]+"><title>[^<]*: {n}</title>',
+                rf'<rect x="[\d.]+" y="([\d.]+)" width="[\d.]+" height="([\d.]+)" fill="[^"]+">'
+                rf"<title>[^<]*: {n}</title>",
                 svg,
             )
             assert m and abs(float(m.group(2)) - n * scale) < 0.2, (n, m and m.groups(), scale)

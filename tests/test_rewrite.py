@@ -288,7 +288,10 @@ def test_a_frames_data_document_sending_personal_data_is_removed_unless_the_site
 def test_a_removed_element_leaves_the_text_around_it_as_text(chunk):
     """ "<" followed by a removed element, then "!-- … -->": in the upstream's page the "<" and the
     "!--" are text. With the element gone they must not become a comment that hides what follows."""
-    page = b'<!doctype html><body><p>x <<script src="https://connect.facebook.net/en_US/fbevents.js"></script>!-- shown --> y</p>'
+    page = (
+        b'<!doctype html><body><p>x <<script src="https://connect.facebook.net/en_US/fbevents.js"></script>'
+        b"!-- shown --> y</p>"
+    )
     out, rw = run(page, frozenset(), chunk=chunk)
     assert rw.outcome.stripped == {"facebook.pixel"}
     text = "".join(html5lib.parse(out, treebuilder="etree").itertext())

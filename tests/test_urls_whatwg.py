@@ -106,7 +106,7 @@ def test_gate_finds_every_vendor_host_the_whatwg_parser_finds(node, seed):
     )
     assert len(answers) == len(cases)
     compared, missed = 0, []
-    for (raw, base), answer in zip(cases, answers):
+    for (raw, base), answer in zip(cases, answers, strict=True):
         if answer is None or answer[0] not in ("http", "https", "ws", "wss"):
             continue  # the browser fetches nothing from a vendor there
         scheme, host = answer

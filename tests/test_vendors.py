@@ -267,7 +267,8 @@ CRITEO_TAG = ("vendors", "criteo", "tags", 0)
         ),
         (
             broken((*CRITEO_TAG, "purposes"), []),
-            f"vendors.toml: vendor 'criteo', tag 'criteo.onetag': purposes: expected at least one purpose (known: {KNOWN})",
+            "vendors.toml: vendor 'criteo', tag 'criteo.onetag': purposes: "
+            f"expected at least one purpose (known: {KNOWN})",
         ),
         (
             broken((*CRITEO_TAG, "id"), "onetag"),
@@ -298,7 +299,8 @@ CRITEO_TAG = ("vendors", "criteo", "tags", 0)
         (broken(("policy_version",), 2026), "vendors.toml: policy_version: expected a string"),
         (
             broken((*CRITEO_TAG, "calls"), ["criteo_q.push"]),
-            "vendors.toml: vendor 'criteo', tag 'criteo.onetag': calls: expected a JavaScript global of 3 or more characters, got 'criteo_q.push'",
+            "vendors.toml: vendor 'criteo', tag 'criteo.onetag': calls: "
+            "expected a JavaScript global of 3 or more characters, got 'criteo_q.push'",
         ),
         (
             broken((*CRITEO_TAG, "call_ids"), ["(unclosed"]),

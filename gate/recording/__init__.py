@@ -10,4 +10,5 @@ its outcomes to these modules and never waits on them for longer than a bounded 
 - ``store``: SQLite by default, PostgreSQL by URL; migrations and timeouts.
 - ``report``, ``report_page``: GET /_gate/report (.json, .csv), the page marketing reads.
 - ``metrics``, ``metrics_setup``: GET /_gate/metrics in Prometheus' text format.
+- ``access``: the report token every reader above needs.
 """

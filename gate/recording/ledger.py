@@ -14,16 +14,15 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Set
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from starlette.requests import Request
 
 from .. import urls
 from ..consent import Consent
 from ..context import gate_of
-from ..rewrite import Outcome
 from ..settings import Settings, Site
 from ..vendors import Registry
 from .store import Batch
@@ -38,6 +37,20 @@ UNKNOWN_PAGE = "(unknown)"  # CSP and guard reports do not say which page
 MAX_KEYS = 20_000
 MAX_TIMINGS = 20_000
 EXAMPLES = 5  # example pages kept per finding per flush (the store keeps its first five overall)
+
+
+class PageOutcome(Protocol):
+    """What the ledger counts of a rewritten page (gate.rewrite.Outcome has it). A protocol, not an
+    import: recording records what the gate decided and never imports the gate (tests/test_layers.py)."""
+
+    @property
+    def kept(self) -> Set[str]: ...
+    @property
+    def stripped(self) -> Set[str]: ...
+    @property
+    def uncertain(self) -> int: ...
+    @property
+    def personal_data(self) -> Set[str]: ...
 
 
 def site_label(site: Site | None) -> str:
@@ -90,7 +103,7 @@ class Ledger:
         counts, self.counts = self.counts, Counts()
         return counts
 
-    def page(self, site: str, path: str, consent: Consent | None, outcome: Outcome) -> None:
+    def page(self, site: str, path: str, consent: Consent | None, outcome: PageOutcome) -> None:
         key = (
             site,
             today(),

@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..context import visit_of
+from .access import unauthorized  # the report's guard
 from .metrics_setup import MULTIPROC_ENV
 from .store import Batch
 
@@ -109,8 +110,6 @@ class Timing:
 
 
 async def metrics(request: Request) -> Response:
-    from .report import unauthorized  # the report's guard
-
     if (denied := unauthorized(request)) is not None:
         return denied
     if os.environ.get(MULTIPROC_ENV):

@@ -31,6 +31,7 @@ from ..consent import Consent, shown_purposes
 from ..context import SiteContext, gate_of
 from ..errors import RequestError
 from ..pages import shown_text
+from .access import unauthorized  # the same guard as the report
 from .ledger import site_label
 from .recorder import ReceiptsFull
 from .store import RECEIPT_COLUMNS, Receipt
@@ -112,19 +113,19 @@ def write(receipts: Iterable[Receipt], out: IO[str], fmt: str) -> int:
     if fmt == "csv":
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(RECEIPT_COLUMNS)
-        for n, r in enumerate(receipts, 1):
+        for r in receipts:
             writer.writerow([getattr(r, c) for c in RECEIPT_COLUMNS])
+            n += 1
     elif fmt == "jsonl":
-        for n, r in enumerate(receipts, 1):
+        for r in receipts:
             out.write(json.dumps(r.as_dict(), ensure_ascii=False) + "\n")
+            n += 1
     else:
         raise ValueError(f"expected one of {', '.join(FORMATS)}, got {fmt!r}")
     return n
 
 
 async def lookup(request: Request) -> Response:
-    from .report import unauthorized  # the same guard as the report
-
     if (denied := unauthorized(request)) is not None:
         return denied
     recorder = gate_of(request).recorder

@@ -5,19 +5,15 @@
     GET /_gate/report.csv    the same numbers, one row per stored count: site,day,table,key,detail,count
         ?site=<host or *>&since=<YYYY-MM-DD or 7d>&until=<YYYY-MM-DD>   (default: this site, 30 days)
 
-All of them, /_gate/metrics and /_gate/receipts/<id> need the report token: ``Authorization: Bearer
-<token>``, or basic auth with the token as password (any user name, so a browser can just ask). 401
-otherwise, and always while no token is configured. Never cached.
+All of them need the report token (gate.recording.access). Never cached.
 
 ``gate report`` prints the same tables in a terminal (cli_report.py).
 """
 
 from __future__ import annotations
 
-import base64
 import csv
 import datetime as dt
-import hmac
 import io
 import re
 from collections.abc import Iterable, Sequence
@@ -30,6 +26,8 @@ from starlette.routing import BaseRoute, Route
 from ..banner import choose_lang
 from ..context import gate_of
 from ..vendors import Registry
+from .access import HEADERS as _HEADERS
+from .access import unauthorized
 from .ledger import site_label
 from .receipts import RETRY_AFTER
 from .store import QUERIES, Store, StoreError
@@ -39,30 +37,7 @@ OUTCOMES = ("served", "stripped", "fired", "attempted")
 FINDINGS = ("leak", "undeclared_host", "unattributed_host", "uncertain", "personal_data", "rejected")
 MAX_DAYS = 800
 DEFAULT_DAYS = 30
-_HEADERS = {"cache-control": "no-store", "x-content-type-options": "nosniff", "referrer-policy": "no-referrer"}
 _RELATIVE = re.compile(r"^(\d{1,4})d$")
-
-
-# -- who may read it -------------------------------------------------------------------------------
-def unauthorized(request: Request) -> Response | None:
-    """None when the request carries the report token (bearer, or basic-auth password); else the 401."""
-    token = gate_of(request).settings.report_token
-    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
-    given = ""
-    if scheme.lower() == "bearer":
-        given = credentials.strip()
-    elif scheme.lower() == "basic":
-        try:
-            given = base64.b64decode(credentials.strip(), validate=True).decode("utf-8").partition(":")[2]
-        except (ValueError, UnicodeDecodeError):
-            given = ""
-    if token and given and hmac.compare_digest(given.encode(), token.encode()):
-        return None
-    why = "a report token is needed" if token else "no report_token is configured (GATE_REPORT_TOKEN)"
-    response = PlainTextResponse(f"401 Unauthorized: {why}.\n", 401, headers=_HEADERS)
-    response.headers.append("www-authenticate", 'Basic realm="gate report", charset="UTF-8"')
-    response.headers.append("www-authenticate", 'Bearer realm="gate report"')
-    return response
 
 
 # -- which days ------------------------------------------------------------------------------------
@@ -317,7 +292,9 @@ def text_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     numeric = [all(_is_number(r[i]) for r in cells[1:]) and len(cells) > 1 for i in range(len(headers))]
     lines = [
-        "  ".join(c.rjust(w) if numeric[i] else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+        "  ".join(
+            c.rjust(w) if numeric[i] else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        ).rstrip()
         for r in cells
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))

@@ -70,12 +70,15 @@ TEXT: dict[str, dict[str, str]] = {
         "no_data": "この期間のデータはありません",
         "howto": (
             "<dt>配信</dt><dd>同意があり、ページに残して配信した回数です。</dd>"
-            "<dt>除去</dt><dd>同意がないため、gate がページから取り除いた回数です。理由は拒否された目的または事業者です。</dd>"
+            "<dt>除去</dt><dd>同意がないため、gate がページから取り除いた回数です。"
+            "理由は拒否された目的または事業者です。</dd>"
             "<dt>発火</dt><dd>訪問者のブラウザーが、実際にそのタグの送信先と通信した回数です（ページ内の計測で確認。"
             "JavaScript を切った閲覧やブロッカーのある閲覧は数えられません）。発火率＝発火÷配信。</dd>"
-            "<dt>試行</dt><dd>ページの実行中に読み込もうとして、ガードに止められたか CSP 違反として報告された回数です。</dd>"
+            "<dt>試行</dt><dd>ページの実行中に読み込もうとして、"
+            "ガードに止められたか CSP 違反として報告された回数です。</dd>"
             "<dt>漏れ</dt><dd>訪問者が拒否していたのに発火したタグです。タグマネージャーの設定を確認してください。</dd>"
-            "<dt>未申告の送信先</dt><dd>vendors.toml にない第三者の送信先です。外部送信の公表事項に加える必要があります。</dd>"
+            "<dt>未申告の送信先</dt><dd>vendors.toml にない第三者の送信先です。"
+            "外部送信の公表事項に加える必要があります。</dd>"
             "<dt>判断保留の除去</dt><dd>内容を確実には読めなかったため、安全側で取り除いた要素です。</dd>"
             "<dt>同意率</dt><dd>同意の操作のうち、その目的に同意した割合です。撤回は含みません。</dd>"
         ),
@@ -145,13 +148,15 @@ TEXT: dict[str, dict[str, str]] = {
             "<dt>Undeclared host</dt><dd>A third-party host vendors.toml does not name: the external-transmission "
             "notice must list it.</dd>"
             "<dt>Uncertain strip</dt><dd>An element gate could not read for sure, so it removed it to be safe.</dd>"
-            "<dt>Consent rate</dt><dd>Of the decisions, the share that accepted the purpose (withdrawals excluded).</dd>"
+            "<dt>Consent rate</dt><dd>Of the decisions, the share that accepted the purpose "
+            "(withdrawals excluded).</dd>"
         ),
     },
 }
 
 STYLE = """
-body{font:16px/1.6 system-ui,"Hiragino Sans","Noto Sans CJK JP",Meiryo,sans-serif;margin:0;color:#1d1f23;background:#fff}
+body{font:16px/1.6 system-ui,"Hiragino Sans","Noto Sans CJK JP",Meiryo,sans-serif;
+margin:0;color:#1d1f23;background:#fff}
 main{max-width:980px;margin:0 auto;padding:16px}
 h1{font-size:1.5rem;margin:.2em 0}h2{font-size:1.2rem;margin:1.6em 0 .4em;border-bottom:2px solid #e3e5e8}
 .cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(140px,1fr));gap:8px;margin:12px 0}
@@ -162,7 +167,8 @@ th,td{border-bottom:1px solid #e3e5e8;padding:4px 6px;text-align:left;vertical-a
 td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
 svg{width:100%;min-width:540px;height:auto;display:block}figure{margin:0;overflow-x:auto}
 table.wide{min-width:640px}svg text{font:12px system-ui,sans-serif;fill:#1d1f23}
-.legend span{display:inline-block;margin-right:12px}.legend i{display:inline-block;width:12px;height:12px;margin-right:4px;vertical-align:-1px}
+.legend span{display:inline-block;margin-right:12px}
+.legend i{display:inline-block;width:12px;height:12px;margin-right:4px;vertical-align:-1px}
 form{display:flex;flex-wrap:wrap;gap:8px;align-items:end}label{display:flex;flex-direction:column;font-size:.85rem}
 input,button{font:inherit;padding:4px 6px}dt{font-weight:bold;margin-top:.6em}dd{margin:0 0 0 1em}
 code{font-size:.9em}.muted{color:#5b6068}
@@ -306,7 +312,8 @@ def _purposes(data: dict[str, Any], t: dict[str, str], registry: Registry, lang:
         y, rate = i * row_h + 4, p["rate"] or 0.0
         bar = (width - left - 80) * rate
         svg.append(
-            f'<text x="{left - 8}" y="{y + 16}" text-anchor="end">{escape(_purpose_name(registry, p["purpose"], lang))}</text>'
+            f'<text x="{left - 8}" y="{y + 16}" text-anchor="end">'
+            f"{escape(_purpose_name(registry, p['purpose'], lang))}</text>"
             f'<rect x="{left}" y="{y + 4}" width="{width - left - 80}" height="16" fill="#e3e5e8"/>'
             f'<rect x="{left}" y="{y + 4}" width="{bar:.1f}" height="16" fill="#1b7f3b">'
             f"<title>{p['accepted']} / {p['accepted'] + p['refused']}</title></rect>"
@@ -412,11 +419,13 @@ def _table(
         "<tr>" + "".join(f"<td{' class=n' if i in numeric else ''}>{c}</td>" for i, c in enumerate(r)) + "</tr>"
         for r in rows
     )
-    return f'<div class="scroll"><table{" class=wide" if wide else ""}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+    table = f"<table{' class=wide' if wide else ''}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f'<div class="scroll">{table}</div>'
 
 
 def _service(row: dict[str, Any], lang: str) -> str:
-    return row["service_ja"] if lang == "ja" else row["service_en"]
+    name: str = row["service_ja"] if lang == "ja" else row["service_en"]
+    return name
 
 
 def _purpose_name(registry: Registry, purpose: str, lang: str) -> str:

@@ -177,10 +177,10 @@ _UPSERTS = {
 }
 
 
-def _folded(counts: dict[tuple, int], fold: dict[tuple[str, str, str], str]) -> dict[tuple, int]:
+def _folded(counts: dict[tuple[Any, ...], int], fold: dict[tuple[str, str, str], str]) -> dict[tuple[Any, ...], int]:
     if not fold:
         return counts
-    out: dict[tuple, int] = {}
+    out: dict[tuple[Any, ...], int] = {}
     for key, n in counts.items():
         path = fold.get(key[:3])
         if path is not None:
@@ -209,7 +209,8 @@ _RECEIPT = (
 )
 _RANGE = "site = ? AND day >= ? AND day <= ?"
 QUERIES = {  # the report's reads: (site, first day, last day)
-    "pages": f"SELECT day, banner, gpc, CAST(SUM(n) AS BIGINT) FROM gate_pages WHERE {_RANGE} GROUP BY day, banner, gpc",
+    "pages": f"SELECT day, banner, gpc, CAST(SUM(n) AS BIGINT) FROM gate_pages WHERE {_RANGE}"
+    " GROUP BY day, banner, gpc",
     "paths": f"SELECT path, CAST(SUM(n) AS BIGINT) FROM gate_pages WHERE {_RANGE} GROUP BY path",
     "tags": f"SELECT day, tag, outcome, reason, CAST(SUM(n) AS BIGINT) FROM gate_tags WHERE {_RANGE}"
     " GROUP BY day, tag, outcome, reason",
@@ -409,8 +410,7 @@ class Store:
 
     def examples(self, site: str) -> list[tuple[str, str, str, str]]:
         return self._read(
-            "SELECT kind, subject, path, day FROM gate_examples WHERE site = ?"  # type: ignore[return-value]
-            " ORDER BY kind, subject, day, path",
+            "SELECT kind, subject, path, day FROM gate_examples WHERE site = ? ORDER BY kind, subject, day, path",
             (site,),
         )
 
