@@ -83,7 +83,12 @@ BREAKOUT = set(
     "b big blockquote body br center code dd div dl dt em embed h1 h2 h3 h4 h5 h6 head hr i img li "
     "listing menu meta nobr ol p pre ruby s small span strong strike sub sup table tt u ul var".split()
 )
-HTML_INTEGRATION = {"foreignobject", "desc", "title", "mi", "mo", "mn", "ms", "mtext", "annotation-xml+"}
+# The open foreign elements are kept as "<namespace> <name>" ("svg title", "math mi"): whether an element
+# is an integration point hangs on its namespace (an <mi> or <annotation-xml> inside <svg> is an SVG
+# element, and its content is foreign), and an element takes its parent's namespace, whatever its name.
+# "+": an annotation-xml whose encoding makes it an HTML integration point.
+MATH_TEXT = {"math mi", "math mo", "math mn", "math ms", "math mtext"}
+HTML_INTEGRATION = {"svg foreignobject", "svg desc", "svg title", "math annotation-xml+", *MATH_TEXT}
 MAX_DEPTH = 6
 # Tag and element decisions are remembered per registry (vendors.Memo, 1,024 entries) for tags and
 # elements up to this long.
@@ -229,7 +234,8 @@ class PageRewriter:
         buf, pos, n = self.buf, 0, len(self.buf)
         while pos < n:
             if self.state == DATA:
-                if self.head_done and self._html_mode() and not self.uncertain_mode:
+                # (in a MathML text integration point <mglyph> and <malignmark> are foreign: read every tag)
+                if self.head_done and self._html_mode() and not self.uncertain_mode and not self._math_text():
                     end = hs.boring_html_end(buf, pos)
                 else:
                     end = hs.BORING_TEXT.match(buf, pos).end()
@@ -253,6 +259,9 @@ class PageRewriter:
 
     def _html_mode(self) -> bool:
         return not self.foreign or self.foreign[-1] in HTML_INTEGRATION
+
+    def _math_text(self) -> bool:
+        return bool(self.foreign) and self.foreign[-1] in MATH_TEXT
 
     # -- at a "<" --------------------------------------------------------------------------------
     def _markup(self, buf: bytes, pos: int, final: bool) -> int:
@@ -398,15 +407,14 @@ class PageRewriter:
     # -- tags ------------------------------------------------------------------------------------
     def _end_tag(self, buf: bytes, pos: int, m, name: str) -> int:
         raw = buf[pos : m.end()]
-        if self.foreign and not (self.foreign[-1] in HTML_INTEGRATION and name not in self.foreign):
-            if name in self.foreign or name + "+" in self.foreign:
-                key = name if name in self.foreign else name + "+"
-                del self.foreign[len(self.foreign) - 1 - self.foreign[::-1].index(key) :]
-            else:  # "</p>", "</br>" break out in current browsers, not in older parsers; others may
-                # close an HTML ancestor or be ignored: read what follows both ways until it settles
+        if self.foreign:
+            at = _last_named(self.foreign, name)
+            if at >= 0:
+                del self.foreign[at:]
+            elif not self._html_mode():  # "</p>", "</br>" break out in current browsers, not in older
+                # parsers; others may close an HTML ancestor or be ignored: read what follows both ways
+                # until it settles
                 self.uncertain_mode = True
-        elif self.foreign and name in self.foreign:
-            del self.foreign[len(self.foreign) - 1 - self.foreign[::-1].index(name) :]
         elif name == "select":
             self.in_select = False
         if name in ("body", "html") and not self.body_done:
@@ -431,7 +439,9 @@ class PageRewriter:
         if not self.head_done and name not in ("html", "head"):
             self._inject_head()
         placeholder = self.in_select and name in ("input", "keygen", "textarea")
-        if self.foreign and not self._html_mode():
+        if self.foreign and (
+            not self._html_mode() or name in ("mglyph", "malignmark") and self.foreign[-1] in MATH_TEXT
+        ):
             if name in BREAKOUT or (name == "font" and any(a[0] in (b"color", b"face", b"size") for a in attrs)):
                 self._break_out()
                 placeholder = True
@@ -439,7 +449,7 @@ class PageRewriter:
                 return self._foreign_start(buf, pos, m, name, attrs, self_closing, final)
         if name in ("svg", "math"):
             if not self_closing:
-                self.foreign.append(name)
+                self.foreign.append(name + " " + name)
             return self._emit_tag(buf, pos, m, name, attrs)
         if name == "noscript":
             return self._begin_unit(buf, pos, _Unit("dual", name, end - pos, attrs, end - pos), final)
@@ -512,9 +522,7 @@ class PageRewriter:
         if name in RAWTEXT or name in ("script", "noscript", "plaintext") and not self_closing:
             return self._begin_unit(buf, pos, _Unit("dual", name, end - pos, attrs, end - pos), final)
         if not self_closing:
-            enc = (self._first(attrs, b"encoding") or b"").strip(b"\"' ").lower()
-            ip = name == "annotation-xml" and enc in (b"text/html", b"application/xhtml+xml")
-            self.foreign.append(name + "+" if ip else name)
+            self.foreign.append(self._foreign_entry(name, attrs))
         return self._emit_tag(buf, pos, m, name, attrs)
 
     def _emit_tag(self, buf: bytes, pos: int, m, name: str, attrs, placeholder: bool = False) -> int:
@@ -528,6 +536,17 @@ class PageRewriter:
         else:
             self._removed()
         return m.end()
+
+    def _foreign_entry(self, name: str, attrs) -> str:
+        """The stack entry of a foreign element opened here: in its parent's namespace, except an
+        <svg> in MathML's <annotation-xml> (the tree builder makes that one SVG)."""
+        top = self.foreign[-1]
+        ns = "svg" if name == "svg" and top.startswith("math annotation-xml") else top[: top.index(" ")]
+        if ns == "math" and name == "annotation-xml":
+            enc = (self._first(attrs, b"encoding") or b"").strip(b"\"' \t\n\f\r").lower()
+            if enc in (b"text/html", b"application/xhtml+xml"):
+                return "math annotation-xml+"
+        return ns + " " + name
 
     @staticmethod
     def _first(attrs, key: bytes) -> bytes | None:
@@ -856,7 +875,7 @@ class PageRewriter:
             return set(), set(), True
         if self.depth >= MAX_DEPTH:
             return set(), set(), False
-        foreign = self.foreign + [push] if push and self.foreign else list(self.foreign)
+        foreign = self.foreign + [self._foreign_entry(push, ())] if push and self.foreign else list(self.foreign)
         sub = self._nested(self.encoding, foreign)
         sub.feed(content)
         clean = sub.ended_in_data and sub.unit is None
@@ -885,6 +904,17 @@ UNDECLARED_ELEMENTS = frozenset(
     {"script", "iframe", "frame", "fencedframe", "portal", "img", "image", "embed", "object", "link", "ping"}
 )
 _HINTS = frozenset({"preconnect", "dns-prefetch", "preload", "prefetch", "modulepreload", "prerender"})
+
+
+def _last_named(foreign: list[str], name: str) -> int:
+    """Where the innermost open foreign element called ``name`` is in the stack, or -1 (an end tag
+    in foreign content closes by name, whatever the namespace)."""
+    for i in range(len(foreign) - 1, -1, -1):
+        entry = foreign[i]
+        local = "annotation-xml" if entry == "math annotation-xml+" else entry[entry.index(" ") + 1 :]
+        if local == name:
+            return i
+    return -1
 
 
 def _is_hint(attrs, encoding: str) -> bool:
