@@ -165,7 +165,8 @@ CASES = [
     Case(
         "math-annotation-xml-svg-integration",
         page(
-            f'<math><annotation-xml><svg><foreignObject><textarea><img src="{FB_PX}"></textarea></foreignObject></svg></annotation-xml></math>'
+            "<math><annotation-xml><svg><foreignObject><textarea>"
+            f'<img src="{FB_PX}"></textarea></foreignObject></svg></annotation-xml></math>'
         ),
         P,
         "keep",
