@@ -38,9 +38,9 @@ ATTR = re.compile(
 INTERESTING_START = (
     "script style noscript iframe frame frameset img image link source track embed object input video "
     "audio base meta textarea title xmp noembed noframes plaintext svg math select head body portal "
-    "fencedframe applet"
+    "fencedframe applet template"
 ).split()
-INTERESTING_END = "body html svg math select".split()
+INTERESTING_END = "body html svg math select template".split()
 # Attributes that can load or run something on ANY element; `href` is harmless when it plainly
 # navigates (starts with / # ? http(s):// mailto: tel: ./ ../).
 _RISKY_ATTR = (

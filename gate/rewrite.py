@@ -161,6 +161,7 @@ class PageRewriter:
         self.foreign: list[str] = list(foreign or [])
         self.uncertain_mode = False
         self.in_select = False
+        self.templates = 0  # open <template> elements: their content is inert, its <base> is not the page's
         self.base = base or plan.base_url
         self.fallback_base = self.base  # what a <base href> of this document resolves against
         self.base_set = base is not None if base_set is None else base_set
@@ -407,16 +408,17 @@ class PageRewriter:
     # -- tags ------------------------------------------------------------------------------------
     def _end_tag(self, buf: bytes, pos: int, m, name: str) -> int:
         raw = buf[pos : m.end()]
-        if self.foreign:
-            at = _last_named(self.foreign, name)
-            if at >= 0:
-                del self.foreign[at:]
-            elif not self._html_mode():  # "</p>", "</br>" break out in current browsers, not in older
-                # parsers; others may close an HTML ancestor or be ignored: read what follows both ways
-                # until it settles
-                self.uncertain_mode = True
-        elif name == "select":
+        at = _last_named(self.foreign, name) if self.foreign else -1
+        if at >= 0:
+            del self.foreign[at:]
+        elif self.foreign and not self._html_mode():  # "</p>", "</br>" break out in current browsers,
+            # not in older parsers; others may close an HTML ancestor or be ignored: read what follows
+            # both ways until it settles
+            self.uncertain_mode = True
+        elif name == "select" and not self.foreign:
             self.in_select = False
+        if name == "template" and at < 0 and self.templates:
+            self.templates -= 1
         if name in ("body", "html") and not self.body_done:
             self._inject_body()
         self.out.append(raw)
@@ -474,6 +476,8 @@ class PageRewriter:
             return end
         if name == "select":
             self.in_select = True
+        elif name == "template":
+            self.templates += 1
         elif name == "base":
             return self._base_tag(buf, pos, m, attrs)
         if name == "input" and not self.outcome.form_page and asks_personal_data(attrs):
@@ -488,13 +492,14 @@ class PageRewriter:
     def _base_tag(self, buf: bytes, pos: int, m, attrs) -> int:
         """``<base>``: judged like any tag (its href on a refused vendor's host strips it: every
         relative URL of the page would go there). The first one the browser keeps with an href is
-        the base later URLs resolve against, so it is read from what is sent, not what came."""
+        the base later URLs resolve against, so it is read from what is sent, not what came. One
+        inside a <template> is inert content: never the page's base."""
         out = self._decide_tag(buf, pos, m, "base", attrs)
         if out is None:
             self._removed()
             return m.end()
         self.out.append(out)
-        if not self.base_set:
+        if not self.base_set and not self.templates:
             if out != buf[pos : m.end()]:
                 sent = hs.TAG.match(out)
                 attrs = hs.parse_attrs(sent.group(3)) if sent else []
@@ -760,7 +765,7 @@ class PageRewriter:
             foreign=foreign,
             depth=self.depth + 1,
             base=self.base,
-            base_set=False if document else self.base_set,
+            base_set=False if document else self.base_set or self.templates > 0,
         )
 
     def _text_tags(self, text: str) -> frozenset[str]:

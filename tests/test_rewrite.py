@@ -314,3 +314,46 @@ def test_module_script_is_read_as_a_module():
     page = b"<html><body><script type=module>let n = a\n--> 0; fbq('track', 'Lead');</script></body></html>"
     out, rw = run(page, ALL - {"facebook.pixel"})
     assert b"fbq" not in out and rw.outcome.stripped == {"facebook.pixel"}
+
+
+# A <base href> inside <template> is inert content: the browser takes the next one. Here that one is on
+# Google's tag host (on a path only the accepted GTM tag's patterns match, so it stays), and the relative
+# script after it is the refused GA4 loader.
+TEMPLATE_BASE_PAGE = (
+    b'<!doctype html><html><head><template><base href="/"></template>'
+    b'<base href="https://www.googletagmanager.com/gtm.js">'
+    b'<script async src="gtag/js?id=G-DEMO12345"></script></head><body><p>x</p></body></html>'
+)
+
+
+def chromium_requests(browser, page: bytes) -> list[str]:
+    """Every URL Chromium asks for while loading ``page`` as https://jobs.example.jp/ (each answered
+    with an empty 200: nothing leaves the machine)."""
+    seen: list[str] = []
+    context = browser.new_context()
+    try:
+        tab = context.new_page()
+
+        def answer(route):
+            seen.append(route.request.url)
+            is_page = route.request.url == "https://jobs.example.jp/"
+            route.fulfill(
+                status=200, body=page if is_page else b"", content_type="text/html" if is_page else "text/plain"
+            )
+
+        tab.route("**/*", answer)
+        tab.goto("https://jobs.example.jp/")
+        tab.wait_for_load_state("load")
+    finally:
+        context.close()
+    return seen
+
+
+def test_a_base_inside_template_is_not_the_pages_base(browser):
+    allowed = ALL - {"google.analytics"}
+    gtag = "https://www.googletagmanager.com/gtag/js?id=G-DEMO12345"
+    assert gtag in chromium_requests(browser, TEMPLATE_BASE_PAGE)  # the page shows what it claims
+    out, rw = run(TEMPLATE_BASE_PAGE, allowed)
+    assert rw.outcome.stripped == {"google.analytics"}
+    assert not [u for u in chromium_requests(browser, out) if "/gtag/js" in u]
+    assert b'<template><base href="/"></template>' in out  # judged, kept, and not taken as the base
