@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gate import htmlstream, urls, vendors
+from gate import decisions, htmlstream, matcher, urls
 from gate.rewrite import PagePlan, PageRewriter
 
 from .conftest import policy_registry
@@ -114,17 +114,17 @@ consents = st.frozensets(st.sampled_from(sorted(ALL)))
 def scanning(kind: str) -> Iterator[None]:
     """Run with gate/_fastscan.c's searches ("c") or with their pure-Python definitions ("python");
     the registry's remembered judgments are forgotten first, so the scan chosen is the one used."""
-    saved = (htmlstream._boring_html_c, htmlstream.script_end, vendors._word_positions)
+    saved = (htmlstream._boring_html_c, htmlstream.script_end, matcher._word_positions)
     if kind == "python":
         htmlstream._boring_html_c = None
         htmlstream.script_end = htmlstream.script_end_py
-        vendors._word_positions = vendors._word_positions_py
-    REGISTRY.clear_caches()
+        matcher._word_positions = matcher._word_positions_py
+    decisions.forget(REGISTRY)
     try:
         yield
     finally:
-        htmlstream._boring_html_c, htmlstream.script_end, vendors._word_positions = saved
-        REGISTRY.clear_caches()
+        htmlstream._boring_html_c, htmlstream.script_end, matcher._word_positions = saved
+        decisions.forget(REGISTRY)
 
 
 SCANS = pytest.mark.parametrize("scan", ["c", "python"])

@@ -8,7 +8,7 @@ from urllib.parse import quote
 import html5lib
 import pytest
 
-from gate import urls, vendors
+from gate import decisions, urls, vendors
 from gate.demo import bench_page
 from gate.rewrite import PagePlan, PageRewriter, stub_script
 
@@ -220,8 +220,8 @@ def test_remembered_decisions_stay_bounded():
     page = f'<!doctype html><head></head><body>{rows}<img src="https://www.facebook.com/tr?id=1"></body>'.encode()
     rw = PageRewriter(PagePlan(registry, frozenset(), BASE))
     out = rw.feed(page) + rw.close()
-    assert len(registry._tag_cache) <= vendors._CACHED_TAGS
-    assert len(registry._attrs_cache) <= vendors._CACHED_TAGS
+    assert len(decisions.of(registry).verdicts) <= decisions.ENTRIES
+    assert len(decisions.of(registry).attrs) <= decisions.ENTRIES
     assert rw.outcome.stripped == {"facebook.pixel"}
     assert out == page.replace(b'<img src="https://www.facebook.com/tr?id=1">', b"")
 
@@ -237,13 +237,13 @@ def test_a_sites_own_tags_stay_remembered_while_each_page_brings_new_ones():
         b'<script>fbq("init", "100000000000001"); fbq("track", "PageView");</script></head>'
     )
     decided: list[bytes] = []
-    real = rewrite.PageRewriter._decide_tag_now
+    real = rewrite.judge
 
-    def counting(self, raw, attr_base, name, attrs):
+    def counting(raw, attrs_at, name, attrs, ctx):
         decided.append(raw)
-        return real(self, raw, attr_base, name, attrs)
+        return real(raw, attrs_at, name, attrs, ctx)
 
-    rewrite.PageRewriter._decide_tag_now = counting
+    rewrite.judge = counting
     try:
         for page_no in range(40):  # 40 pages x 150 photos: several times what the caches hold
             photos = b"".join(b'<img src="/photos/%d-%d.jpg">' % (page_no, i) for i in range(150))
@@ -254,7 +254,7 @@ def test_a_sites_own_tags_stay_remembered_while_each_page_brings_new_ones():
             assert rw.outcome.stripped == {"google.analytics", "facebook.pixel"}
             assert b"googletagmanager" not in out and b"fbq" not in out
     finally:
-        rewrite.PageRewriter._decide_tag_now = real
+        rewrite.judge = real
     vendor_decisions = [raw for raw in decided if b"googletagmanager" in raw]
     assert len(vendor_decisions) == 1  # the first page's; every later page found it remembered
     assert len(decided) >= 40 * 150  # every photo was judged on its own page
