@@ -15,6 +15,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from enum import IntEnum
 from html.entities import html5 as _HTML5
 from typing import NamedTuple
@@ -391,3 +392,59 @@ def tag_scan(buf: bytes, pos: int, state: TagState) -> tuple[int, TagState, int]
             else:
                 state, pos = TagState.ANAME, pos + 1
     return -1, state, pos
+
+
+# -- content streamed through until its end ------------------------------------------------------------
+@dataclass
+class Stream:
+    """Content being copied through (keep) or dropped, until its end is found."""
+
+    kind: StreamKind
+    keep: bool
+    name: str = ""  # RAW: the element whose end tag ends it
+    sub: int = SCRIPT_NORMAL  # SCRIPT: the script data state
+    tag_state: TagState = TagState.NAME  # TAG: where in the tag
+    then: str = ""  # TAG: the element whose content follows ("" = none)
+
+    def then_stream(self) -> Stream | None:
+        """What streams after this one ends: the content of the element an oversized tag opened."""
+        if self.kind != StreamKind.TAG or not self.then:
+            return None
+        if self.then == "script":
+            return Stream(StreamKind.SCRIPT, self.keep)
+        return Stream(StreamKind.RAW, self.keep, name=self.then)
+
+
+def stream_end(buf: bytes, pos: int, st: Stream, final: bool) -> tuple[int, bool]:
+    """How far ``st`` runs in ``buf`` from ``pos``: (end, whether it ended there). Not ended, ``end``
+    is where to read again once more bytes are here (a token may be cut at the buffer's end)."""
+    n = len(buf)
+    if st.kind == StreamKind.COMMENT or st.kind == StreamKind.BOGUS:
+        m = (COMMENT_END if st.kind == StreamKind.COMMENT else BOGUS_END).search(buf, pos)
+        return (m.end() if m else (n if final else max(pos, n - 3))), m is not None or final
+    if st.kind == StreamKind.TAG:
+        end, st.tag_state, resume = tag_scan(buf, pos, st.tag_state)
+        return (end if end >= 0 else (n if final else resume)), end >= 0 or final
+    # raw text or script data: up to the end tag, which is read as a tag
+    if st.kind == StreamKind.SCRIPT:
+        idx, st.sub, resume = script_end(buf, pos, st.sub)
+    else:
+        mm = RAWTEXT_END[st.name].search(buf, pos)
+        idx = mm.start() if mm else -1
+        resume = max(pos, n - len(st.name) - 3)
+    if idx < 0:
+        return (n, True) if final else (resume, False)
+    tag = TAG.match(buf, idx)
+    if tag is None and not final:
+        return idx, False
+    return (tag.end() if tag else n), True
+
+
+def content_end(buf: bytes, pos: int, name: str, sub: int) -> tuple[int, int, int]:
+    """Where the content of the element ``name`` (script data in state ``sub``, or raw text) ends:
+    (index of its end tag or -1, script state, where to read again). <plaintext> never ends."""
+    if name == "script":
+        return script_end(buf, pos, sub)
+    pattern = RAWTEXT_END.get(name)
+    mm = pattern.search(buf, pos) if pattern else None
+    return (mm.start() if mm else -1), sub, max(pos, len(buf) - len(name) - 3)

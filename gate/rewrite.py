@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from . import decisions as decisions_
 from . import htmlstream as hs
 from . import treestate, urls
-from .htmlstream import State, StreamKind, TagState, UnitKind
+from .htmlstream import State, StreamKind, UnitKind
 from .vendors import Registry, per_consent
 from .verdict import (
     MAX_DEPTH,
@@ -66,18 +66,6 @@ class PagePlan:
 
 
 @dataclass
-class _Stream:
-    """Content being copied through (keep) or dropped, until its end is found."""
-
-    kind: StreamKind
-    keep: bool
-    name: str = ""
-    sub: int = hs.SCRIPT_NORMAL  # script data state
-    tag_state: TagState = TagState.NAME
-    then: str = ""  # for TAG: the element whose content follows ("" = none)
-
-
-@dataclass
 class _Unit:
     """An element held whole until its end tag: offsets are relative to the unit's first byte."""
 
@@ -113,7 +101,7 @@ class PageRewriter:
         self.buf = b""
         self.out: list[bytes] = []
         self.state = State.DATA
-        self.stream: _Stream | None = None
+        self.stream: hs.Stream | None = None
         self.unit: _Unit | None = None
         self.tree = treestate.OpenElements(foreign or ())
         self.base = base or plan.base_url
@@ -226,9 +214,9 @@ class PageRewriter:
                 return self._comment(buf, pos, final)
             if buf.startswith(b"<![CDATA[", pos) and (not self.tree.html_mode or self.tree.uncertain):
                 return self._cdata(buf, pos, final)
-            return self._start_stream(buf, pos, pos + 2, _Stream(StreamKind.BOGUS, True))
+            return self._start_stream(buf, pos, pos + 2, hs.Stream(StreamKind.BOGUS, True))
         if nxt == b"?":
-            return self._start_stream(buf, pos, pos + 1, _Stream(StreamKind.BOGUS, True))
+            return self._start_stream(buf, pos, pos + 1, hs.Stream(StreamKind.BOGUS, True))
         if nxt == b"/":
             c = buf[pos + 2 : pos + 3]
             if not c:
@@ -237,7 +225,7 @@ class PageRewriter:
                 self.out.append(b"</>")
                 return pos + 3
             if not c.isalpha():
-                return self._start_stream(buf, pos, pos + 2, _Stream(StreamKind.BOGUS, True))
+                return self._start_stream(buf, pos, pos + 2, hs.Stream(StreamKind.BOGUS, True))
         elif not nxt.isalpha():
             return self._text(buf, pos, 1, final)
         tag = hs.read_tag(buf, pos)
@@ -267,7 +255,7 @@ class PageRewriter:
         if not keep:
             self.outcome.uncertain += 1
             self._cut()
-        return self._start_stream(buf, pos, pos + 2, _Stream(StreamKind.TAG, keep, name=name, then=then))
+        return self._start_stream(buf, pos, pos + 2, hs.Stream(StreamKind.TAG, keep, name=name, then=then))
 
     def _comment(self, buf: bytes, pos: int, final: bool) -> int:
         body = pos + 4
@@ -277,7 +265,7 @@ class PageRewriter:
             return end
         if len(buf) < body + 2 and not final:
             return -1
-        return self._start_stream(buf, pos, body, _Stream(StreamKind.COMMENT, True))
+        return self._start_stream(buf, pos, body, hs.Stream(StreamKind.COMMENT, True))
 
     def _cdata(self, buf: bytes, pos: int, final: bool) -> int:
         end = buf.find(b"]]>", pos + 9)
@@ -309,7 +297,7 @@ class PageRewriter:
         return set(sub.outcome.stripped), set(sub.outcome.kept), sub.clean and not sub.outcome.uncertain
 
     # -- streams: content copied or dropped until its end ------------------------------------------
-    def _start_stream(self, buf: bytes, pos: int, body: int, st: _Stream) -> int:
+    def _start_stream(self, buf: bytes, pos: int, body: int, st: hs.Stream) -> int:
         if st.keep:
             self.out.append(buf[pos:body])
         self.stream, self.state = st, State.STREAM
@@ -318,39 +306,13 @@ class PageRewriter:
     def _stream(self, buf: bytes, pos: int, final: bool) -> int:
         st = self.stream
         assert st is not None
-        n = len(buf)
-        if st.kind == StreamKind.COMMENT or st.kind == StreamKind.BOGUS:
-            m = (hs.COMMENT_END if st.kind == StreamKind.COMMENT else hs.BOGUS_END).search(buf, pos)
-            end = m.end() if m else (n if final else max(pos, n - 3))
-            done = m is not None or final
-        elif st.kind == StreamKind.TAG:
-            end, st.tag_state, resume = hs.tag_scan(buf, pos, st.tag_state)
-            done = end >= 0 or final
-            end = end if end >= 0 else (n if final else resume)
-        else:  # raw text or script data: up to the end tag, which is read as a tag
-            if st.kind == StreamKind.SCRIPT:
-                idx, st.sub, resume = hs.script_end(buf, pos, st.sub)
-            else:
-                mm = hs.RAWTEXT_END[st.name].search(buf, pos)
-                idx = mm.start() if mm else -1
-                resume = max(pos, n - len(st.name) - 3)
-            if idx < 0:
-                end, done = (n, True) if final else (resume, False)
-            else:
-                tag = hs.TAG.match(buf, idx)
-                if tag is None and not final:
-                    end, done = idx, False
-                else:
-                    end, done = (tag.end() if tag else n), True
+        end, done = hs.stream_end(buf, pos, st, final)
         if st.keep:
             self.out.append(buf[pos:end])
         if done:
-            self.stream, self.state = None, State.DATA
-            if st.kind == StreamKind.TAG and st.then:
-                if st.then == "script":
-                    self.stream, self.state = _Stream(StreamKind.SCRIPT, st.keep), State.STREAM
-                else:
-                    self.stream, self.state = _Stream(StreamKind.RAW, st.keep, name=st.then), State.STREAM
+            self.stream, self.state = st.then_stream(), State.DATA
+            if self.stream is not None:
+                self.state = State.STREAM
             return end
         return end if end > pos else -1
 
@@ -388,7 +350,7 @@ class PageRewriter:
                 return self._begin_unit(buf, tag, UnitKind.STYLE, attrs, final)
             # iframe, textarea, title, xmp, noembed, noframes: the content is inert; the tag decides
             out = self._decided(self._decide_tag(buf, tag, attrs))
-            self.stream, self.state = _Stream(StreamKind.RAW, out is not None, name=name), State.STREAM
+            self.stream, self.state = hs.Stream(StreamKind.RAW, out is not None, name=name), State.STREAM
             if out is not None:
                 self.out.append(out)
             else:
@@ -540,14 +502,7 @@ class PageRewriter:
     def _unit(self, buf: bytes, pos: int, final: bool) -> int:
         u = self.unit
         assert u is not None
-        start = pos + u.scan
-        if u.kind == UnitKind.SCRIPT or (u.kind == UnitKind.DUAL and u.name == "script"):
-            idx, u.sub, resume = hs.script_end(buf, start, u.sub)
-        else:
-            pattern = hs.RAWTEXT_END.get(u.name)  # none for plaintext: it runs to the end
-            mm = pattern.search(buf, start) if pattern else None
-            idx = mm.start() if mm else -1
-            resume = max(start, len(buf) - len(u.name) - 3)
+        idx, u.sub, resume = hs.content_end(buf, pos + u.scan, u.name, u.sub)
         end_tag = hs.TAG.match(buf, idx) if idx >= 0 else None
         if end_tag is None:
             u.scan = resume - pos
@@ -568,9 +523,9 @@ class PageRewriter:
             self.out.append(buf[pos:upto])
         self.unit = None
         if u.kind == UnitKind.SCRIPT or u.name == "script":
-            self.stream = _Stream(StreamKind.SCRIPT, keep, sub=u.sub)
+            self.stream = hs.Stream(StreamKind.SCRIPT, keep, sub=u.sub)
         else:
-            self.stream = _Stream(StreamKind.RAW, keep, name=u.name if u.name in hs.RAWTEXT_END else "title")
+            self.stream = hs.Stream(StreamKind.RAW, keep, name=u.name if u.name in hs.RAWTEXT_END else "title")
         self.state = State.STREAM
         return upto
 

@@ -9,9 +9,11 @@ from gate.rewrite import PagePlan, PageRewriter
 
 from .corpus import CASES
 from .judge import live_tags
+from .scans import scan_fixture
 
 REGISTRY = vendors.load()
 ALL = frozenset(REGISTRY.tags)
+scan = scan_fixture(REGISTRY)  # every test runs on the C scan and on the pure-Python one
 BASE = urls.parse("https://jobs.example.jp/jobs/1")
 
 

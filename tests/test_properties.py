@@ -5,17 +5,16 @@ constructs, judged by html5lib. Run a long campaign with:
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gate import decisions, htmlstream, matcher, urls
+from gate import urls
 from gate.rewrite import PagePlan, PageRewriter
 
+from . import scans
 from .conftest import policy_registry
 from .judge import live_tags
 
@@ -110,24 +109,11 @@ pieces = st.lists(
 consents = st.frozensets(st.sampled_from(sorted(ALL)))
 
 
-@contextmanager
-def scanning(kind: str) -> Iterator[None]:
-    """Run with gate/_fastscan.c's searches ("c") or with their pure-Python definitions ("python");
-    the registry's remembered judgments are forgotten first, so the scan chosen is the one used."""
-    saved = (htmlstream._boring_html_c, htmlstream.script_end, matcher._word_positions)
-    if kind == "python":
-        htmlstream._boring_html_c = None
-        htmlstream.script_end = htmlstream.script_end_py
-        matcher._word_positions = matcher._word_positions_py
-    decisions.forget(REGISTRY)
-    try:
-        yield
-    finally:
-        htmlstream._boring_html_c, htmlstream.script_end, matcher._word_positions = saved
-        decisions.forget(REGISTRY)
+def scanning(kind: str) -> contextlib.AbstractContextManager[None]:
+    return scans.scanning(kind, REGISTRY)
 
 
-SCANS = pytest.mark.parametrize("scan", ["c", "python"])
+SCANS = scans.SCANS
 
 
 def rewrite(html: bytes, allowed: frozenset[str], cuts: list[int] | None = None) -> bytes:

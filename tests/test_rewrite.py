@@ -14,9 +14,11 @@ from gate.rewrite import PagePlan, PageRewriter, stub_script
 
 from .corpus import nested_srcdoc
 from .judge import live_tags
+from .scans import scan_fixture
 
 REGISTRY = vendors.load()
 ALL = frozenset(REGISTRY.tags)
+scan = scan_fixture(REGISTRY)  # every test runs on the C scan and on the pure-Python one
 BASE = urls.parse("https://jobs.example.jp/")
 CONSENTS = {
     "reject_all": frozenset(),
