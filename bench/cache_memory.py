@@ -19,11 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gate import urls, vendors
+from gate import decisions, urls, vendors
 from gate.rewrite import PagePlan, PageRewriter
 
 PAGES = 400
-CACHES = ("_tag_cache", "_attrs_cache", "_script_cache", "_url_cache")
 
 
 def page(i: int) -> bytes:
@@ -32,6 +31,16 @@ def page(i: int) -> bytes:
     script = "<script>var s='" + "y" * 16000 + f"{i}';</script>"
     link = f'<script src="https://cdn.example.org/{i}/' + "z" * 1500 + '.js"></script>'
     return f"<!doctype html><head></head><body>{tags}{script}{link}</body>".encode()
+
+
+def held_entries(registry: vendors.Registry) -> dict[str, int]:
+    remembered = decisions.of(registry)
+    return {
+        "verdicts": len(remembered.verdicts),
+        "attrs": len(remembered.attrs),
+        "scripts": len(registry.matcher._script_cache),
+        "urls": len(registry.matcher._url_cache),
+    }
 
 
 def main() -> None:
@@ -48,12 +57,12 @@ def main() -> None:
         del rw
         held = tracemalloc.get_traced_memory()[0] - start
         if held > peak:
-            peak, entries = held, {name: len(getattr(registry, name)) for name in CACHES}
-    registry.clear_caches()
+            peak, entries = held, held_entries(registry)
+    decisions.forget(registry)
     gc.collect()
     after = tracemalloc.get_traced_memory()[0] - start
     print(f"{PAGES} pages: the caches reached {peak / 2**20:.1f} MiB traced over the start, holding {entries}")
-    print(f"after clear_caches: {after / 2**20:.1f} MiB over the start")
+    print(f"after decisions.forget: {after / 2**20:.1f} MiB over the start")
 
 
 if __name__ == "__main__":

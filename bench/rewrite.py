@@ -38,7 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gate import demo, urls, vendors
+from gate import decisions, demo, urls, vendors
 from gate.rewrite import PagePlan, PageRewriter
 
 SIZES = ("20k", "100k", "1m")
@@ -95,9 +95,9 @@ def codec_round_trip(page: bytes, codec: str) -> bytes:
 
 def gate_job(allowed: frozenset[str], chunk: int = 0, cold: bool = False, new_url: bool = False) -> Job:
     # The registry remembers decisions (bounded caches, see gate/rewrite.py): every row but the cold
-    # one runs as a worker does after its first page. The cold row has a registry of its own, emptied
-    # before every run, as on the first page a worker sees. The new-URL row reads the page under a
-    # URL it has not seen before on every run (/jobs/1, /jobs/2, ...), as a site's next job page:
+    # one runs as a worker does after its first page. The cold row has a registry of its own, whose
+    # remembered decisions (gate.decisions.forget) are emptied before every run, as on the first page
+    # a worker sees. The new-URL row reads the page under a URL it has not seen before on every run (/jobs/1, /jobs/2, ...), as a site's next job page:
     # what was decided against the page's URL is decided again.
     registry = vendors.load() if cold else REGISTRY
     plan = PagePlan(registry, allowed, BASE)
@@ -105,7 +105,7 @@ def gate_job(allowed: frozenset[str], chunk: int = 0, cold: bool = False, new_ur
 
     def run(page: bytes, codec: str) -> bytes:
         if cold:
-            registry.clear_caches()
+            decisions.forget(registry)  # as on the first page a worker sees
         page_plan = (
             PagePlan(registry, allowed, urls.parse(f"https://demo.example/jobs/{next(runs)}")) if new_url else plan
         )

@@ -37,8 +37,9 @@ static const word_t INTERESTING_START[] = {
     W("link"), W("source"), W("track"), W("embed"), W("object"), W("input"), W("video"), W("audio"),
     W("base"), W("meta"), W("textarea"), W("title"), W("xmp"), W("noembed"), W("noframes"), W("plaintext"),
     W("svg"), W("math"), W("select"), W("head"), W("body"), W("portal"), W("fencedframe"), W("applet"),
-    {NULL, 0}};
-static const word_t INTERESTING_END[] = {W("body"), W("html"), W("svg"), W("math"), W("select"), {NULL, 0}};
+    W("template"), {NULL, 0}};
+static const word_t INTERESTING_END[] = {W("body"),   W("html"),     W("svg"), W("math"),
+                                         W("select"), W("template"), {NULL, 0}};
 static const word_t RISKY[] = {W("style"), W("ping"), W("background"), W("src"), W("srcset"), W("poster"),
                                W("data"), W("action"), W("formaction"), W("xlink:href"), W("href"),
                                W("content"), W("srcdoc"), {NULL, 0}};

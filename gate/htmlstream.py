@@ -14,10 +14,77 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
 from html.entities import html5 as _HTML5
+from typing import NamedTuple
 
-WS = rb"\t\n\f\r "
+
+class State(IntEnum):
+    """Where a reader of the page is between two reads: in text, copying or dropping content up to
+    its end (a comment, raw text, script data, an oversized tag), holding an element whole until its
+    end tag, or after <plaintext> (nothing after it is markup)."""
+
+    DATA = 0
+    STREAM = 1
+    UNIT = 2
+    PLAINTEXT = 3
+
+
+class StreamKind(IntEnum):
+    """Content streamed through (or dropped) until its end: what ends it."""
+
+    COMMENT = 0  # "-->" / "--!>"
+    BOGUS = 1  # ">"
+    RAW = 2  # the element's end tag (RAWTEXT / RCDATA)
+    SCRIPT = 3  # "</script" in the script data states
+    TAG = 4  # ">" outside quoted values (a tag past the carry-over cap)
+
+
+class UnitKind(IntEnum):
+    """An element held whole: a script, a style sheet, or content read both as text and as markup."""
+
+    SCRIPT = 0
+    STYLE = 1
+    DUAL = 2
+
+
+class TagState(IntEnum):
+    """The tag states tag_scan follows (WHATWG 13.2.5.8 ff.)."""
+
+    NAME = 0  # tag name
+    ANAME = 1  # attribute name
+    UNQ = 2  # unquoted attribute value
+    DQ = 3  # double-quoted value
+    SQ = 4  # single-quoted value
+    BEFORE = 5  # before attribute name
+    AFTER = 6  # after attribute name
+    EQ = 7  # before attribute value
+
+
+class Attr(NamedTuple):
+    """One attribute of a tag: lower-case name, raw value with its quotes (None: no value), and where
+    it starts and ends in the tag's attribute bytes."""
+
+    name: bytes
+    value: bytes | None
+    start: int
+    end: int
+
+
+class Tag(NamedTuple):
+    """A complete start or end tag in a buffer."""
+
+    start: int  # index of its "<"
+    end: int  # index just past its ">"
+    name: str  # lower case
+    closing: bool  # an end tag
+    attrs_at: int  # index where its attribute bytes start
+    raw_attrs: bytes
+    self_closing: bool
+
+
 _NAME_FIRST = rb"[^\t\n\f\r />]"
 _NAME_REST = rb"[^\t\n\f\r />=]*+"
 # A value that opens with a quote is quoted, so it needs its closing quote (a prefix of a tag cut in
@@ -30,6 +97,24 @@ _ATTR = rb"[\t\n\f\r /]*+" + _NAME_FIRST + _NAME_REST + _ASSIGN
 
 # A complete start or end tag: group 1 "/" for end tags, 2 the name, 3 the attributes.
 TAG = re.compile(rb"<(/?)([a-zA-Z][^\t\n\f\r />]*+)((?:" + _ATTR + rb")*+)([\t\n\f\r /]*+)>")
+
+
+def read_tag(buf: bytes, pos: int) -> Tag | None:
+    """The complete tag at ``pos`` (a "<"), or None when ``buf`` does not hold one whole there."""
+    m = TAG.match(buf, pos)
+    if m is None:
+        return None
+    return Tag(
+        pos,
+        m.end(),
+        m.group(2).decode("ascii", "replace").lower(),
+        bool(m.group(1)),
+        m.start(3),
+        m.group(3),
+        m.group(4).endswith(b"/"),
+    )
+
+
 # One attribute inside group 3 of TAG: name, and the raw value with its quotes (or None).
 ATTR = re.compile(
     rb"[\t\n\f\r /]*+(" + _NAME_FIRST + _NAME_REST + rb")(?:[\t\n\f\r ]*+=[\t\n\f\r ]*+(" + _VALUE + rb"))?"
@@ -39,9 +124,9 @@ ATTR = re.compile(
 INTERESTING_START = (
     "script style noscript iframe frame frameset img image link source track embed object input video "
     "audio base meta textarea title xmp noembed noframes plaintext svg math select head body portal "
-    "fencedframe applet"
+    "fencedframe applet template"
 ).split()
-INTERESTING_END = "body html svg math select".split()
+INTERESTING_END = "body html svg math select template".split()
 # Attributes that can load or run something on ANY element; `href` is harmless when it plainly
 # navigates (starts with / # ? http(s):// mailto: tel: ./ ../).
 _RISKY_ATTR = (
@@ -86,17 +171,20 @@ BORING_HTML = re.compile(
     rb")*+",
     re.IGNORECASE,
 )
-_boring_html_c: Callable[[bytes, int], int] | None
-try:  # the same scan in C (gate/_fastscan.c), built when a compiler was there at install time
-    from ._fastscan import boring_html as _boring_html_c
+try:  # the same scans in C (gate/_fastscan.c), built when a compiler was there at install time
+    from . import _fastscan
 except ImportError:  # pragma: no cover - depends on the install
-    _boring_html_c = None
+    _fastscan = None  # type: ignore[assignment]
+_boring_html_c: Callable[[bytes, int], int] | None = _fastscan.boring_html if _fastscan is not None else None
 
 
 def boring_html_end(buf: bytes, pos: int) -> int:
-    """``BORING_HTML.match(buf, pos).end()``, in C when the extension is built (it matches the empty
-    string: match() is never None)."""
-    return _boring_html_c(buf, pos) if _boring_html_c is not None else BORING_HTML.match(buf, pos).end()  # type: ignore[union-attr]
+    """``BORING_HTML.match(buf, pos).end()``, in C when the extension is built."""
+    if _boring_html_c is not None:
+        return _boring_html_c(buf, pos)
+    m = BORING_HTML.match(buf, pos)
+    assert m is not None  # a starred pattern: it always matches
+    return m.end()
 
 
 # In foreign content every tag matters (the open-element stack decides when it ends): skip text only.
@@ -114,9 +202,16 @@ def rawtext_end(name: str) -> re.Pattern[bytes]:
 
 RAWTEXT_END = {n: rawtext_end(n) for n in "style xmp iframe noembed noframes noscript textarea title script".split()}
 
+
 # Script data states (WHATWG 13.2.5.4 ff.): normal, escaped (after <!--), double escaped
 # (after <!--<script>). Only </script> in normal or escaped state ends the element.
-SCRIPT_NORMAL, SCRIPT_ESCAPED, SCRIPT_DOUBLE = 0, 1, 2
+class ScriptState(IntEnum):
+    NORMAL = 0
+    ESCAPED = 1
+    DOUBLE = 2
+
+
+SCRIPT_NORMAL, SCRIPT_ESCAPED, SCRIPT_DOUBLE = ScriptState.NORMAL, ScriptState.ESCAPED, ScriptState.DOUBLE
 
 
 def script_end_py(buf: bytes, pos: int, state: int) -> tuple[int, int, int]:
@@ -151,20 +246,27 @@ def script_end_py(buf: bytes, pos: int, state: int) -> tuple[int, int, int]:
     return -1, state, max(done, len(buf) - 9)
 
 
-try:  # the same scan in C (gate/_fastscan.c)
-    from ._fastscan import script_end
-except ImportError:  # pragma: no cover - depends on the install
-    script_end = script_end_py
+ScriptEnd = Callable[[bytes, int, int], tuple[int, int, int]]
+script_end: ScriptEnd = _fastscan.script_end if _fastscan is not None else script_end_py  # in C when built
 
 
-def parse_attrs(raw: bytes) -> tuple[tuple[bytes, bytes | None, int, int], ...]:
-    """(lower-case name, raw value or None, start, end) for each attribute, in order, duplicates kept."""
+def parse_attrs(raw: bytes) -> tuple[Attr, ...]:
+    """Each attribute of a tag's attribute bytes, in order, duplicates kept."""
     out = []
     for m in ATTR.finditer(raw):
         if m.end() == m.start():
             break
-        out.append((m.group(1).lower(), m.group(2), m.start(), m.end()))
+        out.append(Attr(m.group(1).lower(), m.group(2), m.start(), m.end()))
     return tuple(out)
+
+
+def first_value(attrs: Sequence[Attr], key: bytes) -> bytes | None:
+    """The raw value of the first attribute called ``key`` (b"" when it has none), or None: the
+    parser drops the later duplicates."""
+    for a in attrs:
+        if a.name == key:
+            return a.value if a.value is not None else b""
+    return None
 
 
 _REF = re.compile(r"&(#[xX][0-9a-fA-F]+;?|#[0-9]+;?|[a-zA-Z][a-zA-Z0-9]*;?)")
@@ -232,45 +334,117 @@ def escape_attr(value: str) -> str:
 
 
 # -- an oversized tag, read as it streams (only used past the carry-over cap) -----------------------
-_TAG_NAME_STOP = re.compile(rb"[\t\n\f\r />]")
+TAG_NAME_STOP = re.compile(rb"[\t\n\f\r />]")
 _ANAME_STOP = re.compile(rb"[\t\n\f\r />=]")
 _UNQ_STOP = re.compile(rb"[\t\n\f\r >]")
 _SKIP_SEP = re.compile(rb"[\t\n\f\r /]*")
 _SKIP_WS = re.compile(rb"[\t\n\f\r ]*")
+_STOPS = {TagState.NAME: TAG_NAME_STOP, TagState.ANAME: _ANAME_STOP, TagState.UNQ: _UNQ_STOP}
 
 
-def tag_scan(buf: bytes, pos: int, state: str) -> tuple[int, str, int]:
-    """Follow the tag states from ``pos`` (just after "<x" for state "name"). Returns (index just
+def tag_name(raw: bytes) -> str:
+    """The lower-case name at the start of ``raw`` (the bytes after "<" or "</"), as far as it goes."""
+    stop = TAG_NAME_STOP.search(raw)
+    return raw[: stop.start() if stop else len(raw)].decode("ascii", "replace").lower()
+
+
+def tag_scan(buf: bytes, pos: int, state: TagState) -> tuple[int, TagState, int]:
+    """Follow the tag states from ``pos`` (just after "<x" for TagState.NAME). Returns (index just
     past the closing ">" or -1, state, resume position)."""
     n = len(buf)
     while pos < n:
-        if state in ("name", "aname", "unq"):
-            stop = (_TAG_NAME_STOP if state == "name" else _ANAME_STOP if state == "aname" else _UNQ_STOP).search(
-                buf, pos
-            )
+        stop_at = _STOPS.get(state)
+        if stop_at is not None:
+            stop = stop_at.search(buf, pos)
             if stop is None:
                 return -1, state, n
             c, pos = buf[stop.start() : stop.start() + 1], stop.start() + 1
             if c == b">":
                 return pos, state, pos
-            state = "eq" if c == b"=" else "after" if (state == "aname" and c != b"/") else "before"
-        elif state in ("dq", "sq"):
-            i = buf.find(b'"' if state == "dq" else b"'", pos)
+            if c == b"=":
+                state = TagState.EQ
+            elif state == TagState.ANAME and c != b"/":
+                state = TagState.AFTER
+            else:
+                state = TagState.BEFORE
+        elif state in (TagState.DQ, TagState.SQ):
+            i = buf.find(b'"' if state == TagState.DQ else b"'", pos)
             if i < 0:
                 return -1, state, n
-            pos, state = i + 1, "before"
+            pos, state = i + 1, TagState.BEFORE
         else:  # before, after, eq
-            # both match the empty string: match() is never None
-            pos = (_SKIP_SEP if state == "before" else _SKIP_WS).match(buf, pos).end()  # type: ignore[union-attr]
+            m = (_SKIP_SEP if state == TagState.BEFORE else _SKIP_WS).match(buf, pos)
+            pos = m.end() if m else pos
             if pos >= n:
                 return -1, state, n
             c = buf[pos : pos + 1]
             if c == b">":
                 return pos + 1, state, pos + 1
-            if state == "after" and c in (b"/", b"="):
-                state, pos = ("before" if c == b"/" else "eq"), pos + 1
-            elif state == "eq":
-                state, pos = {b'"': ("dq", pos + 1), b"'": ("sq", pos + 1)}.get(c, ("unq", pos))
+            if state == TagState.AFTER and c in (b"/", b"="):
+                state, pos = (TagState.BEFORE if c == b"/" else TagState.EQ), pos + 1
+            elif state == TagState.EQ:
+                if c == b'"':
+                    state, pos = TagState.DQ, pos + 1
+                elif c == b"'":
+                    state, pos = TagState.SQ, pos + 1
+                else:
+                    state = TagState.UNQ
             else:
-                state, pos = "aname", pos + 1
+                state, pos = TagState.ANAME, pos + 1
     return -1, state, pos
+
+
+# -- content streamed through until its end ------------------------------------------------------------
+@dataclass
+class Stream:
+    """Content being copied through (keep) or dropped, until its end is found."""
+
+    kind: StreamKind
+    keep: bool
+    name: str = ""  # RAW: the element whose end tag ends it
+    sub: int = SCRIPT_NORMAL  # SCRIPT: the script data state
+    tag_state: TagState = TagState.NAME  # TAG: where in the tag
+    then: str = ""  # TAG: the element whose content follows ("" = none)
+
+    def then_stream(self) -> Stream | None:
+        """What streams after this one ends: the content of the element an oversized tag opened."""
+        if self.kind != StreamKind.TAG or not self.then:
+            return None
+        if self.then == "script":
+            return Stream(StreamKind.SCRIPT, self.keep)
+        return Stream(StreamKind.RAW, self.keep, name=self.then)
+
+
+def stream_end(buf: bytes, pos: int, st: Stream, final: bool) -> tuple[int, bool]:
+    """How far ``st`` runs in ``buf`` from ``pos``: (end, whether it ended there). Not ended, ``end``
+    is where to read again once more bytes are here (a token may be cut at the buffer's end)."""
+    n = len(buf)
+    if st.kind == StreamKind.COMMENT or st.kind == StreamKind.BOGUS:
+        m = (COMMENT_END if st.kind == StreamKind.COMMENT else BOGUS_END).search(buf, pos)
+        return (m.end() if m else (n if final else max(pos, n - 3))), m is not None or final
+    if st.kind == StreamKind.TAG:
+        end, st.tag_state, resume = tag_scan(buf, pos, st.tag_state)
+        return (end if end >= 0 else (n if final else resume)), end >= 0 or final
+    # raw text or script data: up to the end tag, which is read as a tag
+    if st.kind == StreamKind.SCRIPT:
+        idx, st.sub, resume = script_end(buf, pos, st.sub)
+    else:
+        mm = RAWTEXT_END[st.name].search(buf, pos)
+        idx = mm.start() if mm else -1
+        resume = max(pos, n - len(st.name) - 3)
+    if idx < 0:
+        return (n, True) if final else (resume, False)
+    tag = TAG.match(buf, idx)
+    if tag is None and not final:
+        return idx, False
+    return (tag.end() if tag else n), True
+
+
+def content_end(buf: bytes, pos: int, name: str, sub: int) -> tuple[int, int, int]:
+    """Where the content of the element ``name`` (script data in state ``sub``, or raw text) ends:
+    (index of its end tag or -1, script state, where to read again). <plaintext> never ends."""
+    if name == "script":
+        return script_end(buf, pos, sub)
+    pattern = RAWTEXT_END.get(name)
+    mm = pattern.search(buf, pos) if pattern else None
+    return (mm.start() if mm else -1), sub, max(pos, len(buf) - len(name) - 3)

@@ -127,6 +127,50 @@ CASES = [
     Case("svg-end-p-read-both-ways", page(f'<svg></p><style><img src="{FB_PX}"></style>'), P, "strip"),
     Case("math-text-integration", page(f'<math><mi><style><img src="{FB_PX}"></style></mi></math>'), P, "keep"),
     Case("svg-desc-integration", page(f'<svg><desc><style><img src="{FB_PX}"></style></desc></svg>'), P, "keep"),
+    # An element takes its parent's namespace whatever its name: inside <svg>, <math><mi> and
+    # <annotation-xml> are SVG elements and no integration point, so <textarea> there is not RCDATA and
+    # the <img> after it breaks out as a live HTML img (and likewise the reverse, and MathML's <mglyph>).
+    Case(
+        "svg-math-mi-is-svg",
+        page(f'<svg><math><mi><textarea><img src="{FB_PX}"></textarea></mi></math></svg>'),
+        P,
+        "strip",
+    ),
+    Case(
+        "math-svg-foreignobject-is-math",
+        page(f'<math><svg><foreignObject><textarea><img src="{FB_PX}"></textarea></foreignObject></svg></math>'),
+        P,
+        "strip",
+    ),
+    Case(
+        "svg-annotation-xml-is-svg",
+        page(
+            f'<svg><annotation-xml encoding="text/html"><textarea><img src="{FB_PX}"></textarea></annotation-xml></svg>'
+        ),
+        P,
+        "strip",
+    ),
+    Case(
+        "math-mi-mglyph-is-math",
+        page(f'<math><mi><mglyph><textarea><img src="{FB_PX}"></textarea></mglyph></mi></math>'),
+        P,
+        "strip",
+    ),
+    Case(
+        "svg-math-title-integration",
+        page(f'<svg><math><title><textarea><img src="{FB_PX}"></textarea></title></math></svg>'),
+        P,
+        "keep",
+    ),
+    Case(
+        "math-annotation-xml-svg-integration",
+        page(
+            "<math><annotation-xml><svg><foreignObject><textarea>"
+            f'<img src="{FB_PX}"></textarea></foreignObject></svg></annotation-xml></math>'
+        ),
+        P,
+        "keep",
+    ),
     # -- other live places ------------------------------------------------------------------------------
     Case("img-src", page(f'<img src="{FB_PX}">'), P, "strip"),
     Case("image-alias", page(f'<image src="{FB_PX}">'), P, "strip"),

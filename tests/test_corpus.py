@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from gate import urls, vendors
+from gate import decisions, urls, vendors
 from gate.rewrite import PagePlan, PageRewriter
 
 from .corpus import CASES
 from .judge import live_tags
+from .scans import scan_fixture
 
 REGISTRY = vendors.load()
 ALL = frozenset(REGISTRY.tags)
+scan = scan_fixture(REGISTRY)  # every test runs on the C scan and on the pure-Python one
 BASE = urls.parse("https://jobs.example.jp/jobs/1")
 
 
@@ -67,12 +69,12 @@ def test_remembered_decisions_change_nothing(case):
     against another page's URL, gives the same bytes and the same outcome."""
     html = case.html.encode()
     allowed = ALL - {case.tag}
-    REGISTRY.clear_caches()
+    decisions.forget(REGISTRY)
     cold, cold_outcome = rewrite(html, allowed)
     warm, warm_outcome = rewrite(html, allowed)
     assert (warm, warm_outcome) == (cold, cold_outcome)
     other = PageRewriter(PagePlan(REGISTRY, allowed, urls.parse("http://careers.example.jp/events/")))
-    REGISTRY.clear_caches()
+    decisions.forget(REGISTRY)
     expected = other.feed(html) + other.close(), other.outcome
     rewrite(html, allowed)  # fill the caches from the first page's URL
     again = PageRewriter(PagePlan(REGISTRY, allowed, urls.parse("http://careers.example.jp/events/")))

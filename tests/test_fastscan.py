@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gate import htmlstream
+from gate import htmlstream, matcher
 from gate.demo import bench_page
 
 fastscan = pytest.importorskip("gate._fastscan", reason="the C extension is not built (no compiler at install)")
@@ -166,18 +166,16 @@ TEXT_PIECES = [
 @settings(max_examples=EXAMPLES, deadline=None)
 @given(st.lists(st.sampled_from(TEXT_PIECES), max_size=30))
 def test_c_word_positions_equal_the_python_definition(parts):
-    from gate import vendors
 
     text = "".join(parts)
-    assert fastscan.word_positions(text, WORDS) == vendors._word_positions_py(text, WORDS)
+    assert fastscan.word_positions(text, WORDS) == matcher._word_positions_py(text, WORDS)
 
 
 @settings(max_examples=EXAMPLES, deadline=None)
 @given(st.text(max_size=120))
 def test_c_word_positions_equal_the_python_definition_on_any_text(text):
-    from gate import vendors
 
-    assert fastscan.word_positions(text, WORDS) == vendors._word_positions_py(text, WORDS)
+    assert fastscan.word_positions(text, WORDS) == matcher._word_positions_py(text, WORDS)
 
 
 def test_c_word_positions_on_the_registry_and_a_real_page():
@@ -185,8 +183,8 @@ def test_c_word_positions_on_the_registry_and_a_real_page():
 
     registry = vendors.load()
     page = bench_page("100k").decode("utf-8")
-    found = fastscan.word_positions(page, registry._words)
-    assert found == vendors._word_positions_py(page, registry._words)
+    found = fastscan.word_positions(page, registry.matcher.words)
+    assert found == matcher._word_positions_py(page, registry.matcher.words)
     assert "fbq" in found and "googletagmanager.com" in found
 
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from gate import urls, vendors
+from gate import decisions, matcher, urls, vendors
 from gate.errors import ConfigError
+from gate.rewrite import PagePlan, PageRewriter
 
 ROOT = Path(__file__).resolve().parent.parent
 RAW = tomllib.loads((ROOT / "vendors.toml").read_text(encoding="utf-8"))
@@ -374,18 +375,23 @@ def test_script_judgments_are_remembered_and_bounded():
     assert registry.judge_script(snippet, "utf-8") == (frozenset({"facebook.pixel"}), True, False)
     assert registry.judge_script(snippet, "utf-8") == (frozenset({"facebook.pixel"}), True, False)
     assert registry.judge_script(b"console.log(1)", "utf-8") == (frozenset(), False, False)
-    for i in range(vendors._CACHE_ENTRIES * 2):  # a page that varies its inline scripts never grows it past the bound
+    for i in range(matcher._CACHE_ENTRIES * 2):  # a page that varies its inline scripts never grows it past the bound
         registry.judge_script(f"var n = {i};".encode(), "utf-8")
-        assert len(registry._script_cache) <= vendors._CACHE_ENTRIES
-    huge = b"/*" + b"x" * vendors._CACHED_TEXT_MAX + b"*/ fbq('init', '1');"
+        assert len(registry.matcher._script_cache) <= matcher._CACHE_ENTRIES
+    huge = b"/*" + b"x" * matcher._CACHED_TEXT_MAX + b"*/ fbq('init', '1');"
     assert registry.judge_script(huge, "utf-8") == (frozenset({"facebook.pixel"}), False, False)
-    assert ("utf-8", huge, False) not in registry._script_cache
+    assert ("utf-8", huge, False) not in registry.matcher._script_cache
 
 
-def test_clear_caches_forgets_every_decision():
+def test_forget_starts_cold():
     registry = vendors.load()
     registry.judge_script(b"fbq('init', '1');", "utf-8")
     registry.tags_for_url(urls.parse("https://connect.facebook.net/en_US/fbevents.js"))
-    assert len(registry._script_cache) == 1 and len(registry._url_cache) == 1
-    registry.clear_caches()
-    assert not registry._script_cache and not registry._url_cache
+    rw = PageRewriter(PagePlan(registry, frozenset(), urls.parse("https://jobs.example.jp/")))
+    rw.feed(b'<img src="/a.png" alt="a">') + rw.close()
+    remembered = registry.matcher
+    assert len(remembered._script_cache) == 1 and len(remembered._url_cache) == 2  # fbevents.js, /a.png
+    assert decisions.of(registry).verdicts and len(decisions.of(registry).attrs) == 1
+    decisions.forget(registry)
+    assert not remembered._script_cache and not remembered._url_cache
+    assert not decisions.of(registry).verdicts and not decisions.of(registry).attrs
