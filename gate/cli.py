@@ -204,7 +204,7 @@ def serve(args: argparse.Namespace) -> int:
     check_listen(conf.host, conf.port)
     if conf.ephemeral_key:
         print(DEMO_WARNING, file=sys.stderr)
-    for line in undeclared_warnings(conf, registry):
+    for line in undeclared_warnings(conf, registry) + uncarried_warnings(conf, registry):
         print(line, file=sys.stderr)
     import uvicorn  # imported late: `gate check` and `gate keys new` need no server
 
@@ -341,6 +341,65 @@ def undeclared_warnings(conf: settings.Settings, registry: vendors.Registry) -> 
         for site in conf.sites
         if not site.is_demo and site.vendors is None and site.tags is None
     ]
+
+
+# How many of a site's most recent pages the start check reads. Enough that a tag on only some kinds of
+# page (a conversion tag on the application-complete page, a retargeting tag on job pages) appears among
+# them on any site with traffic; few enough that a vendor dropped last week still shows as dropped, not
+# hidden behind months of history. The store keeps pages per day, so the check reads whole days back to
+# the one holding the N-th most recent page; a site with fewer pages recorded is not checked.
+CARRIED_PAGES = 500
+
+
+def uncarried_warnings(conf: settings.Settings, registry: vendors.Registry, last: int | None = None) -> list[str]:
+    """One line per vendor a site declares (vendors/tags in gate.toml) whose tags none of the site's last
+    ``last`` pages carried (kept or stripped), read from the store's ledger. Nothing when the store is off,
+    absent or unreadable: the check must never keep gate from starting."""
+    from .recording import ledger, store
+
+    last = CARRIED_PAGES if last is None else last
+    declaring = [s for s in conf.sites if not s.is_demo and (s.vendors is not None or s.tags is not None)]
+    where = conf.store
+    if not declaring or where == store.OFF or not (store.is_postgres(where) or os.path.exists(where)):
+        return []
+    lines = []
+    try:
+        db = store.open_store(where)
+    except Exception:
+        return []
+    try:
+        for site in declaring:
+            label = ledger.site_label(site)
+            per_day: dict[str, int] = {}
+            for day, _banner, _gpc, n in db.query("pages", label, "0000-00-00", "9999-12-31"):
+                per_day[day] = per_day.get(day, 0) + int(n)
+            seen, first_day = 0, None
+            for day in sorted(per_day, reverse=True):
+                seen, first_day = seen + per_day[day], day
+                if seen >= last:
+                    break
+            if first_day is None or seen < last:
+                continue
+            carried = {
+                registry.tags[tag].vendor
+                for _day, tag, outcome, _reason, _n in db.query("tags", label, first_day, "9999-12-31")
+                if outcome in ("served", "stripped") and tag in registry.tags
+            }
+            declared = dict.fromkeys(
+                registry.tags[t].vendor for t in registry.tags if t in registry.carried(site.vendors, site.tags)
+            )
+            for vendor in declared:
+                if vendor not in carried:
+                    lines.append(
+                        f"gate: WARNING: site {site.host or '(default)'} declares {vendor} but none of its last "
+                        f"{seen} pages (since {first_day}) carried a {vendor} tag: remove it from vendors, or "
+                        "the notice names a recipient that gets nothing"
+                    )
+    except Exception:
+        return lines
+    finally:
+        db.close()
+    return lines
 
 
 def keys_new(args: argparse.Namespace) -> int:
