@@ -34,7 +34,7 @@ PAGES = {"/jobs/dh-001": page(BASE, PLAIN_EVENT + CATALOGUE + PIXEL_IMG)}
 def visit(accepted: list[str]) -> str:
     with serve(site_app(PAGES, [])) as origin:
         app = create_app(gate_settings(origin, sites=(Site(upstream=origin, vendors=("facebook",)),)))
-        cookie = ConsentCodec((KEY,)).dumps(decide(app.state.registries[None], accepted))
+        cookie = ConsentCodec((KEY,)).dumps(decide(app.state.gate.registries[None], accepted))
         with serve(app) as public:
             return httpx.get(public + "/jobs/dh-001", cookies={"gate_consent": cookie}).text
 
