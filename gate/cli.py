@@ -51,6 +51,19 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--config", metavar="FILE", help="gate.toml (env GATE_CONFIG; default: none)")
         p.add_argument("--vendors", metavar="FILE", help="vendors.toml (env GATE_VENDORS; default: the shipped one)")
 
+    def limits(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--max-pages", type=int, default=30, metavar="N", help="pages to read at most (default 30)")
+        p.add_argument(
+            "--max-seconds", type=float, default=60.0, metavar="S", help="time to crawl at most (default 60)"
+        )
+        p.add_argument(
+            "--max-bytes",
+            type=int,
+            default=32 * 1024 * 1024,
+            metavar="B",
+            help="bytes to read at most, in all (default 32 MiB)",
+        )
+
     serve = commands.add_parser("serve", help="run the proxy (the demo site when no upstream is set)")
     serve.add_argument(
         "--upstream", metavar="URL", help="origin to proxy, e.g. http://127.0.0.1:8000 (env GATE_UPSTREAM)"
@@ -62,8 +75,19 @@ def build_parser() -> argparse.ArgumentParser:
     keys = commands.add_parser("keys", help="signing keys")
     keys.add_argument("action", choices=["new"], help="new: print a fresh key for GATE_SECRET_KEY")
     files(commands.add_parser("check", help="validate gate.toml and vendors.toml, show the effective settings"))
-    scan = commands.add_parser("scan", help="show the tags on one page, kept or stripped under a consent")
-    scan.add_argument("target", metavar="URL|FILE", help="an http(s) URL to fetch, or an HTML file")
+    scan = commands.add_parser(
+        "scan", help="show the tags on one page, kept or stripped under a consent; or a whole site's tags and hosts"
+    )
+    scan.add_argument("target", nargs="?", metavar="URL|FILE", help="an http(s) URL to fetch, or an HTML file")
+    whole = scan.add_mutually_exclusive_group()
+    whole.add_argument(
+        "--crawl",
+        metavar="URL",
+        help="read the site from URL on, following same-site links and /sitemap.xml: every tag and "
+        "third-party host met, with its pages, and allow_hosts / vendors.toml drafts",
+    )
+    whole.add_argument("--sitemap", metavar="URL", help="as --crawl, over the pages a sitemap lists")
+    limits(scan)
     scan.add_argument(
         "--consent",
         default="reject_all",
@@ -77,15 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("url", metavar="URL", help="the origin's URL (not gate's), e.g. http://127.0.0.1:8000/")
     init.add_argument("--output", default="gate.toml", metavar="FILE", help="where the draft goes (default gate.toml)")
     init.add_argument("--force", action="store_true", help="replace FILE when it exists")
-    init.add_argument("--max-pages", type=int, default=30, metavar="N", help="pages to read at most (default 30)")
-    init.add_argument("--max-seconds", type=float, default=60.0, metavar="S", help="time to crawl at most (default 60)")
-    init.add_argument(
-        "--max-bytes",
-        type=int,
-        default=32 * 1024 * 1024,
-        metavar="B",
-        help="bytes to read at most, in all (default 32 MiB)",
-    )
+    limits(init)
     init.add_argument("--vendors", metavar="FILE", help="vendors.toml (env GATE_VENDORS; default: the shipped one)")
     cli_report.add_parsers(commands, files)
     commands.add_parser("version", help="print the version")
@@ -188,7 +204,7 @@ def serve(args: argparse.Namespace) -> int:
     check_listen(conf.host, conf.port)
     if conf.ephemeral_key:
         print(DEMO_WARNING, file=sys.stderr)
-    for line in undeclared_warnings(conf, registry):
+    for line in undeclared_warnings(conf, registry) + uncarried_warnings(conf, registry):
         print(line, file=sys.stderr)
     import uvicorn  # imported late: `gate check` and `gate keys new` need no server
 
@@ -253,10 +269,45 @@ def _stopped(signum: int, frame: Any) -> None:
 def scan_page(args: argparse.Namespace) -> int:
     from . import scan  # imported late: html5lib is only needed here
 
+    if args.crawl or args.sitemap:
+        if args.target:
+            raise ConfigError("command line", "URL|FILE", "give a page, or --crawl/--sitemap, not both")
+        return scan_site(args)
+    if not args.target:
+        raise ConfigError("command line", "URL|FILE", "expected a page (URL or file), or --crawl URL / --sitemap URL")
     registry = vendors.load(args.vendors or os.environ.get("GATE_VENDORS") or None)
     body, page_url, content_type = scan.read(args.target, args.base)
     report = scan.scan(body, page_url, registry, args.consent, content_type, source=args.target)
     print(scan.dumps(report) if args.json else scan.as_text(report))
+    return 0
+
+
+def _check_limits(args: argparse.Namespace) -> None:
+    for flag, value in (
+        ("--max-pages", args.max_pages),
+        ("--max-seconds", args.max_seconds),
+        ("--max-bytes", args.max_bytes),
+    ):
+        if value <= 0:
+            raise ConfigError("command line", flag, f"expected a number > 0, got {value}")
+
+
+def scan_site(args: argparse.Namespace) -> int:
+    """`gate scan --crawl URL` / `--sitemap URL`: gate init's crawl, reported rather than written."""
+    import json
+
+    from . import draft
+
+    draft.origin_of(args.crawl or args.sitemap)  # an http(s) URL, or one line
+    _check_limits(args)
+    registry = vendors.load(args.vendors or os.environ.get("GATE_VENDORS") or None)
+    found = draft.crawl(
+        args.crawl or "", registry, args.max_pages, args.max_seconds, args.max_bytes, sitemap=args.sitemap
+    )
+    if args.json:
+        print(json.dumps(draft.site_json(found, registry), ensure_ascii=False, indent=2))
+    else:
+        print(draft.site_report(found, registry))
     return 0
 
 
@@ -266,13 +317,7 @@ def init_site(args: argparse.Namespace) -> int:
     upstream = draft.origin_of(args.url)
     if os.path.exists(args.output) and not args.force:
         raise ConfigError(args.output, "", "exists already: pass --force to replace it, or --output another file")
-    for flag, value in (
-        ("--max-pages", args.max_pages),
-        ("--max-seconds", args.max_seconds),
-        ("--max-bytes", args.max_bytes),
-    ):
-        if value <= 0:
-            raise ConfigError("command line", flag, f"expected a number > 0, got {value}")
+    _check_limits(args)
     registry = vendors.load(args.vendors or os.environ.get("GATE_VENDORS") or None)
     found = draft.crawl(args.url, registry, args.max_pages, args.max_seconds, args.max_bytes)
     text = draft.draft(found, registry, upstream)
@@ -296,6 +341,65 @@ def undeclared_warnings(conf: settings.Settings, registry: vendors.Registry) -> 
         for site in conf.sites
         if not site.is_demo and site.vendors is None and site.tags is None
     ]
+
+
+# How many of a site's most recent pages the start check reads. Enough that a tag on only some kinds of
+# page (a conversion tag on the application-complete page, a retargeting tag on job pages) appears among
+# them on any site with traffic; few enough that a vendor dropped last week still shows as dropped, not
+# hidden behind months of history. The store keeps pages per day, so the check reads whole days back to
+# the one holding the N-th most recent page; a site with fewer pages recorded is not checked.
+CARRIED_PAGES = 500
+
+
+def uncarried_warnings(conf: settings.Settings, registry: vendors.Registry, last: int | None = None) -> list[str]:
+    """One line per vendor a site declares (vendors/tags in gate.toml) whose tags none of the site's last
+    ``last`` pages carried (kept or stripped), read from the store's ledger. Nothing when the store is off,
+    absent or unreadable: the check must never keep gate from starting."""
+    from .recording import ledger, store
+
+    last = CARRIED_PAGES if last is None else last
+    declaring = [s for s in conf.sites if not s.is_demo and (s.vendors is not None or s.tags is not None)]
+    where = conf.store
+    if not declaring or where == store.OFF or not (store.is_postgres(where) or os.path.exists(where)):
+        return []
+    lines = []
+    try:
+        db = store.open_store(where)
+    except Exception:
+        return []
+    try:
+        for site in declaring:
+            label = ledger.site_label(site)
+            per_day: dict[str, int] = {}
+            for day, _banner, _gpc, n in db.query("pages", label, "0000-00-00", "9999-12-31"):
+                per_day[day] = per_day.get(day, 0) + int(n)
+            seen, first_day = 0, None
+            for day in sorted(per_day, reverse=True):
+                seen, first_day = seen + per_day[day], day
+                if seen >= last:
+                    break
+            if first_day is None or seen < last:
+                continue
+            carried = {
+                registry.tags[tag].vendor
+                for _day, tag, outcome, _reason, _n in db.query("tags", label, first_day, "9999-12-31")
+                if outcome in ("served", "stripped") and tag in registry.tags
+            }
+            declared = dict.fromkeys(
+                registry.tags[t].vendor for t in registry.tags if t in registry.carried(site.vendors, site.tags)
+            )
+            for vendor in declared:
+                if vendor not in carried:
+                    lines.append(
+                        f"gate: WARNING: site {site.host or '(default)'} declares {vendor} but none of its last "
+                        f"{seen} pages (since {first_day}) carried a {vendor} tag: remove it from vendors, or "
+                        "the notice names a recipient that gets nothing"
+                    )
+    except Exception:
+        return lines
+    finally:
+        db.close()
+    return lines
 
 
 def keys_new(args: argparse.Namespace) -> int:

@@ -39,6 +39,10 @@ class Crawl:
     pages: list[str] = field(default_factory=list)  # paths scanned
     tags: dict[str, Counter[str]] = field(default_factory=dict)  # tag -> {path: places}
     hosts: dict[str, Counter[str]] = field(default_factory=dict)  # undeclared host -> {path: places}
+    # every third-party host met (a vendor's or undeclared) -> {path: places}, and the vendors of those a
+    # vendor declares (none: gate strips it under undeclared = "strip" unless allow_hosts names it)
+    third_party: dict[str, Counter[str]] = field(default_factory=dict)
+    host_vendors: dict[str, set[str]] = field(default_factory=dict)
     policy: str | None = None  # the first link that reads as the privacy policy
     stopped_by: str = "every page found"
     skipped: list[str] = field(default_factory=list)  # "url: why"
@@ -55,23 +59,30 @@ def crawl(
     max_pages: int = MAX_PAGES,
     max_seconds: float = MAX_SECONDS,
     max_bytes: int = MAX_BYTES,
+    sitemap: str | None = None,
 ) -> Crawl:
     """Scan up to ``max_pages`` same-origin pages from ``start`` (and /sitemap.xml); ConfigError when the
-    start page cannot be read or is gate's own output."""
+    start page cannot be read or is gate's own output. With ``sitemap`` (a sitemap's URL; ``start`` is
+    then ignored) only the pages that sitemap lists on its own origin are read, and no link is followed."""
     import httpx
 
+    if sitemap is not None:
+        start = origin_of(sitemap) + "/"
     if not urlsplit(start).path:
         start += "/"  # the same page as the links to "/" name
-    result = Crawl(start)
+    result = Crawl(sitemap or start)
     deadline, budget = time.monotonic() + max_seconds, max_bytes
-    queue: deque[str] = deque([start])
-    seen = {start}
+    queue: deque[str] = deque([] if sitemap else [start])
+    seen = set(queue)
+    declared = registry.with_undeclared((), strip=True)  # judges hosts as the rewriter does
     headers = {"user-agent": f"gate-init/{__version__}"}
     with httpx.Client(follow_redirects=True, timeout=min(scan.FETCH_TIMEOUT, max_seconds), headers=headers) as client:
-        for url in _sitemap(client, start, deadline):
+        for url in _sitemap(client, sitemap or urljoin(start, "/sitemap.xml"), deadline):
             if url not in seen and same_origin(url, start):
                 seen.add(url)
                 queue.append(url)
+        if sitemap and not queue:
+            raise ConfigError(sitemap, "", f"lists no page of {start} (or cannot be read)")
         while queue:
             if len(result.pages) >= max_pages:
                 result.stopped_by = f"the page limit ({max_pages})"
@@ -85,7 +96,7 @@ def crawl(
             url = queue.popleft()
             page = _get(client, url, budget, deadline)
             if isinstance(page, str):
-                if url == start:
+                if url == start and not sitemap:
                     raise ConfigError(start, "", page)
                 result.skipped.append(f"{url}: {page}")
                 continue
@@ -100,8 +111,17 @@ def crawl(
             for place in report.places:
                 for tag in place.tags:
                     result.tags.setdefault(tag, Counter())[path] += 1
+            page_host = urlsplit(final_url).hostname or ""
             for host, where in report.undeclared.items():
-                result.hosts.setdefault(host, Counter())[path] += sum(where.values())
+                u = urls.parse(f"https://{host}/")
+                if u is not None and declared.is_undeclared(u, page_host):
+                    result.hosts.setdefault(host, Counter())[path] += sum(where.values())
+                    result.third_party.setdefault(host, Counter())[path] += sum(where.values())
+            for host, tags in report.tag_hosts.items():
+                result.third_party.setdefault(host, Counter())[path] += 1
+                result.host_vendors.setdefault(host, set()).update(registry.tags[t].vendor for t in tags)
+            if sitemap:
+                continue
             text = body.decode(report.charset, "replace")
             for href, label in links(text):
                 target = urldefrag(urljoin(final_url, href)).url
@@ -150,12 +170,12 @@ def _get(client: httpx.Client, url: str, budget: int, deadline: float) -> tuple[
         return f"cannot fetch: {type(e).__name__}: {e}"
 
 
-def _sitemap(client: httpx.Client, start: str, deadline: float) -> list[str]:
-    """The page URLs /sitemap.xml lists (a sitemap index is followed, at most MAX_SITEMAPS files)."""
+def _sitemap(client: httpx.Client, sitemap: str, deadline: float) -> list[str]:
+    """The page URLs a sitemap lists (a sitemap index is followed, at most MAX_SITEMAPS files)."""
     import httpx
 
     found: list[str] = []
-    todo, fetched = [urljoin(start, "/sitemap.xml")], 0
+    todo, fetched = [sitemap], 0
     while todo and fetched < MAX_SITEMAPS and time.monotonic() < deadline:
         url, fetched = todo.pop(0), fetched + 1
         try:
@@ -208,20 +228,84 @@ def draft(result: Crawl, registry: Registry, upstream: str) -> str:
             '# policy_url = "/privacy"',
         ]
     if result.hosts:
-        out += [
-            f"# Third-party hosts the pages load from that vendors.toml does not declare ({len(result.hosts)}).",
-            "# Your own CDN or API: allow them in gate's CSP with csp_hosts. Anyone else receives visitors'",
-            "# data: declare them (vendors.toml and your notice) before going live.",
-            "# csp_hosts = [",
-        ]
-        for host, pages in sorted(result.hosts.items()):
-            out.append(f"#   {_q(host)},  # {len(pages)} page(s), e.g. {_example(pages)}")
-        out.append("# ]")
+        out += ALLOW_HOSTS_WHY + ["# " + line for line in allow_hosts(result)]
     return "\n".join(out) + "\n"
 
 
-def summary(result: Crawl, registry: Registry) -> str:
-    """What the crawl found, for the terminal."""
+ALLOW_HOSTS_WHY = [
+    "# Third-party hosts the pages load from that vendors.toml does not declare. Under",
+    '# undeclared = "strip" (the default in opt-in mode) gate removes every script, frame, pixel, beacon',
+    "# and connection hint to a host that allow_hosts does not name, so the page may lose them. Your own",
+    "# CDN, fonts, video or map embeds: keep the host and write why the site needs it (gate check refuses",
+    "# an empty reason). Anyone else receives visitors' data: declare it in vendors.toml and the notice",
+    '# instead (`gate scan --crawl URL` drafts the stanza). undeclared = "report" only counts them.',
+]
+
+
+def allow_hosts(result: Crawl) -> list[str]:
+    """The ``[site.allow_hosts]`` table for the undeclared hosts met, each reason left to fill in."""
+    out = ["[site.allow_hosts]"]
+    for host, pages in sorted(result.hosts.items()):
+        out.append(f'{_q(host)} = ""  # reason: …  ({len(pages)} page(s), e.g. {_example(pages)})')
+    return out
+
+
+_SECOND_LEVEL = {"co", "ne", "or", "ac", "go", "gr", "ed", "lg", "ad", "com", "net", "org", "gov", "edu"}
+
+
+def site_domain(host: str) -> str:
+    """The name a vendor's hosts share: the last two labels, three under a country's second level
+    (example.co.jp, example.com.sg). A heuristic for a draft, not the public suffix list."""
+    labels = host.split(".")
+    keep = 3 if len(labels) >= 3 and len(labels[-1]) == 2 and labels[-2] in _SECOND_LEVEL else 2
+    return ".".join(labels[-keep:])
+
+
+def vendor_stanzas(result: Crawl, registry: Registry) -> list[str]:
+    """vendors.toml stanzas for the undeclared hosts, one vendor per domain, every fact left to fill in
+    from the vendor's own documentation (until then the file does not load: a recipient needs its name)."""
+    by_domain: dict[str, list[str]] = {}
+    for host in sorted(result.hosts):
+        by_domain.setdefault(site_domain(host), []).append(host)
+    purposes = ", ".join(_q(p) for p in registry.purposes)
+    out: list[str] = []
+    for domain, hosts in by_domain.items():
+        vid = re.sub(r"[^a-z0-9]+", "_", domain.split(".")[0].lower()).strip("_")
+        vid = vid if vid[:1].isalpha() and vid not in registry.vendors else "site_" + vid
+        pages = Counter[str]()
+        for h in hosts:
+            pages.update(result.hosts[h])
+        out += [
+            f"# {domain}: {len(pages)} page(s), e.g. {_example(pages)}",
+            f"[vendors.{vid}]",
+            'recipient = ""  # the legal name of the company that receives the data',
+            'contact_ja = ""',
+            'privacy_url = ""  # the vendor\'s privacy policy',
+            'optout_url = ""',
+            f"domains = [{_q(domain)}]",
+            'country = ""  # ISO 3166 code; abroad: also country_ja/_en, regime_ja/_en, measures_ja/_en (APPI art. 28)',
+            "carried_by_default = false",
+            "",
+            f"[[vendors.{vid}.tags]]",
+            f'id = "{vid}.tag"',
+            'service_ja = ""',
+            'service_en = ""',
+            f"purposes = []  # of: {purposes}",
+            f"hosts = [{', '.join(_q(h) for h in hosts)}]",
+            "url_patterns = []",
+            "signatures = []",
+            "cookies = []",
+            "information_ja = []  # what it sends, as the notice lists it",
+            "information_en = []",
+            'recipient_purpose_ja = ""',
+            'recipient_purpose_en = ""',
+            "",
+        ]
+    return out
+
+
+def summary(result: Crawl, registry: Registry, hosts: bool = True) -> str:
+    """What the crawl found, for the terminal (``hosts``: with the undeclared hosts' table)."""
     lines = [f"{result.start}: {len(result.pages)} page(s) read; stopped at {result.stopped_by}", ""]
     rows = [
         (t, registry.tags[t].vendor, str(len(result.tags[t])), _example(result.tags[t]))
@@ -231,14 +315,67 @@ def summary(result: Crawl, registry: Registry) -> str:
     lines.append(f"Tags found: {len(rows)}")
     if rows:
         lines += scan.table(("TAG", "VENDOR", "PAGES", "E.G."), rows)
-    hosts = [(h, str(len(p)), _example(p)) for h, p in sorted(result.hosts.items())]
-    lines += ["", f"Third-party hosts no vendor declares: {len(hosts)}"]
     if hosts:
-        lines += scan.table(("HOST", "PAGES", "E.G."), hosts)
-    lines += ["", f"privacy policy: {result.policy or 'not found'}"]
+        host_rows = [(h, str(len(p)), _example(p)) for h, p in sorted(result.hosts.items())]
+        lines += ["", f"Third-party hosts no vendor declares: {len(host_rows)}"]
+        if host_rows:
+            lines += scan.table(("HOST", "PAGES", "E.G."), host_rows)
+        lines += ["", f"privacy policy: {result.policy or 'not found'}"]
     if result.skipped:
         lines += ["", f"skipped: {len(result.skipped)} (e.g. {result.skipped[0]})"]
     return "\n".join(lines)
+
+
+def site_report(result: Crawl, registry: Registry) -> str:
+    """`gate scan --crawl/--sitemap`: the tags, every third-party host met with its pages, and drafts of
+    the allow_hosts table and of vendors.toml stanzas for the hosts no vendor declares."""
+    lines = [summary(result, registry, hosts=False), "", f"Third-party hosts: {len(result.third_party)}"]
+    rows = [
+        (host, ",".join(sorted(result.host_vendors.get(host, ()))) or "-", str(len(pages)), _some(pages))
+        for host, pages in sorted(result.third_party.items())
+    ]
+    if rows:
+        lines += scan.table(("HOST", "VENDOR", "PAGES", "ON"), rows)
+    if not result.hosts:
+        lines += ["", "Every third-party host is a vendor's of vendors.toml: no allow_hosts needed."]
+        return "\n".join(lines)
+    lines += [
+        "",
+        f"Hosts no vendor declares: {len(result.hosts)} (VENDOR -). Draft for your [[site]] in gate.toml:",
+        "",
+        *ALLOW_HOSTS_WHY,
+        *allow_hosts(result),
+        "",
+        "Draft for vendors.toml, for the hosts that receive visitors' data (fill every field from the",
+        "vendor's own documentation, then `gate check --vendors FILE`):",
+        "",
+        *vendor_stanzas(result, registry),
+    ]
+    return "\n".join(lines).rstrip()
+
+
+def site_json(result: Crawl, registry: Registry) -> dict[str, object]:
+    return {
+        "start": result.start,
+        "pages": result.pages,
+        "stopped_by": result.stopped_by,
+        "tags": {t: sorted(result.tags[t]) for t in registry.tags if t in result.tags},
+        "hosts": [
+            {
+                "host": host,
+                "vendors": sorted(result.host_vendors.get(host, ())),
+                "declared": host not in result.hosts,
+                "pages": sorted(pages),
+            }
+            for host, pages in sorted(result.third_party.items())
+        ],
+        "skipped": result.skipped,
+    }
+
+
+def _some(pages: Counter[str], shown: int = 3) -> str:
+    first = sorted(pages, key=lambda p: (-pages[p], p))
+    return ", ".join(first[:shown]) + (f" +{len(first) - shown}" if len(first) > shown else "")
 
 
 def _example(pages: Counter[str]) -> str:

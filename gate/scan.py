@@ -63,6 +63,7 @@ class Report:
     registry: Registry
     places: list[Place] = field(default_factory=list)
     undeclared: dict[str, Counter[str]] = field(default_factory=dict)  # host -> {"img src": 2, ...}
+    tag_hosts: dict[str, set[str]] = field(default_factory=dict)  # third-party host a tag loads from -> tags
     leaks: frozenset[str] = frozenset()  # refused tags still live after gating (a bug in gate if any)
     outcome: Outcome | None = None
 
@@ -202,6 +203,9 @@ def scan(
             kept = survivors[ref] > 0
             survivors[ref] -= kept
             report.places.append(Place(ref, tags, kept))
+            u = urls.parse(ref.value, base) if ref.kind == "url" else None
+            if u is not None and u.scheme in ("http", "https", "ws", "wss") and u.host and u.host != parsed_url.host:
+                report.tag_hosts.setdefault(u.host, set()).update(tags)
         elif ref.kind == "url":
             u = urls.parse(ref.value, base)
             if u is not None and u.scheme in ("http", "https", "ws", "wss") and u.host and u.host != parsed_url.host:

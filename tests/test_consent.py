@@ -30,6 +30,7 @@ EVERY_TAG = frozenset(
         "criteo.onetag",
         "adjust.web_sdk",
         "facebook.pixel",
+        "facebook.catalogue",
     }
 )
 
@@ -223,11 +224,19 @@ ALL = ("improvement", "advertising", "suggestions", "content")
         (ALL, (), EVERY_TAG),
         (("improvement",), (), {"google.analytics"}),
         (("advertising",), (), {"google.ads", "google.floodlight", "yahoo.ads", "facebook.pixel"}),
-        (("improvement", "advertising"), (), EVERY_TAG - {"criteo.onetag", "yahoo.retargeting"}),
+        (("improvement", "advertising"), (), EVERY_TAG - {"criteo.onetag", "yahoo.retargeting", "facebook.catalogue"}),
         (
             ("advertising", "suggestions"),
             (),
-            {"google.ads", "google.floodlight", "yahoo.ads", "yahoo.retargeting", "criteo.onetag", "facebook.pixel"},
+            {
+                "google.ads",
+                "google.floodlight",
+                "yahoo.ads",
+                "yahoo.retargeting",
+                "criteo.onetag",
+                "facebook.pixel",
+                "facebook.catalogue",
+            },
         ),
         (("suggestions",), (), set()),
         (ALL, ("criteo",), EVERY_TAG - {"criteo.onetag"}),

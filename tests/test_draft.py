@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from gate import cli
 from gate.app import create_app
+from gate.errors import ConfigError
 from gate.settings import Site
 
 from .conftest import KEY, gate_settings, serve
@@ -81,7 +82,7 @@ def test_the_draft_declares_what_the_pages_carried(tmp_path, capsys):
     assert sorted(site.tags or ()) == ["criteo.onetag", "facebook.pixel", "google.analytics"]
     assert site.policy_url == "/legal/p"
     text = out.read_text(encoding="utf-8")
-    assert '#   "cdn.other.example",  # 1 page(s), e.g. /' in text  # listed, commented: the operator decides
+    assert '# "cdn.other.example" = ""  # reason: …' in text  # listed, commented: the operator decides
     assert "elsewhere.example" not in text and "/sitemapped" not in asked  # never left the origin
     assert asked.count("/jobs/1") == 1 and "/cv.pdf" in asked  # fragment-only links are one page
     assert "Tags found: 3" in printed and "wrote " in printed
@@ -143,3 +144,40 @@ def test_an_existing_file_is_kept_without_force(tmp_path, capsys):
     out.write_text("# mine\n", encoding="utf-8")
     assert init("http://127.0.0.1:9/", out) == 2
     assert "exists already" in capsys.readouterr().err and out.read_text(encoding="utf-8") == "# mine\n"
+
+
+def test_the_drafted_allow_hosts_once_reasoned_keeps_those_hosts_and_strips_the_rest(tmp_path, capsys):
+    """Issue 11.2: the draft lists the undeclared hosts as allow_hosts (what undeclared = "strip" reads),
+    each with a reason to write. Uncommented with reasons, gate check takes it and gate keeps those
+    hosts' loads; a host the draft did not name is stripped."""
+    pages = {
+        "/": page(
+            body='<img src="https://cdn.other.example/logo.png"> <a href="/jobs">求人</a>'
+            ' <iframe src="https://maps.embed.example/m"></iframe>'
+        ),
+        "/jobs": page(body='<img src="https://px.tracker.example/p.gif" width=1 height=1>'),
+    }
+    out = tmp_path / "gate.toml"
+    with serve(site_app(pages, [])) as origin:
+        assert init(origin + "/", out) == 0
+        text = out.read_text(encoding="utf-8")
+        assert 'undeclared = "strip"' in text and "# [site.allow_hosts]" in text
+        drafted = [ln for ln in text.splitlines() if ln.startswith('# "')]
+        assert [ln.split('"')[1] for ln in drafted] == ["cdn.other.example", "maps.embed.example", "px.tracker.example"]
+        assert all("# reason: …" in ln for ln in drafted)
+        # the operator keeps the CDN and the map with their reasons and leaves the tracker out
+        kept = {"cdn.other.example": "our images", "maps.embed.example": "the office map"}
+        filled = text.replace("# [site.allow_hosts]", "[site.allow_hosts]")
+        for host, why in kept.items():
+            filled = filled.replace(f'# "{host}" = ""', f'"{host}" = "{why}"')
+        out.write_text(filled, encoding="utf-8")
+        conf, _ = cli.load_all({"config": str(out)}, {"GATE_SECRET_KEY": KEY, "GATE_STORE": "off"})
+        assert dict(conf.sites[0].allow_hosts) == kept
+        with serve(create_app(conf)) as public:
+            top, jobs = httpx.get(public + "/").text, httpx.get(public + "/jobs").text
+    assert "cdn.other.example/logo.png" in top and "maps.embed.example/m" in top
+    assert "px.tracker.example" not in jobs
+    # left empty, a reason is refused in one line
+    out.write_text(text.replace("# [site.allow_hosts]", "[site.allow_hosts]").replace('# "cdn', '"cdn'), "utf-8")
+    with pytest.raises(ConfigError, match="allow_hosts"):
+        cli.load_all({"config": str(out)}, {"GATE_SECRET_KEY": KEY, "GATE_STORE": "off"})

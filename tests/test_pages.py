@@ -114,7 +114,7 @@ def test_json_has_the_same_rows():
         ),
         (
             consent.decide(REGISTRY, REGISTRY.refusable, vendors_refused=["google", "yahoo"]),
-            {"criteo.onetag", "adjust.web_sdk", "facebook.pixel"},
+            {"criteo.onetag", "adjust.web_sdk", "facebook.pixel", "facebook.catalogue"},
         ),
     ],
     ids=["undecided", "improvement-only", "no-suggestions", "google-yahoo-refused"],

@@ -24,7 +24,7 @@ CONSENTS = {
     "reject_all": frozenset(),
     "improvement_only": frozenset({"google.analytics"}),
     "advertising_only": frozenset({"google.ads", "google.floodlight", "yahoo.ads", "facebook.pixel"}),
-    "improvement_and_advertising": ALL - {"criteo.onetag", "yahoo.retargeting"},
+    "improvement_and_advertising": ALL - {"criteo.onetag", "yahoo.retargeting", "facebook.catalogue"},
     "accept_all": ALL,
 }
 

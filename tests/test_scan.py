@@ -218,3 +218,102 @@ def one_line(text: str) -> str:
 def test_table_aligns_wide_characters():
     lines = scan.table(("A", "B"), [("求人", "x"), ("ab", "y")])
     assert lines == ["A     B", "求人  x", "ab    y"]
+
+
+# -- a whole site: --crawl and --sitemap (issue 11.2) ------------------------------------------------
+def site_pages() -> dict[str, str]:
+    from .test_draft import CRITEO, GA, page
+
+    return {
+        "/": page(GA, '<a href="/jobs/1">求人</a> <img src="https://cdn.example-own.jp/logo.png">'),
+        "/jobs/1": page(
+            body='<a href="/">top</a> <img src="https://cdn.example-own.jp/j.png">'
+            '<script src="https://t.example-ads.net/t.js"></script>'
+            '<img src="https://px.example-ads.net/p.gif" width=1 height=1>'
+        ),
+        "/only-in-sitemap": page(CRITEO, '<iframe src="https://maps.example-maps.com/embed"></iframe>'),
+    }
+
+
+def test_crawl_lists_every_third_party_host_with_its_pages_and_drafts_allow_hosts(capsys):
+    import tomllib
+
+    from .test_draft import site_app
+
+    with serve(site_app(site_pages(), [])) as origin:
+        assert cli.main(["scan", "--crawl", origin + "/"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    header = next(i for i, ln in enumerate(lines) if ln.startswith("HOST "))
+    rows = {ln.split()[0]: ln.split()[1:] for ln in lines[header + 1 : lines.index("", header)]}
+    assert rows == {
+        "cdn.example-own.jp": ["-", "2", "/,", "/jobs/1"],
+        "maps.example-maps.com": ["-", "1", "/only-in-sitemap"],
+        "px.example-ads.net": ["-", "1", "/jobs/1"],
+        "static.criteo.net": ["criteo", "1", "/only-in-sitemap"],
+        "t.example-ads.net": ["-", "1", "/jobs/1"],
+        "www.googletagmanager.com": ["google", "1", "/"],
+    }
+    # the allow_hosts draft: the undeclared hosts only, each with a reason to fill in; TOML once filled
+    start = lines.index("[site.allow_hosts]")
+    table = lines[start : lines.index("", start)]
+    assert all("# reason: …" in ln for ln in table[1:])
+    filled = "\n".join(ln.replace('= ""', '= "why"') for ln in table)
+    assert sorted(tomllib.loads("[[site]]\n" + filled)["site"][0]["allow_hosts"]) == [
+        "cdn.example-own.jp",
+        "maps.example-maps.com",
+        "px.example-ads.net",
+        "t.example-ads.net",
+    ]
+    # the vendors.toml draft: one stanza per domain, valid TOML, naming the hosts it met
+    stanza = tomllib.loads("\n".join(lines[lines.index("[site.allow_hosts]") + len(table) :][4:]))
+    assert stanza["vendors"]["example_ads"]["domains"] == ["example-ads.net"]
+    assert stanza["vendors"]["example_ads"]["tags"][0]["hosts"] == ["px.example-ads.net", "t.example-ads.net"]
+    assert sorted(stanza["vendors"]) == ["example_ads", "example_maps", "example_own"]
+
+
+def test_sitemap_reads_the_pages_it_lists_and_follows_no_link(capsys):
+    from .test_draft import site_app
+
+    asked: list[str] = []
+    with serve(site_app(site_pages(), asked)) as origin:
+        assert cli.main(["scan", "--sitemap", origin + "/sitemap.xml", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["pages"] == ["/", "/only-in-sitemap"] and "/jobs/1" not in asked
+    assert [(h["host"], h["declared"], h["pages"]) for h in data["hosts"]] == [
+        ("cdn.example-own.jp", False, ["/"]),
+        ("maps.example-maps.com", False, ["/only-in-sitemap"]),
+        ("static.criteo.net", True, ["/only-in-sitemap"]),
+        ("www.googletagmanager.com", True, ["/"]),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["page.html", "--crawl", "http://127.0.0.1:9/"], "not both"),
+        ([], "expected a page"),
+        (["--crawl", "ftp://example.jp/"], "http:// or https://"),
+        (["--sitemap", "http://127.0.0.1:9/sitemap.xml"], "lists no page"),
+    ],
+    ids=["page-and-crawl", "nothing", "not-http", "no-sitemap"],
+)
+def test_site_scan_mistakes_are_one_line(capsys, args, message):
+    assert cli.main(["scan", *args]) == 2
+    assert message in one_line(capsys.readouterr().err)
+
+
+def test_crawl_into_a_closed_pipe_has_no_traceback():
+    """`gate scan --crawl URL | head`: no BrokenPipeError traceback."""
+    from .test_draft import site_app
+
+    with serve(site_app(site_pages(), [])) as origin:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gate.cli", "scan", "--crawl", origin + "/"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        process.stdout.close()
+        _, err = process.communicate(timeout=60)
+    assert b"Traceback" not in err and b"BrokenPipeError" not in err, err.decode()
+    assert process.returncode == 1
