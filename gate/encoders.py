@@ -20,10 +20,12 @@ named, ``identity`` (sent instead only when the visitor weighs it above every co
 from __future__ import annotations
 
 import zlib
+from types import ModuleType
 from typing import Protocol
 
-import brotli
+import brotli  # type: ignore[import-untyped]
 
+zstandard: ModuleType | None
 try:  # optional: current browsers ask for it, but gate runs without it
     import zstandard
 except ImportError:  # pragma: no cover - depends on the environment
@@ -84,17 +86,22 @@ class ZstdEncoder:
         # the level pick one.
         params = zstandard.ZstdCompressionParameters.from_level(level, window_log=20)
         self._c = zstandard.ZstdCompressor(compression_params=params).compressobj()
+        self._block, self._finish = zstandard.COMPRESSOBJ_FLUSH_BLOCK, zstandard.COMPRESSOBJ_FLUSH_FINISH
 
     def feed(self, data: bytes) -> bytes:
         if not data:
             return b""
-        return self._c.compress(data) + self._c.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
+        return self._c.compress(data) + self._c.flush(self._block)
 
     def close(self) -> bytes:
-        return self._c.flush(zstandard.COMPRESSOBJ_FLUSH_FINISH)
+        return self._c.flush(self._finish)
 
 
-_MAKERS = {"br": BrotliEncoder, "gzip": GzipEncoder, "zstd": ZstdEncoder}
+_MAKERS: dict[str, type[BrotliEncoder] | type[GzipEncoder] | type[ZstdEncoder]] = {
+    "br": BrotliEncoder,
+    "gzip": GzipEncoder,
+    "zstd": ZstdEncoder,
+}
 
 
 def accepted(accept_encoding: str | None) -> dict[str, float]:
