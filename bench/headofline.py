@@ -49,9 +49,9 @@ http {{
     access_log off;
     client_body_temp_path {tmp}/body; proxy_temp_path {tmp}/proxy; fastcgi_temp_path {tmp}/fastcgi;
     uwsgi_temp_path {tmp}/uwsgi; scgi_temp_path {tmp}/scgi;
-    types {{ application/json json; }}
+    types {{ text/html html; application/json json; }}
     keepalive_requests 1000000;
-    gzip on; gzip_types text/html; gzip_comp_level 1;
+    gzip on; gzip_comp_level 1;  # text/html is always among gzip_types
     server {{ listen 127.0.0.1:{port}; root {tmp}/www; }}
 }}
 """
