@@ -26,7 +26,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Match, NoMatchFound
 from starlette.types import Receive, Scope, Send
 
-from . import consentmode, csp, expiry, guard, urls
+from . import consentmode, csp, encoders, expiry, guard, urls
 from .banner import choose_lang, el, render_banner, render_dock, render_root
 from .consent import Consent
 from .context import Gate, SiteContext, UnknownSite, Visit, gate_of, read_consent
@@ -195,12 +195,14 @@ async def respond(request: Request, gate: Gate, visit: Visit, upstream: httpx.Re
     nonce = script_nonce(upstream.headers.get_list("content-security-policy"))
     plan = page_plan(request, gate, visit, nonce=nonce)
     page = visit.page = PageBody(plan, content_type, decoder)
-    headers = page_headers(headers, ctx.carried, visit.allowed)
+    compress = ctx.site.compress == "auto"
+    encoder = encoders.encoder_for(request.headers.get("accept-encoding")) if compress else None
+    headers = page_headers(headers, ctx.carried, visit.allowed, compress, encoder.coding if encoder else None)
     headers += csp.response_headers(ctx.site, ctx.registry, visit.allowed, nonce, ctx.origin, visit.token)
     return Streamed(
         upstream.status_code,
         headers,
-        page_chunks(body, page, lambda outcome: page_finished(request, gate, visit, outcome)),
+        page_chunks(body, page, lambda outcome: page_finished(request, gate, visit, outcome), encoder),
         upstream,
         ctx.site,
         page=page,
