@@ -261,7 +261,11 @@ def wrk(url: str, connections: int, seconds: float, session: int | None = None) 
         url,
     ]
     cpu = cpu_seconds(session) if session else 0.0
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30, check=True).stdout
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30)
+    if run.returncode != 0:  # wrk exits 1 when a connection is refused at its start: once more, then give up
+        time.sleep(1)
+        run = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30, check=True)
+    out = run.stdout
     cpu = cpu_seconds(session) - cpu if session else 0.0
     done = int(re.search(r"(\d+) requests in", out).group(1))
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
