@@ -28,14 +28,21 @@ _NONCE = re.compile(r"'nonce-([A-Za-z0-9+/=_-]+)'")
 
 
 def page_headers(
-    headers: list[tuple[bytes, bytes]], carried: frozenset[str], allowed: frozenset[str]
+    headers: list[tuple[bytes, bytes]],
+    carried: frozenset[str],
+    allowed: frozenset[str],
+    compress: bool = False,
+    coding: str | None = None,
 ) -> list[tuple[bytes, bytes]]:
-    """A rewritten page's headers: identity, no validators, private to this visitor, and Gate-Tags."""
+    """A rewritten page's headers: no validators, private to this visitor, and Gate-Tags; the coding
+    gate compresses it in (``coding``, None: identity), and Vary: Accept-Encoding when it may."""
     cache_control = [v.decode("latin-1") for k, v in headers if k == b"cache-control"]
     vary = [v.decode("latin-1") for k, v in headers if k == b"vary"]
     out = [(k, v) for k, v in headers if k not in _PAGE_DROP]
     out.append((b"cache-control", private_cache_control(cache_control).encode("latin-1")))
-    out.append((b"vary", vary_cookie(vary).encode("latin-1")))
+    out.append((b"vary", vary_cookie(vary, ("Accept-Encoding",) if compress else ()).encode("latin-1")))
+    if coding is not None:
+        out.append((b"content-encoding", coding.encode("latin-1")))
     kept, stripped = ",".join(sorted(carried & allowed)), ",".join(sorted(carried - allowed))
     out.append((b"gate-tags", f"kept={kept}; stripped={stripped}".encode("latin-1")))
     return out
@@ -55,13 +62,14 @@ def private_cache_control(values: list[str]) -> str:
     return ", ".join(kept)
 
 
-def vary_cookie(values: list[str]) -> str:
-    """The origin's Vary plus Cookie and Accept-Language (the banner's language follows it)."""
+def vary_cookie(values: list[str], more: tuple[str, ...] = ()) -> str:
+    """The origin's Vary plus Cookie and Accept-Language (the banner's language follows it), and
+    ``more`` (Accept-Encoding, when gate compresses pages)."""
     names = [n.strip() for v in values for n in v.split(",") if n.strip()]
     if "*" in names:
         return "*"
     lower = {n.lower() for n in names}
-    names += [n for n in ("Cookie", "Accept-Language") if n.lower() not in lower]
+    names += [n for n in ("Cookie", "Accept-Language", *more) if n.lower() not in lower]
     return ", ".join(names)
 
 

@@ -4,10 +4,14 @@ transcoder when the page is not ASCII-compatible -> rewriter)."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
+
+import anyio
 
 from . import charset
 from .decoders import Decoder
+from .encoders import Encoder
 from .logs import Stopwatch
 from .rewrite import Outcome, PagePlan, PageRewriter
 from .transform import ByteTransform, Joined
@@ -75,13 +79,28 @@ class PageBody(Joined):
             self.stream = charset.Transcoder(self.rewriter, codec)
 
 
+SLICE_SECONDS = 0.0005  # the longest a page holds the event loop before other requests get a turn
+
+
 async def page_chunks(
-    chunks: AsyncIterator[bytes], page: PageBody, finished: Callable[[Outcome | None], None]
+    chunks: AsyncIterator[bytes],
+    page: PageBody,
+    finished: Callable[[Outcome | None], None],
+    encoder: Encoder | None = None,
 ) -> AsyncIterator[bytes]:
-    """The gated page as it streams; ``finished(outcome)`` once its last byte has gone out."""
+    """The gated page as it streams, compressed for the visitor when ``encoder`` is given (each piece
+    flushed); ``finished(outcome)`` once its last byte has gone out. A chunk of a compressed page can
+    decode to megabytes: between its pieces, once SLICE_SECONDS have gone by, the loop serves other
+    requests (bench/headofline.py)."""
+    turn = time.perf_counter()
     async for chunk in chunks:
         for out in page.pieces(chunk):
-            yield out
+            yield encoder.feed(out) if encoder is not None else out
+            if time.perf_counter() - turn > SLICE_SECONDS:
+                await anyio.sleep(0)
+                turn = time.perf_counter()
     for out in page.end_pieces():
-        yield out
+        yield encoder.feed(out) if encoder is not None else out
+    if encoder is not None:
+        yield encoder.close()
     finished(page.outcome)

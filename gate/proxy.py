@@ -14,6 +14,7 @@ the request's ``Visit`` (gate.context) after the stream, for whoever keeps the l
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable
@@ -26,7 +27,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Match, NoMatchFound
 from starlette.types import Receive, Scope, Send
 
-from . import consentmode, csp, expiry, guard, urls
+from . import consentmode, csp, encoders, expiry, guard, urls
 from .banner import choose_lang, el, render_banner, render_dock, render_root
 from .consent import Consent
 from .context import Gate, SiteContext, UnknownSite, Visit, gate_of, read_consent
@@ -40,7 +41,7 @@ from .rewrite import Outcome, PagePlan, stub_script
 from .settings import Site
 from .shares import ShareExceeded
 from .sniff import has_body, is_page, sniff_unlabelled
-from .streamed import Streamed
+from .streamed import Streamed, cancel_on_disconnect
 from .upstream import OriginMap, raw_body, response_headers
 from .vendors import Registry
 
@@ -145,24 +146,13 @@ async def unless_gone(request: Request, sending: Awaitable[httpx.Response]) -> h
     read by the send itself, from the same channel the disconnect comes on)."""
     if _has_body(request):
         return await sending
-    response: httpx.Response | None = None
-    failure: Exception | None = None
-
-    async def watch(scope: anyio.CancelScope) -> None:
-        while (await request.receive())["type"] != "http.disconnect":
-            pass
-        scope.cancel()
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(watch, tg.cancel_scope)
+    with anyio.CancelScope() as scope:
+        watcher = asyncio.get_running_loop().create_task(cancel_on_disconnect(request.receive, scope))
         try:
-            response = await sending
-        except Exception as e:  # kept apart: the task group would wrap it in an ExceptionGroup
-            failure = e
-        tg.cancel_scope.cancel()
-    if failure is not None:
-        raise failure
-    return response
+            return await sending
+        finally:
+            watcher.cancel()
+    return None  # cancelled: the visitor went away
 
 
 def _has_body(request: Request) -> bool:
@@ -195,12 +185,14 @@ async def respond(request: Request, gate: Gate, visit: Visit, upstream: httpx.Re
     nonce = script_nonce(upstream.headers.get_list("content-security-policy"))
     plan = page_plan(request, gate, visit, nonce=nonce)
     page = visit.page = PageBody(plan, content_type, decoder)
-    headers = page_headers(headers, ctx.carried, visit.allowed)
+    compress = ctx.site.compress == "auto"
+    encoder = encoders.encoder_for(request.headers.get("accept-encoding")) if compress else None
+    headers = page_headers(headers, ctx.carried, visit.allowed, compress, encoder.coding if encoder else None)
     headers += csp.response_headers(ctx.site, ctx.registry, visit.allowed, nonce, ctx.origin, visit.token)
     return Streamed(
         upstream.status_code,
         headers,
-        page_chunks(body, page, lambda outcome: page_finished(request, gate, visit, outcome)),
+        page_chunks(body, page, lambda outcome: page_finished(request, gate, visit, outcome), encoder),
         upstream,
         ctx.site,
         page=page,

@@ -19,6 +19,7 @@ from .errors import ConfigError
 MODES = ("opt-in", "opt-out")
 UNDECLARED = ("strip", "report")
 CSP_MODES = ("off", "report-only", "enforce")
+COMPRESS = ("auto", "off")
 DEMO_UPSTREAM = "demo"
 CORNERS = ("bottom-left", "bottom-right", "top-left", "top-right")
 
@@ -56,6 +57,9 @@ class Site:
     information_en: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     tag_cookies: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     allow_hosts: Mapping[str, str] = field(default_factory=dict)  # host -> why the site needs it
+    # Rewritten pages as br, zstd or gzip by the visitor's Accept-Encoding ("auto"), or always identity
+    # ("off": a front proxy compresses them).
+    compress: str = "auto"
 
     @property
     def strips_undeclared(self) -> bool:
@@ -159,7 +163,12 @@ def _site(raw: Any, file: str, i: int, top_upstream: str | None) -> Site:
         if not isinstance(raw["host"], str) or not raw["host"]:
             raise ConfigError(file, f"{key}.host", "expected a host name such as jobs.example.jp")
         kw["host"] = raw["host"].lower().rstrip(".")
-    for name, allowed in (("mode", MODES), ("csp", CSP_MODES), ("public_scheme", ("http", "https"))):
+    for name, allowed in (
+        ("mode", MODES),
+        ("csp", CSP_MODES),
+        ("public_scheme", ("http", "https")),
+        ("compress", COMPRESS),
+    ):
         if name in raw:
             if raw[name] not in allowed:
                 raise ConfigError(file, f"{key}.{name}", f"expected one of {', '.join(allowed)}, got {raw[name]!r}")

@@ -168,7 +168,7 @@ def _parse(raw: bytes) -> Seen | None:
     status = int(lines[0].split()[1])
     if "content-length" in headers:
         n = int(headers["content-length"])
-        return Seen(status, headers, rest[:n], len(rest) >= n)
+        return Seen(status, headers, _decoded(headers, rest[:n]), len(rest) >= n)
     assert headers.get("transfer-encoding") == "chunked", headers
     body, whole = bytearray(), False
     while True:
@@ -184,7 +184,19 @@ def _parse(raw: bytes) -> Seen | None:
             break
         body += after[:size]
         rest = after[size + 2 :]
-    return Seen(status, headers, bytes(body), whole)
+    return Seen(status, headers, _decoded(headers, bytes(body)), whole)
+
+
+def _decoded(headers: dict[str, str], body: bytes) -> bytes:
+    """What the browser reads of a page gate compressed for it (gate/encoders.py), however far it came.
+    Anything but a page passes gate untouched: its bytes as the origin sent them."""
+    coding = headers.get("content-encoding") if headers.get("content-type", "").startswith("text/html") else None
+    if coding == "gzip":
+        return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(body)
+    if coding == "br":
+        return _brotli_so_far(body)
+    assert coding is None, coding
+    return body
 
 
 def cut_count(reason: str) -> float:
@@ -291,3 +303,12 @@ def test_a_page_over_the_cap_before_anything_was_sent_gets_an_error_page(origin:
         seen = fetch_raw(url, f"/whole?coding=br&size={4 * KB}")
     assert seen.status == 502 and seen.whole
     assert b"Page too large" in seen.body and b"card" not in seen.body
+
+
+def _brotli_so_far(body: bytes) -> bytes:
+    """brotli's streaming decoder hands out at most 32 KB a call: ask until it has nothing more."""
+    d = brotli.Decompressor()
+    out = [d.process(body)]
+    while more := d.process(b""):
+        out.append(more)
+    return b"".join(out)

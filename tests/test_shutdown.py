@@ -36,7 +36,14 @@ def refused_soon(url: str, within: float = 3.0) -> bool:
 
 def test_sigterm_finishes_the_streaming_page_then_exits_0():
     with slow_origin() as origin, gate_process("--upstream", origin, env={"GATE_SECRET_KEY": KEY}) as gate:
-        with httpx.Client(timeout=30) as client, client.stream("GET", gate.url + "/slow?n=15") as r:
+        with (
+            httpx.Client(timeout=30) as client,
+            client.stream(
+                "GET",
+                gate.url + "/slow?n=15",
+                headers={"accept-encoding": "identity"},  # bytes: as sent
+            ) as r,
+        ):
             chunks = r.iter_bytes()
             first = next(chunks)
             gate.process.send_signal(signal.SIGTERM)
