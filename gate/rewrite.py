@@ -25,7 +25,7 @@ from typing import TypeVar
 from urllib.parse import unquote_to_bytes
 
 from . import htmlstream as hs
-from . import urls
+from . import inert, urls
 from .vendors import Registry, per_consent
 
 
@@ -230,7 +230,10 @@ class PageRewriter:
         while pos < n:
             if self.state == DATA:
                 if self.head_done and self._html_mode() and not self.uncertain_mode:
-                    end = hs.boring_html_end(buf, pos)
+                    if self.depth == 0 and inert.first_party(self.registry, self.base, self.plan.base_url):
+                        end = inert.html_end(buf, pos)  # also passes tags that reach no other host
+                    else:
+                        end = hs.boring_html_end(buf, pos)
                 else:
                     end = hs.BORING_TEXT.match(buf, pos).end()
                 if end > pos:
