@@ -14,7 +14,8 @@ A tag is inert here when all of this holds, read on the page's bytes:
   removes (controls, tab, newline), no byte above 0x7F. Such a value resolves against the base to
   the base's own host;
 - no other attribute is one the rewriter reads (event handlers, style, ping, srcdoc, content: the
-  risky names of htmlstream's boring scan).
+  risky names of htmlstream's boring scan; a URL attribute with another value is never read as a
+  plain attribute, codebase included, which the boring scan does not list).
 
 ``first_party`` says when such a URL cannot matter: the current base is http(s) on the page's own host
 (no <base>, or one on the page's host), the host is a plain name (no trailing dot), no vendor's hosts or
@@ -50,6 +51,8 @@ _INERT_ATTR = (
     + rb"|(?![\t\n\f\r ]*+=))"
     + rb"|(?!"
     + hs._RISKY_ATTR
+    + rb"|"
+    + _URL_NAME
     + rb")"
     + hs._NAME_FIRST
     + hs._NAME_REST
