@@ -529,3 +529,18 @@ def test_a_list_pages_own_photos_are_not_decided_one_by_one(monkeypatch):
     assert out == page.replace(
         b'<script async src="https://www.googletagmanager.com/gtag/js?id=G-DEMO12345"></script>', b""
     )
+
+
+def test_a_remembered_decision_inside_an_element_knows_it_read_the_base():
+    """A worker remembers a srcdoc's decision across pages. Read first on a page without
+    <base>, the same element after a third-party <base> must still send its photo nowhere: the
+    remembered decision is keyed by the base it resolved against (the fast path never reads inside)."""
+    element = '<iframe srcdoc="&lt;img src=/photos/1.jpg&gt;"></iframe>'
+    REGISTRY.clear_caches()
+    first = (HEAD + element + "<p>x</p>").encode()
+    out, _ = run(first, PLANS["refused"])
+    assert b"photos/1.jpg" in out
+    second = (HEAD + f'<base href="https://{EVIL}/">' + element + "<p>x</p>").encode()
+    out, outcome = run(second, PLANS["refused"])  # the caches as the first page left them
+    assert b"photos/1.jpg" not in out
+    assert EVIL in outcome[5]
