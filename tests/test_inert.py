@@ -218,6 +218,7 @@ TAGS = [
     "<img src=/a.jpg onerror=fbq('init','1')>",
     f'<img src="/a.jpg" style="background:url(//{EVIL}/bg.gif)">',
     f'<img src="/a.jpg" ping="//{EVIL}/p">',
+    '<img src="/a.jpg" style="background:url(https://www.facebook.com/tr?id=1)">',
     '<img srcdoc="&lt;script src=//connect.facebook.net/x.js&gt;&lt;/script&gt;">',
     '<img src="data:image/gif;base64,R0lGODlhAQABAAAAACw=">',
     "<img src=\"javascript:fbq('track','Lead')\">",
