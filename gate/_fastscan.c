@@ -5,6 +5,9 @@
  * definition (and the fallback when this module is not built); tests/test_fastscan.py checks that both
  * agree on generated input. Every index is checked against the buffer's length before it is read.
  *
+ * inert_html(buf, pos) is boring_html that also passes start tags which can reach no host but the page's
+ * own (gate/inert.py has the definition, INERT_HTML, and says when the rewriter may use it).
+ *
  * word_positions(text, words) finds where any of a registry's words (ASCII, lower case) stands in a
  * script or attribute text, ASCII letters compared case-insensitively: the candidates where a
  * signature is tried (vendors.Registry). vendors._word_positions_py is the definition.
@@ -43,12 +46,16 @@ static const word_t INTERESTING_END[] = {W("body"),   W("html"),     W("svg"), W
 static const word_t RISKY[] = {W("style"), W("ping"), W("background"), W("src"), W("srcset"), W("poster"),
                                W("data"), W("action"), W("formaction"), W("xlink:href"), W("href"),
                                W("content"), W("srcdoc"), {NULL, 0}};
+/* inert.py's INERT_NAMES and URL_ATTRS */
+static const word_t INERT_NAMES[] = {W("img"), W("source"), W("video"), W("audio"), W("track"), {NULL, 0}};
+static const word_t URL_ATTRS[] = {W("src"), W("srcset"), W("poster"), W("href"), W("data"), W("background"),
+                                   W("codebase"), W("xlink:href"), W("action"), W("formaction"), {NULL, 0}};
 #undef W
 static const char *SAFE_HREF[] = {"/", "#", "?", "http://", "https://", "mailto:", "tel:", "./", "../", NULL};
 #define LONGEST_WORD 15 /* longer than every listed word */
 
 /* Bit k set: some word of the list is k long. Filled by lengths_of() at import. */
-static unsigned int START_LENGTHS, END_LENGTHS, RISKY_LENGTHS;
+static unsigned int START_LENGTHS, END_LENGTHS, RISKY_LENGTHS, INERT_LENGTHS, URL_LENGTHS;
 
 static unsigned int lengths_of(const word_t *words) {
     unsigned int mask = 0;
@@ -191,7 +198,69 @@ static Py_ssize_t comment_end(bytes_t b, Py_ssize_t n, Py_ssize_t p) {
     return gt ? (Py_ssize_t)(gt - b) + 1 : -1;
 }
 
-static Py_ssize_t boring_html(bytes_t b, Py_ssize_t n, Py_ssize_t p) {
+/* inert.py's _PLAIN: a byte a plainly relative URL may hold (space only inside quotes). */
+static int plain(unsigned char c) {
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return 1;
+    switch (c) {
+    case '-': case '.': case '_': case '~': case '?': case '#': case '=': case '+': case ';': case '@':
+    case '!': case '$': case '*': case '(': case ')': case '%': case '[': case ']': case ',': case '/':
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* inert.py's _PLAIN_VALUE at v: a quoted or unquoted value of plain bytes (space too when quoted) with no
+ * "//" anywhere; an unquoted one must be followed by whitespace or ">". Returns its end, or -1. */
+static Py_ssize_t plain_value(bytes_t b, Py_ssize_t n, Py_ssize_t v) {
+    Py_ssize_t i = v;
+    unsigned char quote = 0;
+    if (i < n && (b[i] == '"' || b[i] == '\'')) quote = b[i++];
+    for (; i < n; i++) {
+        unsigned char c = b[i];
+        if (quote ? c == quote : (is_ws(c) || c == '>')) break;
+        if (!(plain(c) || (quote && c == ' '))) return -1;
+        if (c == '/' && i + 1 < n && b[i + 1] == '/') return -1;
+    }
+    if (i >= n) return -1;
+    return quote ? i + 1 : i;
+}
+
+/* One inert.py _INERT_ATTR from p: a URL attribute with a plain value (or none), or any attribute that is
+ * neither risky nor an event handler. Returns its end, or -1. */
+static Py_ssize_t inert_attr(bytes_t b, Py_ssize_t n, Py_ssize_t p) {
+    p = skip_sep(b, n, p);
+    if (p >= n || b[p] == '>') return -1;
+    Py_ssize_t name_end = name_rest(b, n, p + 1);
+    Py_ssize_t len = name_end - p;
+    if (name_end >= n) return -1;  /* cut off by the buffer: the tag cannot complete here */
+    if (in_list(b, n, p, len, URL_ATTRS, URL_LENGTHS)) {
+        Py_ssize_t q = skip_ws(b, n, name_end);
+        if (q < n && b[q] == '=') return plain_value(b, n, skip_ws(b, n, q + 1));
+        return name_end;
+    }
+    if ((len >= 2 && lower(b[p]) == 'o' && lower(b[p + 1]) == 'n') || in_list(b, n, p, len, RISKY, RISKY_LENGTHS))
+        return -1;
+    return assign(b, n, name_end);
+}
+
+/* An inert.py inert start tag from p (at "<"): one of INERT_NAMES with inert attributes only. */
+static Py_ssize_t inert_tag(bytes_t b, Py_ssize_t n, Py_ssize_t p) {
+    Py_ssize_t q = p + 1;
+    if (q >= n || !is_alpha(b[q])) return -1;
+    Py_ssize_t name = q;
+    while (q < n && !is_ws(b[q]) && b[q] != '/' && b[q] != '>') q++;
+    if (q >= n || !in_list(b, n, name, q - name, INERT_NAMES, INERT_LENGTHS)) return -1;
+    for (;;) {
+        Py_ssize_t a = inert_attr(b, n, q);
+        if (a < 0) break;
+        q = a;
+    }
+    q = skip_sep(b, n, q);
+    return (q < n && b[q] == '>') ? q + 1 : -1;
+}
+
+static Py_ssize_t boring_html(bytes_t b, Py_ssize_t n, Py_ssize_t p, int inert) {
     while (p < n) {
         if (b[p] != '<') {
             const unsigned char *lt = memchr(b + p, '<', (size_t)(n - p));
@@ -209,6 +278,7 @@ static Py_ssize_t boring_html(bytes_t b, Py_ssize_t n, Py_ssize_t p) {
             continue;
         }
         Py_ssize_t e = boring_tag(b, n, p);
+        if (e < 0 && inert) e = inert_tag(b, n, p);
         if (e < 0) return p;
         p = e;
     }
@@ -221,7 +291,18 @@ static PyObject *py_boring_html(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "y*n", &view, &pos)) return NULL;
     Py_ssize_t n = view.len;
     if (pos < 0) pos = 0;
-    Py_ssize_t end = pos >= n ? pos : boring_html((bytes_t)view.buf, n, pos);
+    Py_ssize_t end = pos >= n ? pos : boring_html((bytes_t)view.buf, n, pos, 0);
+    PyBuffer_Release(&view);
+    return PyLong_FromSsize_t(end);
+}
+
+static PyObject *py_inert_html(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    Py_ssize_t pos;
+    if (!PyArg_ParseTuple(args, "y*n", &view, &pos)) return NULL;
+    Py_ssize_t n = view.len;
+    if (pos < 0) pos = 0;
+    Py_ssize_t end = pos >= n ? pos : boring_html((bytes_t)view.buf, n, pos, 1);
     PyBuffer_Release(&view);
     return PyLong_FromSsize_t(end);
 }
@@ -366,6 +447,8 @@ done:
 static PyMethodDef methods[] = {
     {"boring_html", py_boring_html, METH_VARARGS,
      "boring_html(buf, pos) -> int: the end of htmlstream.BORING_HTML.match(buf, pos)."},
+    {"inert_html", py_inert_html, METH_VARARGS,
+     "inert_html(buf, pos) -> int: the end of inert.INERT_HTML.match(buf, pos)."},
     {"script_end", py_script_end, METH_VARARGS,
      "script_end(buf, pos, state) -> (index, state, resume): htmlstream.script_end_py in C."},
     {"word_positions", py_word_positions, METH_VARARGS,
@@ -378,5 +461,7 @@ PyMODINIT_FUNC PyInit__fastscan(void) {
     START_LENGTHS = lengths_of(INTERESTING_START);
     END_LENGTHS = lengths_of(INTERESTING_END);
     RISKY_LENGTHS = lengths_of(RISKY);
+    INERT_LENGTHS = lengths_of(INERT_NAMES);
+    URL_LENGTHS = lengths_of(URL_ATTRS);
     return PyModule_Create(&module);
 }

@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 
 from . import decisions as decisions_
 from . import htmlstream as hs
-from . import treestate, urls
+from . import inert, treestate, urls
 from .htmlstream import State, StreamKind, UnitKind
 from .vendors import Registry, per_consent
 from .verdict import (
@@ -177,7 +177,10 @@ class PageRewriter:
             if state == State.DATA:
                 # (in a MathML text integration point <mglyph> and <malignmark> are foreign: read every tag)
                 if self.head_done and tree.html_mode and not tree.uncertain and not tree.math_text:
-                    end = hs.boring_html_end(buf, pos)
+                    if self.depth == 0 and inert.first_party(self.registry, self.base, self.plan.base_url):
+                        end = inert.html_end(buf, pos)  # also passes tags that reach no other host (gate/inert.py)
+                    else:
+                        end = hs.boring_html_end(buf, pos)
                 else:
                     end = hs.BORING_TEXT.match(buf, pos).end()  # type: ignore[union-attr]  # always matches
                 if end > pos:
