@@ -148,8 +148,9 @@ def gate_job(allowed: frozenset[str], chunk: int = 0, cold: bool = False, new_ur
     # The registry remembers decisions (bounded caches, see gate/rewrite.py): every row but the cold
     # one runs as a worker does after its first page. The cold row has a registry of its own, whose
     # remembered decisions (gate.decisions.forget) are emptied before every run, as on the first page
-    # a worker sees. The new-URL row reads the page under a URL it has not seen before on every run (/jobs/1, /jobs/2, ...), as a site's next job page:
-    # what was decided against the page's URL is decided again.
+    # a worker sees. The new-URL row reads the page under a URL it has not seen before on every run
+    # (/jobs/1, /jobs/2, ...), as a site's next job page: what was decided against the page's URL is
+    # decided again.
     registry = vendors.load() if cold else REGISTRY
     plan = PagePlan(registry, allowed, BASE)
     runs = itertools.count(1)

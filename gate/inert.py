@@ -30,6 +30,7 @@ INERT_HTML is the definition; gate/_fastscan.c's inert_html is the same scan in 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from . import htmlstream as hs
 from . import urls
@@ -72,6 +73,7 @@ INERT_HTML = re.compile(
     re.IGNORECASE,
 )
 
+_inert_html_c: Callable[[bytes, int], int] | None
 try:  # the same scan in C (gate/_fastscan.c)
     from ._fastscan import inert_html as _inert_html_c
 except ImportError:  # pragma: no cover - depends on the install
@@ -96,7 +98,7 @@ def _host_clean(registry: Registry, host: str) -> bool:
         return hit[1]
     clean, h = True, host
     while h:
-        if h in registry._tag_hosts or h in registry._vendor_domains:
+        if registry.matcher.declares_host(h):
             clean = False
             break
         dot = h.find(".")

@@ -164,6 +164,10 @@ class Matcher:
         self._url_cache.clear()
         self._script_cache.clear()
 
+    def declares_host(self, host: str) -> bool:
+        """Is ``host`` exactly a tag's host or a vendor's domain (gate/inert.py walks the parents)?"""
+        return host in self._tag_hosts or host in self._vendor_domains
+
     def tags_for_url(self, url: urls.URL) -> frozenset[str]:
         """The tags a fetch of ``url`` belongs to; empty when it is no vendor's."""
         if url.scheme not in urls.SPECIAL or not url.host:

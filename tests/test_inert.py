@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gate import inert, rewrite, urls
+from gate import decisions, inert, rewrite, urls
 from gate.rewrite import PagePlan, PageRewriter
 
 from .conftest import policy_registry
@@ -168,10 +168,10 @@ def run(page: bytes, plan: PagePlan, encoding: str = "utf-8", cuts: list[int] | 
 
 
 def same_both_ways(page: bytes, plan: PagePlan, encoding: str = "utf-8", cuts: list[int] | None = None) -> bytes:
-    REGISTRY.clear_caches()
+    decisions.forget(REGISTRY)
     with slow_path():
         slow = run(page, plan, encoding)
-    REGISTRY.clear_caches()
+    decisions.forget(REGISTRY)
     fast = run(page, plan, encoding, cuts)
     assert fast == slow
     with python_scan():
@@ -363,7 +363,7 @@ def test_a_tag_the_scan_passes_is_one_the_full_reading_sends_unchanged(tag):
         return
     page = HEAD.encode() + raw + b"<p>x</p>"
     with slow_path():
-        REGISTRY.clear_caches()
+        decisions.forget(REGISTRY)
         out, outcome = run(page, PLANS["refused"])
     assert out == page
     assert outcome == (set(), set(), 0, set(), False, set())
@@ -439,7 +439,7 @@ def test_a_photo_on_another_host_is_stripped_between_first_party_photos(tag):
     gone (undeclared = "strip"), and every own photo is still there."""
     photos = "".join(f'<img src="/photos/{i}.jpg" alt="写真{i}">' for i in range(20))
     page = (HEAD + photos + tag + photos + "</body></html>").encode()
-    REGISTRY.clear_caches()
+    decisions.forget(REGISTRY)
     out, outcome = run(page, PLANS["refused"])
     assert EVIL.encode() not in out
     assert out.count(b'<img src="/photos/') == 40
@@ -449,7 +449,7 @@ def test_a_photo_on_another_host_is_stripped_between_first_party_photos(tag):
 def test_after_a_third_party_base_relative_photos_are_read_and_stripped():
     """<base href> on another host sends every relative photo there: none may pass unread."""
     page = (HEAD + f'<base href="https://{EVIL}/"><img src="/photos/1.jpg"><img src="photos/2.jpg"><p>x</p>').encode()
-    REGISTRY.clear_caches()
+    decisions.forget(REGISTRY)
     out, outcome = run(page, PLANS["refused"])
     assert b"photos" not in out
     assert outcome[5] == {EVIL}
@@ -459,7 +459,7 @@ def test_after_a_third_party_base_relative_photos_are_read_and_stripped():
 def test_after_a_first_party_base_photos_still_pass(monkeypatch):
     decided = count_decisions(monkeypatch)
     page = (HEAD + '<base href="https://jobs.example.jp/area/"><img src="photos/1.jpg"><p>x</p>').encode()
-    REGISTRY.clear_caches()
+    decisions.forget(REGISTRY)
     out, _ = run(page, PLANS["refused"])
     assert b'<img src="photos/1.jpg">' in out
     assert not [raw for raw in decided if b"photos" in raw]
@@ -508,13 +508,13 @@ def list_page(cards: int) -> bytes:
 def count_decisions(monkeypatch) -> list[bytes]:
     """The tags the rewriter decides one by one, from now on."""
     decided: list[bytes] = []
-    real = rewrite.PageRewriter._decide_tag_now
+    real = rewrite.PageRewriter._decide_tag
 
-    def counting(self, raw, attr_base, name, attrs):
-        decided.append(raw)
-        return real(self, raw, attr_base, name, attrs)
+    def counting(self, buf, tag, attrs):
+        decided.append(bytes(buf[tag.start : tag.end]))
+        return real(self, buf, tag, attrs)
 
-    monkeypatch.setattr(rewrite.PageRewriter, "_decide_tag_now", counting)
+    monkeypatch.setattr(rewrite.PageRewriter, "_decide_tag", counting)
     return decided
 
 
@@ -523,7 +523,7 @@ def test_a_list_pages_own_photos_are_not_decided_one_by_one(monkeypatch):
     parse, URL parses and a decision); the page is sent as the full reading sends it."""
     decided = count_decisions(monkeypatch)
     page = list_page(300)
-    REGISTRY.clear_caches()
+    decisions.forget(REGISTRY)
     out, outcome = run(page, PLANS["refused"])
     assert outcome[1] == {"google.analytics"}
     assert not [raw for raw in decided if b"/photos/" in raw]
@@ -537,7 +537,7 @@ def test_a_remembered_decision_inside_an_element_knows_it_read_the_base():
     <base>, the same element after a third-party <base> must still send its photo nowhere: the
     remembered decision is keyed by the base it resolved against (the fast path never reads inside)."""
     element = '<iframe srcdoc="&lt;img src=/photos/1.jpg&gt;"></iframe>'
-    REGISTRY.clear_caches()
+    decisions.forget(REGISTRY)
     first = (HEAD + element + "<p>x</p>").encode()
     out, _ = run(first, PLANS["refused"])
     assert b"photos/1.jpg" in out
