@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(cli_report.consent_id_last(list(sys.argv[1:] if argv is None else argv)))
     except SystemExit as e:  # --help, --version, usage errors: argparse has printed already
         return e.code if isinstance(e.code, int) else 2
     if args.command is None:

@@ -48,6 +48,25 @@ def add_parsers(commands: Any, files: Callable[[argparse.ArgumentParser], None])
     store_flag(show)
 
 
+SHOW_OPTIONS = ("-h", "--help", "--store", "--config", "--vendors")
+
+
+def consent_id_last(argv: list[str]) -> list[str]:
+    """A consent id is URL-safe base64 and may begin with "-" (1 in 64): `gate receipts show -Xy…` would
+    be read as an unknown option. Such an id (a "-" word that is none of show's options) moves after
+    "--", where argparse reads it as the id whatever it starts with."""
+    if argv[:2] != ["receipts", "show"] or "--" in argv:
+        return argv
+    rest, ids, i = list(argv[2:]), [], 0
+    while i < len(rest):
+        word = rest[i]
+        if word.startswith("-") and word.split("=", 1)[0] not in SHOW_OPTIONS:
+            ids.append(rest.pop(i))
+            continue
+        i += 2 if word in SHOW_OPTIONS[2:] else 1  # an option's value is never an id
+    return argv[:2] + rest + (["--", *ids] if ids else [])
+
+
 def _settings(args: argparse.Namespace) -> settings.Settings:
     env = dict(os.environ)
     if not env.get("GATE_SECRET_KEY"):  # reading the store needs no signing key

@@ -270,7 +270,7 @@ def test_tags_injected_at_run_time_are_stopped_and_reported(browser, gtm_improve
         expected = {("facebook", "guard"), ("", "guard")}  # vendor ("" = undeclared host), who reported it
 
         def reported() -> set[tuple[str, str]]:
-            return {(a.vendor, a.source) for a in state.gate.attempts.attempted_counts()}
+            return {(a.vendor, a.source) for a in state.attempts.attempted_counts()}
 
         deadline = time.monotonic() + 10
         while not expected <= reported() and time.monotonic() < deadline:

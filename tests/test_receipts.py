@@ -200,3 +200,23 @@ def test_export_includes_receipts_still_in_the_journal(tmp_path):
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["rid"] == "r-journal"
     assert not list(spool_dir(store_path).glob("receipts-*"))  # stored once: the journal file is gone
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["receipts", "show", "-IOJ1UYTarONG-c0", "--store", "S"],
+        ["receipts", "show", "--store", "S", "-IOJ1UYTarONG-c0"],
+        ["receipts", "show", "--store=S", "--x1Y"],
+    ],
+    ids=["id-first", "id-last", "id-like-an-option"],
+)
+def test_a_consent_id_starting_with_a_dash_is_read_as_the_id(argv):
+    """1 in 64 consent ids begins with "-" (URL-safe base64); `gate receipts show` takes it as the id
+    wherever it stands, and the store option keeps its value."""
+    from gate.cli import build_parser
+    from gate.cli_report import consent_id_last
+
+    args = build_parser().parse_args(consent_id_last(argv))
+    assert args.consent_id == argv[2] if argv[2].startswith("-I") else args.consent_id == argv[-1]
+    assert args.store == "S"

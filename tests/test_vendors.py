@@ -388,7 +388,7 @@ def test_forget_starts_cold():
     registry.judge_script(b"fbq('init', '1');", "utf-8")
     registry.tags_for_url(urls.parse("https://connect.facebook.net/en_US/fbevents.js"))
     rw = PageRewriter(PagePlan(registry, frozenset(), urls.parse("https://jobs.example.jp/")))
-    rw.feed(b'<img src="/a.png" alt="a">') + rw.close()
+    rw.feed(b'<img src="/a.png" alt="a" style="width:1px">') + rw.close()  # style: read, not passed inert
     remembered = registry.matcher
     assert len(remembered._script_cache) == 1 and len(remembered._url_cache) == 2  # fbevents.js, /a.png
     assert decisions.of(registry).verdicts and len(decisions.of(registry).attrs) == 1
