@@ -14,7 +14,8 @@ from __future__ import annotations
 import gzip
 import hashlib
 import re
-from collections.abc import Iterable
+import secrets
+from collections.abc import Callable, Iterable
 from html import escape, unescape
 from pathlib import Path
 from urllib.parse import urlencode, urljoin
@@ -451,3 +452,129 @@ def payload_bytes(registry: Registry, lang: str = "ja") -> dict[str, tuple[int, 
     sizes = {k: (len(v), len(gzip.compress(v, 9))) for k, v in parts.items()}
     sizes["total"] = (sum(r for r, _ in sizes.values()), sum(g for _, g in sizes.values()))
     return sizes
+
+
+# Per-page rendering, cached. The banner and the dock depend on a handful of things that repeat from
+# page to page (the site's registry, what it carries, the language, the consent facts the banner reads,
+# gate's origin) and on two that change with every page: the path (``next``) and the CSP nonce. The
+# cache keeps the markup rendered with a random placeholder for each of those two, cut at the
+# placeholders, and fills the cuts with what render_banner/render_dock would have written there
+# (the same escape(), the same urlencode()). Bounded: the oldest entry goes when it is full.
+_HOLE = "gatehole" + secrets.token_hex(12)  # letters and digits only: escape() and urlencode() keep it as is
+_NEXT, _NONCE = _HOLE + "n", _HOLE + "c"
+_CUT = re.compile(f"({_NEXT}|{_NONCE})")
+CACHE_SIZE = 256
+_cache: dict[tuple[object, ...], tuple[object, list[str]]] = {}
+
+
+def _template(
+    key: tuple[object, ...], keep: object, nonces: int, render: Callable[[str, str], str]
+) -> list[str] | None:
+    """The cut markup for ``key`` (rendering it once); ``keep`` is held so its id() in the key stays
+    its own. None (do not cache) unless the path's hole is there once and the nonce's ``nonces`` times."""
+    hit = _cache.get(key)
+    if hit is not None and hit[0] is keep:
+        return hit[1]
+    parts = _CUT.split(render(_NEXT, _NONCE))
+    if parts.count(_NEXT) != 1 or parts.count(_NONCE) != nonces:
+        return None
+    if len(_cache) >= CACHE_SIZE:
+        del _cache[next(iter(_cache))]
+    _cache[key] = (keep, parts)
+    return parts
+
+
+def _fill(parts: list[str], next_value: str, nonce: str | None) -> str:
+    out = []
+    for part in parts:
+        if part == _NEXT:
+            out.append(next_value)
+        elif part == _NONCE:
+            out.append(escape(str(nonce)))
+        else:
+            out.append(part)
+    return "".join(out)
+
+
+def cached_banner(
+    registry: Registry,
+    consent: Consent,
+    *,
+    lang: str,
+    next_path: str,
+    policy_url: str,
+    carried: frozenset[str],
+    origin: str,
+    nonce: str | None = None,
+) -> str:
+    """render_banner's very bytes, from the cache when the same banner was rendered before."""
+    # What render_banner reads of the consent: its mode, GPC, the earlier decision's coverage, and
+    # (opt-out mode) which purposes are being sent now.
+    sent = tuple(consent.allows_purpose(p, registry.refusable) for p in registry.purposes)
+    facts = (consent.decided, consent.opt_out_mode, consent.gpc, consent.covered, sent)
+    key = ("banner", id(registry), facts, lang, policy_url, carried, origin, nonce is None)
+
+    def render(next_hole: str, nonce_hole: str) -> str:
+        return render_banner(
+            registry,
+            consent,
+            lang=lang,
+            next_path=next_hole,
+            policy_url=policy_url,
+            carried=carried,
+            origin=origin,
+            nonce=None if nonce is None else nonce_hole,
+        )
+
+    parts = _template(key, registry, nonce is not None, render)
+    if parts is None:
+        return render_banner(
+            registry,
+            consent,
+            lang=lang,
+            next_path=next_path,
+            policy_url=policy_url,
+            carried=carried,
+            origin=origin,
+            nonce=nonce,
+        )
+    return _fill(parts, escape(next_path), nonce)
+
+
+def cached_dock(
+    *,
+    lang: str,
+    next_path: str,
+    origin: str,
+    notice_link: bool = True,
+    corner: str = "bottom-left",
+    offset: int = 8,
+    nonce: str | None = None,
+) -> str:
+    """render_dock's very bytes, from the cache when the same dock was rendered before."""
+    key = ("dock", lang, origin, notice_link, corner, offset, nonce is None)
+
+    def render(next_hole: str, nonce_hole: str) -> str:
+        return render_dock(
+            lang=lang,
+            next_path=next_hole,
+            origin=origin,
+            notice_link=notice_link,
+            corner=corner,
+            offset=offset,
+            nonce=None if nonce is None else nonce_hole,
+        )
+
+    parts = _template(key, None, nonce is not None, render)
+    if parts is None:
+        return render_dock(
+            lang=lang,
+            next_path=next_path,
+            origin=origin,
+            notice_link=notice_link,
+            corner=corner,
+            offset=offset,
+            nonce=nonce,
+        )
+    # preferences_url: urlencode({"next": …}) inside the escaped href.
+    return _fill(parts, escape(urlencode({"next": next_path})[len("next=") :]), nonce)

@@ -28,7 +28,7 @@ from starlette.routing import BaseRoute, Match, NoMatchFound
 from starlette.types import Receive, Scope, Send
 
 from . import consentmode, csp, encoders, expiry, guard, urls
-from .banner import choose_lang, el, render_banner, render_dock, render_root
+from .banner import cached_banner, cached_dock, choose_lang, el, render_root
 from .consent import Consent
 from .context import Gate, SiteContext, UnknownSite, Visit, gate_of, read_consent
 from .decoders import decoder_for
@@ -259,7 +259,7 @@ def page_plan(request: Request, gate: Gate, visit: Visit, *, nonce: str | None) 
     # origin Origin checks, the CSP and rewritten redirects use: SiteContext.origin).
     origin = ctx.origin
     if consent.decided:
-        body = render_dock(
+        body = cached_dock(
             lang=lang,
             next_path=next_path,
             origin=origin,
@@ -269,7 +269,7 @@ def page_plan(request: Request, gate: Gate, visit: Visit, *, nonce: str | None) 
             nonce=nonce,
         )
     else:
-        body = render_banner(
+        body = cached_banner(
             registry,
             consent,
             lang=lang,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import re
 from pathlib import Path
 
@@ -271,3 +272,99 @@ def test_banner_bytes_stay_small(lang):
     sizes = banner.payload_bytes(REGISTRY, lang)
     print(f"\nbanner bytes ({lang}): " + ", ".join(f"{k} {raw} raw / {gz} gzip" for k, (raw, gz) in sizes.items()))
     assert sizes["total"][1] < 5 * 1024  # the best open-source banner: 15 KB gzip
+
+
+# The per-page cache: render_banner's and render_dock's very bytes, whatever the inputs.
+PATHS = ["/jobs", "/", '/a"b<c>&d', "/検索?q=東京&x=1 2", "/p?next=%2F&gate_lang=en", "/'><script>x</script>"]
+NONCES = [None, "", "abc123", 'n"><x']
+
+
+def _consents():
+    refusable = REGISTRY.refusable
+    base = undecided(REGISTRY)
+    yield base
+    yield undecided(REGISTRY, gpc=True)
+    yield undecided(REGISTRY, opt_out_mode=True)
+    yield undecided(REGISTRY, gpc=True, opt_out_mode=True)
+    some = frozenset(list(REGISTRY.tags)[:1])
+    # An earlier decision that no longer covers every tag, with some purposes accepted, in both modes.
+    for opt_out in (False, True):
+        yield dataclasses.replace(
+            base, covered=some, opt_out_mode=opt_out, purposes={p: i % 2 == 0 for i, p in enumerate(refusable)}
+        )
+        yield dataclasses.replace(
+            base, covered=some, opt_out_mode=opt_out, purposes={p: i % 2 == 1 for i, p in enumerate(refusable)}
+        )
+
+
+def test_cached_banner_is_byte_identical_to_rendering_it():
+    banner._cache.clear()
+    carrieds = [ALL, frozenset(list(REGISTRY.tags)[:2])]
+    seen = 0
+    for _round in range(2):  # the second round is served from the cache
+        for consent in _consents():
+            for lang in ("ja", "en", "fr"):
+                for path in PATHS:
+                    for nonce in NONCES:
+                        for carried in carrieds:
+                            kw = dict(
+                                lang=lang,
+                                next_path=path,
+                                policy_url="/privacy?a=1&b=2",
+                                carried=carried,
+                                origin=ORIGIN,
+                                nonce=nonce,
+                            )
+                            want = banner.render_banner(REGISTRY, consent, **kw)
+                            assert banner.cached_banner(REGISTRY, consent, **kw) == want, (consent, kw)
+                            seen += 1
+    assert banner._cache and seen > 1000
+
+
+def test_cached_dock_is_byte_identical_to_rendering_it():
+    banner._cache.clear()
+    for _round in range(2):
+        for lang in ("ja", "en", "fr"):
+            for path in PATHS:
+                for nonce in NONCES:
+                    for notice_link in (True, False):
+                        for corner, offset in (("bottom-left", 8), ("top-right", 24)):
+                            kw = dict(
+                                lang=lang,
+                                next_path=path,
+                                origin=ORIGIN,
+                                notice_link=notice_link,
+                                corner=corner,
+                                offset=offset,
+                                nonce=nonce,
+                            )
+                            assert banner.cached_dock(**kw) == banner.render_dock(**kw), kw
+    assert banner._cache
+
+
+def test_cached_banner_carries_this_pages_path_and_nonce_not_the_last_ones():
+    banner._cache.clear()
+    kw = dict(policy_url="/privacy", carried=ALL, origin=ORIGIN, lang="ja")
+    banner.cached_banner(REGISTRY, undecided(REGISTRY), next_path="/first", nonce="n1", **kw)
+    soup = BeautifulSoup(
+        banner.cached_banner(REGISTRY, undecided(REGISTRY), next_path='/x"<y', nonce="n2", **kw), "html5lib"
+    )
+    assert soup.find("input", attrs={"name": "next"})["value"] == '/x"<y'
+    assert [s["nonce"] for s in soup.find_all("script")] == ["n2"]
+    dock = BeautifulSoup(banner.cached_dock(lang="en", next_path="/first", origin=ORIGIN), "html5lib")
+    dock = BeautifulSoup(banner.cached_dock(lang="en", next_path='/x"<y', origin=ORIGIN), "html5lib")
+    assert dock.find("a", class_="gate-set")["href"].endswith("/_gate/preferences?next=%2Fx%22%3Cy&gate_lang=en")
+    # A visitor whose browser sends GPC after one who did not: the GPC line, not the cached banner.
+    plain = banner.cached_banner(REGISTRY, undecided(REGISTRY), next_path="/", **kw)
+    gpc = banner.cached_banner(REGISTRY, undecided(REGISTRY, gpc=True), next_path="/", **kw)
+    assert "gate-gpc" not in plain and "gate-gpc" in gpc
+
+
+def test_banner_cache_stays_bounded():
+    banner._cache.clear()
+    for i in range(banner.CACHE_SIZE + 50):
+        banner.cached_dock(lang="ja", next_path="/", origin=f"https://h{i}.example.jp")
+    assert len(banner._cache) == banner.CACHE_SIZE
+    assert banner.cached_dock(lang="ja", next_path="/", origin="https://h0.example.jp") == banner.render_dock(
+        lang="ja", next_path="/", origin="https://h0.example.jp"
+    )
