@@ -104,15 +104,18 @@ def read_tag(buf: bytes, pos: int) -> Tag | None:
     m = TAG.match(buf, pos)
     if m is None:
         return None
-    return Tag(
-        pos,
-        m.end(),
-        m.group(2).decode("ascii", "replace").lower(),
-        bool(m.group(1)),
-        m.start(3),
-        m.group(3),
-        m.group(4).endswith(b"/"),
-    )
+    slash, name, attrs, tail = m.groups()
+    lowered = _NAMES.get(name)
+    if lowered is None:
+        lowered = name.decode("ascii", "replace").lower()
+        if len(_NAMES) < 4096:  # tag names repeat; a page of made-up names cannot grow this past the cap
+            _NAMES[name] = lowered
+    # tuple.__new__ directly: the NamedTuple's own __new__ is one more Python call per tag
+    return _new_tuple(Tag, (pos, m.end(), lowered, bool(slash), m.start(3), attrs, tail.endswith(b"/")))
+
+
+_NAMES: dict[bytes, str] = {}
+_new_tuple = tuple.__new__
 
 
 # One attribute inside group 3 of TAG: name, and the raw value with its quotes (or None).

@@ -106,6 +106,8 @@ class PageRewriter:
         self.tree = treestate.OpenElements(foreign or ())
         self.base = base or plan.base_url
         self.fallback_base = self.base  # what a <base href> of this document resolves against
+        self._inert_base: urls.URL | None = None  # the base _inert_ok was worked out for (see _run)
+        self._inert_ok = False
         self.base_set = base is not None if base_set is None else base_set
         self.head_done = fragment or not plan.head_html
         self.body_done = fragment or not plan.body_html
@@ -177,7 +179,12 @@ class PageRewriter:
             if state == State.DATA:
                 # (in a MathML text integration point <mglyph> and <malignmark> are foreign: read every tag)
                 if self.head_done and tree.html_mode and not tree.uncertain and not tree.math_text:
-                    if self.depth == 0 and inert.first_party(self.registry, self.base, self.plan.base_url):
+                    if self._inert_base is not self.base:  # once per base, not once per stretch of text
+                        self._inert_base = self.base
+                        self._inert_ok = self.depth == 0 and inert.first_party(
+                            self.registry, self.base, self.plan.base_url
+                        )
+                    if self._inert_ok:
                         end = inert.html_end(buf, pos)  # also passes tags that reach no other host (gate/inert.py)
                     else:
                         end = hs.boring_html_end(buf, pos)
