@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from gate import urls
@@ -116,6 +116,23 @@ def scanning(kind: str) -> contextlib.AbstractContextManager[None]:
 SCANS = scans.SCANS
 
 
+def foreign_inside_select(parts: list[str]) -> bool:
+    """Does an <svg> or <math> open inside an open <select>? There the judge is wrong, not gate: html5lib
+    follows the older select parsing (foreign elements dropped, a <script href/> in them becomes an HTML
+    script whose text runs to the end of the page), where Chromium 156 keeps the SVG and loads nothing
+    (checked in Chromium; see the closing note of 2026-12-04). Until tests/judge.py parses <select> as
+    Chromium does, these pages are left out of the judge's property test only; the others still run."""
+    open_select = False
+    for part in parts:
+        if open_select and ("<svg" in part or "<math" in part):
+            return True
+        if "<select>" in part:
+            open_select = True
+        if "</select>" in part:
+            open_select = False
+    return False
+
+
 def rewrite(html: bytes, allowed: frozenset[str], cuts: list[int] | None = None) -> bytes:
     rw = PageRewriter(PagePlan(REGISTRY, allowed, BASE))
     if not cuts:
@@ -138,6 +155,7 @@ common = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[H
 @common
 @given(parts=pieces, allowed=consents)
 def test_no_refused_tag_is_live_in_the_output(scan, parts, allowed):
+    assume(not foreign_inside_select(parts))
     html = build(parts)
     refused = ALL - allowed
     with scanning(scan):
