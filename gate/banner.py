@@ -527,17 +527,8 @@ def cached_banner(
         )
 
     parts = _template(key, registry, nonce is not None, render)
-    if parts is None:
-        return render_banner(
-            registry,
-            consent,
-            lang=lang,
-            next_path=next_path,
-            policy_url=policy_url,
-            carried=carried,
-            origin=origin,
-            nonce=nonce,
-        )
+    if parts is None:  # the holes did not come out where expected: render this page's banner directly
+        return render(next_path, nonce or "")
     return _fill(parts, escape(next_path), nonce)
 
 
@@ -567,14 +558,6 @@ def cached_dock(
 
     parts = _template(key, None, nonce is not None, render)
     if parts is None:
-        return render_dock(
-            lang=lang,
-            next_path=next_path,
-            origin=origin,
-            notice_link=notice_link,
-            corner=corner,
-            offset=offset,
-            nonce=nonce,
-        )
+        return render(next_path, nonce or "")
     # preferences_url: urlencode({"next": …}) inside the escaped href.
     return _fill(parts, escape(urlencode({"next": next_path})[len("next=") :]), nonce)
