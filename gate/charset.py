@@ -124,6 +124,11 @@ def prescan(head: bytes) -> str | None:
     pos, n = 0, len(s)
     try:
         while pos < n:
+            # Every step of the algorithm starts at a "<": the bytes before the next one are skipped
+            # one by one by the spec, all at once here.
+            pos = s.find("<", pos)
+            if pos < 0:
+                return None
             if s.startswith("<!--", pos):
                 end = s.find("-->", pos + 2)
                 if end < 0:
