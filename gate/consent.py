@@ -77,13 +77,32 @@ class Consent:
         return all(self.allows_purpose(p, refusable) for p in tag.purposes)
 
     def allowed_tags(self, registry: Registry, carried: Iterable[str] | None = None) -> frozenset[str]:
+        """The tags THE RULE lets through (among ``carried``, when given). Asked for every page: the
+        answer is remembered per registry and per what the rule reads of this consent."""
+        carried_set = carried if isinstance(carried, frozenset) or carried is None else frozenset(carried)
+        key = (
+            id(registry),
+            carried_set,
+            self.decided,
+            self.opt_out_mode,
+            self.gpc,
+            self.covered,
+            self.vendors_refused,
+            tuple(self.purposes.items()),
+        )
+        hit = _allowed.get(key)
+        if hit is not None and hit[0] is registry:
+            return hit[1]
         refusable = registry.refusable
-        carried_set = set(carried) if carried is not None else None
-        return frozenset(
+        allowed = frozenset(
             t.id
             for t in registry.tags.values()
             if (carried_set is None or t.id in carried_set) and self.allows(t, refusable)
         )
+        if len(_allowed) >= 1024:  # a site sees a handful of distinct consents; tests see many registries
+            _allowed.clear()
+        _allowed[key] = (registry, allowed)  # the registry is held, so its id cannot be reused meanwhile
+        return allowed
 
     def as_public(self) -> dict[str, Any]:
         """The GET /_gate/consent shape."""
@@ -94,6 +113,10 @@ class Consent:
             "vendors_refused": sorted(self.vendors_refused),
             "personal_data": sorted(self.personal_data),
         }
+
+
+# allowed_tags' answers: (id(registry), carried, what THE RULE reads of a consent) -> (registry, tags)
+_allowed: dict[tuple[object, ...], tuple[Registry, frozenset[str]]] = {}
 
 
 def undecided(registry: Registry, *, gpc: bool = False, opt_out_mode: bool = False) -> Consent:

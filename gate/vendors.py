@@ -137,8 +137,9 @@ class Registry:
     strip_undeclared: bool = False
     _declared_hosts: frozenset[str] = field(repr=False, default=frozenset())
 
-    @property
+    @functools.cached_property
     def refusable(self) -> tuple[str, ...]:
+        """The purposes a visitor may refuse (read for every page: worked out once per registry)."""
         return tuple(p.id for p in self.purposes.values() if p.refusable)
 
     # -- matching (the hot path: gate.matcher) ------------------------------------------------------
