@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.routing import BaseRoute
 
 from . import api, csp, csp_report, proxy, vendors
 from .consent import ConsentCodec
@@ -30,33 +31,49 @@ def create_app(settings: Settings) -> Starlette:
     per-site registries and carried tags, the pools and stores; the lifespan opens the upstream pool
     and the recorder and closes them, and /_gate/readyz reports draining from SIGTERM or the start of
     shutdown."""
-    registry = vendors.load(settings.vendors_path)
+    gate = build_gate(settings)
+    # Outermost first: the request as the visitor made it (trusted X-Forwarded-*), then the access line,
+    # then the origin latency and rewrite time for /_gate/metrics.
+    middleware = [
+        Middleware(ForwardedMiddleware, proxies=settings.trusted_proxies),
+        Middleware(AccessLog, settings=settings),
+        Middleware(metrics.Timing),
+    ]
+    app = Starlette(routes=routes(), middleware=middleware, lifespan=lifespan(gate))
+    app.state.gate = gate
+    return app
+
+
+def routes() -> list[BaseRoute]:
+    """/_gate/ routes first (recording's before the /_gate mount), then the proxy. The proxy is not a
+    Route: a Route lists its methods, and the proxy takes every method there is."""
+    recording = [*beacon.routes(), *report.routes(), *metrics.routes(), *receipts.routes()]
+    return [*recording, *csp_report.routes(), *api.routes(), proxy.CatchAll()]
+
+
+def lifespan(gate: Gate) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
+    """Opens the upstream pool and the recorder (the ledger's flusher and the store; None when off),
+    reports draining from SIGTERM, and closes both with a last flush of what was counted."""
 
     @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        gate.upstream = Upstream(settings)
-        await recorder.start(gate)  # the ledger's flusher and the store (gate.recorder; None when off)
+    async def running(app: Starlette) -> AsyncIterator[None]:
+        gate.upstream = Upstream(gate.settings)
+        await recorder.start(gate)
         try:
             with draining_on_signals(gate.readiness):
                 yield
                 gate.readiness.drain()
         finally:
             await gate.upstream.aclose()
-            await recorder.stop(gate)  # the last flush: what was counted since the previous one
+            await recorder.stop(gate)
 
-    # Not a Route: a Route lists its methods, and the proxy takes every method there is.
-    catch_all = proxy.CatchAll()
-    # Outermost first: the request as the visitor made it (trusted X-Forwarded-*), then the access line.
-    middleware = [
-        Middleware(ForwardedMiddleware, proxies=settings.trusted_proxies),
-        Middleware(AccessLog, settings=settings),
-    ]
-    middleware.append(Middleware(metrics.Timing))  # origin latency and rewrite time, for /_gate/metrics
-    recording = [*beacon.routes(), *report.routes(), *metrics.routes(), *receipts.routes()]  # before the /_gate mount
-    app = Starlette(
-        routes=[*recording, *csp_report.routes(), *api.routes(), catch_all], middleware=middleware, lifespan=lifespan
-    )
-    # Per site, once: a site's GTM container may serve other purposes, which changes its policy version.
+    return running
+
+
+def build_gate(settings: Settings) -> Gate:
+    """The app's shared parts. Per site, once: its registry (a site's GTM container may serve other
+    purposes, which changes its policy version) and the tags it carries."""
+    registry = vendors.load(settings.vendors_path)
     registries = {
         s.host: registry.with_tag_purposes(s.tag_purposes).with_site_words(
             s.information, s.information_en, s.tag_cookies
@@ -64,7 +81,7 @@ def create_app(settings: Settings) -> Starlette:
         for s in settings.sites
     }
     carried = {s.host: registries[s.host].carried(s.vendors, s.tags) for s in settings.sites}
-    gate = Gate(
+    return Gate(
         settings=settings,
         registry=registry,
         codec=ConsentCodec(
@@ -89,5 +106,3 @@ def create_app(settings: Settings) -> Starlette:
         limits=Limits(recorder.limits_path(settings.store)),  # shared by every worker of the host
         attempts=csp.Attempts(),  # CSP and guard reports; the ledger reads attempted_counts()
     )
-    app.state.gate = gate
-    return app

@@ -15,6 +15,7 @@ the request's ``Visit`` (gate.context) after the stream, for whoever keeps the l
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable
@@ -107,9 +108,7 @@ async def handle(request: Request, gate: Gate, ctx: SiteContext) -> Response | S
                 request,
                 gate.pool().send(
                     request,
-                    site,
-                    ctx.scheme,
-                    ctx.netloc,
+                    ctx,
                     cookie_filter(registry, allowed),
                     [(b"gate-consent", consent_header(consent).encode())],
                 ),
@@ -253,7 +252,7 @@ def page_plan(request: Request, gate: Gate, visit: Visit, *, nonce: str | None) 
     site, registry = ctx.site, ctx.registry
     query = request.url.query
     next_path = request.url.path + ("?" + query if query else "")
-    base_url = urls.parse(f"{ctx.origin}{next_path}") or urls.URL(ctx.scheme, ctx.netloc, next_path)
+    base_url = page_url(f"{ctx.origin}{next_path}") or urls.URL(ctx.scheme, ctx.netloc, next_path)
     lang = choose_lang(request.query_params.get("gate_lang"), request.headers.get("accept-language"))
     # Everything injected is absolute on gate's public origin, whatever the page's <base> says (the
     # origin Origin checks, the CSP and rewritten redirects use: SiteContext.origin).
@@ -291,6 +290,17 @@ def page_plan(request: Request, gate: Gate, visit: Visit, *, nonce: str | None) 
         personal_data_allowed=site.personal_data,
         form_readers=form_readers(registry, consent, allowed),
     )
+
+
+def page_url(raw: str) -> urls.URL | None:
+    """``urls.parse(raw)``, remembered for short URLs: a site's pages are asked for again and again
+    (and a visitor sending long unique URLs must not fill memory)."""
+    return _remembered_url(raw) if len(raw) <= 512 else urls.parse(raw)
+
+
+@functools.lru_cache(maxsize=4096)
+def _remembered_url(raw: str) -> urls.URL | None:
+    return urls.parse(raw)
 
 
 def page_path(request: Request) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Callable
 from http.cookiejar import CookieJar, DefaultCookiePolicy
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import httpx
@@ -20,6 +21,9 @@ from . import forwarded, pool
 from .decoders import DECODABLE
 from .errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from .settings import Settings, Site
+
+if TYPE_CHECKING:
+    from .context import SiteContext
 
 DEMO_BASE = "http://demo.invalid"
 HOP_BY_HOP = frozenset(
@@ -91,20 +95,20 @@ class Upstream:
     async def send(
         self,
         request: Request,
-        site: Site,
-        public_scheme: str,
-        public_host: str,
+        ctx: SiteContext,
         drop_cookie: Callable[[str], bool] | None = None,
         extra: list[tuple[bytes, bytes]] | None = None,
     ) -> httpx.Response:
-        """Forward ``request`` to the site's origin; the response's body is not read yet.
-        ``drop_cookie`` names request cookies the origin must not see; ``extra`` headers are added."""
+        """Forward ``request`` to the origin of its site (``ctx``: the site, and gate's public scheme and
+        host for X-Forwarded-*); the response's body is not read yet. ``drop_cookie`` names request
+        cookies the origin must not see; ``extra`` headers are added."""
+        site = ctx.site
         base = DEMO_BASE if site.is_demo else site.upstream
         client = self.demo if site.is_demo and self.demo is not None else self.client
         target = request.scope.get("raw_path") or request.scope["path"].encode()
         query = request.scope.get("query_string", b"")
         url = base + target.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
-        headers = request_headers(request, upstream_host(site), public_scheme, public_host, drop_cookie) + (extra or [])
+        headers = request_headers(request, upstream_host(site), ctx.scheme, ctx.netloc, drop_cookie) + (extra or [])
         outbound = httpx.Request(
             request.method, url, headers=headers, content=_body(request), extensions={"timeout": self.timeout.as_dict()}
         )
