@@ -344,3 +344,21 @@ def test_check_lists_the_tags_each_site_carries(capsys, write):
     assert cli.main(["check", "--config", str(write(toml))]) == 0
     line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.strip().startswith("site[0]"))
     assert line.endswith("tags=2: google.analytics, facebook.pixel")  # criteo is not among the site's vendors
+
+
+def test_serve_freezes_what_the_built_app_holds_before_serving(capsys, monkeypatch, fake_app):
+    # A full garbage collection would otherwise walk every object of the settings, registries and
+    # modules in the middle of some request (bench/gcpause.py): gate serve freezes them first.
+    import gc
+
+    import uvicorn
+
+    frozen_when_served: list[int] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: frozen_when_served.append(gc.get_freeze_count()))
+    monkeypatch.setattr(cli, "check_listen", lambda host, port: None)
+    gc.unfreeze()
+    try:
+        assert cli.main(["serve", "--port", "8123"]) == 0
+    finally:
+        gc.unfreeze()  # the rest of the test session collects as before
+    assert frozen_when_served and frozen_when_served[0] > 1000
