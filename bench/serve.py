@@ -8,7 +8,6 @@ python bench/serve.py gate-off --port 9103 --upstream http://127.0.0.1:9101
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 
@@ -28,18 +27,27 @@ def main() -> None:
 
         app = create_demo_app()
     else:
-        from gate import proxy, settings
+        from gate import pagebody, settings
         from gate.app import create_app
+        from gate.rewrite import Outcome
 
         env = {"GATE_SECRET_KEY": "bench-key-0123456789abcdef"}
         app = create_app(settings.load({"upstream": args.upstream}, env))
         if args.kind == "gate-off":  # the same proxy path with the rewrite switched off: the baseline
-            original = proxy.page_plan
 
-            def no_gating(*a, **kw):
-                return dataclasses.replace(original(*a, **kw), gating=False)
+            class PassThrough:
+                """In the rewriter's place: every byte as it came, nothing found."""
 
-            proxy.page_plan = no_gating
+                def __init__(self, plan: object, encoding: str = "utf-8") -> None:
+                    self.outcome = Outcome()
+
+                def feed(self, data: bytes) -> bytes:
+                    return data
+
+                def close(self) -> bytes:
+                    return b""
+
+            pagebody.PageRewriter = PassThrough  # type: ignore[misc,assignment]
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False, loop="auto", http="auto")
 
 
