@@ -149,7 +149,7 @@ def element(content: Content, tag_out: bytes | None, rest: bytes, ctx: Judging) 
     outcome = Outcome()
     refused = (content.tags - ctx.allowed) | content.personal
     if refused or tag_out is None or (content.uncertain and ctx.refusing):
-        outcome.stripped |= refused
+        outcome.stripped |= refused - _UNDECLARED_TAGS
         if content.uncertain and tag_out is not None and (not refused or content.script):
             outcome.uncertain += 1
         return Verdict(None, outcome, urls.READS_NOTHING)
@@ -357,7 +357,12 @@ class _Judge:
             return set(), set(), False
         sub = self.ctx.reader.read_fragment(content, push)
         self.base_read = max(self.base_read, sub.base_read)
-        return set(sub.outcome.stripped), set(sub.outcome.kept), sub.clean and not sub.outcome.uncertain
+        refused = set(sub.outcome.stripped)
+        if sub.outcome.undeclared:  # read that way, it loads from hosts nobody declared
+            self.outcome.undeclared |= sub.outcome.undeclared
+            if self.ctx.registry.strip_undeclared:
+                refused |= _UNDECLARED_TAGS
+        return refused, set(sub.outcome.kept), sub.clean and not sub.outcome.uncertain
 
 
 def _is_hint(attrs: Attrs, encoding: str) -> bool:

@@ -43,7 +43,21 @@ def origin_app() -> Starlette:
     async def script(request: Request) -> Response:
         return Response(INJECTOR, media_type="application/javascript")
 
-    return Starlette(routes=[Route("/", page), Route("/tm.js", script)])
+    async def noscript(request: Request) -> Response:
+        # What a browser without JavaScript loads: <noscript> is markup then. One pixel to an undeclared
+        # host, one relative image behind a third-party <base>, one to the site's own CDN.
+        base = '<base href="https://cdn.example-ads.net/">' if request.url.path == "/behind-base" else ""
+        return HTMLResponse(
+            f"<!doctype html><html lang=ja><head><meta charset=utf-8><title>求人</title>{base}</head><body>"
+            '<noscript><img src="https://px.example-ads.net/ns.gif" alt=""></noscript>'
+            '<noscript><img src="/photo.jpg" alt=""></noscript>'
+            '<noscript><img src="https://cdn.example-own.jp/logo.png" alt=""></noscript>'
+            "<h1>求人</h1></body></html>"
+        )
+
+    return Starlette(
+        routes=[Route("/", page), Route("/tm.js", script), Route("/plain", noscript), Route("/behind-base", noscript)]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +92,27 @@ def test_injected_loads_to_undeclared_hosts_are_stopped_and_allow_hosts_pass(bas
             assert guard["stopped"] == 3
             assert sorted(guard["hosts"]) == ["beacon.example-ads.net", "px.example-ads.net", "tracker.example-ads.net"]
             assert errors == []
+            context.close()
+        finally:
+            browser.close()
+
+
+@pytest.mark.parametrize("path", ["/plain", "/behind-base"])
+def test_without_javascript_noscript_loads_to_undeclared_hosts_are_stripped_too(base, path):
+    """With scripting off a <noscript>'s content is markup, and its pixel would load: gate reads it that
+    way too. The site's allow_hosts still pass, and the page's own images stay."""
+    with sync_playwright() as p:
+        browser = launch(p)
+        try:
+            context, traffic = new_context(browser, base, java_script_enabled=False)
+            page = context.new_page()
+            page.goto(base + path, wait_until="load")
+            page.wait_for_timeout(100)
+            left = traffic.vendor_urls
+            assert not [u for u in left if "example-ads.net" in u], left
+            assert "https://cdn.example-own.jp/logo.png" in left
+            if path == "/plain":
+                assert any(u.endswith("/photo.jpg") for u in traffic.urls)
             context.close()
         finally:
             browser.close()

@@ -94,6 +94,23 @@ async def test_report_keeps_todays_behaviour_and_still_counts():
     assert sum(n for a, n in app.state.gate.attempts.attempted_counts().items() if a.source == "html") == 5
 
 
+NOSCRIPT_PIXEL = "<noscript><img src='https://px.example-ads.net/ns.gif' alt=''></noscript>"
+
+
+async def test_a_noscript_read_as_markup_is_held_to_the_same_rule():
+    """Without JavaScript a <noscript> is markup and its pixel loads: stripped (and counted) under
+    "strip", kept and counted under "report"."""
+    app = make_app()
+    r = await fetch(app, page_of(NOSCRIPT_PIXEL, "<p>x</p>"))
+    assert "example-ads.net" not in r.text and "<p>x</p>" in r.text
+    counted = {a.host for a in app.state.gate.attempts.attempted_counts() if a.source == "html"}
+    assert counted == {"px.example-ads.net"}
+    app = make_app(undeclared="report")
+    r = await fetch(app, page_of(NOSCRIPT_PIXEL))
+    assert NOSCRIPT_PIXEL in r.text
+    assert {a.host for a in app.state.gate.attempts.attempted_counts() if a.source == "html"} == {"px.example-ads.net"}
+
+
 async def test_opt_out_mode_reports_by_default_and_strips_when_told():
     assert not Site(upstream=ORIGIN, mode="opt-out").strips_undeclared
     assert Site(upstream=ORIGIN, mode="opt-out", undeclared="strip").strips_undeclared
