@@ -50,7 +50,7 @@ HEADERS = {
 
 
 @dataclass(frozen=True)
-class Visit:
+class PageView:
     """What both pages need about the request, read once."""
 
     site: Site
@@ -62,7 +62,7 @@ class Visit:
     recording: bool = False  # a store is on: each decision's receipt can be looked up by its consent id
 
 
-def _visit(request: Request) -> Visit | Response:
+def _page_view(request: Request) -> PageView | Response:
     gate = gate_of(request)
     lang = choose_lang(request.query_params.get("gate_lang"), request.headers.get("accept-language"))
     try:
@@ -70,7 +70,7 @@ def _visit(request: Request) -> Visit | Response:
     except UnknownSite:
         return HTMLResponse(error_page(421, lang), status_code=421, headers=HEADERS)
     query = dict(request.query_params) | {"gate_lang": "en" if lang == "ja" else "ja"}
-    return Visit(
+    return PageView(
         ctx.site,
         ctx.registry,
         read_consent(request, gate.codec, ctx),
@@ -81,7 +81,7 @@ def _visit(request: Request) -> Visit | Response:
     )
 
 
-def _page(v: Visit | None, lang: str, title: str, *body: str) -> str:
+def _page(v: PageView | None, lang: str, title: str, *body: str) -> str:
     switch = el("p", el("a", TEXT[lang]["other_lang"], href=v.switch_href)) if v else ""
     head = el(
         "head",
@@ -95,7 +95,7 @@ def _page(v: Visit | None, lang: str, title: str, *body: str) -> str:
     return "<!doctype html>\n" + el("html", head, el("body", main, class_="gate"), lang=lang)
 
 
-def _links(v: Visit, t: dict, *extra: Html) -> Html:
+def _links(v: PageView, t: dict, *extra: Html) -> Html:
     return el(
         "p",
         join(
@@ -106,7 +106,7 @@ def _links(v: Visit, t: dict, *extra: Html) -> Html:
 
 
 # -- preferences ---------------------------------------------------------------------------------
-def _state(v: Visit, t: dict) -> list[Html]:
+def _state(v: PageView, t: dict) -> list[Html]:
     c = v.consent
     if not c.decided:
         lines = [el("p", t["undecided"])]
@@ -130,7 +130,7 @@ def _state(v: Visit, t: dict) -> list[Html]:
     return lines
 
 
-def _purpose_fields(v: Visit, t: dict) -> Html:
+def _purpose_fields(v: PageView, t: dict) -> Html:
     refusable, rows = v.registry.refusable, [el("legend", t["purposes_legend"])]
     for p in v.registry.purposes.values():
         name, summary = (p.ja, p.summary_ja) if v.lang == "ja" else (p.en, p.summary_en)
@@ -181,7 +181,7 @@ def _purpose_fields(v: Visit, t: dict) -> Html:
     return el("fieldset", *rows)
 
 
-def _vendor_fields(v: Visit, t: dict) -> Html:
+def _vendor_fields(v: PageView, t: dict) -> Html:
     rows = [el("legend", t["vendors_legend"]), el("p", t["vendors_help"])]
     for vendor in v.registry.vendors.values():
         services = [v.registry.tags[tid] for tid in vendor.tags if tid in v.carried]
@@ -208,14 +208,14 @@ def _vendor_fields(v: Visit, t: dict) -> Html:
     return el("fieldset", *rows)
 
 
-def _personal_data_fields(v: Visit) -> Html | str:
+def _personal_data_fields(v: PageView) -> Html | str:
     rows = personal_data_rows(v.registry, v.carried, v.lang, v.consent.personal_data)
     return el("fieldset", *rows) if rows else ""
 
 
 async def preferences(request: Request) -> Response:
     """GET /_gate/preferences: the visitor's settings as one plain form."""
-    v = _visit(request)
+    v = _page_view(request)
     if isinstance(v, Response):
         return v
     t = TEXT[v.lang]
@@ -257,7 +257,7 @@ def shown_text(
                 registry, consent, lang=lang, next_path="/", policy_url=site.policy_url, carried=carried, origin=""
             )
         )  # the words, not the URLs
-    v = Visit(site, registry, consent, carried, lang, "")
+    v = PageView(site, registry, consent, carried, lang, "")
     t = TEXT[lang]
     return text_of(join("", [*_state(v, t), _purpose_fields(v, t), _vendor_fields(v, t), _personal_data_fields(v)]))
 
@@ -322,7 +322,7 @@ def _row(r: dict, t: dict) -> Html:
     return el("tr", *cells, id=r["tag"])
 
 
-def _abroad(v: Visit, t: dict) -> list[Html]:
+def _abroad(v: PageView, t: dict) -> list[Html]:
     """APPI art. 28: per foreign recipient, its country, that country's regime and its measures."""
     ja = v.lang == "ja"
     items = []
@@ -349,7 +349,7 @@ def _abroad(v: Visit, t: dict) -> list[Html]:
     return [el("h2", t["abroad_title"]), el("p", t["abroad_intro"]), el("ul", *items, class_="gate-abroad")]
 
 
-def _forms(v: Visit, t: dict, rows: list[dict]) -> list[Html]:
+def _forms(v: PageView, t: dict, rows: list[dict]) -> list[Html]:
     readers = [r for r in rows if r["reads_forms"]]
     if not readers:
         return []
@@ -375,7 +375,7 @@ def _glossary(t: dict) -> list[Html]:
 
 async def notice(request: Request) -> Response:
     """GET /_gate/notice (``?format=json`` for the same rows as data)."""
-    v = _visit(request)
+    v = _page_view(request)
     if isinstance(v, Response):
         return v
     rows = notice_rows(v.registry, v.consent, v.carried, v.lang)

@@ -10,7 +10,7 @@ import pytest
 
 from gate import decisions, urls, vendors
 from gate.demo import bench_page
-from gate.rewrite import PagePlan, PageRewriter, stub_script
+from gate.rewrite import PagePlan, PageRewriter
 
 from .corpus import nested_srcdoc
 from .judge import live_tags
@@ -93,16 +93,6 @@ def test_shift_jis_banner_is_encoded_in_the_pages_charset():
     out, _ = run(page, frozenset(), encoding="cp932", body_html="<p data-gate>すべて同意</p>")
     assert "すべて同意".encode("cp932") in out
     assert out.decode("cp932").count("歯科衛生士") == 1
-
-
-def test_stubs_only_for_globals_no_allowed_tag_provides():
-    none = stub_script(REGISTRY, frozenset())
-    assert "w.fbq=w.fbq||n" in none and "w.gtag=w.gtag||n" in none and "w.criteo_q=w.criteo_q||[]" in none
-    assert "w.Adjust=" in none
-    with_ga = stub_script(REGISTRY, frozenset({"google.analytics"}))
-    assert "w.gtag=" not in with_ga  # the real gtag.js must define it: a stub would shadow nothing, but
-    assert "w.fbq=" in with_ga  # fbq's loader returns early when fbq exists, so never stub it when allowed
-    assert stub_script(REGISTRY, ALL) == ""
 
 
 def test_oversized_inline_script_is_stripped_as_uncertain_when_anything_is_refused():
