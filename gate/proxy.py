@@ -36,9 +36,10 @@ from .decoders import decoder_for
 from .errorpages import OVERDUE, busy, cut_reason, error_page
 from .errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from .headers import consent_header, cookie_filter, page_headers, script_nonce
+from .inject import stub_script
 from .pagebody import PageBody, page_chunks
 from .recording import beacon, ledger, metrics
-from .rewrite import Outcome, PagePlan, stub_script
+from .rewrite import Outcome, PagePlan
 from .settings import Site
 from .shares import ShareExceeded
 from .sniff import has_body, is_page, sniff_unlabelled

@@ -32,11 +32,10 @@ from . import decisions as decisions_
 from . import htmlstream as hs
 from . import inert, inject, nested, streams, treestate, units, urls
 from .htmlstream import State, StreamKind, UnitKind
-from .inject import stub_script
 from .vendors import Registry
 from .verdict import MAX_DEPTH, NOTHING, Judging, Outcome, Verdict, asks_personal_data, judge
 
-__all__ = ["MAX_DEPTH", "Outcome", "PagePlan", "PageRewriter", "asks_personal_data", "stub_script"]
+__all__ = ["MAX_DEPTH", "Outcome", "PagePlan", "PageRewriter", "asks_personal_data"]
 
 RAWTEXT = frozenset({"style", "xmp", "iframe", "noembed", "noframes", "textarea", "title"})
 # An empty comment: put where an element was cut out right after a "<" (see _cut).
