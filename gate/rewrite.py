@@ -93,6 +93,7 @@ class PageRewriter:
         self.body_done = fragment or not plan.body_html
         self.base_read = urls.READS_NOTHING  # how much of self.base any verdict here read
         self._sent_tail = b""  # the last byte already returned by feed()
+        self._judging_last: Judging | None = None  # the last one built (see _judging)
         # What a verdict reads besides the element's bytes and the base URL (see gate.decisions); the
         # page's host decides which hosts are third parties.
         self._context = (
@@ -303,26 +304,42 @@ class PageRewriter:
         """The verdict on one start tag: every start tag's decision is made here (remembered per
         registry, see gate.decisions), whether the tag stands alone or opens an element held whole."""
         raw = buf[tag.start : tag.end]
-        attrs_at = tag.attrs_at - tag.start
         in_foreign = self.tree.in_foreign
         if len(raw) > decisions_.CACHED_TAG_MAX:
-            return judge(raw, attrs_at, tag.name, attrs, self._judging(in_foreign))
-        key = ("tag", raw, tag.name, self._context, in_foreign)
-        return self.decisions.decide(
-            key, self.base, lambda: judge(raw, attrs_at, tag.name, attrs, self._judging(in_foreign))
-        )
+            return judge(raw, tag.attrs_at - tag.start, tag.name, attrs, self._judging(in_foreign))
+        # (the name is not in the key: the bytes spell it)
+        key = ("tag", raw, self._context, in_foreign)
+        decisions, base = self.decisions, self.base
+        verdict = decisions.recall(key, base)
+        if verdict is not None:
+            return verdict
+        read = decisions.base_noted(key)
+        verdict = judge(raw, tag.attrs_at - tag.start, tag.name, attrs, self._judging(in_foreign))
+        return decisions.remember(key, base, verdict, read)
 
     def _decided(self, verdict: Verdict) -> bytes | None:
         """Apply a verdict: what it found joins the page's outcome; what is sent."""
-        if verdict.outcome is not NOTHING:
-            self.outcome.merge(verdict.outcome)
-        if verdict.base_read > self.base_read:
-            self.base_read = verdict.base_read
-        return verdict.out
+        out, outcome, base_read = verdict
+        if outcome is not NOTHING:
+            self.outcome.merge(outcome)
+        if base_read > self.base_read:
+            self.base_read = base_read
+        return out
 
     def _judging(self, in_foreign: bool) -> Judging:
+        """What the judge reads besides the element (built again only when something in it changed:
+        the base, the tags allowed, foreign content)."""
+        ctx = self._judging_last
+        if (
+            ctx is not None
+            and ctx.base is self.base
+            and ctx.allowed is self.allowed
+            and ctx.refusing is self.refusing
+            and ctx.foreign is in_foreign
+        ):
+            return ctx
         plan = self.plan
-        return Judging(
+        ctx = self._judging_last = Judging(
             self.registry,
             self.allowed,
             self.refusing,
@@ -334,6 +351,7 @@ class PageRewriter:
             in_foreign,
             self,
         )
+        return ctx
 
     # -- the rest of the reader, each in the module named for it (bound here: called by name above) --
     # Elements held whole: script, style, noscript (gate/units.py).
