@@ -38,6 +38,20 @@ from .verdict import MAX_DEPTH, NOTHING, Judging, Outcome, Verdict, asks_persona
 __all__ = ["MAX_DEPTH", "Outcome", "PagePlan", "PageRewriter", "asks_personal_data"]
 
 RAWTEXT = frozenset({"style", "xmp", "iframe", "noembed", "noframes", "textarea", "title"})
+# Start tags that _start_tag does more with than judge them (every other one goes straight to _emit_tag).
+_SPECIAL_START = RAWTEXT | {
+    "noscript",
+    "script",
+    "svg",
+    "math",
+    "plaintext",
+    "select",
+    "template",
+    "base",
+    "input",
+    "head",
+    "body",
+}
 # An empty comment: put where an element was cut out right after a "<" (see _cut).
 _SEPARATOR = b"<!---->"
 
@@ -187,6 +201,11 @@ class PageRewriter:
 
     # -- at a "<" --------------------------------------------------------------------------------
     def _markup(self, buf: bytes, pos: int, final: bool) -> int:
+        tag = hs.read_tag(buf, pos)  # most stops are at a whole tag
+        if tag is not None:
+            if tag.closing:
+                return self._end_tag(buf, tag)
+            return self._start_tag(buf, tag, final)
         nxt = buf[pos + 1 : pos + 2]
         if not nxt:
             return self._text(buf, pos, 1, final)
@@ -215,12 +234,7 @@ class PageRewriter:
                 return self._start_stream(buf, pos, pos + 2, hs.Stream(StreamKind.BOGUS, True))
         elif not nxt.isalpha():
             return self._text(buf, pos, 1, final)
-        tag = hs.read_tag(buf, pos)
-        if tag is None:
-            return self._incomplete_tag(buf, pos, final)
-        if tag.closing:
-            return self._end_tag(buf, tag)
-        return self._start_tag(buf, tag, final)
+        return self._incomplete_tag(buf, pos, final)  # "<" and a letter, or "</" and one: no whole tag yet
 
     # -- tags ------------------------------------------------------------------------------------
     def _end_tag(self, buf: bytes, tag: hs.Tag) -> int:
@@ -236,11 +250,14 @@ class PageRewriter:
         if not self.head_done and name not in ("html", "head"):
             self._inject_head()
         placeholder = tree.in_select and name in ("input", "keygen", "textarea")
-        reading = tree.start(name, attrs)
-        if reading == treestate.FOREIGN:
-            return self._foreign_start(buf, tag, attrs, final)
-        if reading == treestate.BROKE_OUT:
-            placeholder = True
+        if tree.foreign:  # (outside foreign content every start tag is read as HTML)
+            reading = tree.start(name, attrs)
+            if reading == treestate.FOREIGN:
+                return self._foreign_start(buf, tag, attrs, final)
+            if reading == treestate.BROKE_OUT:
+                placeholder = True
+        if name not in _SPECIAL_START:  # judged by its attributes alone
+            return self._emit_tag(buf, tag, attrs, placeholder)
         if name in ("svg", "math"):
             if not tag.self_closing:
                 tree.open_root(name)
