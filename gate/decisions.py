@@ -2,8 +2,8 @@
 page, so after its first page most tags are a dictionary lookup.
 
 Held beside the registry (``of(registry)``), never inside it: the registry is what vendors.toml says,
-this is what gate.rewrite learnt from reading pages with it. Bounded (Memo: the entry used least
-recently goes first), so a site whose pages each bring new tags never grows it.
+this is what gate.rewrite learnt from reading pages with it. Bounded (Memo: what was not used
+for a while goes first), so a site whose pages each bring new tags never grows it.
 
 A verdict is remembered under the element's bytes and everything else it read (the rewriter's
 context), and the base URL only as far as a URL in it was resolved against the base: not at all for

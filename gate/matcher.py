@@ -26,7 +26,7 @@ except ImportError:  # pragma: no cover - depends on the install
 _URL_TAIL = re.compile(r"(?:\\/|[^\s\"'<>`)\\])*")
 _NO_BASE = urls.URL("https", "", "/")
 # The matcher's memos (per registry, per process): at most this many entries each, of texts up to this
-# long (4 MB of script text at most); a full memo forgets what it used least recently.
+# long (4 MB of script text at most); a full memo forgets what it has not used for a while (see Memo).
 _CACHE_ENTRIES = 256
 _CACHED_TEXT_MAX = 16 * 1024
 _URL_ENTRIES = 4096

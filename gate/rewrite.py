@@ -89,7 +89,9 @@ class PageRewriter:
         self.plan, self.encoding, self.registry = plan, encoding, plan.registry
         self.decisions = decisions if decisions is not None else decisions_.of(plan.registry)
         self.allowed = plan.allowed
-        self.refusing = plan.gating and (bool(set(plan.registry.tags) - plan.allowed) or plan.registry.strip_undeclared)
+        self.refusing = plan.gating and (
+            not plan.allowed.issuperset(plan.registry.tags) or plan.registry.strip_undeclared
+        )
         self.outcome = Outcome()
         self.fragment, self.depth = fragment, depth
         self.buf = b""
