@@ -86,7 +86,7 @@ class Decisions:
         """Remember ``verdict``, judged after recall(key, base) found none (``read``: base_noted(key)
         before judging). Returns what the caller adds to its own outcome: the verdict, noting that
         the base was read when the note said so."""
-        if verdict.outcome is not NOTHING and verdict.outcome == NOTHING:
+        if verdict.outcome is not NOTHING and verdict.outcome.empty:
             verdict = verdict._replace(outcome=NOTHING)  # one shared empty outcome: the caller skips it
         memo = self.verdicts
         if verdict.base_read:

@@ -60,11 +60,14 @@ class Memo(Generic[V]):
         return value
 
     def put(self, key: Hashable, value: V) -> None:
-        if key in self._young:
-            self._young[key] = value
-            return
-        self._old.pop(key, None)
-        self._add(key, value)
+        young = self._young
+        if key not in young:
+            if self._old:
+                self._old.pop(key, None)
+            if len(young) >= self._half:
+                self._old, self._young = young, {}
+                young = self._young
+        young[key] = value
 
     def _add(self, key: Hashable, value: V) -> None:
         if len(self._young) >= self._half:

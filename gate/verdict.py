@@ -59,6 +59,13 @@ class Outcome:
             parts.append(f"uncertain={self.uncertain}")
         return "; ".join(parts)
 
+    @property
+    def empty(self) -> bool:
+        """Nothing found (equal to NOTHING; cheaper than comparing every field)."""
+        return not (
+            self.kept or self.stripped or self.uncertain or self.personal_data or self.form_page or self.undeclared
+        )
+
     def merge(self, other: Outcome) -> None:
         # (a remembered verdict's outcome usually holds one or two of these: skip the empty ones)
         if other.kept:
