@@ -167,6 +167,26 @@ def test_c_read_tag_equals_the_python_definition_at_every_lt_of_a_real_page(size
     assert read > 100
 
 
+@pytest.mark.parametrize(
+    ("tag", "self_closing"),
+    [
+        (b"<br/>", True),
+        (b'<a x="y"/>', True),
+        (b"<a / >", False),
+        (b"<a href=x/>", False),  # the unquoted value takes the "/": not self-closing
+        (b"<a href=x />", True),
+        (b"<a =x/>", True),  # "=x" is a name: the "/" is the tail
+        (b"<a b c=d e>", False),
+        (b"</a b='c'>", False),
+    ],
+)
+def test_c_read_tag_on_tails_and_values(tag, self_closing):
+    assert fastscan.read_tag(tag, 0) == htmlstream.read_tag_py(tag, 0)
+    assert fastscan.read_tag(tag, 0).self_closing is self_closing
+    for cut in range(len(tag)):  # no prefix is a whole tag
+        assert fastscan.read_tag(tag[:cut], 0) is None
+
+
 def test_c_read_tag_names_are_the_python_definitions():
     odd = "<SCRİPT a=1><Ab\x80c/><x\xff>".encode()  # names with bytes above 0x7F: U+FFFD
     for pos in (0, odd.index(b"<Ab"), odd.index(b"<x")):
