@@ -8,6 +8,9 @@
  * inert_html(buf, pos) is boring_html that also passes start tags which can reach no host but the page's
  * own (gate/inert.py has the definition, INERT_HTML, and says when the rewriter may use it).
  *
+ * read_tag(buf, pos) reads the complete tag at pos into an htmlstream.Tag (htmlstream.read_tag_py has the
+ * definition: the TAG regex and its groups).
+ *
  * word_positions(text, words) finds where any of a registry's words (ASCII, lower case) stands in a
  * script or attribute text, ASCII letters compared case-insensitively: the candidates where a
  * signature is tried (vendors.Registry). vendors._word_positions_py is the definition.
@@ -444,6 +447,101 @@ done:
     return result;
 }
 
+/* read_tag(buf, pos) -> Tag | None: htmlstream.read_tag_py, the definition (htmlstream.TAG matched at
+ * pos, its groups made a Tag). The regex is deterministic (possessive quantifiers, an attribute that
+ * cannot complete ends the tag's match), so one forward pass reads the same: "<", "/"?, a letter and
+ * the rest of the name, then _ATTR as often as it matches (any_attr), then [\t\n\f\r /]* and ">".
+ * set_tag_type(Tag, names) hands over the Tag class and the dict of lower-cased names (bytes -> str)
+ * that the Python definition shares. */
+static PyTypeObject *tag_type = NULL;
+static PyObject *tag_names = NULL;
+
+static PyObject *py_set_tag_type(PyObject *self, PyObject *args) {
+    PyObject *type, *names;
+    if (!PyArg_ParseTuple(args, "O!O!", &PyType_Type, &type, &PyDict_Type, &names)) return NULL;
+    if (!PyType_IsSubtype((PyTypeObject *)type, &PyTuple_Type) || ((PyTypeObject *)type)->tp_itemsize != PyTuple_Type.tp_itemsize) {
+        PyErr_SetString(PyExc_TypeError, "set_tag_type: a tuple subclass without instance fields is needed");
+        return NULL;
+    }
+    Py_INCREF(type);
+    Py_INCREF(names);
+    Py_XSETREF(tag_type, (PyTypeObject *)type);
+    Py_XSETREF(tag_names, names);
+    Py_RETURN_NONE;
+}
+
+/* The lower-case name of the bytes [p, q): from the shared dict, else decoded as the Python definition
+ * does (ASCII, undecodable bytes replaced, then str.lower) and remembered while the dict is small. */
+static PyObject *tag_name_of(bytes_t b, Py_ssize_t p, Py_ssize_t q) {
+    PyObject *key = PyBytes_FromStringAndSize((const char *)b + p, q - p);
+    if (key == NULL) return NULL;
+    PyObject *name = PyDict_GetItemWithError(tag_names, key);
+    if (name != NULL) {
+        Py_INCREF(name);
+        Py_DECREF(key);
+        return name;
+    }
+    if (PyErr_Occurred()) { Py_DECREF(key); return NULL; }
+    PyObject *decoded = PyUnicode_DecodeASCII((const char *)b + p, q - p, "replace");
+    if (decoded == NULL) { Py_DECREF(key); return NULL; }
+    name = PyObject_CallMethod(decoded, "lower", NULL);
+    Py_DECREF(decoded);
+    if (name != NULL && PyDict_GET_SIZE(tag_names) < 4096 && PyDict_SetItem(tag_names, key, name) < 0) {
+        Py_CLEAR(name);
+    }
+    Py_DECREF(key);
+    return name;
+}
+
+static PyObject *py_read_tag(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyBytes_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "read_tag(buf: bytes, pos: int)");
+        return NULL;
+    }
+    if (tag_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "read_tag: set_tag_type was not called");
+        return NULL;
+    }
+    Py_ssize_t pos = PyLong_AsSsize_t(args[1]);
+    if (pos == -1 && PyErr_Occurred()) return NULL;
+    bytes_t b = (bytes_t)PyBytes_AS_STRING(args[0]);
+    Py_ssize_t n = PyBytes_GET_SIZE(args[0]);
+    if (pos < 0 || pos >= n || b[pos] != '<') Py_RETURN_NONE;
+    int closing = pos + 1 < n && b[pos + 1] == '/';
+    Py_ssize_t q = pos + 1 + closing;
+    if (q >= n || !is_alpha(b[q])) Py_RETURN_NONE;
+    Py_ssize_t name = q++;
+    while (q < n && !is_ws(b[q]) && b[q] != '/' && b[q] != '>') q++;
+    Py_ssize_t name_end = q;
+    for (;;) {
+        Py_ssize_t a = any_attr(b, n, q);
+        if (a < 0) break;
+        q = a;
+    }
+    Py_ssize_t attrs_end = q;
+    q = skip_sep(b, n, q);
+    if (q >= n || b[q] != '>') Py_RETURN_NONE;
+    int self_closing = q > attrs_end && b[q - 1] == '/';
+    PyObject *items[7];
+    items[0] = PyLong_FromSsize_t(pos);
+    items[1] = PyLong_FromSsize_t(q + 1);
+    items[2] = tag_name_of(b, name, name_end);
+    items[3] = PyBool_FromLong(closing);
+    items[4] = PyLong_FromSsize_t(name_end);
+    items[5] = PyBytes_FromStringAndSize((const char *)b + name_end, attrs_end - name_end);
+    items[6] = PyBool_FromLong(self_closing);
+    PyObject *tag = NULL;
+    int ok = 1;
+    for (int i = 0; i < 7; i++) ok = ok && items[i] != NULL;
+    if (ok) tag = tag_type->tp_alloc(tag_type, 7);
+    if (tag == NULL) {
+        for (int i = 0; i < 7; i++) Py_XDECREF(items[i]);
+        return NULL;
+    }
+    for (int i = 0; i < 7; i++) PyTuple_SET_ITEM(tag, i, items[i]);
+    return tag;
+}
+
 static PyMethodDef methods[] = {
     {"boring_html", py_boring_html, METH_VARARGS,
      "boring_html(buf, pos) -> int: the end of htmlstream.BORING_HTML.match(buf, pos)."},
@@ -451,6 +549,10 @@ static PyMethodDef methods[] = {
      "inert_html(buf, pos) -> int: the end of inert.INERT_HTML.match(buf, pos)."},
     {"script_end", py_script_end, METH_VARARGS,
      "script_end(buf, pos, state) -> (index, state, resume): htmlstream.script_end_py in C."},
+    {"read_tag", (PyCFunction)(void (*)(void))py_read_tag, METH_FASTCALL,
+     "read_tag(buf, pos) -> Tag | None: htmlstream.read_tag_py in C (after set_tag_type)."},
+    {"set_tag_type", py_set_tag_type, METH_VARARGS,
+     "set_tag_type(Tag, names): the class read_tag returns and the shared dict of lower-cased names."},
     {"word_positions", py_word_positions, METH_VARARGS,
      "word_positions(text, words) -> dict: each word found (ASCII case-insensitively) -> its start indices."},
     {NULL, NULL, 0, NULL}};

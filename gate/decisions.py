@@ -2,8 +2,8 @@
 page, so after its first page most tags are a dictionary lookup.
 
 Held beside the registry (``of(registry)``), never inside it: the registry is what vendors.toml says,
-this is what gate.rewrite learnt from reading pages with it. Bounded (Memo: the entry used least
-recently goes first), so a site whose pages each bring new tags never grows it.
+this is what gate.rewrite learnt from reading pages with it. Bounded (Memo: what was not used
+for a while goes first), so a site whose pages each bring new tags never grows it.
 
 A verdict is remembered under the element's bytes and everything else it read (the rewriter's
 context), and the base URL only as far as a URL in it was resolved against the base: not at all for
@@ -58,6 +58,8 @@ class Decisions:
 
     def attributes(self, raw: bytes) -> tuple[hs.Attr, ...]:
         """hs.parse_attrs(raw), remembered for attribute bytes up to CACHED_TAG_MAX."""
+        if not raw:
+            return ()
         attrs = self.attrs.get(raw)
         if attrs is None:
             attrs = hs.parse_attrs(raw)
@@ -65,27 +67,43 @@ class Decisions:
                 self.attrs.put(raw, attrs)
         return attrs
 
-    def decide(self, key: Hashable, base: urls.URL, judge: Callable[[], Verdict]) -> Verdict:
-        """The verdict remembered under ``key`` (and as much of ``base`` as it read), else ``judge()``,
-        remembered. The verdict's outcome is what the caller adds to its own, on a hit as on a miss."""
-        memo = self.verdicts
-        hit = memo.get(key)
-        read = urls.READS_NOTHING
-        if isinstance(hit, _ByBase):
-            read = hit.read
-            hit = memo.get(_with_base(key, read, base))
-        if hit is not None:
-            assert not isinstance(hit, _ByBase)
+    def recall(self, key: Hashable, base: urls.URL) -> Verdict | None:
+        """The verdict remembered under ``key`` (and as much of ``base`` as it read), or None."""
+        hit = self.verdicts.get(key)
+        if hit is None or not isinstance(hit, _ByBase):
             return hit
-        verdict = judge()
-        if verdict.outcome is not NOTHING and verdict.outcome == NOTHING:
+        hit = self.verdicts.get(_with_base(key, hit.read, base))
+        assert not isinstance(hit, _ByBase)  # only verdicts are held under a key with its base
+        return hit
+
+    def base_noted(self, key: Hashable) -> int:
+        """How much of the base a verdict once remembered under ``key`` read (a urls.READS_* level):
+        asked before judging again after recall() found none, for what remember() returns."""
+        hit = self.verdicts.get(key)
+        return hit.read if isinstance(hit, _ByBase) else urls.READS_NOTHING
+
+    def remember(self, key: Hashable, base: urls.URL, verdict: Verdict, read: int) -> Verdict:
+        """Remember ``verdict``, judged after recall(key, base) found none (``read``: base_noted(key)
+        before judging). Returns what the caller adds to its own outcome: the verdict, noting that
+        the base was read when the note said so."""
+        if verdict.outcome is not NOTHING and verdict.outcome.empty:
             verdict = verdict._replace(outcome=NOTHING)  # one shared empty outcome: the caller skips it
+        memo = self.verdicts
         if verdict.base_read:
             memo.put(key, _BY_BASE[verdict.base_read])
             memo.put(_with_base(key, verdict.base_read, base), verdict)
         else:
             memo.put(key, verdict)
         return verdict if verdict.base_read >= read else verdict._replace(base_read=read)
+
+    def decide(self, key: Hashable, base: urls.URL, judge: Callable[[], Verdict]) -> Verdict:
+        """The verdict remembered under ``key`` (and as much of ``base`` as it read), else ``judge()``,
+        remembered. The verdict's outcome is what the caller adds to its own, on a hit as on a miss."""
+        hit = self.recall(key, base)
+        if hit is not None:
+            return hit
+        read = self.base_noted(key)
+        return self.remember(key, base, judge(), read)
 
     def forget(self) -> None:
         self.verdicts.clear()

@@ -99,8 +99,9 @@ _ATTR = rb"[\t\n\f\r /]*+" + _NAME_FIRST + _NAME_REST + _ASSIGN
 TAG = re.compile(rb"<(/?)([a-zA-Z][^\t\n\f\r />]*+)((?:" + _ATTR + rb")*+)([\t\n\f\r /]*+)>")
 
 
-def read_tag(buf: bytes, pos: int) -> Tag | None:
-    """The complete tag at ``pos`` (a "<"), or None when ``buf`` does not hold one whole there."""
+def read_tag_py(buf: bytes, pos: int) -> Tag | None:
+    """The complete tag at ``pos`` (a "<"), or None when ``buf`` does not hold one whole there. The
+    definition; read_tag is the same in C when the extension is built."""
     m = TAG.match(buf, pos)
     if m is None:
         return None
@@ -116,7 +117,6 @@ def read_tag(buf: bytes, pos: int) -> Tag | None:
 
 _NAMES: dict[bytes, str] = {}
 _new_tuple = tuple.__new__
-
 
 # One attribute inside group 3 of TAG: name, and the raw value with its quotes (or None).
 ATTR = re.compile(
@@ -179,6 +179,10 @@ try:  # the same scans in C (gate/_fastscan.c), built when a compiler was there 
 except ImportError:  # pragma: no cover - depends on the install
     _fastscan = None  # type: ignore[assignment]
 _boring_html_c: Callable[[bytes, int], int] | None = _fastscan.boring_html if _fastscan is not None else None
+read_tag: Callable[[bytes, int], Tag | None] = read_tag_py
+if _fastscan is not None:
+    _fastscan.set_tag_type(Tag, _NAMES)
+    read_tag = _fastscan.read_tag  # the tag at every stop of the rewriter: in C when built
 
 
 def boring_html_end(buf: bytes, pos: int) -> int:

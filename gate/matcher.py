@@ -8,7 +8,6 @@ because a site's pages repeat them; gate.decisions.forget empties them for a col
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Generic, NamedTuple, TypeVar
@@ -27,43 +26,63 @@ except ImportError:  # pragma: no cover - depends on the install
 _URL_TAIL = re.compile(r"(?:\\/|[^\s\"'<>`)\\])*")
 _NO_BASE = urls.URL("https", "", "/")
 # The matcher's memos (per registry, per process): at most this many entries each, of texts up to this
-# long (4 MB of script text at most); a full memo forgets what it used least recently.
+# long (4 MB of script text at most); a full memo forgets what it has not used for a while (see Memo).
 _CACHE_ENTRIES = 256
 _CACHED_TEXT_MAX = 16 * 1024
 _URL_ENTRIES = 4096
 
 
 class Memo(Generic[V]):
-    """A bounded cache that forgets the entry used least recently. A site's own tags come back on
-    every page and stay; what only one page carries (its job photos, say) passes through. Values are
-    never None. One worker thread uses it at a time (the event loop)."""
+    """A bounded cache that keeps what is used. A site's own tags come back on every page and stay;
+    what only one page carries (its job photos, say) passes through. Values are never None. One worker
+    thread uses it at a time (the event loop).
 
-    __slots__ = ("_entries", "size")
+    Two generations of at most size/2 entries each: new entries join the young one, a hit in the old one
+    moves the entry back to the young one, and when the young one is full it becomes the old one and
+    the old one is forgotten. An entry goes once half the size of other entries came or came back since
+    it was last used; a hit in the young generation is one dictionary lookup (an LRU list would also
+    reorder on every hit, which cost more than the lookup on the rewriter's path)."""
+
+    __slots__ = ("_young", "_old", "_half", "size")
 
     def __init__(self, size: int) -> None:
-        self._entries: OrderedDict[Hashable, V] = OrderedDict()
+        self._young: dict[Hashable, V] = {}
+        self._old: dict[Hashable, V] = {}
+        self._half = max(1, size // 2)
         self.size = size
 
     def get(self, key: Hashable) -> V | None:
-        value = self._entries.get(key)
-        if value is not None:
-            self._entries.move_to_end(key)
+        value = self._young.get(key)
+        if value is None and self._old:
+            value = self._old.pop(key, None)
+            if value is not None:
+                self._add(key, value)
         return value
 
     def put(self, key: Hashable, value: V) -> None:
-        self._entries[key] = value
-        self._entries.move_to_end(key)
-        if len(self._entries) > self.size:
-            self._entries.popitem(last=False)
+        young = self._young
+        if key not in young:
+            if self._old:
+                self._old.pop(key, None)
+            if len(young) >= self._half:
+                self._old, self._young = young, {}
+                young = self._young
+        young[key] = value
+
+    def _add(self, key: Hashable, value: V) -> None:
+        if len(self._young) >= self._half:
+            self._old, self._young = self._young, {}
+        self._young[key] = value
 
     def clear(self) -> None:
-        self._entries.clear()
+        self._young.clear()
+        self._old.clear()
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._young) + len(self._old)
 
     def __contains__(self, key: Hashable) -> bool:
-        return key in self._entries
+        return key in self._young or key in self._old
 
 
 def _host_index(entries: Iterable[tuple[str, str]]) -> dict[str, tuple[tuple[str, str], ...]]:

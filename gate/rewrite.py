@@ -38,6 +38,20 @@ from .verdict import MAX_DEPTH, NOTHING, Judging, Outcome, Verdict, asks_persona
 __all__ = ["MAX_DEPTH", "Outcome", "PagePlan", "PageRewriter", "asks_personal_data"]
 
 RAWTEXT = frozenset({"style", "xmp", "iframe", "noembed", "noframes", "textarea", "title"})
+# Start tags that _start_tag does more with than judge them (every other one goes straight to _emit_tag).
+_SPECIAL_START = RAWTEXT | {
+    "noscript",
+    "script",
+    "svg",
+    "math",
+    "plaintext",
+    "select",
+    "template",
+    "base",
+    "input",
+    "head",
+    "body",
+}
 # An empty comment: put where an element was cut out right after a "<" (see _cut).
 _SEPARATOR = b"<!---->"
 
@@ -75,7 +89,9 @@ class PageRewriter:
         self.plan, self.encoding, self.registry = plan, encoding, plan.registry
         self.decisions = decisions if decisions is not None else decisions_.of(plan.registry)
         self.allowed = plan.allowed
-        self.refusing = plan.gating and (bool(set(plan.registry.tags) - plan.allowed) or plan.registry.strip_undeclared)
+        self.refusing = plan.gating and (
+            not plan.allowed.issuperset(plan.registry.tags) or plan.registry.strip_undeclared
+        )
         self.outcome = Outcome()
         self.fragment, self.depth = fragment, depth
         self.buf = b""
@@ -93,6 +109,7 @@ class PageRewriter:
         self.body_done = fragment or not plan.body_html
         self.base_read = urls.READS_NOTHING  # how much of self.base any verdict here read
         self._sent_tail = b""  # the last byte already returned by feed()
+        self._judging_last: Judging | None = None  # the last one built (see _judging)
         # What a verdict reads besides the element's bytes and the base URL (see gate.decisions); the
         # page's host decides which hosts are third parties.
         self._context = (
@@ -186,6 +203,11 @@ class PageRewriter:
 
     # -- at a "<" --------------------------------------------------------------------------------
     def _markup(self, buf: bytes, pos: int, final: bool) -> int:
+        tag = hs.read_tag(buf, pos)  # most stops are at a whole tag
+        if tag is not None:
+            if tag.closing:
+                return self._end_tag(buf, tag)
+            return self._start_tag(buf, tag, final)
         nxt = buf[pos + 1 : pos + 2]
         if not nxt:
             return self._text(buf, pos, 1, final)
@@ -214,12 +236,7 @@ class PageRewriter:
                 return self._start_stream(buf, pos, pos + 2, hs.Stream(StreamKind.BOGUS, True))
         elif not nxt.isalpha():
             return self._text(buf, pos, 1, final)
-        tag = hs.read_tag(buf, pos)
-        if tag is None:
-            return self._incomplete_tag(buf, pos, final)
-        if tag.closing:
-            return self._end_tag(buf, tag)
-        return self._start_tag(buf, tag, final)
+        return self._incomplete_tag(buf, pos, final)  # "<" and a letter, or "</" and one: no whole tag yet
 
     # -- tags ------------------------------------------------------------------------------------
     def _end_tag(self, buf: bytes, tag: hs.Tag) -> int:
@@ -235,11 +252,14 @@ class PageRewriter:
         if not self.head_done and name not in ("html", "head"):
             self._inject_head()
         placeholder = tree.in_select and name in ("input", "keygen", "textarea")
-        reading = tree.start(name, attrs)
-        if reading == treestate.FOREIGN:
-            return self._foreign_start(buf, tag, attrs, final)
-        if reading == treestate.BROKE_OUT:
-            placeholder = True
+        if tree.foreign:  # (outside foreign content every start tag is read as HTML)
+            reading = tree.start(name, attrs)
+            if reading == treestate.FOREIGN:
+                return self._foreign_start(buf, tag, attrs, final)
+            if reading == treestate.BROKE_OUT:
+                placeholder = True
+        if name not in _SPECIAL_START:  # judged by its attributes alone
+            return self._emit_tag(buf, tag, attrs, placeholder)
         if name in ("svg", "math"):
             if not tag.self_closing:
                 tree.open_root(name)
@@ -303,26 +323,42 @@ class PageRewriter:
         """The verdict on one start tag: every start tag's decision is made here (remembered per
         registry, see gate.decisions), whether the tag stands alone or opens an element held whole."""
         raw = buf[tag.start : tag.end]
-        attrs_at = tag.attrs_at - tag.start
         in_foreign = self.tree.in_foreign
         if len(raw) > decisions_.CACHED_TAG_MAX:
-            return judge(raw, attrs_at, tag.name, attrs, self._judging(in_foreign))
-        key = ("tag", raw, tag.name, self._context, in_foreign)
-        return self.decisions.decide(
-            key, self.base, lambda: judge(raw, attrs_at, tag.name, attrs, self._judging(in_foreign))
-        )
+            return judge(raw, tag.attrs_at - tag.start, tag.name, attrs, self._judging(in_foreign))
+        # (the name is not in the key: the bytes spell it)
+        key = ("tag", raw, self._context, in_foreign)
+        decisions, base = self.decisions, self.base
+        verdict = decisions.recall(key, base)
+        if verdict is not None:
+            return verdict
+        read = decisions.base_noted(key)
+        verdict = judge(raw, tag.attrs_at - tag.start, tag.name, attrs, self._judging(in_foreign))
+        return decisions.remember(key, base, verdict, read)
 
     def _decided(self, verdict: Verdict) -> bytes | None:
         """Apply a verdict: what it found joins the page's outcome; what is sent."""
-        if verdict.outcome is not NOTHING:
-            self.outcome.merge(verdict.outcome)
-        if verdict.base_read > self.base_read:
-            self.base_read = verdict.base_read
-        return verdict.out
+        out, outcome, base_read = verdict
+        if outcome is not NOTHING:
+            self.outcome.merge(outcome)
+        if base_read > self.base_read:
+            self.base_read = base_read
+        return out
 
     def _judging(self, in_foreign: bool) -> Judging:
+        """What the judge reads besides the element (built again only when something in it changed:
+        the base, the tags allowed, foreign content)."""
+        ctx = self._judging_last
+        if (
+            ctx is not None
+            and ctx.base is self.base
+            and ctx.allowed is self.allowed
+            and ctx.refusing is self.refusing
+            and ctx.foreign is in_foreign
+        ):
+            return ctx
         plan = self.plan
-        return Judging(
+        ctx = self._judging_last = Judging(
             self.registry,
             self.allowed,
             self.refusing,
@@ -334,6 +370,7 @@ class PageRewriter:
             in_foreign,
             self,
         )
+        return ctx
 
     # -- the rest of the reader, each in the module named for it (bound here: called by name above) --
     # Elements held whole: script, style, noscript (gate/units.py).

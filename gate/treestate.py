@@ -28,30 +28,28 @@ HTML, FOREIGN, BROKE_OUT = 0, 1, 2  # how a start tag is read (OpenElements.star
 
 
 class OpenElements:
-    """The open elements that decide tokenization. ``foreign`` is handed to nested readers as is."""
+    """The open elements that decide tokenization. ``foreign`` is handed to nested readers as is; only
+    these methods change it, and they keep the three facts about its top current (the rewriter reads
+    them at every stop)."""
 
-    __slots__ = ("foreign", "in_select", "uncertain", "templates")
+    __slots__ = ("foreign", "in_select", "uncertain", "templates", "html_mode", "in_foreign", "math_text")
 
     def __init__(self, foreign: Sequence[str] = ()) -> None:
         self.foreign: list[str] = list(foreign)
         self.in_select = False
         self.uncertain = False  # an end tag in foreign content may or may not have left it
         self.templates = 0  # open <template> elements: their content is inert
+        self.html_mode = True  # tags are read as HTML here (no foreign content, or at an integration point)
+        self.in_foreign = False  # in foreign content, outside an integration point
+        self.math_text = False  # at a MathML text integration point (<mglyph>, <malignmark> are foreign)
+        self._settle()
 
-    @property
-    def html_mode(self) -> bool:
-        """Tags are read as HTML here (no foreign content, or at an integration point)."""
-        return not self.foreign or self.foreign[-1] in HTML_INTEGRATION
-
-    @property
-    def in_foreign(self) -> bool:
-        """In foreign content, outside an integration point."""
-        return bool(self.foreign) and self.foreign[-1] not in HTML_INTEGRATION
-
-    @property
-    def math_text(self) -> bool:
-        """At a MathML text integration point (where <mglyph> and <malignmark> are foreign)."""
-        return bool(self.foreign) and self.foreign[-1] in MATH_TEXT
+    def _settle(self) -> None:
+        """Work out the facts about the top of ``foreign`` again, after it changed."""
+        top = self.foreign[-1] if self.foreign else ""
+        self.html_mode = not top or top in HTML_INTEGRATION
+        self.in_foreign = not self.html_mode
+        self.math_text = top in MATH_TEXT
 
     def key(self) -> tuple[tuple[str, ...], bool, bool]:
         """All of it that the other reading of an element starts from (for remembered verdicts)."""
@@ -73,13 +71,16 @@ class OpenElements:
         while self.foreign and self.foreign[-1] not in HTML_INTEGRATION:
             self.foreign.pop()
         self.uncertain = False
+        self._settle()
 
     def open_root(self, name: str) -> None:
         """<svg> or <math> in HTML content."""
         self.foreign.append(name + " " + name)
+        self._settle()
 
     def open_foreign(self, name: str, attrs: Sequence[hs.Attr]) -> None:
         self.foreign.append(self.entry(name, attrs))
+        self._settle()
 
     def entry(self, name: str, attrs: Sequence[hs.Attr] = ()) -> str:
         """The stack entry of a foreign element opened here: in its parent's namespace, except an
@@ -97,6 +98,7 @@ class OpenElements:
         at = self._last_named(name) if self.foreign else -1
         if at >= 0:
             del self.foreign[at:]
+            self._settle()
         elif self.foreign and not self.html_mode:  # "</p>", "</br>" break out in current browsers,
             # not in older parsers; others may close an HTML ancestor or be ignored: read what follows
             # both ways until it settles

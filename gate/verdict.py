@@ -59,13 +59,27 @@ class Outcome:
             parts.append(f"uncertain={self.uncertain}")
         return "; ".join(parts)
 
+    @property
+    def empty(self) -> bool:
+        """Nothing found (equal to NOTHING; cheaper than comparing every field)."""
+        return not (
+            self.kept or self.stripped or self.uncertain or self.personal_data or self.form_page or self.undeclared
+        )
+
     def merge(self, other: Outcome) -> None:
-        self.kept |= other.kept
-        self.stripped |= other.stripped
-        self.uncertain += other.uncertain
-        self.personal_data |= other.personal_data
-        self.form_page |= other.form_page
-        self.undeclared |= other.undeclared
+        # (a remembered verdict's outcome usually holds one or two of these: skip the empty ones)
+        if other.kept:
+            self.kept |= other.kept
+        if other.stripped:
+            self.stripped |= other.stripped
+        if other.uncertain:
+            self.uncertain += other.uncertain
+        if other.personal_data:
+            self.personal_data |= other.personal_data
+        if other.form_page:
+            self.form_page = True
+        if other.undeclared:
+            self.undeclared |= other.undeclared
 
 
 NOTHING = Outcome()  # what a decision that found no tag adds

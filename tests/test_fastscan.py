@@ -134,6 +134,68 @@ def test_c_scan_equals_the_regex_at_every_stop_of_a_real_page(size, charset):
         pos = end + 1
 
 
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(PIECES), max_size=40), st.integers(min_value=0, max_value=5))
+def test_c_read_tag_equals_the_python_definition(parts, start):
+    buf = "".join(parts).encode("utf-8")
+    for pos in range(min(start, len(buf)), len(buf)):
+        assert fastscan.read_tag(buf, pos) == htmlstream.read_tag_py(buf, pos)
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(st.binary(max_size=200), st.integers(min_value=0, max_value=200))
+def test_c_read_tag_equals_the_python_definition_on_any_bytes(buf, pos):
+    buf = b"<" + buf
+    for at in (0, min(pos, len(buf))):
+        assert fastscan.read_tag(buf, at) == htmlstream.read_tag_py(buf, at)
+
+
+@pytest.mark.parametrize("size", ["20k", "100k"])
+@pytest.mark.parametrize("charset", ["utf-8", "sjis"])
+def test_c_read_tag_equals_the_python_definition_at_every_lt_of_a_real_page(size, charset):
+    page = bench_page(size, charset)
+    read = 0
+    for pos in range(len(page)):
+        if page[pos] == 0x3C:
+            tag = fastscan.read_tag(page, pos)
+            assert tag == htmlstream.read_tag_py(page, pos)
+            assert tag is None or type(tag) is htmlstream.Tag
+            read += tag is not None
+            if tag is not None:  # every prefix of it is incomplete, for both
+                cut = page[: tag.end - 1 - pos % 7]
+                assert fastscan.read_tag(cut, pos) == htmlstream.read_tag_py(cut, pos)
+    assert read > 100
+
+
+@pytest.mark.parametrize(
+    ("tag", "self_closing"),
+    [
+        (b"<br/>", True),
+        (b'<a x="y"/>', True),
+        (b"<a / >", False),
+        (b"<a href=x/>", False),  # the unquoted value takes the "/": not self-closing
+        (b"<a href=x />", True),
+        (b"<a =x/>", True),  # "=x" is a name: the "/" is the tail
+        (b"<a b c=d e>", False),
+        (b"</a b='c'>", False),
+    ],
+)
+def test_c_read_tag_on_tails_and_values(tag, self_closing):
+    assert fastscan.read_tag(tag, 0) == htmlstream.read_tag_py(tag, 0)
+    assert fastscan.read_tag(tag, 0).self_closing is self_closing
+    for cut in range(len(tag)):  # no prefix is a whole tag
+        assert fastscan.read_tag(tag[:cut], 0) is None
+
+
+def test_c_read_tag_names_are_the_python_definitions():
+    odd = "<SCRİPT a=1><Ab\x80c/><x\xff>".encode()  # names with bytes above 0x7F: U+FFFD
+    for pos in (0, odd.index(b"<Ab"), odd.index(b"<x")):
+        assert fastscan.read_tag(odd, pos) == htmlstream.read_tag_py(odd, pos)
+    assert fastscan.read_tag(b"<a>", 0).name == "a" and htmlstream.read_tag is fastscan.read_tag
+    with pytest.raises(TypeError):
+        fastscan.read_tag(bytearray(b"<a>"), 0)
+
+
 WORDS = ("fbq", "fbqfbq", "gtag(", "adjust", "adjust.initsdk", "facebook.net", "n.version", "_fbq.push(")
 TEXT_PIECES = [
     "fbq",
