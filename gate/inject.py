@@ -88,7 +88,7 @@ def form_found(reader: PageRewriter) -> None:
     this point is why gate also remembers the path (proxy.py): the next view withholds them whole."""
     reader.outcome.form_page = True
     withdrawn = reader.allowed & reader.plan.form_readers
-    if withdrawn and reader.plan.gating:
+    if withdrawn:
         reader.allowed -= withdrawn
         reader.plan = replace(reader.plan, allowed=reader.allowed)
         reader.refusing = True

@@ -66,7 +66,6 @@ class PagePlan:
     head_html: str = ""  # injected first in <head> (stubs, consent defaults)
     body_html: str = ""  # injected before </body> (banner or settings link, footer link)
     carry_over: int = 256 * 1024
-    gating: bool = True  # False: pass through untouched (benchmark baseline, bench/serve.py)
     personal_data_allowed: bool = False  # False: a script sending hashed e-mail/phone is stripped
     form_readers: frozenset[str] = frozenset()  # withdrawn from allowed once a personal-data form is read
 
@@ -89,9 +88,7 @@ class PageRewriter:
         self.plan, self.encoding, self.registry = plan, encoding, plan.registry
         self.decisions = decisions if decisions is not None else decisions_.of(plan.registry)
         self.allowed = plan.allowed
-        self.refusing = plan.gating and (
-            not plan.allowed.issuperset(plan.registry.tags) or plan.registry.strip_undeclared
-        )
+        self.refusing = not plan.allowed.issuperset(plan.registry.tags) or plan.registry.strip_undeclared
         self.outcome = Outcome()
         self.fragment, self.depth = fragment, depth
         self.buf = b""
@@ -124,15 +121,11 @@ class PageRewriter:
 
     # -- public --------------------------------------------------------------------------------
     def feed(self, data: bytes) -> bytes:
-        if not self.plan.gating:
-            return data
         self.buf = self.buf + data if self.buf else data
         self._run(final=False)
         return self._flush()
 
     def close(self) -> bytes:
-        if not self.plan.gating:
-            return b""
         self._run(final=True)
         if self.buf:  # whatever could not be read is not a tag a browser acts on
             self.out.append(self.buf)

@@ -141,12 +141,6 @@ def test_twenty_megabyte_page_streams_in_constant_memory():
     assert peak < 8 * 1024 * 1024, peak
 
 
-def test_gating_off_is_a_pure_pass_through():
-    page = bench_page("20k")
-    out, rw = run(page, frozenset(), gating=False, body_html="<b>B</b>")
-    assert out == page and not rw.outcome.stripped
-
-
 PERSONAL_DATA_PAGE = (
     b"<html><body><script>fbq('init','100000000000001',{em:'a@example.jp'});</script>"
     b"<script>window.criteo_q=[];criteo_q.push({event:'setAccount',account:1},{event:'setEmail',email:'x'});</script>"
