@@ -25,7 +25,7 @@ from .errors import IncompleteBody, PageTooLarge
 from .transform import Joined, Pieces
 
 DECODABLE = frozenset({"gzip", "x-gzip", "deflate", "br", "identity"})
-PIECE = 64 * 1024
+PIECE = 16 * 1024  # a piece: a small step of a page's work (gate.pagebody cuts turns in pieces)
 
 
 Decoder = Pieces  # what decoder_for returns

@@ -4,6 +4,7 @@ transcoder when the page is not ASCII-compatible -> rewriter)."""
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 
@@ -79,7 +80,16 @@ class PageBody(Joined):
             self.stream = charset.Transcoder(self.rewriter, codec)
 
 
-SLICE_SECONDS = 0.0005  # the longest a page holds the event loop before other requests get a turn
+# A page's turns on the event loop: the first as long as SLICE_SECONDS, so that a page that fits (the
+# 100 KB job list) never gives the loop up; each later one NEXT_SLICE_PIECES pieces of the decoded page
+# (decoders.PIECE bytes each) or NEXT_SLICE_SECONDS, whichever comes first, so that a request arriving
+# meanwhile waits behind a few small pieces of a large page, not behind large slices of it
+# (bench/headofline.py).
+SLICE_SECONDS = 0.0005
+NEXT_SLICE_PIECES = 2
+NEXT_SLICE_SECONDS = 0.0002
+OUT_BYTES = 256 * 1024  # at most this much of the page held at once, before it goes out
+OFFLOAD = False  # measured, not shipped: a larger page's later slices in a worker thread instead
 
 
 async def page_chunks(
@@ -88,19 +98,64 @@ async def page_chunks(
     finished: Callable[[Outcome | None], None],
     encoder: Encoder | None = None,
 ) -> AsyncIterator[bytes]:
-    """The gated page as it streams, compressed for the visitor when ``encoder`` is given (each piece
-    flushed); ``finished(outcome)`` once its last byte has gone out. A chunk of a compressed page can
-    decode to megabytes: between its pieces, once SLICE_SECONDS have gone by, the loop serves other
-    requests (bench/headofline.py)."""
-    turn = time.perf_counter()
+    """The gated page as it streams, compressed for the visitor when ``encoder`` is given (what each turn
+    made, flushed); ``finished(outcome)`` once its last byte has gone out. A chunk of a compressed page
+    can decode to megabytes: the work is cut into turns (``_Turns``), and between two the loop serves
+    other requests."""
+    turns = _Turns(encoder)
     async for chunk in chunks:
-        for out in page.pieces(chunk):
-            yield encoder.feed(out) if encoder is not None else out
-            if time.perf_counter() - turn > SLICE_SECONDS:
-                await anyio.sleep(0)
-                turn = time.perf_counter()
-    for out in page.end_pieces():
-        yield encoder.feed(out) if encoder is not None else out
+        pieces, done = page.pieces(chunk), False
+        while not done:
+            out, done = await turns.take(pieces)
+            if out:
+                yield out
+    pieces, done = page.end_pieces(), False
+    while not done:
+        out, done = await turns.take(pieces)
+        if out:
+            yield out
     if encoder is not None:
         yield encoder.close()
     finished(page.outcome)
+
+
+class _Turns:
+    """Takes a page's decoded pieces a turn at a time: gives the loop up (``anyio.sleep(0)``) before
+    going on once the page has had its turn."""
+
+    def __init__(self, encoder: Encoder | None) -> None:
+        self.encoder = encoder
+        self.until = math.nan  # when this turn ends; set on the first piece
+        self.budget = math.inf  # pieces this turn may still take; the first turn is bounded by time only
+        self.due = False  # the turn is over: give the loop up before the next piece
+        self.threaded = False
+
+    async def take(self, pieces: Iterator[bytes]) -> tuple[bytes, bool]:
+        """What the next pieces make (at most OUT_BYTES of them, and no more than the turn allows), and
+        whether ``pieces`` has ended."""
+        if self.threaded:
+            return await anyio.to_thread.run_sync(self._run, pieces)
+        if self.due:
+            if OFFLOAD:
+                self.threaded, self.until, self.budget = True, math.inf, math.inf
+                return await anyio.to_thread.run_sync(self._run, pieces)
+            await anyio.sleep(0)
+            self.until, self.budget, self.due = time.perf_counter() + NEXT_SLICE_SECONDS, NEXT_SLICE_PIECES, False
+        elif self.until != self.until:  # nan: the page's first piece
+            self.until = time.perf_counter() + SLICE_SECONDS
+        return self._run(pieces)
+
+    def _run(self, pieces: Iterator[bytes]) -> tuple[bytes, bool]:
+        made, size, done = [], 0, True
+        for piece in pieces:
+            made.append(piece)
+            size += len(piece)
+            self.budget -= 1
+            if self.budget <= 0 or time.perf_counter() > self.until:
+                self.due, done = True, False
+                break
+            if size >= OUT_BYTES:
+                done = False
+                break
+        out = b"".join(made)
+        return (self.encoder.feed(out) if self.encoder is not None and out else out), done
