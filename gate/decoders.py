@@ -33,8 +33,12 @@ Decoder = Pieces  # what decoder_for returns
 
 class Identity(Joined):
     def pieces(self, data: bytes) -> Iterator[bytes]:
-        if data:
-            yield data
+        if len(data) <= PIECE:
+            if data:
+                yield data
+            return
+        for start in range(0, len(data), PIECE):
+            yield data[start : start + PIECE]
 
     def end_pieces(self) -> Iterator[bytes]:
         return iter(())

@@ -83,12 +83,14 @@ class PageBody(Joined):
 # A page's turns on the event loop: the first as long as SLICE_SECONDS, so that a page that fits (the
 # 100 KB job list) never gives the loop up; each later one NEXT_SLICE_PIECES pieces of the decoded page
 # (decoders.PIECE bytes each) or NEXT_SLICE_SECONDS, whichever comes first, so that a request arriving
-# meanwhile waits behind a few small pieces of a large page, not behind large slices of it
+# meanwhile waits behind a small piece of a large page, not behind large slices of it
 # (bench/headofline.py).
 SLICE_SECONDS = 0.0005
-NEXT_SLICE_PIECES = 2
+NEXT_SLICE_PIECES = 1
 NEXT_SLICE_SECONDS = 0.0002
-OUT_BYTES = 256 * 1024  # at most this much of the page held at once, before it goes out
+# What a large page made goes out (compressed: flushed) once this much of it is held, and at the end of
+# every chunk from the origin: a send and a flush per piece cost more than the turn itself.
+SEND_BYTES = 128 * 1024
 OFFLOAD = False  # measured, not shipped: a larger page's later slices in a worker thread instead
 
 
@@ -98,8 +100,9 @@ async def page_chunks(
     finished: Callable[[Outcome | None], None],
     encoder: Encoder | None = None,
 ) -> AsyncIterator[bytes]:
-    """The gated page as it streams, compressed for the visitor when ``encoder`` is given (what each turn
-    made, flushed); ``finished(outcome)`` once its last byte has gone out. A chunk of a compressed page
+    """The gated page as it streams, compressed for the visitor when ``encoder`` is given;
+    ``finished(outcome)`` once its last byte has gone out. What a chunk from the origin makes goes out
+    (flushed) by the end of that chunk, so the page streams as it comes. A chunk of a compressed page
     can decode to megabytes: the work is cut into turns (``_Turns``), and between two the loop serves
     other requests."""
     turns = _Turns(encoder)
@@ -120,19 +123,21 @@ async def page_chunks(
 
 
 class _Turns:
-    """Takes a page's decoded pieces a turn at a time: gives the loop up (``anyio.sleep(0)``) before
-    going on once the page has had its turn."""
+    """Takes a page's pieces a turn at a time: gives the loop up (``anyio.sleep(0)``) before going on
+    once the page has had its turn; holds what the turns made until there is SEND_BYTES of it or the
+    pieces end."""
 
     def __init__(self, encoder: Encoder | None) -> None:
         self.encoder = encoder
         self.until = math.nan  # when this turn ends; set on the first piece
         self.budget = math.inf  # pieces this turn may still take; the first turn is bounded by time only
         self.due = False  # the turn is over: give the loop up before the next piece
+        self.held: list[bytes] = []  # made, not sent yet (compressed, not flushed yet)
+        self.held_bytes = 0  # of the page before compression
         self.threaded = False
 
     async def take(self, pieces: Iterator[bytes]) -> tuple[bytes, bool]:
-        """What the next pieces make (at most OUT_BYTES of them, and no more than the turn allows), and
-        whether ``pieces`` has ended."""
+        """What goes out now (possibly b"") and whether ``pieces`` has ended."""
         if self.threaded:
             return await anyio.to_thread.run_sync(self._run, pieces)
         if self.due:
@@ -146,16 +151,22 @@ class _Turns:
         return self._run(pieces)
 
     def _run(self, pieces: Iterator[bytes]) -> tuple[bytes, bool]:
-        made, size, done = [], 0, True
+        made, done = [], True
         for piece in pieces:
             made.append(piece)
-            size += len(piece)
+            self.held_bytes += len(piece)
             self.budget -= 1
             if self.budget <= 0 or time.perf_counter() > self.until:
                 self.due, done = True, False
                 break
-            if size >= OUT_BYTES:
+            if self.held_bytes >= SEND_BYTES:
                 done = False
                 break
-        out = b"".join(made)
-        return (self.encoder.feed(out) if self.encoder is not None and out else out), done
+        send = done or self.held_bytes >= SEND_BYTES
+        if made or send:
+            data = b"".join(made)
+            self.held.append(self.encoder.feed(data, flush=send) if self.encoder is not None else data)
+        if not send:
+            return b"", done
+        out, self.held, self.held_bytes = b"".join(self.held), [], 0
+        return out, done
