@@ -64,17 +64,20 @@ http {{
 
 # The page path's knobs per variant ("module.attribute": value), set in the gate process before it serves.
 VARIANTS: dict[str, dict[str, object]] = {
-    "default": {},  # the product as it ships: 16 KB pieces; after 0.5 ms, turns of 2 pieces or 0.2 ms
-    # as the code before: 64 KB pieces, the page gives the loop a turn each time it held it 0.5 ms
+    # the product as it ships: 16 KB pieces; a page's first turn up to 0.5 ms, each later one a piece;
+    # what the turns made sent (compressed: flushed) at 128 KB or at the end of each origin chunk
+    "default": {},
+    # as the code before: 64 KB pieces, a turn each time the page held the loop 0.5 ms, sent every turn
     "yield-0.5ms-64k": {
         "gate.decoders.PIECE": 64 * 1024,
         "gate.pagebody.NEXT_SLICE_PIECES": 1_000_000,
         "gate.pagebody.NEXT_SLICE_SECONDS": 0.0005,
+        "gate.pagebody.SEND_BYTES": 1,
     },
-    "turn-1x16k": {"gate.pagebody.NEXT_SLICE_PIECES": 1},
-    "turn-4x16k": {"gate.pagebody.NEXT_SLICE_PIECES": 4, "gate.pagebody.NEXT_SLICE_SECONDS": 0.0005},
-    "turn-0.1ms-16k": {"gate.pagebody.NEXT_SLICE_PIECES": 1_000_000, "gate.pagebody.NEXT_SLICE_SECONDS": 0.0001},
-    # after the first 0.5 ms, the page's slices (up to 256 KB of it each) run in a worker thread
+    "turn-2x16k": {"gate.pagebody.NEXT_SLICE_PIECES": 2},
+    "turn-0.1ms": {"gate.pagebody.NEXT_SLICE_PIECES": 1_000_000, "gate.pagebody.NEXT_SLICE_SECONDS": 0.0001},
+    "send-each-turn": {"gate.pagebody.SEND_BYTES": 1},  # sent and flushed every 16 KB piece
+    # after the first 0.5 ms, the page's slices (up to 128 KB of it each) run in a worker thread
     "thread-64k": {"gate.pagebody.OFFLOAD": True, "gate.decoders.PIECE": 64 * 1024},
     "thread-16k": {"gate.pagebody.OFFLOAD": True},
     # br at quality 1 instead of 4 (for every page: what compression costs the large ones)
