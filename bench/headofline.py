@@ -88,6 +88,7 @@ import importlib, json, sys
 knobs = json.loads(sys.argv.pop(1))
 if "path" in knobs:  # --baseline: gate from another checkout
     sys.path.insert(0, knobs.pop("path"))
+turns_file = knobs.pop("turns_file", None)
 for name, value in knobs.items():
     parts = name.split(".")
     for i in range(len(parts) - 1, 0, -1):  # the longest module prefix, then attributes
@@ -104,6 +105,19 @@ for name, value in knobs.items():
         sys.setswitchinterval(value)
     else:
         setattr(target, parts[-1], tuple(value) if isinstance(value, list) else value)
+if turns_file:  # --turns: each turn of a page on the loop, its wall and its CPU (this thread's) time
+    import atexit, time
+    import gate.pagebody as pagebody
+    spent = []
+    run = pagebody._Turns._run
+    def timed(self, pieces):
+        wall, cpu = time.perf_counter(), time.thread_time()
+        try:
+            return run(self, pieces)
+        finally:
+            spent.append((time.perf_counter() - wall, time.thread_time() - cpu))
+    pagebody._Turns._run = timed
+    atexit.register(lambda: open(turns_file, "w").write(json.dumps(spent)))
 from gate.cli import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -178,6 +192,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2, help="rounds, each variant once per round (default 2)")
     ap.add_argument("--variants", default="default", help=f"comma-separated, of: {', '.join(VARIANTS)}")
     ap.add_argument("--baseline", metavar="DIR", help="also gate as checked out in DIR (its gate/ package)")
+    ap.add_argument("--turns", action="store_true", help="time each turn a page holds the loop (not --baseline)")
     args = ap.parse_args()
     names = [v.strip() for v in args.variants.split(",") if v.strip()]
     if args.baseline:
@@ -207,7 +222,10 @@ def main() -> None:
         for i, name in enumerate(names):
             ports[name] = GATE_PORT + i
             (tmp / f"gate-{i}").mkdir()
-            cmd = [sys.executable, "-c", BOOT, json.dumps(VARIANTS[name])]
+            knobs = dict(VARIANTS[name])
+            if args.turns and name != "baseline":
+                knobs["turns_file"] = str(tmp / f"turns-{i}.json")
+            cmd = [sys.executable, "-c", BOOT, json.dumps(knobs)]
             cmd += ["serve", "--upstream", f"http://127.0.0.1:{ORIGIN_PORT}", "--port", str(ports[name])]
             log = open(tmp / f"gate-{i}.log", "wb")
             procs.append(subprocess.Popen(cmd, env=env, cwd=tmp / f"gate-{i}", stderr=log))
@@ -222,6 +240,8 @@ def main() -> None:
             p.send_signal(signal.SIGTERM if p is not procs[0] else signal.SIGQUIT)
         for p in procs:
             p.wait(timeout=20)
+        turns = {name: tmp / f"turns-{i}.json" for i, name in enumerate(names)}
+        spent = {name: json.loads(f.read_text()) for name, f in turns.items() if f.exists()}
         shutil.rmtree(tmp, ignore_errors=True)
     print(
         f"small: 1 KB JSON, {args.requests} sequential requests per run; big: {len(page):,} B page, "
@@ -244,6 +264,16 @@ def main() -> None:
             f" {pct(r['with pages'], 0.99) - pct(r['alone'], 0.99):+9.1f}"
             f" {statistics.median(r['100 KB page']):6.2f} {statistics.median(r['5 MB alone']):9.1f}"
             f" {statistics.median(r['5 MB page']):8.1f}"
+        )
+
+    for name, times in spent.items():
+        walls, cpus = sorted(w for w, _ in times), sorted(c for _, c in times)
+        long = [(w, c) for w, c in times if w > 0.002]
+        print(
+            f"{name}: {len(times)} turns of a page on the loop; wall p50 {1000 * pct(walls, 0.5):.3f} p99"
+            f" {1000 * pct(walls, 0.99):.3f} max {1000 * walls[-1]:.2f} ms, CPU p99 {1000 * pct(cpus, 0.99):.3f} max"
+            f" {1000 * cpus[-1]:.2f} ms; {len(long)} over 2 ms of wall time, {sum(c > 0.001 for _, c in long)}"
+            " of them over 1 ms of CPU"
         )
 
 
