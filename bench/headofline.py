@@ -105,7 +105,7 @@ for name, value in knobs.items():
         sys.setswitchinterval(value)
     else:
         setattr(target, parts[-1], tuple(value) if isinstance(value, list) else value)
-if turns_file:  # --turns: each turn of a page on the loop, its wall and its CPU (this thread's) time
+if turns_file:  # --turns: each slice of a page's work (_Turns._run), its wall and CPU (this thread's) time
     import atexit, time
     import gate.pagebody as pagebody
     spent = []
@@ -192,7 +192,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2, help="rounds, each variant once per round (default 2)")
     ap.add_argument("--variants", default="default", help=f"comma-separated, of: {', '.join(VARIANTS)}")
     ap.add_argument("--baseline", metavar="DIR", help="also gate as checked out in DIR (its gate/ package)")
-    ap.add_argument("--turns", action="store_true", help="time each turn a page holds the loop (not --baseline)")
+    ap.add_argument("--turns", action="store_true", help="time each slice of a page's work (not --baseline)")
     args = ap.parse_args()
     names = [v.strip() for v in args.variants.split(",") if v.strip()]
     if args.baseline:
@@ -270,10 +270,10 @@ def main() -> None:
         walls, cpus = sorted(w for w, _ in times), sorted(c for _, c in times)
         long = [(w, c) for w, c in times if w > 0.002]
         print(
-            f"{name}: {len(times)} turns of a page on the loop; wall p50 {1000 * pct(walls, 0.5):.3f} p99"
-            f" {1000 * pct(walls, 0.99):.3f} max {1000 * walls[-1]:.2f} ms, CPU p99 {1000 * pct(cpus, 0.99):.3f} max"
-            f" {1000 * cpus[-1]:.2f} ms; {len(long)} over 2 ms of wall time, {sum(c > 0.001 for _, c in long)}"
-            " of them over 1 ms of CPU"
+            f"{name}: {len(times)} slices of a page (_Turns._run: a turn or part of one);"
+            f" wall p50 {1000 * pct(walls, 0.5):.3f} p99 {1000 * pct(walls, 0.99):.3f} max {1000 * walls[-1]:.2f} ms,"
+            f" CPU p99 {1000 * pct(cpus, 0.99):.3f} max {1000 * cpus[-1]:.2f} ms; {len(long)} over 2 ms of wall"
+            f" time, {sum(c > 0.001 for _, c in long)} of them over 1 ms of CPU"
         )
 
 
