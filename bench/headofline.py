@@ -77,6 +77,8 @@ VARIANTS: dict[str, dict[str, object]] = {
     "turn-2x16k": {"gate.pagebody.NEXT_SLICE_PIECES": 2},
     "turn-0.1ms": {"gate.pagebody.NEXT_SLICE_PIECES": 1_000_000, "gate.pagebody.NEXT_SLICE_SECONDS": 0.0001},
     "send-each-turn": {"gate.pagebody.SEND_BYTES": 1},  # sent and flushed every 16 KB piece
+    "send-32k": {"gate.pagebody.SEND_BYTES": 32 * 1024},
+    "send-64k": {"gate.pagebody.SEND_BYTES": 64 * 1024},
     # after the first 0.5 ms, the page's slices (up to 128 KB of it each) run in a worker thread
     "thread-64k": {"gate.pagebody.OFFLOAD": True, "gate.decoders.PIECE": 64 * 1024},
     "thread-16k": {"gate.pagebody.OFFLOAD": True},
