@@ -24,6 +24,7 @@ import zstandard
 from gate import pagebody
 from gate.app import create_app
 from gate.demo import bench_page
+from gate.shares import Shares
 
 from .conftest import CLIENT_IP, gate_settings
 
@@ -147,6 +148,7 @@ async def test_small_requests_are_answered_early_while_a_large_page_streams(orig
     turns = Turns()
     async with app.router.lifespan_context(app), anyio.create_task_group() as tg:
         tg.start_soon(turns.run)
+        await anyio.sleep(0)  # the counter runs
         alone = Exchange(app, "/small.json", turns)
         before = turns.count
         await alone.run()
@@ -168,6 +170,21 @@ async def test_small_requests_are_answered_early_while_a_large_page_streams(orig
     assert page.status == 200 and page.body.endswith(b"</html>\n")
     # The page goes out in sends of up to 128 KB (what it made meanwhile): one of slack.
     assert advanced <= SMALL_REQUESTS * (needs + 1) * TURN_BYTES + 128 * 1024, (needs, advanced)
+
+
+async def test_a_free_share_of_the_pool_costs_no_loop_turn() -> None:
+    """A request's share of the upstream pool, when free, is taken without giving the loop up: every turn
+    a request gives up, it waits behind each page streaming on the same worker."""
+    shares = Shares(gate_settings(ORIGIN))
+    turns = Turns()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(turns.run)
+        await anyio.sleep(0)  # the counter runs
+        before = turns.count
+        async with shares.claim(CLIENT_IP, "gate.test /small.json"):
+            claimed = turns.count - before
+        tg.cancel_scope.cancel()
+    assert claimed == 0
 
 
 async def test_a_large_page_takes_one_piece_per_turn(origin, monkeypatch) -> None:
