@@ -25,7 +25,7 @@ from .errors import IncompleteBody, PageTooLarge
 from .transform import Joined, Pieces
 
 DECODABLE = frozenset({"gzip", "x-gzip", "deflate", "br", "identity"})
-PIECE = 64 * 1024
+PIECE = 16 * 1024  # a piece: a small step of a page's work (gate.pagebody cuts turns in pieces)
 
 
 Decoder = Pieces  # what decoder_for returns
@@ -33,8 +33,12 @@ Decoder = Pieces  # what decoder_for returns
 
 class Identity(Joined):
     def pieces(self, data: bytes) -> Iterator[bytes]:
-        if data:
-            yield data
+        if len(data) <= PIECE:
+            if data:
+                yield data
+            return
+        for start in range(0, len(data), PIECE):
+            yield data[start : start + PIECE]
 
     def end_pieces(self) -> Iterator[bytes]:
         return iter(())

@@ -5,7 +5,9 @@ gate undoes the origin's coding to rewrite a page (gate.decoders), so without th
 uncompressed: a 100 KB Japanese page where the origin sent 20 KB of gzip. Every encoder is a plain
 object with ``feed(bytes) -> bytes`` and ``close() -> bytes``; ``feed`` flushes what it was given (a
 sync flush), so each chunk the rewriter hands on reaches the visitor at once, and the time to first
-byte stays what it was uncompressed. ``close`` ends the stream.
+byte stays what it was uncompressed; ``feed(data, flush=False)`` compresses without flushing, for a
+caller that feeds a page in many small pieces and flushes now and then (a flush costs CPU and a few
+bytes). ``close`` ends the stream.
 
 The levels are chosen by measurement (bench/compress.py, bench/README.md): the most compression whose
 CPU per page stays well under the rewrite's own. zstd is offered only when the ``zstandard`` module is
@@ -41,7 +43,7 @@ PREFERENCE: tuple[str, ...] = ("br", "zstd", "gzip") if zstandard is not None el
 class Encoder(Protocol):
     coding: str
 
-    def feed(self, data: bytes) -> bytes: ...
+    def feed(self, data: bytes, flush: bool = True) -> bytes: ...
 
     def close(self) -> bytes: ...
 
@@ -51,11 +53,15 @@ class GzipEncoder:
 
     def __init__(self, level: int = GZIP_LEVEL) -> None:
         self._c = zlib.compressobj(level, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+        self._unflushed = False
 
-    def feed(self, data: bytes) -> bytes:
-        if not data:
-            return b""
-        return self._c.compress(data) + self._c.flush(zlib.Z_SYNC_FLUSH)
+    def feed(self, data: bytes, flush: bool = True) -> bytes:
+        out = self._c.compress(data) if data else b""
+        self._unflushed = self._unflushed or bool(data)
+        if flush and self._unflushed:
+            self._unflushed = False
+            out += self._c.flush(zlib.Z_SYNC_FLUSH)
+        return out
 
     def close(self) -> bytes:
         return self._c.flush(zlib.Z_FINISH)
@@ -66,11 +72,15 @@ class BrotliEncoder:
 
     def __init__(self, quality: int = BROTLI_QUALITY) -> None:
         self._c = brotli.Compressor(mode=brotli.MODE_TEXT, quality=quality)
+        self._unflushed = False
 
-    def feed(self, data: bytes) -> bytes:
-        if not data:
-            return b""
-        return self._c.process(data) + self._c.flush()
+    def feed(self, data: bytes, flush: bool = True) -> bytes:
+        out = self._c.process(data) if data else b""
+        self._unflushed = self._unflushed or bool(data)
+        if flush and self._unflushed:
+            self._unflushed = False
+            out += self._c.flush()
+        return out
 
     def close(self) -> bytes:
         return self._c.finish()
@@ -87,11 +97,15 @@ class ZstdEncoder:
         params = zstandard.ZstdCompressionParameters.from_level(level, window_log=20)
         self._c = zstandard.ZstdCompressor(compression_params=params).compressobj()
         self._block, self._finish = zstandard.COMPRESSOBJ_FLUSH_BLOCK, zstandard.COMPRESSOBJ_FLUSH_FINISH
+        self._unflushed = False
 
-    def feed(self, data: bytes) -> bytes:
-        if not data:
-            return b""
-        return self._c.compress(data) + self._c.flush(self._block)
+    def feed(self, data: bytes, flush: bool = True) -> bytes:
+        out = self._c.compress(data) if data else b""
+        self._unflushed = self._unflushed or bool(data)
+        if flush and self._unflushed:
+            self._unflushed = False
+            out += self._c.flush(self._block)
+        return out
 
     def close(self) -> bytes:
         return self._c.flush(self._finish)

@@ -4,6 +4,7 @@ transcoder when the page is not ASCII-compatible -> rewriter)."""
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 
@@ -79,7 +80,19 @@ class PageBody(Joined):
             self.stream = charset.Transcoder(self.rewriter, codec)
 
 
-SLICE_SECONDS = 0.0005  # the longest a page holds the event loop before other requests get a turn
+# A page's turns on the event loop, counted in its own time on the loop (not the time it waits for the
+# origin): the first as long as SLICE_SECONDS, so that a page that fits (the 100 KB job list) never
+# gives the loop up, however its origin paces it; each later one NEXT_SLICE_PIECES pieces of the decoded
+# page (decoders.PIECE bytes each) or NEXT_SLICE_SECONDS, whichever comes first, so that a request
+# arriving meanwhile waits behind a small piece of a large page, not behind large slices of it
+# (bench/headofline.py). (Wall time: a CPU clock costs 6-14 us a call here, a piece about 40.)
+SLICE_SECONDS = 0.0005
+NEXT_SLICE_PIECES = 1
+NEXT_SLICE_SECONDS = 0.0002
+# What a large page made goes out (compressed: flushed) once this much of it is held, and at the end of
+# every chunk from the origin: a send and a flush per piece cost more than the turn itself.
+SEND_BYTES = 128 * 1024
+OFFLOAD = False  # measured, not shipped: a larger page's later slices in a worker thread instead
 
 
 async def page_chunks(
@@ -88,19 +101,74 @@ async def page_chunks(
     finished: Callable[[Outcome | None], None],
     encoder: Encoder | None = None,
 ) -> AsyncIterator[bytes]:
-    """The gated page as it streams, compressed for the visitor when ``encoder`` is given (each piece
-    flushed); ``finished(outcome)`` once its last byte has gone out. A chunk of a compressed page can
-    decode to megabytes: between its pieces, once SLICE_SECONDS have gone by, the loop serves other
-    requests (bench/headofline.py)."""
-    turn = time.perf_counter()
+    """The gated page as it streams, compressed for the visitor when ``encoder`` is given;
+    ``finished(outcome)`` once its last byte has gone out. What a chunk from the origin makes goes out
+    (flushed) by the end of that chunk, so the page streams as it comes. A chunk of a compressed page
+    can decode to megabytes: the work is cut into turns (``_Turns``), and between two the loop serves
+    other requests."""
+    turns = _Turns(encoder)
     async for chunk in chunks:
-        for out in page.pieces(chunk):
-            yield encoder.feed(out) if encoder is not None else out
-            if time.perf_counter() - turn > SLICE_SECONDS:
-                await anyio.sleep(0)
-                turn = time.perf_counter()
-    for out in page.end_pieces():
-        yield encoder.feed(out) if encoder is not None else out
+        pieces, done = page.pieces(chunk), False
+        while not done:
+            out, done = await turns.take(pieces)
+            if out:
+                yield out
+    pieces, done = page.end_pieces(), False
+    while not done:
+        out, done = await turns.take(pieces)
+        if out:
+            yield out
     if encoder is not None:
         yield encoder.close()
     finished(page.outcome)
+
+
+class _Turns:
+    """Takes a page's pieces a turn at a time: gives the loop up (``anyio.sleep(0)``) before going on
+    once the page has had its turn; holds what the turns made until there is SEND_BYTES of it or the
+    pieces end."""
+
+    def __init__(self, encoder: Encoder | None) -> None:
+        self.encoder = encoder
+        self.spent = 0.0  # the page's own time on the loop in this turn
+        self.length = SLICE_SECONDS  # of this turn
+        self.budget = math.inf  # pieces this turn may still take; the first turn is bounded by time only
+        self.due = False  # the turn is over: give the loop up before the next piece
+        self.held: list[bytes] = []  # made, not sent yet (compressed, not flushed yet)
+        self.held_bytes = 0  # of the page before compression
+        self.threaded = False
+
+    async def take(self, pieces: Iterator[bytes]) -> tuple[bytes, bool]:
+        """What goes out now (possibly b"") and whether ``pieces`` has ended."""
+        if self.threaded:
+            return await anyio.to_thread.run_sync(self._run, pieces)
+        if self.due:
+            if OFFLOAD:
+                self.threaded, self.length, self.budget = True, math.inf, math.inf
+                return await anyio.to_thread.run_sync(self._run, pieces)
+            await anyio.sleep(0)
+            self.spent, self.length, self.budget, self.due = 0.0, NEXT_SLICE_SECONDS, NEXT_SLICE_PIECES, False
+        return self._run(pieces)
+
+    def _run(self, pieces: Iterator[bytes]) -> tuple[bytes, bool]:
+        start = time.perf_counter()
+        made, done = [], True
+        for piece in pieces:
+            made.append(piece)
+            self.held_bytes += len(piece)
+            self.budget -= 1
+            if self.budget <= 0 or self.spent + time.perf_counter() - start > self.length:
+                self.due, done = True, False
+                break
+            if self.held_bytes >= SEND_BYTES:
+                done = False
+                break
+        send = done or self.held_bytes >= SEND_BYTES
+        if made or send:
+            data = b"".join(made)
+            self.held.append(self.encoder.feed(data, flush=send) if self.encoder is not None else data)
+        self.spent += time.perf_counter() - start
+        if not send:
+            return b"", done
+        out, self.held, self.held_bytes = b"".join(self.held), [], 0
+        return out, done

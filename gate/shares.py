@@ -48,6 +48,13 @@ class _Counter:
             slot = self._slots[key] = _Slot(anyio.Semaphore(self.size))
         slot.users += 1
         try:
+            # Free: taken at once. acquire() would give the loop a turn even then, and a request waits
+            # behind every streaming page on each turn (bench/headofline.py).
+            slot.semaphore.acquire_nowait()
+            return
+        except anyio.WouldBlock:
+            pass
+        try:
             await slot.semaphore.acquire()
         except BaseException:
             self._leave(key)
