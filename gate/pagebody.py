@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import anyio
 
@@ -96,13 +96,10 @@ OFFLOAD = False  # measured, not shipped: a larger page's later slices in a work
 
 
 async def page_chunks(
-    chunks: AsyncIterator[bytes],
-    page: PageBody,
-    finished: Callable[[Outcome | None], None],
-    encoder: Encoder | None = None,
+    chunks: AsyncIterator[bytes], page: PageBody, encoder: Encoder | None = None
 ) -> AsyncIterator[bytes]:
-    """The gated page as it streams, compressed for the visitor when ``encoder`` is given;
-    ``finished(outcome)`` once its last byte has gone out. What a chunk from the origin makes goes out
+    """The gated page as it streams, compressed for the visitor when ``encoder`` is given (what the
+    rewriter met is ``page.outcome`` once it has ended). What a chunk from the origin makes goes out
     (flushed) by the end of that chunk, so the page streams as it comes. A chunk of a compressed page
     can decode to megabytes: the work is cut into turns (``_Turns``), and between two the loop serves
     other requests."""
@@ -120,7 +117,6 @@ async def page_chunks(
             yield out
     if encoder is not None:
         yield encoder.close()
-    finished(page.outcome)
 
 
 class _Turns:

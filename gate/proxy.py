@@ -14,7 +14,6 @@ the request's ``Visit`` (gate.context) after the stream, for whoever keeps the l
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import time
@@ -43,7 +42,7 @@ from .rewrite import Outcome, PagePlan
 from .settings import Site
 from .shares import ShareExceeded
 from .sniff import has_body, is_page, sniff_unlabelled
-from .streamed import Streamed, cancel_on_disconnect
+from .streamed import Presence, Streamed
 from .upstream import OriginMap, raw_body, response_headers
 from .vendors import Registry
 
@@ -67,13 +66,16 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await response(scope, receive, send)
         return
     client = request.client.host if request.client else ""
+    presence = Presence(receive)  # one watcher of the visitor's connection for the whole request
     try:
         async with gate.shares.claim(client, f"{ctx.site.host or ''} {scope['path']}"):
-            response = await handle(request, gate, ctx)
+            response = await handle(request, gate, ctx, presence)
             await response(scope, receive, send)
         return
     except ShareExceeded as e:
         response = busy(e, request, ctx.site)
+    finally:
+        presence.close()
     await response(scope, receive, send)
 
 
@@ -91,7 +93,7 @@ class CatchAll(BaseRoute):
         await app(scope, receive, send)
 
 
-async def handle(request: Request, gate: Gate, ctx: SiteContext) -> Response | Streamed:
+async def handle(request: Request, gate: Gate, ctx: SiteContext, presence: Presence) -> Response | Streamed:
     deadline = anyio.current_time() + gate.settings.upstream_response_timeout
     site, registry = ctx.site, ctx.registry
     consent = read_consent(request, gate.codec, ctx)
@@ -107,6 +109,7 @@ async def handle(request: Request, gate: Gate, ctx: SiteContext) -> Response | S
         with anyio.fail_after(deadline - anyio.current_time()):
             upstream = await unless_gone(
                 request,
+                presence,
                 gate.pool().send(
                     request,
                     ctx,
@@ -127,7 +130,7 @@ async def handle(request: Request, gate: Gate, ctx: SiteContext) -> Response | S
     finally:
         visit.upstream_seconds = time.perf_counter() - started  # for the access line
     try:
-        response = await respond(request, gate, visit, upstream)
+        response = await respond(request, gate, visit, upstream, presence)
     except UpstreamError as e:  # the origin failed while its first bytes were being sniffed
         await upstream.aclose()
         metrics.INCOMPLETE.labels(cut_reason(e)).inc()
@@ -140,18 +143,16 @@ async def handle(request: Request, gate: Gate, ctx: SiteContext) -> Response | S
     return response
 
 
-async def unless_gone(request: Request, sending: Awaitable[httpx.Response]) -> httpx.Response | None:
+async def unless_gone(
+    request: Request, presence: Presence, sending: Awaitable[httpx.Response]
+) -> httpx.Response | None:
     """The origin's response, or None when the visitor went away first: a stalling origin must not keep
     a pooled connection for someone who left. Watched only when the request has no body (the body is
     read by the send itself, from the same channel the disconnect comes on)."""
     if _has_body(request):
         return await sending
-    with anyio.CancelScope() as scope:
-        watcher = asyncio.get_running_loop().create_task(cancel_on_disconnect(request.receive, scope))
-        try:
-            return await sending
-        finally:
-            watcher.cancel()
+    with anyio.CancelScope() as scope, presence.cancelling(scope):
+        return await sending
     return None  # cancelled: the visitor went away
 
 
@@ -160,7 +161,9 @@ def _has_body(request: Request) -> bool:
     return "transfer-encoding" in h or h.get("content-length", "0").strip() not in ("", "0")
 
 
-async def respond(request: Request, gate: Gate, visit: Visit, upstream: httpx.Response) -> Response | Streamed:
+async def respond(
+    request: Request, gate: Gate, visit: Visit, upstream: httpx.Response, presence: Presence | None = None
+) -> Response | Streamed:
     """The visitor's response: the origin's bytes untouched, or, for a page, gated as it streams."""
     ctx = visit.site
     headers = response_headers(upstream, OriginMap(ctx.site, ctx.origin))
@@ -174,7 +177,7 @@ async def respond(request: Request, gate: Gate, visit: Visit, upstream: httpx.Re
             headers.append((b"content-type", b"text/html"))
             content_type = "text/html"
     if not is_page(request.method, upstream, content_type):
-        return Streamed(upstream.status_code, headers, body, upstream, ctx.site)
+        return Streamed(upstream.status_code, headers, body, upstream, ctx.site, presence=presence)
     decoder = decoder_for(upstream.headers.get("content-encoding"), gate.settings.max_page_bytes)
     if decoder is None:  # a page we cannot read cannot be gated: refuse rather than pass it unread
         await upstream.aclose()
@@ -192,10 +195,12 @@ async def respond(request: Request, gate: Gate, visit: Visit, upstream: httpx.Re
     return Streamed(
         upstream.status_code,
         headers,
-        page_chunks(body, page, lambda outcome: page_finished(request, gate, visit, outcome), encoder),
+        page_chunks(body, page, encoder),
         upstream,
         ctx.site,
         page=page,
+        presence=presence,
+        after=lambda: page_finished(request, gate, visit, page.outcome),  # once the last byte is out
     )
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import anyio
@@ -37,20 +38,25 @@ class Streamed:
         upstream: httpx.Response,
         site: Site,
         page: PageBody | None = None,
+        presence: Presence | None = None,
+        after: Callable[[], None] | None = None,
     ) -> None:
         self.status, self.headers, self.body, self.upstream, self.site = status, headers, body, upstream, site
         self.page = page
+        self.presence = presence  # the request's own watcher, when the request path made one
+        self.after = after  # run once the last byte went out (the page's ledger and log work: off its time)
         self.deadline = math.inf  # upstream_response_timeout: when the whole response must be over
         self.started = False  # whether the headers went out
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        presence = self.presence if self.presence is not None else Presence(receive)
         try:
-            with anyio.CancelScope(deadline=self.deadline) as overdue, anyio.CancelScope() as gone:
-                watcher = asyncio.get_running_loop().create_task(cancel_on_disconnect(receive, gone))
-                try:
-                    await self._send(send, scope)
-                finally:
-                    watcher.cancel()
+            with (
+                anyio.CancelScope(deadline=self.deadline) as overdue,
+                anyio.CancelScope() as gone,
+                presence.cancelling(gone),
+            ):
+                await self._send(send, scope)
             if gone.cancelled_caught:
                 log.debug("client went away mid-stream")
             if overdue.cancelled_caught:
@@ -60,6 +66,8 @@ class Streamed:
                     page = error_page(UpstreamTimeout(OVERDUE), Request(scope), self.site)
                     await page(scope, _no_receive, send)
         finally:
+            if self.presence is None:
+                presence.close()
             with anyio.CancelScope(shield=True):
                 await self.body.aclose()  # type: ignore[attr-defined]
                 await self.upstream.aclose()
@@ -96,6 +104,8 @@ class Streamed:
             self.started = True
             await send({"type": "http.response.start", "status": self.status, "headers": self._page_headers()})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+        if self.after is not None:
+            self.after()
 
     def _page_headers(self) -> list[tuple[bytes, bytes]]:
         """The page's headers, its Content-Type naming the charset it was read in: gate injects its
@@ -118,9 +128,39 @@ async def _no_receive() -> dict[str, Any]:
     return {"type": "http.disconnect"}
 
 
-async def cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
-    """Cancels ``scope`` once the visitor's connection is gone. One plain task that its owner cancels when
-    done: an anyio task group per request cost about 0.1 ms (bench/README.md)."""
-    while (await receive())["type"] != "http.disconnect":
-        pass
-    scope.cancel()
+class Presence:
+    """Whether the visitor is still there: one plain task per request reads ``receive`` until
+    ``http.disconnect`` and cancels the scopes open in ``cancelling`` (the wait for the origin, then the
+    stream). One task serves both: an anyio task group per watcher cost about 0.1 ms (bench/README.md),
+    and a second task another start, turn and cancel. It must not start before the request's body has
+    been read (it reads the same channel): ``cancelling`` starts it, ``close`` ends it."""
+
+    def __init__(self, receive: Receive) -> None:
+        self.receive = receive
+        self.gone = False
+        self._scopes: list[anyio.CancelScope] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def _watch(self) -> None:
+        while (await self.receive())["type"] != "http.disconnect":
+            pass
+        self.gone = True
+        for scope in self._scopes:
+            scope.cancel()
+
+    @contextmanager
+    def cancelling(self, scope: anyio.CancelScope) -> Iterator[None]:
+        """Cancels ``scope`` if the visitor goes away while it is open (at once if already gone)."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._watch())
+        if self.gone:
+            scope.cancel()
+        self._scopes.append(scope)
+        try:
+            yield
+        finally:
+            self._scopes.remove(scope)
+
+    def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()

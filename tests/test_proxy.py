@@ -299,3 +299,47 @@ def test_the_first_part_reaches_the_visitor_while_the_origin_is_still_sending(co
     assert r.status_code == 200
     assert released_by_the_visitor == [True], "the visitor got nothing before the origin had sent the whole body"
     assert b"the rest" in received
+
+
+async def test_the_pages_last_byte_goes_out_before_its_ledger_and_log_work(monkeypatch) -> None:
+    """What gate records about a page (the ledger, form pages, undeclared hosts, the debug line) is done
+    once the visitor has the whole page, not while the visitor waits for its end."""
+    from gate import proxy
+
+    events: list[str] = []
+    real_finished = proxy.page_finished
+    monkeypatch.setattr(proxy, "page_finished", lambda *a: events.append("recorded") or real_finished(*a))
+    app = gate_app.create_app(gate_settings(ORIGIN))
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/jobs",
+        "raw_path": b"/jobs",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"gate.test")],
+        "client": ("203.0.113.9", 5000),
+        "server": ("gate.test", 80),
+        "state": {},
+    }
+    sent: list[bytes] = []
+
+    async def receive() -> dict:
+        await anyio.sleep_forever()
+        raise AssertionError
+
+    async def send(message: dict) -> None:
+        if message["type"] == "http.response.body":
+            sent.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                events.append("last byte")
+
+    with respx.mock(assert_all_called=False) as mock:
+        mock.route(host="origin.test").mock(return_value=html())
+        async with app.router.lifespan_context(app):
+            await app(scope, receive, send)
+    assert b"".join(sent).startswith(b"<!doctype html>") and "歯科衛生士".encode() in b"".join(sent)
+    assert events == ["last byte", "recorded"]
