@@ -26,6 +26,7 @@ from itsdangerous.encoding import base64_encode, int_to_bytes
 SALT = "gate.page-token"
 MAX_AGE = 3600  # seconds: a page left open for longer sends its beacon unheard
 QUERY = "t"  # /_gate/beacon?t=… and /_gate/csp-report?t=…
+SHORT = 128  # bytes of payload up to which minting does not try zlib (see PageTokens.mint)
 
 
 class Rejected(Exception):
@@ -65,7 +66,10 @@ class PageTokens:
         payload = json.dumps(
             [site, path[:512], secrets.token_urlsafe(9)], separators=(",", ":"), ensure_ascii=False
         ).encode("utf-8")
-        packed = zlib.compress(payload)  # kept when it is shorter, marked by a leading ".", as the serializer does
+        # Packed as the serializer packs it when that makes it shorter, but only past SHORT bytes: a short
+        # payload seldom gets shorter, and zlib allocates and touches ~256 KB of state on every call
+        # (unpacked, the token still reads the same: the serializer reads both forms).
+        packed = zlib.compress(payload) if len(payload) > SHORT else payload
         encoded = b"." + base64_encode(packed) if len(packed) < len(payload) - 1 else base64_encode(payload)
         value = encoded + b"." + base64_encode(int_to_bytes(int(time.time())))
         mac = self._mac.copy()
