@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from gate import decisions, htmlstream, matcher
+from gate import decisions, htmlstream, inert, matcher
 from gate.vendors import Registry
 
 SCANS = pytest.mark.parametrize("scan", ["c", "python"])
@@ -22,17 +22,31 @@ SCANS = pytest.mark.parametrize("scan", ["c", "python"])
 def scanning(kind: str, *registries: Registry) -> Iterator[None]:
     """With kind "python" the pure-Python scans replace the C ones. The registries' remembered
     verdicts are forgotten first and after, so the scan chosen is the one that decides."""
-    saved = (htmlstream._boring_html_c, htmlstream.script_end, matcher._word_positions)
+    saved = (
+        htmlstream._boring_html_c,
+        htmlstream.script_end,
+        htmlstream.read_tag,
+        inert.html_end,
+        matcher._word_positions,
+    )
     if kind == "python":
         htmlstream._boring_html_c = None
         htmlstream.script_end = htmlstream.script_end_py
+        htmlstream.read_tag = htmlstream.read_tag_py
+        inert.html_end = inert.html_end_py
         matcher._word_positions = matcher._word_positions_py
     for registry in registries:
         decisions.forget(registry)
     try:
         yield
     finally:
-        htmlstream._boring_html_c, htmlstream.script_end, matcher._word_positions = saved
+        (
+            htmlstream._boring_html_c,
+            htmlstream.script_end,
+            htmlstream.read_tag,
+            inert.html_end,
+            matcher._word_positions,
+        ) = saved
         for registry in registries:
             decisions.forget(registry)
 
