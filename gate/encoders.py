@@ -48,45 +48,64 @@ class Encoder(Protocol):
     def close(self) -> bytes: ...
 
 
-class GzipEncoder:
+class _Streaming:
+    """What every coding shares: ``feed`` compresses, then flushes when asked and when something was fed
+    since the last flush; a subclass names its coding and its compressor's three calls."""
+
+    coding = ""
+    _unflushed = False
+
+    def _compress(self, data: bytes) -> bytes:
+        raise NotImplementedError
+
+    def _flush(self) -> bytes:
+        raise NotImplementedError
+
+    def close(self) -> bytes:
+        raise NotImplementedError
+
+    def feed(self, data: bytes, flush: bool = True) -> bytes:
+        out = self._compress(data) if data else b""
+        self._unflushed = self._unflushed or bool(data)
+        if flush and self._unflushed:
+            self._unflushed = False
+            out += self._flush()
+        return out
+
+
+class GzipEncoder(_Streaming):
     coding = "gzip"
 
     def __init__(self, level: int = GZIP_LEVEL) -> None:
         self._c = zlib.compressobj(level, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
-        self._unflushed = False
 
-    def feed(self, data: bytes, flush: bool = True) -> bytes:
-        out = self._c.compress(data) if data else b""
-        self._unflushed = self._unflushed or bool(data)
-        if flush and self._unflushed:
-            self._unflushed = False
-            out += self._c.flush(zlib.Z_SYNC_FLUSH)
-        return out
+    def _compress(self, data: bytes) -> bytes:
+        return self._c.compress(data)
+
+    def _flush(self) -> bytes:
+        return self._c.flush(zlib.Z_SYNC_FLUSH)
 
     def close(self) -> bytes:
         return self._c.flush(zlib.Z_FINISH)
 
 
-class BrotliEncoder:
+class BrotliEncoder(_Streaming):
     coding = "br"
 
     def __init__(self, quality: int = BROTLI_QUALITY) -> None:
         self._c = brotli.Compressor(mode=brotli.MODE_TEXT, quality=quality)
-        self._unflushed = False
 
-    def feed(self, data: bytes, flush: bool = True) -> bytes:
-        out = self._c.process(data) if data else b""
-        self._unflushed = self._unflushed or bool(data)
-        if flush and self._unflushed:
-            self._unflushed = False
-            out += self._c.flush()
-        return out
+    def _compress(self, data: bytes) -> bytes:
+        return self._c.process(data)
+
+    def _flush(self) -> bytes:
+        return self._c.flush()
 
     def close(self) -> bytes:
         return self._c.finish()
 
 
-class ZstdEncoder:
+class ZstdEncoder(_Streaming):
     coding = "zstd"
 
     def __init__(self, level: int = ZSTD_LEVEL) -> None:
@@ -97,21 +116,18 @@ class ZstdEncoder:
         params = zstandard.ZstdCompressionParameters.from_level(level, window_log=20)
         self._c = zstandard.ZstdCompressor(compression_params=params).compressobj()
         self._block, self._finish = zstandard.COMPRESSOBJ_FLUSH_BLOCK, zstandard.COMPRESSOBJ_FLUSH_FINISH
-        self._unflushed = False
 
-    def feed(self, data: bytes, flush: bool = True) -> bytes:
-        out = self._c.compress(data) if data else b""
-        self._unflushed = self._unflushed or bool(data)
-        if flush and self._unflushed:
-            self._unflushed = False
-            out += self._c.flush(self._block)
-        return out
+    def _compress(self, data: bytes) -> bytes:
+        return self._c.compress(data)
+
+    def _flush(self) -> bytes:
+        return self._c.flush(self._block)
 
     def close(self) -> bytes:
         return self._c.flush(self._finish)
 
 
-_MAKERS: dict[str, type[BrotliEncoder] | type[GzipEncoder] | type[ZstdEncoder]] = {
+_MAKERS: dict[str, type[_Streaming]] = {
     "br": BrotliEncoder,
     "gzip": GzipEncoder,
     "zstd": ZstdEncoder,
