@@ -55,6 +55,26 @@ def serve(app: Any, **config: Any) -> Iterator[str]:
         thread.join(timeout=10)
 
 
+def http_scope(path: str, headers: list[tuple[bytes, bytes]], method: str = "GET") -> dict[str, Any]:
+    """An ASGI HTTP scope as uvicorn hands one over, for a request from CLIENT_IP (tests that drive an
+    app by its ASGI calls, to see the order and size of what it sends)."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": (CLIENT_IP, 50000),
+        "server": ("gate.test", 80),
+        "state": {},
+    }
+
+
 @asynccontextmanager
 async def asgi_client(app: Any, base_url: str = "http://gate.test") -> AsyncIterator[httpx.AsyncClient]:
     """An in-process client for ``app`` (lifespan included); requests come from CLIENT_IP."""

@@ -26,7 +26,7 @@ from gate.app import create_app
 from gate.demo import bench_page
 from gate.shares import Shares
 
-from .conftest import CLIENT_IP, gate_settings
+from .conftest import CLIENT_IP, gate_settings, http_scope
 
 ORIGIN = "http://origin.test"
 _head, _, _rest = bench_page("1m").partition(b"<body")
@@ -76,21 +76,7 @@ class Exchange:
         self.done = anyio.Event()
 
     async def run(self) -> None:
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "GET",
-            "scheme": "http",
-            "path": self.path,
-            "raw_path": self.path.encode(),
-            "query_string": b"",
-            "root_path": "",
-            "headers": self.headers,
-            "client": (CLIENT_IP, 50000),
-            "server": ("gate.test", 80),
-            "state": {},
-        }
+        scope = http_scope(self.path, self.headers)
         asked = False
 
         async def receive() -> dict[str, Any]:

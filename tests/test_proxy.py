@@ -28,7 +28,7 @@ from gate.consent import COOKIE_NAME, ConsentCodec, decide
 from gate.context import visit_of
 from gate.settings import Site
 
-from .conftest import KEY, asgi_client, gate_settings, serve
+from .conftest import KEY, asgi_client, gate_settings, http_scope, serve
 from .mocked_origin import ORIGIN, PAGE, fetch, html
 
 pytestmark = pytest.mark.anyio
@@ -310,21 +310,7 @@ async def test_the_pages_last_byte_goes_out_before_its_ledger_and_log_work(monke
     real_finished = proxy.page_finished
     monkeypatch.setattr(proxy, "page_finished", lambda *a: events.append("recorded") or real_finished(*a))
     app = gate_app.create_app(gate_settings(ORIGIN))
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": "/jobs",
-        "raw_path": b"/jobs",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"gate.test")],
-        "client": ("203.0.113.9", 5000),
-        "server": ("gate.test", 80),
-        "state": {},
-    }
+    scope = http_scope("/jobs", [(b"host", b"gate.test")])
     sent: list[bytes] = []
 
     async def receive() -> dict:
