@@ -25,7 +25,7 @@ from typing import Any
 
 from itsdangerous import BadData, URLSafeTimedSerializer
 
-from .vendors import Registry, Tag
+from .vendors import PerRegistry, Registry, Tag
 
 COOKIE_NAME = "gate_consent"
 SALT = "gate.consent.v1"
@@ -81,7 +81,6 @@ class Consent:
         answer is remembered per registry and per what the rule reads of this consent."""
         carried_set = carried if isinstance(carried, frozenset) or carried is None else frozenset(carried)
         key = (
-            id(registry),
             carried_set,
             self.decided,
             self.opt_out_mode,
@@ -90,19 +89,16 @@ class Consent:
             self.vendors_refused,
             tuple(self.purposes.items()),
         )
-        hit = _allowed.get(key)
-        if hit is not None and hit[0] is registry:
-            return hit[1]
-        refusable = registry.refusable
-        allowed = frozenset(
-            t.id
-            for t in registry.tags.values()
-            if (carried_set is None or t.id in carried_set) and self.allows(t, refusable)
-        )
-        if len(_allowed) >= 1024:  # a site sees a handful of distinct consents; tests see many registries
-            _allowed.clear()
-        _allowed[key] = (registry, allowed)  # the registry is held, so its id cannot be reused meanwhile
-        return allowed
+
+        def work_out() -> frozenset[str]:
+            refusable = registry.refusable
+            return frozenset(
+                t.id
+                for t in registry.tags.values()
+                if (carried_set is None or t.id in carried_set) and self.allows(t, refusable)
+            )
+
+        return _allowed.get(registry, key, work_out)
 
     def as_public(self) -> dict[str, Any]:
         """The GET /_gate/consent shape."""
@@ -115,8 +111,8 @@ class Consent:
         }
 
 
-# allowed_tags' answers: (id(registry), carried, what THE RULE reads of a consent) -> (registry, tags)
-_allowed: dict[tuple[object, ...], tuple[Registry, frozenset[str]]] = {}
+# allowed_tags' answers, per registry and per (carried, what THE RULE reads of a consent)
+_allowed: PerRegistry[frozenset[str]] = PerRegistry()
 
 
 def undecided(registry: Registry, *, gpc: bool = False, opt_out_mode: bool = False) -> Consent:

@@ -13,10 +13,10 @@ import json
 import re
 import threading
 import tomllib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from . import urls
 from .errors import ConfigError
@@ -98,24 +98,36 @@ class Vendor:
         return self.country not in ("", "JP")
 
 
+class PerRegistry(Generic[T]):
+    """Values worked out from a registry and a small key (a consent, a set of allowed tags), remembered:
+    a site sees only a handful of distinct consents, and the values are asked for on every page. Bounded
+    (emptied when full); an entry holds its registry, so the registry's id cannot be reused meanwhile."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self._values: dict[tuple[int, Hashable], tuple[Registry, T]] = {}
+        self._lock = threading.Lock()
+        self.size = size
+
+    def get(self, registry: Registry, key: Hashable, work_out: Callable[[], T]) -> T:
+        hit = self._values.get((id(registry), key))
+        if hit is not None and hit[0] is registry:
+            return hit[1]
+        value = work_out()
+        with self._lock:
+            if len(self._values) >= self.size:
+                self._values.clear()
+            self._values[(id(registry), key)] = (registry, value)
+        return value
+
+
 def per_consent(fn: Callable[[Registry, frozenset[str]], T]) -> Callable[[Registry, frozenset[str]], T]:
     """Cache ``fn(registry, allowed)``: what gate derives from a visitor's consent (guard, CSP hosts)
-    depends on nothing else, and a site sees only a handful of distinct consents."""
-    cache: dict[tuple[int, frozenset[str]], tuple[Registry, T]] = {}
-    lock = threading.Lock()
+    depends on nothing else (PerRegistry)."""
+    remembered: PerRegistry[T] = PerRegistry()
 
     @functools.wraps(fn)
     def cached(registry: Registry, allowed: frozenset[str]) -> T:
-        key = (id(registry), allowed)
-        hit = cache.get(key)
-        if hit is not None and hit[0] is registry:
-            return hit[1]
-        value = fn(registry, allowed)
-        with lock:
-            if len(cache) > 1024:
-                cache.clear()
-            cache[key] = (registry, value)  # the registry is held, so its id cannot be reused meanwhile
-        return value
+        return remembered.get(registry, allowed, lambda: fn(registry, allowed))
 
     return cached
 
