@@ -162,7 +162,7 @@ def _has_body(request: Request) -> bool:
 
 
 async def respond(
-    request: Request, gate: Gate, visit: Visit, upstream: httpx.Response, presence: Presence | None = None
+    request: Request, gate: Gate, visit: Visit, upstream: httpx.Response, presence: Presence
 ) -> Response | Streamed:
     """The visitor's response: the origin's bytes untouched, or, for a page, gated as it streams."""
     ctx = visit.site

@@ -37,24 +37,24 @@ class Streamed:
         body: AsyncIterator[bytes],
         upstream: httpx.Response,
         site: Site,
+        *,
+        presence: Presence,
         page: PageBody | None = None,
-        presence: Presence | None = None,
         after: Callable[[], None] | None = None,
     ) -> None:
         self.status, self.headers, self.body, self.upstream, self.site = status, headers, body, upstream, site
         self.page = page
-        self.presence = presence  # the request's own watcher, when the request path made one
+        self.presence = presence  # the request's watcher of the visitor's connection (its owner closes it)
         self.after = after  # run once the last byte went out (the page's ledger and log work: off its time)
         self.deadline = math.inf  # upstream_response_timeout: when the whole response must be over
         self.started = False  # whether the headers went out
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        presence = self.presence if self.presence is not None else Presence(receive)
         try:
             with (
                 anyio.CancelScope(deadline=self.deadline) as overdue,
                 anyio.CancelScope() as gone,
-                presence.cancelling(gone),
+                self.presence.cancelling(gone),
             ):
                 await self._send(send, scope)
             if gone.cancelled_caught:
@@ -66,8 +66,6 @@ class Streamed:
                     page = error_page(UpstreamTimeout(OVERDUE), Request(scope), self.site)
                     await page(scope, _no_receive, send)
         finally:
-            if self.presence is None:
-                presence.close()
             with anyio.CancelScope(shield=True):
                 await self.body.aclose()  # type: ignore[attr-defined]
                 await self.upstream.aclose()
