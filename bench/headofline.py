@@ -79,9 +79,6 @@ VARIANTS: dict[str, dict[str, object]] = {
     "send-each-turn": {"gate.pagebody.SEND_BYTES": 1},  # sent and flushed every 16 KB piece
     "send-32k": {"gate.pagebody.SEND_BYTES": 32 * 1024},
     "send-64k": {"gate.pagebody.SEND_BYTES": 64 * 1024},
-    # after the first 0.5 ms, the page's slices (up to 128 KB of it each) run in a worker thread
-    "thread-64k": {"gate.pagebody.OFFLOAD": True, "gate.decoders.PIECE": 64 * 1024},
-    "thread-16k": {"gate.pagebody.OFFLOAD": True},
     # br at quality 1 instead of 4 (for every page: what compression costs the large ones)
     "br1": {"gate.encoders.BrotliEncoder.__init__.__defaults__": (1,)},
 }

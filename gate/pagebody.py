@@ -92,7 +92,6 @@ NEXT_SLICE_SECONDS = 0.0002
 # What a large page made goes out (compressed: flushed) once this much of it is held, and at the end of
 # every chunk from the origin: a send and a flush per piece cost more than the turn itself.
 SEND_BYTES = 128 * 1024
-OFFLOAD = False  # measured, not shipped: a larger page's later slices in a worker thread instead
 
 
 async def page_chunks(
@@ -132,16 +131,10 @@ class _Turns:
         self.due = False  # the turn is over: give the loop up before the next piece
         self.held: list[bytes] = []  # made, not sent yet (compressed, not flushed yet)
         self.held_bytes = 0  # of the page before compression
-        self.threaded = False
 
     async def take(self, pieces: Iterator[bytes]) -> tuple[bytes, bool]:
         """What goes out now (possibly b"") and whether ``pieces`` has ended."""
-        if self.threaded:
-            return await anyio.to_thread.run_sync(self._run, pieces)
         if self.due:
-            if OFFLOAD:
-                self.threaded, self.length, self.budget = True, math.inf, math.inf
-                return await anyio.to_thread.run_sync(self._run, pieces)
             await anyio.sleep(0)
             self.spent, self.length, self.budget, self.due = 0.0, NEXT_SLICE_SECONDS, NEXT_SLICE_PIECES, False
         return self._run(pieces)
