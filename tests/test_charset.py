@@ -4,6 +4,8 @@ prescan over 1024 bytes, then UTF-8), and the transcoder for encodings the rewri
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gate import charset
 from gate.charset import Transcoder
@@ -121,3 +123,55 @@ def test_transcoder_keeps_bom_and_replaces_bad_bytes() -> None:
     t = Transcoder(Upper(), "utf-16-le")
     out = t.feed(data) + t.close()
     assert out == "\ufeff<P>A</P>\ufffd<p>同意</p>".encode("utf-16-le")
+
+
+# -- the <meta> prescan against html5lib's, which shares no code with gate ---------------------------
+HEAD_PIECES = [
+    b"<!doctype html>",
+    b"<html lang=ja>",
+    b"<head>",
+    b"<!-- c -->",
+    b"<!-- <meta charset=euc-jp> -->",
+    b"<!-- a > b <meta charset=euc-jp> -->",
+    b"<title>x</title>",
+    b'<meta charset="shift_jis">',
+    b"<meta charset=euc-jp>",
+    b"<META CHARSET='utf-8'>",
+    b'<meta http-equiv="Content-Type" content="text/html; charset=Shift_JIS">',
+    b'<meta content="text/html; charset=euc-jp">',
+    b'<meta name="viewport" content="width=device-width">',
+    b"<script>var a='<meta charset=euc-jp>'</script>",
+    b"<link rel=stylesheet href=/a.css>",
+    b"text ",
+    b"</p>",
+    b"<p class='a>b'>",
+    b"<?xml version='1.0'?>",
+    b"<meta charset=utf-16>",
+    b"<meta charset=bogus>",
+    b'<a href=x title="<meta charset=euc-jp>">',
+    b"<!>",
+    b"< p>",
+    b"<meta charset = 'iso-2022-jp' >",
+]
+
+
+def html5lib_prescan(head: bytes) -> str | None:
+    from html5lib._inputstream import EncodingParser
+
+    found = EncodingParser(head).getEncoding()
+    if found is None:
+        return None
+    name = "utf-8" if found.name in ("utf-16be", "utf-16le") else found.name  # as the spec's prescan ends
+    return charset.lookup(name)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(HEAD_PIECES), max_size=10))
+def test_the_prescan_finds_what_html5libs_finds(pieces):
+    head = b"".join(pieces)[: charset.PRESCAN_BYTES]  # cut anywhere, as the first 1024 bytes are
+    assert charset.prescan(head) == html5lib_prescan(head)
+
+
+def test_meta_then_a_slash_is_a_meta_as_the_spec_reads_it():
+    # html5lib's prescan wants whitespace after "<meta"; WHATWG's, and Chromium's, take "/" as well.
+    assert charset.prescan(b"<meta/charset=euc-jp>") == "euc_jp"
