@@ -19,6 +19,10 @@ stream answers through anyio's typed attributes, which build a mapping of every 
 (about 4 % of gate's CPU under load, bench/README.md). ``_Stream`` keeps the raw socket it was given
 and answers from it.
 
+Connections to http:// origins are gate.netio's (the event loop's own sockets: a read that finds its
+bytes waiting costs no cancel scope and no loop turn); https:// and Unix-socket origins keep httpcore's
+anyio backend, whose streams ``_Stream`` wraps.
+
 This leans on httpcore 1.0's internals (``AsyncHTTP11Connection._response_closed``, its ``_h11_state``
 and ``_network_stream``; how ``AsyncHTTPConnection`` makes its HTTP/1.1 connection):
 tests/test_upstream_desync.py fails if a release moves them.
@@ -33,6 +37,8 @@ import typing
 
 import httpcore
 import httpx
+
+from . import netio
 
 
 class _Stream(httpcore.AsyncNetworkStream):
@@ -85,7 +91,9 @@ class _Connection(httpcore.AsyncHTTPConnection):
         async with self._request_lock:
             if self._connection is None:
                 try:
-                    stream = _Stream(await self._connect(request))
+                    stream = await self._connect(request)
+                    if not isinstance(stream, netio.SocketStream):  # TLS: httpcore's anyio stream
+                        stream = _Stream(stream)
                 except BaseException:
                     self._connect_failed = True
                     raise
@@ -97,6 +105,8 @@ class _Connection(httpcore.AsyncHTTPConnection):
 
 class _Pool(httpcore.AsyncConnectionPool):
     def create_connection(self, origin: httpcore.Origin) -> httpcore.AsyncConnectionInterface:
+        # Plain http on the loop's own sockets (gate.netio); https, and a Unix socket, through anyio.
+        plain = origin.scheme == b"http" and self._uds is None
         return _Connection(
             origin=origin,
             ssl_context=self._ssl_context,
@@ -106,9 +116,12 @@ class _Pool(httpcore.AsyncConnectionPool):
             retries=self._retries,
             local_address=self._local_address,
             uds=self._uds,
-            network_backend=self._network_backend,
+            network_backend=PLAIN_BACKEND if plain else self._network_backend,
             socket_options=self._socket_options,
         )
+
+
+PLAIN_BACKEND: httpcore.AsyncNetworkBackend = netio.Backend()  # for http:// origins
 
 
 def transport(limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
