@@ -83,9 +83,10 @@ class PageBody(Joined):
 # A page's turns on the event loop, counted in its own time on the loop (not the time it waits for the
 # origin): the first as long as SLICE_SECONDS, so that a page that fits (the 100 KB job list) never
 # gives the loop up, however its origin paces it; each later one NEXT_SLICE_PIECES pieces of the decoded
-# page (decoders.PIECE bytes each) or NEXT_SLICE_SECONDS, whichever comes first, so that a request
-# arriving meanwhile waits behind a small piece of a large page, not behind large slices of it
-# (bench/headofline.py). (Wall time: a CPU clock costs 6-14 us a call here, a piece about 40.)
+# page (decoders.PIECE bytes each; an uncompressed page: IDENTITY_PIECE) or NEXT_SLICE_SECONDS,
+# whichever comes first, so that a request arriving meanwhile waits behind a small piece of a large
+# page, not behind large slices of it (bench/headofline.py). (Wall time: a CPU clock costs 6-14 us a
+# call here, a piece about 40.)
 SLICE_SECONDS = 0.0005
 NEXT_SLICE_PIECES = 1
 NEXT_SLICE_SECONDS = 0.0002
