@@ -71,10 +71,24 @@ HOP = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"te", b"tr
 
 # -- the bare pass-through ------------------------------------------------------------------------
 def serve_bare(port: int, upstream: str, pool: int, lolhtml: bool) -> None:
+    """The bare pass-through (``bare_app``) served by uvicorn with uvloop and httptools, no access log."""
+    import uvicorn
+
+    uvicorn.run(
+        bare_app(upstream, pool, lolhtml),
+        host="127.0.0.1",
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        log_level="warning",
+        access_log=False,
+    )
+
+
+def bare_app(upstream: str, pool: int, lolhtml: bool):  # a Starlette app (starlette is imported late)
     """starlette + httpx, streaming both ways as little as a proxy can: no header rewriting beyond
     hop-by-hop, no logging. ``pool`` 0: httpx's pool uncapped."""
     import httpx
-    import uvicorn
     from starlette.applications import Starlette
     from starlette.background import BackgroundTask
     from starlette.requests import Request
@@ -112,10 +126,7 @@ def serve_bare(port: int, upstream: str, pool: int, lolhtml: bool) -> None:
         body = rewritten(r.aiter_raw()) if page else r.aiter_raw()
         return StreamingResponse(body, status_code=r.status_code, headers=out, background=BackgroundTask(r.aclose))
 
-    app = Starlette(routes=[Route("/{path:path}", proxy, methods=["GET", "HEAD"])])
-    uvicorn.run(
-        app, host="127.0.0.1", port=port, loop="uvloop", http="httptools", log_level="warning", access_log=False
-    )
+    return Starlette(routes=[Route("/{path:path}", proxy, methods=["GET", "HEAD"])])
 
 
 # -- the origin -------------------------------------------------------------------------------------
@@ -159,6 +170,8 @@ def nginx_binary() -> str:
 def write_site(tmp: Path) -> tuple[int, int]:
     from gate.demo import bench_page
 
+    # nginx started as root serves as "nobody", which must reach the pages: a mkdtemp() is 0700.
+    tmp.chmod(0o755)
     www = tmp / "www"
     www.mkdir()
     page = bench_page("100k")
@@ -396,7 +409,6 @@ def main() -> None:
         raise SystemExit("wrk not found: apt-get install wrk")
     rows = [r for r in args.rows.split(",") if r]
     tmp = Path(tempfile.mkdtemp(prefix="gate-bench-proxy-"))
-    tmp.chmod(0o755)  # nginx's workers run as nobody when this runs as root
     sizes = write_site(tmp)
     procs: dict[str, subprocess.Popen] = {}
     try:
