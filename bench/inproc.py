@@ -133,11 +133,12 @@ def variants() -> dict[str, list[tuple[object, str, object]]]:
     its app built and every request of it run under them."""
     import httpcore
 
-    from gate import decoders, pool
+    from gate import decoders, later, pool
 
     return {
         "anyio-backend": [(pool, "PLAIN_BACKEND", httpcore.AnyIOBackend())],
         "identity-16k": [(decoders, "IDENTITY_PIECE", decoders.PIECE)],
+        "access-at-once": [(later, "MAX_HELD", 1)],  # every access line written as its response ends
     }
 
 

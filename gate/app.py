@@ -13,6 +13,7 @@ from . import api, csp, csp_report, proxy, vendors
 from .consent import ConsentCodec
 from .context import Gate
 from .forwarded import ForwardedMiddleware
+from .later import LATER
 from .limits import Limits
 from .logs import AccessLog
 from .pages_text import words_digest
@@ -64,6 +65,7 @@ def lifespan(gate: Gate) -> Callable[[Starlette], AbstractAsyncContextManager[No
                 yield
                 gate.readiness.drain()
         finally:
+            LATER.run()  # the access lines still held (gate.later)
             await gate.upstream.aclose()
             await recorder.stop(gate)
 

@@ -13,6 +13,7 @@ per-request lines (which name the full upstream URL) are held back to warnings.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sys
@@ -23,6 +24,7 @@ from typing import IO, Any, Self
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .context import visit_of
+from .later import LATER
 from .recording.ledger import PathTemplates
 from .settings import Settings
 
@@ -127,9 +129,10 @@ def _ms(seconds: float | None) -> float | None:
 
 
 class AccessLog:
-    """ASGI middleware: one ``gate.access`` line per HTTP request, written when the response ends
-    (streamed pages included) or fails. The proxy leaves its Visit (gate.context: the origin's time,
-    the PageBody) in the request's state; it is read here, after the last byte."""
+    """ASGI middleware: one ``gate.access`` line per HTTP request, for when the response ended
+    (streamed pages included) or failed, written soon after (gate.later: when the worker next waits).
+    The proxy leaves its Visit (gate.context: the origin's time, the PageBody) in the request's state;
+    it is read after the last byte."""
 
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app, self.settings = app, settings
@@ -157,7 +160,10 @@ class AccessLog:
             response["status"] = response["status"] or 500
             raise
         finally:
-            self._write(scope, state, method, path, response, time.perf_counter() - started)
+            # Written while the worker would otherwise wait, not before it serves the next request.
+            LATER.hold(
+                functools.partial(self._write, scope, state, method, path, response, time.perf_counter() - started)
+            )
 
     def _write(
         self, scope: Scope, state: Any, method: str, path: str, response: dict[str, int], seconds: float

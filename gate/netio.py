@@ -26,6 +26,8 @@ import anyio
 import httpcore
 from httpcore._backends.base import SOCKET_OPTION
 
+from .later import LATER
+
 # Reads that found their bytes waiting do not give the loop up; every READY_TURN-th in a row does
 # (asyncio.sleep(0)), so that a fast origin streaming a large file through gate lets other requests
 # run (and a cancellation in) at least every READY_TURN reads of httpcore's 64 KiB.
@@ -41,13 +43,11 @@ class SocketStream(httpcore.AsyncNetworkStream):
         self._ready = 0  # reads in a row that did not wait
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        try:
-            data = self._sock.recv(max_bytes)
-        except (BlockingIOError, InterruptedError):
-            pass
-        except OSError as e:
-            raise httpcore.ReadError(str(e) or type(e).__name__) from None
-        else:
+        data = self._ready_bytes(max_bytes)
+        if data is None and LATER:  # gate would wait for the origin: held work runs meanwhile (gate.later)
+            LATER.run()
+            data = self._ready_bytes(max_bytes)
+        if data is not None:
             self._ready += 1
             if self._ready >= READY_TURN:
                 self._ready = 0
@@ -59,6 +59,15 @@ class SocketStream(httpcore.AsyncNetworkStream):
                 return await self._loop.sock_recv(self._sock, max_bytes)
         except TimeoutError:
             raise httpcore.ReadTimeout("timed out reading from the origin") from None
+        except OSError as e:
+            raise httpcore.ReadError(str(e) or type(e).__name__) from None
+
+    def _ready_bytes(self, max_bytes: int) -> bytes | None:
+        """What the socket holds now (b"": the origin closed), or None when it holds nothing yet."""
+        try:
+            return self._sock.recv(max_bytes)
+        except (BlockingIOError, InterruptedError):
+            return None
         except OSError as e:
             raise httpcore.ReadError(str(e) or type(e).__name__) from None
 

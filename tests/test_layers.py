@@ -58,6 +58,7 @@ CORE = frozenset(
         "gate.pages_text",
         "gate.settings",
         "gate.limits",
+        "gate.later",
         "gate.shares",
         "gate.recording",
         "gate.recording.store",
