@@ -11,6 +11,7 @@ reason (``<base target=_blank>``).
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import re
@@ -126,8 +127,13 @@ def choose_lang(gate_lang: str | None, accept_language: str | None) -> str:
     """``?gate_lang=`` when it names ja or en, else the Accept-Language preference; Japanese by default."""
     if gate_lang in LANGS:
         return gate_lang
+    return _preferred_lang((accept_language or "")[:512])
+
+
+@functools.lru_cache(maxsize=256)  # read for every page; browsers send a handful of distinct values
+def _preferred_lang(accept_language: str) -> str:
     best, best_q = "ja", 0.0
-    for part in (accept_language or "")[:512].split(","):
+    for part in accept_language.split(","):
         tag, _, params = part.partition(";")
         primary = tag.strip().lower().split("-")[0]
         if primary not in LANGS:
@@ -429,7 +435,10 @@ def render_dock(
 def render_root(inner: str) -> str:
     """Everything gate adds to a page's body, in one container out of the page's flow (a flex or grid
     body gains no item): its parts are fixed to the window or hidden."""
-    return el("div", Html(inner), id="gate-root", class_="gate-root")
+    return _ROOT_OPEN + inner + "</div>"
+
+
+_ROOT_OPEN = el("div", id="gate-root", class_="gate-root").removesuffix("</div>")
 
 
 def payload_bytes(registry: Registry, lang: str = "ja") -> dict[str, tuple[int, int]]:

@@ -43,7 +43,7 @@ from .settings import Site
 from .shares import ShareExceeded
 from .sniff import has_body, is_page, sniff_unlabelled
 from .streamed import Presence, Streamed
-from .upstream import OriginMap, raw_body, response_headers
+from .upstream import origin_map, raw_body, response_headers
 from .vendors import Registry
 
 log = logging.getLogger("gate.proxy")
@@ -166,7 +166,7 @@ async def respond(
 ) -> Response | Streamed:
     """The visitor's response: the origin's bytes untouched, or, for a page, gated as it streams."""
     ctx = visit.site
-    headers = response_headers(upstream, OriginMap(ctx.site, ctx.origin))
+    headers = response_headers(upstream, origin_map(ctx.site, ctx.origin))
     body = raw_body(upstream)
     content_type = upstream.headers.get("content-type")
     if content_type is None and has_body(request.method, upstream):
@@ -259,7 +259,8 @@ def page_plan(request: Request, gate: Gate, visit: Visit, *, nonce: str | None) 
     query = request.url.query
     next_path = request.url.path + ("?" + query if query else "")
     base_url = page_url(f"{ctx.origin}{next_path}") or urls.URL(ctx.scheme, ctx.netloc, next_path)
-    lang = choose_lang(request.query_params.get("gate_lang"), request.headers.get("accept-language"))
+    gate_lang = request.query_params.get("gate_lang") if query else None
+    lang = choose_lang(gate_lang, request.headers.get("accept-language"))
     # Everything injected is absolute on gate's public origin, whatever the page's <base> says (the
     # origin Origin checks, the CSP and rewritten redirects use: SiteContext.origin).
     origin = ctx.origin

@@ -259,6 +259,23 @@ class OriginMap:
         return self.public + absolute[len(parts.scheme) + 3 + len(parts.netloc) :]
 
 
+def origin_map(site: Site, public_origin: str) -> OriginMap:
+    """OriginMap(site, public_origin), made once per site and public origin (read for every response;
+    the public origin comes from the visitor's Host, so the memo is bounded: the oldest goes)."""
+    key = (id(site), public_origin)
+    hit = _origin_maps.get(key)
+    if hit is not None and hit[0] is site:  # the site is held, so its id() stays its own
+        return hit[1]
+    made = OriginMap(site, public_origin)
+    if len(_origin_maps) >= 256:
+        del _origin_maps[next(iter(_origin_maps))]
+    _origin_maps[key] = (site, made)
+    return made
+
+
+_origin_maps: dict[tuple[int, str], tuple[Site, OriginMap]] = {}
+
+
 def _origin_key(scheme: str, netloc: str) -> tuple[str, str]:
     scheme, netloc = scheme.lower(), netloc.lower().rsplit("@", 1)[-1]
     default = {"http": ":80", "https": ":443"}.get(scheme)
