@@ -56,6 +56,7 @@ PORTS = {
     "lolhtml": 9114,
     "gate-off": 9115,
     "gate": 9116,
+    "baseline": 9117,
 }
 ROWS = {  # row key -> label
     "nginx": "nginx proxy_pass",
@@ -64,6 +65,7 @@ ROWS = {  # row key -> label
     "lolhtml": "bare + lol-html, pool 8",
     "gate-off": "gate, gating off",
     "gate": "gate serve, undecided",
+    "baseline": "gate serve, --baseline",
 }
 PAGE, IMAGE = "/page.html", "/image.jpg"
 HOP = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer", b"upgrade", b"host"})
@@ -196,7 +198,7 @@ def wait_up(url: str, proc: subprocess.Popen, what: str) -> None:
     raise SystemExit(f"{what} did not answer {url} within 30 s")
 
 
-def start_all(tmp: Path, rows: list[str], procs: dict[str, subprocess.Popen]) -> None:
+def start_all(tmp: Path, rows: list[str], procs: dict[str, subprocess.Popen], baseline: str | None = None) -> None:
     """Starts every server into ``procs`` (so the caller can stop what started, should one fail)."""
     origin = f"http://127.0.0.1:{PORTS['origin']}"
     logs = tmp / "logs"
@@ -226,6 +228,11 @@ def start_all(tmp: Path, rows: list[str], procs: dict[str, subprocess.Popen]) ->
         gate = shutil.which("gate", path=os.path.dirname(sys.executable)) or "gate"
         env = {"GATE_SECRET_KEY": "bench-key-0123456789abcdef-0123456789"}
         spawn("gate", [gate, "serve", "--upstream", origin, "--port", str(PORTS["gate"])], env, cwd=tmp / "gate")
+    if "baseline" in rows and baseline:  # gate as checked out in another directory, started the same way
+        (tmp / "baseline").mkdir()
+        env = {"GATE_SECRET_KEY": "bench-key-0123456789abcdef-0123456789", "PYTHONPATH": baseline}
+        cmd = [sys.executable, "-c", "from gate.cli import main; raise SystemExit(main())", "serve"]
+        spawn("baseline", cmd + ["--upstream", origin, "--port", str(PORTS["baseline"])], env, cwd=tmp / "baseline")
     for name, proc in procs.items():
         if name != "nginx":
             wait_up(f"http://127.0.0.1:{PORTS[name]}{PAGE}", proc, name)
@@ -404,15 +411,21 @@ def main() -> None:
     ap.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated, of {', '.join(ROWS)}")
     ap.add_argument("--json", help="save every sample here")
     ap.add_argument("--keep", action="store_true", help="leave the temporary directory (logs) in place")
+    ap.add_argument("--baseline", help="a row for `gate serve` as checked out in this directory (its C scan built)")
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk not found: apt-get install wrk")
-    rows = [r for r in args.rows.split(",") if r]
+    rows = [r for r in args.rows.split(",") if r and (r != "baseline" or args.baseline)]
+    if args.baseline:
+        args.baseline = str(Path(args.baseline).resolve())
+        ROWS["baseline"] = f"gate serve, {Path(args.baseline).name}"
+        if "baseline" not in rows:
+            rows.append("baseline")
     tmp = Path(tempfile.mkdtemp(prefix="gate-bench-proxy-"))
     sizes = write_site(tmp)
     procs: dict[str, subprocess.Popen] = {}
     try:
-        start_all(tmp, rows, procs)
+        start_all(tmp, rows, procs, args.baseline)
         print(f"load average {os.getloadavg()[0]:.2f} at the start", flush=True)
         results = measure(rows, args.duration, args.rounds, procs)
     finally:
