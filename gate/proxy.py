@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Awaitable
 
 import anyio
 import httpx
@@ -105,25 +104,23 @@ async def handle(request: Request, gate: Gate, ctx: SiteContext, presence: Prese
         request.scope.setdefault("state", {})
     )  # for the ledger, the access line and the metrics, after the stream
     started = time.perf_counter()
+    upstream: httpx.Response | None = None
     try:
-        with anyio.fail_after(deadline - anyio.current_time()):
-            upstream = await unless_gone(
-                request,
-                presence,
-                gate.pool().send(
-                    request,
-                    ctx,
-                    cookie_filter(registry, allowed),
-                    [(b"gate-consent", consent_header(consent).encode())],
-                ),
+        # One scope ends the wait at the response deadline, and when the visitor goes away meanwhile (a
+        # stalling origin must not keep a pooled connection for someone who left). The visitor is only
+        # watched when the request has no body: the body is read by the send itself, from the same
+        # channel the disconnect comes on.
+        with anyio.CancelScope(deadline=deadline) as waiting, presence.cancelling(waiting, not _has_body(request)):
+            upstream = await gate.pool().send(
+                request, ctx, cookie_filter(registry, allowed), [(b"gate-consent", consent_header(consent).encode())]
             )
-        if upstream is None:
+        if upstream is None and presence.gone:
             log.info("client went away while the origin was answering: %s %s", request.method, request.url.path)
             return Response(status_code=499)  # never sent: nobody is there
+        if upstream is None:
+            return error_page(UpstreamTimeout(OVERDUE), request, site)
     except UpstreamError as e:
         return error_page(e, request, site)
-    except TimeoutError:
-        return error_page(UpstreamTimeout(OVERDUE), request, site)
     except ClientDisconnect:
         log.info("client went away during the request body: %s %s", request.method, request.url.path)
         return Response(status_code=400)
@@ -141,19 +138,6 @@ async def handle(request: Request, gate: Gate, ctx: SiteContext, presence: Prese
     if isinstance(response, Streamed):
         response.deadline = deadline
     return response
-
-
-async def unless_gone(
-    request: Request, presence: Presence, sending: Awaitable[httpx.Response]
-) -> httpx.Response | None:
-    """The origin's response, or None when the visitor went away first: a stalling origin must not keep
-    a pooled connection for someone who left. Watched only when the request has no body (the body is
-    read by the send itself, from the same channel the disconnect comes on)."""
-    if _has_body(request):
-        return await sending
-    with anyio.CancelScope() as scope, presence.cancelling(scope):
-        return await sending
-    return None  # cancelled: the visitor went away
 
 
 def _has_body(request: Request) -> bool:

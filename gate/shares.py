@@ -42,18 +42,26 @@ class _Counter:
         self.size = size
         self._slots: dict[str, _Slot] = {}
 
+    def take(self, key: str) -> bool:
+        """Take a share of ``key`` if one is free, at once (no loop turn: anyio's acquire() gives the
+        loop a turn even then, and a request waits behind every streaming page on each turn,
+        bench/headofline.py)."""
+        slot = self._slots.get(key)
+        if slot is None:
+            slot = self._slots[key] = _Slot(anyio.Semaphore(self.size))
+        try:
+            slot.semaphore.acquire_nowait()
+        except anyio.WouldBlock:
+            return False
+        slot.users += 1
+        return True
+
     async def acquire(self, key: str) -> None:
+        """Wait for a share of ``key`` (after ``take`` found none free)."""
         slot = self._slots.get(key)
         if slot is None:
             slot = self._slots[key] = _Slot(anyio.Semaphore(self.size))
         slot.users += 1
-        try:
-            # Free: taken at once. acquire() would give the loop a turn even then, and a request waits
-            # behind every streaming page on each turn (bench/headofline.py).
-            slot.semaphore.acquire_nowait()
-            return
-        except anyio.WouldBlock:
-            pass
         try:
             await slot.semaphore.acquire()
         except BaseException:
@@ -88,16 +96,17 @@ class Shares:
         """Hold one request's share of the pool for ``client`` and ``path``; raises ShareExceeded when no
         turn came within the wait."""
         taken: list[tuple[_Counter, str]] = []
-        waiting_for: str | None = None
+        deadline: float | None = None  # of the wait, from the first share that was not free
         try:
-            with anyio.move_on_after(self.wait):
-                for counter, key, what in ((self.clients, client, "visitor"), (self.paths, path, "path")):
-                    waiting_for = what
-                    await counter.acquire(key)
-                    taken.append((counter, key))
-                waiting_for = None
-            if waiting_for is not None:
-                raise ShareExceeded(waiting_for)
+            for counter, key, what in ((self.clients, client, "visitor"), (self.paths, path, "path")):
+                if not counter.take(key):
+                    if deadline is None:
+                        deadline = anyio.current_time() + self.wait
+                    with anyio.CancelScope(deadline=deadline) as waiting:
+                        await counter.acquire(key)
+                    if waiting.cancelled_caught:
+                        raise ShareExceeded(what)
+                taken.append((counter, key))
             yield
         finally:
             for counter, key in reversed(taken):

@@ -51,15 +51,12 @@ class Streamed:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            with (
-                anyio.CancelScope(deadline=self.deadline) as overdue,
-                anyio.CancelScope() as gone,
-                self.presence.cancelling(gone),
-            ):
+            # One scope: cut at the deadline, or when the visitor goes away (the watcher cancels it).
+            with anyio.CancelScope(deadline=self.deadline) as cut, self.presence.cancelling(cut):
                 await self._send(send, scope)
-            if gone.cancelled_caught:
+            if cut.cancelled_caught and self.presence.gone:
                 log.debug("client went away mid-stream")
-            if overdue.cancelled_caught:
+            elif cut.cancelled_caught:
                 # A trickle (a byte now and then) never trips the read timeout; this ends it.
                 log.warning("upstream response overdue for %s %s: cut", scope["method"], scope["path"])
                 if not self.started:
@@ -147,8 +144,12 @@ class Presence:
             scope.cancel()
 
     @contextmanager
-    def cancelling(self, scope: anyio.CancelScope) -> Iterator[None]:
-        """Cancels ``scope`` if the visitor goes away while it is open (at once if already gone)."""
+    def cancelling(self, scope: anyio.CancelScope, watch: bool = True) -> Iterator[None]:
+        """Cancels ``scope`` if the visitor goes away while it is open (at once if already gone);
+        nothing when ``watch`` is False."""
+        if not watch:
+            yield
+            return
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._watch())
         if self.gone:
