@@ -23,7 +23,13 @@ from .vendors import Registry
 from .verdict import NOTHING, Verdict
 
 ENTRIES = 1024  # verdicts, and attribute parses, at most (each)
-CACHED_TAG_MAX = 2048  # bytes: longer tags and elements are judged every time, never remembered
+CACHED_TAG_MAX = 2048  # bytes: longer tags are judged every time, never remembered
+# Whole elements longer than CACHED_TAG_MAX (an inline <style> of a page's critical CSS, a long inline
+# script, JSON-LD) up to LONG_ELEMENT_MAX are remembered apart, LONG_ENTRIES of them at most: each is
+# held twice (key and verdict), so these bound what they can take (2 MiB a registry). Judged every
+# time, the 4.7 KB <style> of the bench page cost more than all its other elements looked up.
+LONG_ELEMENT_MAX = 32 * 1024
+LONG_ENTRIES = 32
 
 
 class _ByBase:
@@ -50,11 +56,13 @@ class Decisions:
     """Verdicts on tags and elements, and attribute parses, remembered for one registry. One worker
     thread uses it at a time (the event loop)."""
 
-    __slots__ = ("verdicts", "attrs")
+    __slots__ = ("verdicts", "attrs", "long")
 
-    def __init__(self, entries: int = ENTRIES) -> None:
+    def __init__(self, entries: int = ENTRIES, long_entries: int = LONG_ENTRIES) -> None:
         self.verdicts: Memo[Verdict | _ByBase] = Memo(entries)
         self.attrs: Memo[tuple[hs.Attr, ...]] = Memo(entries)
+        # Elements over CACHED_TAG_MAX bytes, up to LONG_ELEMENT_MAX: remembered here, fewer of them.
+        self.long: Decisions | None = Decisions(long_entries, 0) if long_entries else None
 
     def attributes(self, raw: bytes) -> tuple[hs.Attr, ...]:
         """hs.parse_attrs(raw), remembered for attribute bytes up to CACHED_TAG_MAX."""
@@ -108,6 +116,8 @@ class Decisions:
     def forget(self) -> None:
         self.verdicts.clear()
         self.attrs.clear()
+        if self.long is not None:
+            self.long.forget()
 
     def __len__(self) -> int:
         return len(self.verdicts)

@@ -105,7 +105,9 @@ def _oversized(reader: PageRewriter, buf: bytes, pos: int, u: Unit, upto: int) -
 
 def _finish(reader: PageRewriter, buf: bytes, pos: int, content_end: int, end: int, u: Unit) -> int:
     reader.unit, reader.state = None, State.DATA
-    if end - pos > decisions_.CACHED_TAG_MAX:
+    size = end - pos
+    decisions = reader.decisions if size <= decisions_.CACHED_TAG_MAX else reader.decisions.long
+    if decisions is None or size > decisions_.LONG_ELEMENT_MAX:
         verdict = _verdict(reader, buf, pos, content_end, end, u)
     else:
         key: tuple[object, ...] = (
@@ -119,7 +121,7 @@ def _finish(reader: PageRewriter, buf: bytes, pos: int, content_end: int, end: i
         )
         if u.kind == UnitKind.DUAL:  # the other reading starts from the open elements
             key += reader.tree.key()
-        verdict = reader.decisions.decide(key, reader.base, lambda: _verdict(reader, buf, pos, content_end, end, u))
+        verdict = decisions.decide(key, reader.base, lambda: _verdict(reader, buf, pos, content_end, end, u))
     out = reader._decided(verdict)
     if out is not None:
         reader.out.append(out)

@@ -107,3 +107,59 @@ def test_judged_joins_the_contents_verdict_and_the_start_tags(page, tag_out, sen
     assert asked == [True]
     assert "start.tag" in v.outcome.stripped  # what the start tag's verdict found is kept
     assert ("facebook.pixel" in v.outcome.stripped) == (b"facebook" in page)
+
+
+# -- long elements: remembered apart, fewer of them ------------------------------------------------
+def long_style(n: int, size: int) -> bytes:
+    """An inline <style> of ``size`` bytes (a page's critical CSS), the n-th of its kind."""
+    head = f"<style>/* {n} */ .card{{margin:0}}".encode()
+    return head + b" " * (size - len(head) - len(b"</style>")) + b"</style>"
+
+
+def judgments(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the elements judged (not looked up) from here on."""
+    from gate import units
+
+    seen: list[int] = []
+    verdict = units._verdict
+
+    def counting(reader, buf, pos, content_end, end, u):  # type: ignore[no-untyped-def]
+        seen.append(end - pos)
+        return verdict(reader, buf, pos, content_end, end, u)
+
+    monkeypatch.setattr(units, "_verdict", counting)
+    return seen
+
+
+def test_a_long_element_is_judged_on_the_first_page_and_looked_up_on_the_next(monkeypatch):
+    from gate import decisions
+
+    decisions.forget(REGISTRY)
+    style = long_style(1, 5000)  # over CACHED_TAG_MAX
+    page = b"<p>a</p>" + style + b"<p>b</p>"
+    seen = judgments(monkeypatch)
+    assert run([page])[0] == page
+    assert seen == [len(style)]
+    assert run([page])[0] == page and run([page[:3000], page[3000:]])[0] == page
+    assert seen == [len(style)]  # the next pages, whole or cut, looked it up
+
+
+def test_an_element_over_the_long_limit_is_judged_every_time(monkeypatch):
+    from gate import decisions
+
+    decisions.forget(REGISTRY)
+    style = long_style(2, decisions.LONG_ELEMENT_MAX + 1)
+    seen = judgments(monkeypatch)
+    for _ in range(2):
+        assert run([style + b"<p>x"])[0] == style + b"<p>x"
+    assert seen == [len(style)] * 2
+
+
+def test_long_elements_are_remembered_at_most_long_entries_of_them():
+    from gate import decisions
+
+    decisions.forget(REGISTRY)
+    for n in range(decisions.LONG_ENTRIES * 3):
+        run([long_style(n, 4000)])
+    held = decisions.of(REGISTRY).long
+    assert held is not None and len(held) == decisions.LONG_ENTRIES
