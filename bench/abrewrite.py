@@ -31,6 +31,7 @@ CHILD = r"""
 import gc, json, os, sys, time
 root = sys.argv[1]
 sys.path.insert(0, root)
+sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in repr(f)]  # pip install -e's import hook
 os.sched_setaffinity(0, {int(sys.argv[2])})
 CLOCK = time.thread_time if sys.argv[3] == "cpu" else time.perf_counter
 from gate import urls, vendors

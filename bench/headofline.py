@@ -87,6 +87,8 @@ import importlib, json, sys
 knobs = json.loads(sys.argv.pop(1))
 if "path" in knobs:  # --baseline: gate from another checkout
     sys.path.insert(0, knobs.pop("path"))
+    # pip install -e's import hook would find this checkout's gate before sys.path does
+    sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in repr(f)]
 turns_file = knobs.pop("turns_file", None)
 for name, value in knobs.items():
     parts = name.split(".")

@@ -231,7 +231,12 @@ def start_all(tmp: Path, rows: list[str], procs: dict[str, subprocess.Popen], ba
     if "baseline" in rows and baseline:  # gate as checked out in another directory, started the same way
         (tmp / "baseline").mkdir()
         env = {"GATE_SECRET_KEY": "bench-key-0123456789abcdef-0123456789", "PYTHONPATH": baseline}
-        cmd = [sys.executable, "-c", "from gate.cli import main; raise SystemExit(main())", "serve"]
+        boot = (  # pip install -e's import hook would find this checkout's gate before PYTHONPATH does
+            "import sys; sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f)]\n"
+            "import gate; assert gate.__file__.startswith(sys.argv[1]), gate.__file__; del sys.argv[1]\n"
+            "from gate.cli import main; raise SystemExit(main())"
+        )
+        cmd = [sys.executable, "-c", boot, baseline, "serve"]
         spawn("baseline", cmd + ["--upstream", origin, "--port", str(PORTS["baseline"])], env, cwd=tmp / "baseline")
     for name, proc in procs.items():
         if name != "nginx":
