@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import anyio
 
@@ -96,27 +96,47 @@ SEND_BYTES = 128 * 1024
 
 
 async def page_chunks(
-    chunks: AsyncIterator[bytes], page: PageBody, encoder: Encoder | None = None
+    chunks: AsyncIterator[bytes],
+    page: PageBody,
+    encoder: Encoder | None = None,
+    origin_done: Callable[[], bool] = lambda: False,
 ) -> AsyncIterator[bytes]:
     """The gated page as it streams, compressed for the visitor when ``encoder`` is given (what the
     rewriter met is ``page.outcome`` once it has ended). What a chunk from the origin makes goes out
     (flushed) by the end of that chunk, so the page streams as it comes. A chunk of a compressed page
     can decode to megabytes: the work is cut into turns (``_Turns``), and between two the loop serves
-    other requests."""
+    other requests.
+
+    Once the origin has sent its last byte (``origin_done``: it can tell when the origin said how much
+    it would send) or the chunks have ended, what is left is in memory: each output then waits for the
+    next, and the last goes out as ``Last``, with the end of the response (one write to the visitor, one
+    wake-up of its reader, where there were two or three)."""
     turns = _Turns(encoder)
+    held = b""  # made after the origin's last byte, not sent yet
     async for chunk in chunks:
+        last = origin_done()
         pieces, done = page.pieces(chunk), False
         while not done:
             out, done = await turns.take(pieces)
             if out:
-                yield out
+                if held:
+                    yield held
+                held = out
+                if not last:
+                    yield held
+                    held = b""
     pieces, done = page.end_pieces(), False
     while not done:
         out, done = await turns.take(pieces)
         if out:
-            yield out
-    if encoder is not None:
-        yield encoder.close()
+            if held:
+                yield held
+            held = out
+    yield Last(held + encoder.close() if encoder is not None else held)
+
+
+class Last(bytes):
+    """A response's last bytes (possibly none): sent with the end of the response."""
 
 
 class _Turns:

@@ -42,7 +42,7 @@ from .settings import Site
 from .shares import ShareExceeded
 from .sniff import has_body, is_page, sniff_unlabelled
 from .streamed import Presence, Streamed
-from .upstream import origin_map, raw_body, response_headers
+from .upstream import origin_map, raw_body, response_headers, sent_all
 from .vendors import Registry
 
 log = logging.getLogger("gate.proxy")
@@ -179,7 +179,7 @@ async def respond(
     return Streamed(
         upstream.status_code,
         headers,
-        page_chunks(body, page, encoder),
+        page_chunks(body, page, encoder, sent_all(upstream)),
         upstream,
         ctx.site,
         page=page,

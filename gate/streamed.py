@@ -18,7 +18,7 @@ from starlette.types import Receive, Scope, Send
 from . import charset
 from .errorpages import OVERDUE, cut_reason, error_page, reason_of
 from .errors import PageTooLarge, UpstreamError, UpstreamTimeout, UpstreamUnavailable
-from .pagebody import PageBody
+from .pagebody import Last, PageBody
 from .recording import metrics
 from .settings import Site
 
@@ -76,6 +76,11 @@ class Streamed:
                 if not self.started:  # a page: its first bytes are out of the sniffer, so its charset is known
                     self.started = True
                     await send({"type": "http.response.start", "status": self.status, "headers": self._page_headers()})
+                if type(chunk) is Last:  # the page's last bytes go with the response's end
+                    await send({"type": "http.response.body", "body": bytes(chunk), "more_body": False})
+                    if self.after is not None:
+                        self.after()
+                    return
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except UpstreamError as e:
             reason = cut_reason(e)

@@ -157,6 +157,16 @@ def _body(request: Request) -> AsyncIterator[bytes] | None:
     return chunks()
 
 
+def sent_all(response: httpx.Response) -> Callable[[], bool]:
+    """Whether the origin has sent the whole body (read as ``raw_body`` reads it), as far as it said how
+    long the body is: always False for a body without a (single, valid) Content-Length."""
+    declared = response.headers.get("content-length", "")
+    if not declared.isdigit() or len(declared) > 18:
+        return lambda: False
+    length = int(declared)
+    return lambda: response.num_bytes_downloaded >= length
+
+
 async def raw_body(response: httpx.Response) -> AsyncIterator[bytes]:
     """The response body exactly as the origin sent it; failures mid-body become UpstreamError."""
     try:

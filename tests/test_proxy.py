@@ -329,3 +329,31 @@ async def test_the_pages_last_byte_goes_out_before_its_ledger_and_log_work(monke
             await app(scope, receive, send)
     assert b"".join(sent).startswith(b"<!doctype html>") and "歯科衛生士".encode() in b"".join(sent)
     assert events == ["last byte", "recorded"]
+
+
+@pytest.mark.parametrize("coding", ["identity", "gzip", "br"])
+async def test_a_pages_last_bytes_leave_with_the_end_of_the_response(coding) -> None:
+    """The page's tail (what the rewriter held to its end, the encoder's end) goes in the message that
+    ends the response: one write to the visitor and one wake-up of the visitor's reader, not two."""
+    app = gate_app.create_app(gate_settings(ORIGIN))
+    scope = http_scope("/jobs", [(b"host", b"gate.test"), (b"accept-encoding", coding.encode())])
+    messages: list[tuple[bytes, bool]] = []
+
+    async def receive() -> dict:
+        await anyio.sleep_forever()
+        raise AssertionError
+
+    async def send(message: dict) -> None:
+        if message["type"] == "http.response.body":
+            messages.append((message.get("body", b""), message.get("more_body", False)))
+
+    with respx.mock(assert_all_called=False) as mock:
+        mock.route(host="origin.test").mock(return_value=html())
+        async with app.router.lifespan_context(app):
+            await app(scope, receive, send)
+    *before, (last, more) = messages
+    assert not more and last, messages[-3:]  # the end carries bytes
+    assert all(more for _, more in before)
+    body = b"".join(b for b, _ in messages)
+    page = {"identity": lambda b: b, "gzip": gzip.decompress, "br": brotli.decompress}[coding](body)
+    assert page.rstrip().endswith(b"</html>") and "歯科衛生士".encode() in page
