@@ -133,12 +133,13 @@ def variants() -> dict[str, list[tuple[object, str, object]]]:
     its app built and every request of it run under them."""
     import httpcore
 
-    from gate import decoders, later, pool
+    from gate import decoders, later, netio, pool
 
     return {
         "anyio-backend": [(pool, "PLAIN_BACKEND", httpcore.AnyIOBackend())],
         "identity-16k": [(decoders, "IDENTITY_PIECE", decoders.PIECE)],
         "access-at-once": [(later, "MAX_HELD", 1)],  # every access line written as its response ends
+        "access-batched": [(netio, "HELD_WHILE_WAITING", False)],  # access lines every 50 ms or 64 lines
     }
 
 

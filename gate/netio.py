@@ -32,6 +32,7 @@ from .later import LATER
 # (asyncio.sleep(0)), so that a fast origin streaming a large file through gate lets other requests
 # run (and a cancellation in) at least every READY_TURN reads of httpcore's 64 KiB.
 READY_TURN = 4
+HELD_WHILE_WAITING = True  # a read that would wait for the origin first runs what gate.later holds
 
 
 class SocketStream(httpcore.AsyncNetworkStream):
@@ -44,7 +45,7 @@ class SocketStream(httpcore.AsyncNetworkStream):
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         data = self._ready_bytes(max_bytes)
-        if data is None and LATER:  # gate would wait for the origin: held work runs meanwhile (gate.later)
+        if data is None and LATER and HELD_WHILE_WAITING:  # gate would wait: held work runs now (gate.later)
             LATER.run()
             data = self._ready_bytes(max_bytes)
         if data is not None:
