@@ -4,7 +4,8 @@ Each worker remembers, per registry, the decisions it made on tags, whole script
 elements, attribute parses, inline scripts and the URLs it looked up. Every cache is bounded by entries and
 by the size of what it keeps; a full cache forgets what it used least recently. This script feeds
 pages built to fill every cache with entries close to the largest it keeps (40 tags of about 2 KB, one
-inline script of about 16 KB and one 1.5 KB external script URL a page, every page different) and
+inline script of about 16 KB, one 1.5 KB external script URL and one <style> of about 32 KB a page, every
+page different) and
 prints the largest traced memory the caches reached over the start, with how many entries each held.
 
     python bench/cache_memory.py
@@ -30,13 +31,15 @@ def page(i: int) -> bytes:
     tags = "".join(f'<img src="/p/{i}-{k}.jpg" alt="{pad}">' for k in range(40))
     script = "<script>var s='" + "y" * 16000 + f"{i}';</script>"
     link = f'<script src="https://cdn.example.org/{i}/' + "z" * 1500 + '.js"></script>'
-    return f"<!doctype html><head></head><body>{tags}{script}{link}</body>".encode()
+    style = f"<style>/* {i} */" + "a{b:c}" * 5400 + "</style>"  # ~32 KB: the largest long element kept
+    return f"<!doctype html><head>{style}</head><body>{tags}{script}{link}</body>".encode()
 
 
 def held_entries(registry: vendors.Registry) -> dict[str, int]:
     remembered = decisions.of(registry)
     return {
         "verdicts": len(remembered.verdicts),
+        "long": len(remembered.long) if remembered.long is not None else 0,
         "attrs": len(remembered.attrs),
         "scripts": len(registry.matcher._script_cache),
         "urls": len(registry.matcher._url_cache),

@@ -6,6 +6,7 @@ go through httpcore's anyio backend. Each test runs on asyncio's loop and on uvl
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import shutil
@@ -218,3 +219,21 @@ async def test_an_https_origin_goes_through_httpcore_s_own_backend(certificate: 
     finally:
         listener.close()
         thread.join(timeout=10)
+
+
+async def test_a_host_name_is_resolved_and_each_address_tried_in_turn(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A name with two addresses, the first of them dead (as ::1 can be for "localhost"): the second is used.
+    with socket.create_server(("127.0.0.1", 0)) as s:
+        dead = s.getsockname()
+    with origin() as url:
+        live = ("127.0.0.1", int(url.rsplit(":", 1)[1]))
+        loop = asyncio.get_running_loop()
+        answers = [(socket.AF_INET, socket.SOCK_STREAM, 6, "", dead), (socket.AF_INET, socket.SOCK_STREAM, 6, "", live)]
+        resolve = loop.getaddrinfo  # uvloop's sock_connect asks it too, for the numeric addresses
+
+        async def getaddrinfo(host: str, port: int, **kwargs: object) -> list:
+            return answers if host == "origin.example" else await resolve(host, port, **kwargs)
+
+        monkeypatch.setattr(loop, "getaddrinfo", getaddrinfo)
+        async with client() as c:
+            assert (await c.get(f"http://origin.example:{live[1]}/small")).content == b"small"
