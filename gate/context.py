@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import HTTPConnection
@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # the parts' own modules import this one; their types are onl
     from .rewrite import Outcome
     from .shares import Shares
     from .tokens import PageTokens
-    from .upstream import Upstream
+    from .upstream import OriginMap, Upstream
 
 VISIT_KEY = "gate_visit"  # the Visit's key in the ASGI scope's state
 
@@ -112,6 +112,8 @@ class Gate:
     upstream: Upstream | None = None
     recorder: Recorder | None = None
     ledger_listens: bool = False  # the ledger subscribed to ``attempts`` (once, however often the lifespan runs)
+    # Per (site host, public origin): what response_headers maps the origin's own URLs with.
+    origin_maps: Memo[OriginMap] = field(default_factory=lambda: Memo(256))
 
     def site_for(self, host: str | None) -> Site | None:
         return self.settings.site_for(host)

@@ -3,10 +3,11 @@ transcoder when the page is not ASCII-compatible -> rewriter)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 
 import anyio
 
@@ -112,27 +113,29 @@ async def page_chunks(
     next, and the last goes out as ``Last``, with the end of the response (one write to the visitor, one
     wake-up of its reader, where there were two or three)."""
     turns = _Turns(encoder)
-    held = b""  # made after the origin's last byte, not sent yet
-    async for chunk in chunks:
-        last = origin_done()
-        pieces, done = page.pieces(chunk), False
-        while not done:
-            out, done = await turns.take(pieces)
-            if out:
-                if held:
-                    yield held
-                held = out
-                if not last:
-                    yield held
-                    held = b""
-    pieces, done = page.end_pieces(), False
-    while not done:
-        out, done = await turns.take(pieces)
-        if out:
-            if held:
-                yield held
-            held = out
+    held = b""  # made once the origin can send no more: each output waits for the next, the last is Last
+    async with contextlib.aclosing(_sources(chunks, page, origin_done)) as sources:
+        async for pieces, settled in sources:
+            done = False
+            while not done:
+                out, done = await turns.take(pieces)
+                if out and not settled:  # nothing is held before the origin is done
+                    yield out
+                elif out:
+                    if held:
+                        yield held
+                    held = out
     yield Last(held + encoder.close() if encoder is not None else held)
+
+
+async def _sources(
+    chunks: AsyncIterator[bytes], page: PageBody, origin_done: Callable[[], bool]
+) -> AsyncGenerator[tuple[Iterator[bytes], bool]]:
+    """The page's pieces for each chunk from the origin, then its end, each with whether the origin can
+    send no more by then."""
+    async for chunk in chunks:
+        yield page.pieces(chunk), origin_done()
+    yield page.end_pieces(), True
 
 
 class Last(bytes):

@@ -30,7 +30,6 @@ tests/test_upstream_desync.py fails if a release moves them.
 
 from __future__ import annotations
 
-import select
 import socket
 import ssl
 import typing
@@ -64,12 +63,7 @@ class _Stream(httpcore.AsyncNetworkStream):
 
     def get_extra_info(self, info: str) -> typing.Any:
         if info == "is_readable":
-            fd = self._socket.fileno() if self._socket is not None else -1
-            if fd < 0:  # closed: as httpcore does, "readable" (the next read ends the stream)
-                return True
-            poll = select.poll()
-            poll.register(fd, select.POLLIN)
-            return bool(poll.poll(0))
+            return netio.readable(self._socket)
         if info == "socket":
             return self._socket
         return self._stream.get_extra_info(info)

@@ -14,6 +14,7 @@ the request's ``Visit`` (gate.context) after the stream, for whoever keeps the l
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import time
@@ -110,7 +111,10 @@ async def handle(request: Request, gate: Gate, ctx: SiteContext, presence: Prese
         # stalling origin must not keep a pooled connection for someone who left). The visitor is only
         # watched when the request has no body: the body is read by the send itself, from the same
         # channel the disconnect comes on.
-        with anyio.CancelScope(deadline=deadline) as waiting, presence.cancelling(waiting, not _has_body(request)):
+        with (
+            anyio.CancelScope(deadline=deadline) as waiting,
+            presence.cancelling(waiting) if not _has_body(request) else contextlib.nullcontext(),
+        ):
             upstream = await gate.pool().send(
                 request, ctx, cookie_filter(registry, allowed), [(b"gate-consent", consent_header(consent).encode())]
             )
@@ -150,7 +154,7 @@ async def respond(
 ) -> Response | Streamed:
     """The visitor's response: the origin's bytes untouched, or, for a page, gated as it streams."""
     ctx = visit.site
-    headers = response_headers(upstream, origin_map(ctx.site, ctx.origin))
+    headers = response_headers(upstream, origin_map(gate.origin_maps, ctx.site, ctx.origin))
     body = raw_body(upstream)
     content_type = upstream.headers.get("content-type")
     if content_type is None and has_body(request.method, upstream):

@@ -42,13 +42,17 @@ class _Counter:
         self.size = size
         self._slots: dict[str, _Slot] = {}
 
+    def _slot(self, key: str) -> _Slot:
+        slot = self._slots.get(key)
+        if slot is None:
+            slot = self._slots[key] = _Slot(anyio.Semaphore(self.size))
+        return slot
+
     def take(self, key: str) -> bool:
         """Take a share of ``key`` if one is free, at once (no loop turn: anyio's acquire() gives the
         loop a turn even then, and a request waits behind every streaming page on each turn,
         bench/headofline.py)."""
-        slot = self._slots.get(key)
-        if slot is None:
-            slot = self._slots[key] = _Slot(anyio.Semaphore(self.size))
+        slot = self._slot(key)
         try:
             slot.semaphore.acquire_nowait()
         except anyio.WouldBlock:
@@ -58,9 +62,7 @@ class _Counter:
 
     async def acquire(self, key: str) -> None:
         """Wait for a share of ``key`` (after ``take`` found none free)."""
-        slot = self._slots.get(key)
-        if slot is None:
-            slot = self._slots[key] = _Slot(anyio.Semaphore(self.size))
+        slot = self._slot(key)
         slot.users += 1
         try:
             await slot.semaphore.acquire()

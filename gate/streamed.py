@@ -71,16 +71,15 @@ class Streamed:
         if self.page is None:
             self.started = True
             await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
+        end = b""  # what goes with the response's end: a page's Last bytes
         try:
             async for chunk in self.body:
                 if not self.started:  # a page: its first bytes are out of the sniffer, so its charset is known
                     self.started = True
                     await send({"type": "http.response.start", "status": self.status, "headers": self._page_headers()})
-                if type(chunk) is Last:  # the page's last bytes go with the response's end
-                    await send({"type": "http.response.body", "body": bytes(chunk), "more_body": False})
-                    if self.after is not None:
-                        self.after()
-                    return
+                if type(chunk) is Last:
+                    end = bytes(chunk)
+                    break
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except UpstreamError as e:
             reason = cut_reason(e)
@@ -100,10 +99,7 @@ class Streamed:
             # complete-looking, truncated page. Returning without the last message drops the connection
             # (no final chunk), and nothing more is added to the page.
             return
-        if not self.started:
-            self.started = True
-            await send({"type": "http.response.start", "status": self.status, "headers": self._page_headers()})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        await send({"type": "http.response.body", "body": end, "more_body": False})
         if self.after is not None:
             self.after()
 
@@ -149,12 +145,8 @@ class Presence:
             scope.cancel()
 
     @contextmanager
-    def cancelling(self, scope: anyio.CancelScope, watch: bool = True) -> Iterator[None]:
-        """Cancels ``scope`` if the visitor goes away while it is open (at once if already gone);
-        nothing when ``watch`` is False."""
-        if not watch:
-            yield
-            return
+    def cancelling(self, scope: anyio.CancelScope) -> Iterator[None]:
+        """Cancels ``scope`` if the visitor goes away while it is open (at once if already gone)."""
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._watch())
         if self.gone:

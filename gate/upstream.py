@@ -21,6 +21,7 @@ from . import forwarded, pool
 from .decoders import DECODABLE
 from .errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from .settings import Settings, Site
+from .vendors import Memo
 
 if TYPE_CHECKING:
     from .context import SiteContext
@@ -269,21 +270,15 @@ class OriginMap:
         return self.public + absolute[len(parts.scheme) + 3 + len(parts.netloc) :]
 
 
-def origin_map(site: Site, public_origin: str) -> OriginMap:
-    """OriginMap(site, public_origin), made once per site and public origin (read for every response;
-    the public origin comes from the visitor's Host, so the memo is bounded: the oldest goes)."""
-    key = (id(site), public_origin)
-    hit = _origin_maps.get(key)
-    if hit is not None and hit[0] is site:  # the site is held, so its id() stays its own
-        return hit[1]
-    made = OriginMap(site, public_origin)
-    if len(_origin_maps) >= 256:
-        del _origin_maps[next(iter(_origin_maps))]
-    _origin_maps[key] = (site, made)
+def origin_map(known: Memo[OriginMap], site: Site, public_origin: str) -> OriginMap:
+    """OriginMap(site, public_origin), from ``known`` (the app's: per site and public origin, bounded, as
+    the public origin comes from the visitor's Host) when it was made before: read for every response."""
+    key = (site.host, public_origin)
+    made = known.get(key)
+    if made is None:
+        made = OriginMap(site, public_origin)
+        known.put(key, made)
     return made
-
-
-_origin_maps: dict[tuple[int, str], tuple[Site, OriginMap]] = {}
 
 
 def _origin_key(scheme: str, netloc: str) -> tuple[str, str]:
