@@ -67,3 +67,29 @@ def test_a_page_that_stalls_past_the_response_deadline_is_a_504() -> None:
             sock.sendall(get("/stalled-page"))
             answer = read_response(sock)
     assert answer is not None and answer[0] == 504 and time.monotonic() - started < 1.5
+
+
+def test_a_page_whose_length_the_origin_gave_ends_whole_for_a_raw_client() -> None:
+    """Once the origin has sent its Content-Length, gate sends the page's last bytes with the end of
+    the chunked response: a client of our own (tests/hostile.py, no HTTP library) reads it to its final
+    chunk, decoded by Python's gzip for the compressed one."""
+    import gzip
+
+    page = b"<!doctype html><html><head><title>t</title></head><body>" + "歯科衛生士".encode() * 3000
+    page += b"</body></html>\n"
+
+    def answer(sock: socket.socket, head: bytes, n: int) -> bool:
+        head_line = b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: %d\r\n\r\n"
+        sock.sendall(head_line % len(page) + page)
+        return True
+
+    with raw_origin(answer) as origin, gate_served(origin.url) as url:
+        for coding, decode in (("identity", lambda b: b), ("gzip", gzip.decompress)):
+            with visitor(url) as sock:
+                sock.sendall(get("/jobs", extra=f"Accept-Encoding: {coding}\r\n"))
+                answer_ = read_response(sock)
+            assert answer_ is not None, coding  # the final chunk came
+            status, headers, body = answer_
+            assert status == 200 and headers.get("transfer-encoding") == "chunked"
+            got = decode(body)
+            assert got.endswith(b"</body></html>\n") and got.count("歯科衛生士".encode()) == 3000, coding
