@@ -21,7 +21,20 @@
 
 typedef const unsigned char *bytes_t;
 
-static int is_ws(unsigned char c) { return c == '\t' || c == '\n' || c == '\f' || c == '\r' || c == ' '; }
+/* Byte classes, one table lookup where a loop would compare a byte with up to five characters. Filled
+ * by classify() at import. */
+enum { C_WS = 1, C_NAME_STOP = 2, C_TAG_NAME_STOP = 4, C_VALUE_STOP = 8 };
+static unsigned char CLASS[256];
+
+static void classify(void) {
+    const char *ws = "\t\n\f\r ";
+    for (const char *c = ws; *c; c++) CLASS[(unsigned char)*c] = C_WS | C_NAME_STOP | C_TAG_NAME_STOP | C_VALUE_STOP;
+    CLASS['/'] |= C_NAME_STOP | C_TAG_NAME_STOP;
+    CLASS['>'] |= C_NAME_STOP | C_TAG_NAME_STOP | C_VALUE_STOP;
+    CLASS['='] |= C_NAME_STOP;
+}
+
+static inline int is_ws(unsigned char c) { return CLASS[c] & C_WS; }
 static int is_alpha(unsigned char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
 static unsigned char lower(unsigned char c) { return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c; }
 
@@ -57,28 +70,39 @@ static const word_t URL_ATTRS[] = {W("src"), W("srcset"), W("poster"), W("href")
 static const char *SAFE_HREF[] = {"/", "#", "?", "http://", "https://", "mailto:", "tel:", "./", "../", NULL};
 #define LONGEST_WORD 15 /* longer than every listed word */
 
-/* Bit k set: some word of the list is k long. Filled by lengths_of() at import. */
-static unsigned int START_LENGTHS, END_LENGTHS, RISKY_LENGTHS, INERT_LENGTHS, URL_LENGTHS;
+/* A word list with two filters filled by index_words() at import: bit k of lengths is set when some word
+ * is k long, and bit c of firsts[k] when some word of length k starts with the letter 'a' + c. Most names
+ * a page holds ("span", "class", "li") fail one of the two bit tests and are never compared. */
+typedef struct {
+    const word_t *words;
+    unsigned int lengths;
+    unsigned int firsts[LONGEST_WORD + 1];
+} wordset_t;
+static wordset_t START_SET = {INTERESTING_START}, END_SET = {INTERESTING_END}, RISKY_SET = {RISKY},
+                 INERT_SET = {INERT_NAMES}, URL_SET = {URL_ATTRS};
 
-static unsigned int lengths_of(const word_t *words) {
-    unsigned int mask = 0;
-    for (const word_t *w = words; w->w; w++) mask |= 1u << w->len;
-    return mask;
+static void index_words(wordset_t *set) {
+    for (const word_t *w = set->words; w->w; w++) {
+        set->lengths |= 1u << w->len;
+        set->firsts[w->len] |= 1u << (w->w[0] - 'a');  /* every listed word starts with a-z */
+    }
 }
 
-/* Is buf[p:p+len] one of words (whose lengths are in mask), compared case-insensitively and whole? */
-static int in_list(bytes_t b, Py_ssize_t n, Py_ssize_t p, Py_ssize_t len, const word_t *words, unsigned int mask) {
-    if (len <= 0 || len > LONGEST_WORD || p + len > n || !(mask & (1u << len))) return 0;
+/* Is buf[p:p+len] one of the set's words, compared case-insensitively and whole? */
+static int in_list(bytes_t b, Py_ssize_t n, Py_ssize_t p, Py_ssize_t len, const wordset_t *set) {
+    if (len <= 0 || len > LONGEST_WORD || p + len > n || !(set->lengths & (1u << len))) return 0;
+    unsigned char first = lower(b[p]);
+    if (first < 'a' || first > 'z' || !(set->firsts[len] & (1u << (first - 'a')))) return 0;
     unsigned char low[LONGEST_WORD];
     for (Py_ssize_t i = 0; i < len; i++) low[i] = lower(b[p + i]);
-    for (const word_t *w = words; w->w; w++)
-        if (w->len == len && (unsigned char)w->w[0] == low[0] && memcmp(low, w->w, (size_t)len) == 0) return 1;
+    for (const word_t *w = set->words; w->w; w++)
+        if (w->len == len && (unsigned char)w->w[0] == first && memcmp(low, w->w, (size_t)len) == 0) return 1;
     return 0;
 }
 
 /* NAME_REST: [^\t\n\f\r />=]*  */
 static Py_ssize_t name_rest(bytes_t b, Py_ssize_t n, Py_ssize_t p) {
-    while (p < n && !is_ws(b[p]) && b[p] != '/' && b[p] != '>' && b[p] != '=') p++;
+    while (p < n && !(CLASS[b[p]] & C_NAME_STOP)) p++;
     return p;
 }
 
@@ -98,7 +122,7 @@ static Py_ssize_t value(bytes_t b, Py_ssize_t n, Py_ssize_t p) {
         const unsigned char *q = memchr(b + p + 1, b[p], (size_t)(n - p - 1));
         return q ? (Py_ssize_t)(q - b) + 1 : -1;
     }
-    while (p < n && !is_ws(b[p]) && b[p] != '>') p++;
+    while (p < n && !(CLASS[b[p]] & C_VALUE_STOP)) p++;
     return p;
 }
 
@@ -137,7 +161,7 @@ static Py_ssize_t safe_attr(bytes_t b, Py_ssize_t n, Py_ssize_t p) {
                     end = c ? (Py_ssize_t)(c - b) + 1 : -1;
                 } else {
                     end = v;
-                    while (end < n && !is_ws(b[end]) && b[end] != '>') end++;
+                    while (end < n && !(CLASS[b[end]] & C_VALUE_STOP)) end++;
                 }
                 if (end >= 0 && end < n && (is_ws(b[end]) || b[end] == '/' || b[end] == '>')) return end;
             }
@@ -148,7 +172,7 @@ static Py_ssize_t safe_attr(bytes_t b, Py_ssize_t n, Py_ssize_t p) {
     Py_ssize_t len = name_end - p;
     int delimited = name_end < n;  /* the regex's (?=[\t\n\f\r />=]) needs a character */
     if (delimited && ((len >= 2 && lower(b[p]) == 'o' && lower(b[p + 1]) == 'n') ||
-                      in_list(b, n, p, len, RISKY, RISKY_LENGTHS)))
+                      in_list(b, n, p, len, &RISKY_SET)))
         return -1;
     /* a name starting with "on" or a risky word that the buffer cuts off is not yet risky for the regex
        either; the tag cannot complete in this buffer anyway */
@@ -161,12 +185,12 @@ static Py_ssize_t boring_tag(bytes_t b, Py_ssize_t n, Py_ssize_t p) {
     Py_ssize_t q = p + 1 + end_tag;
     if (q >= n || !is_alpha(b[q])) return -1;
     Py_ssize_t name = q;
-    while (q < n && !is_ws(b[q]) && b[q] != '/' && b[q] != '>') q++;  /* the tag name */
+    while (q < n && !(CLASS[b[q]] & C_TAG_NAME_STOP)) q++;  /* the tag name */
     /* The regex's lookahead "(?!(?:names)[\t\n\f\r />])": the name, up to its delimiter, is a listed
        word. A name that runs to the end of the buffer leaves the tag incomplete either way. */
     if (q >= n) return -1;
-    if (end_tag ? in_list(b, n, name, q - name, INTERESTING_END, END_LENGTHS)
-                : in_list(b, n, name, q - name, INTERESTING_START, START_LENGTHS))
+    if (end_tag ? in_list(b, n, name, q - name, &END_SET)
+                : in_list(b, n, name, q - name, &START_SET))
         return -1;
     for (;;) {
         Py_ssize_t a = end_tag ? any_attr(b, n, q) : safe_attr(b, n, q);
@@ -237,12 +261,12 @@ static Py_ssize_t inert_attr(bytes_t b, Py_ssize_t n, Py_ssize_t p) {
     Py_ssize_t name_end = name_rest(b, n, p + 1);
     Py_ssize_t len = name_end - p;
     if (name_end >= n) return -1;  /* cut off by the buffer: the tag cannot complete here */
-    if (in_list(b, n, p, len, URL_ATTRS, URL_LENGTHS)) {
+    if (in_list(b, n, p, len, &URL_SET)) {
         Py_ssize_t q = skip_ws(b, n, name_end);
         if (q < n && b[q] == '=') return plain_value(b, n, skip_ws(b, n, q + 1));
         return name_end;
     }
-    if ((len >= 2 && lower(b[p]) == 'o' && lower(b[p + 1]) == 'n') || in_list(b, n, p, len, RISKY, RISKY_LENGTHS))
+    if ((len >= 2 && lower(b[p]) == 'o' && lower(b[p + 1]) == 'n') || in_list(b, n, p, len, &RISKY_SET))
         return -1;
     return assign(b, n, name_end);
 }
@@ -252,8 +276,8 @@ static Py_ssize_t inert_tag(bytes_t b, Py_ssize_t n, Py_ssize_t p) {
     Py_ssize_t q = p + 1;
     if (q >= n || !is_alpha(b[q])) return -1;
     Py_ssize_t name = q;
-    while (q < n && !is_ws(b[q]) && b[q] != '/' && b[q] != '>') q++;
-    if (q >= n || !in_list(b, n, name, q - name, INERT_NAMES, INERT_LENGTHS)) return -1;
+    while (q < n && !(CLASS[b[q]] & C_TAG_NAME_STOP)) q++;
+    if (q >= n || !in_list(b, n, name, q - name, &INERT_SET)) return -1;
     for (;;) {
         Py_ssize_t a = inert_attr(b, n, q);
         if (a < 0) break;
@@ -511,7 +535,7 @@ static PyObject *py_read_tag(PyObject *self, PyObject *const *args, Py_ssize_t n
     Py_ssize_t q = pos + 1 + closing;
     if (q >= n || !is_alpha(b[q])) Py_RETURN_NONE;
     Py_ssize_t name = q++;
-    while (q < n && !is_ws(b[q]) && b[q] != '/' && b[q] != '>') q++;
+    while (q < n && !(CLASS[b[q]] & C_TAG_NAME_STOP)) q++;
     Py_ssize_t name_end = q;
     for (;;) {
         Py_ssize_t a = any_attr(b, n, q);
@@ -560,10 +584,11 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "gate._fastscan", NULL, -1, methods};
 
 PyMODINIT_FUNC PyInit__fastscan(void) {
-    START_LENGTHS = lengths_of(INTERESTING_START);
-    END_LENGTHS = lengths_of(INTERESTING_END);
-    RISKY_LENGTHS = lengths_of(RISKY);
-    INERT_LENGTHS = lengths_of(INERT_NAMES);
-    URL_LENGTHS = lengths_of(URL_ATTRS);
+    classify();
+    index_words(&START_SET);
+    index_words(&END_SET);
+    index_words(&RISKY_SET);
+    index_words(&INERT_SET);
+    index_words(&URL_SET);
     return PyModule_Create(&module);
 }
