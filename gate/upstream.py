@@ -8,6 +8,7 @@ badly at 32 concurrent requests) and it never keeps cookies: a proxy's client is
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import AsyncIterator, Callable
 from http.cookiejar import CookieJar, DefaultCookiePolicy
@@ -115,7 +116,11 @@ class Upstream:
         url = base + target.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
         headers = request_headers(request, upstream_host(site), ctx.scheme, ctx.netloc, drop_cookie) + (extra or [])
         outbound = httpx.Request(
-            request.method, url, headers=headers, content=_body(request), extensions={"timeout": self.timeout.as_dict()}
+            request.method,
+            origin_url(url),
+            headers=headers,
+            content=_body(request),
+            extensions={"timeout": self.timeout.as_dict()},
         )
         # The transport itself, not AsyncClient.send: the client's layers around it (auth, redirects, event
         # hooks, a cookie jar that parsed every Set-Cookie only to refuse it, a follow-up request built for
@@ -127,6 +132,18 @@ class Upstream:
             raise upstream_error(e) from None
         response.request = outbound
         return response
+
+
+def origin_url(url: str) -> httpx.URL:
+    """``httpx.URL(url)``, remembered for short URLs (httpx.URL is immutable): a site's pages are asked for
+    again and again, and an httpx.Request for a page took 24 us with its URL parsed, 9 us with it
+    remembered (timeit). Bounded: 4,096 URLs of at most 512 characters."""
+    return _remembered_origin_url(url) if len(url) <= 512 else httpx.URL(url)
+
+
+@functools.lru_cache(maxsize=4096)
+def _remembered_origin_url(url: str) -> httpx.URL:
+    return httpx.URL(url)
 
 
 def _no_cookies() -> httpx.Cookies:
