@@ -7,6 +7,7 @@ because a site's pages repeat them; gate.decisions.forget empties them for a col
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from .vendors import Tag, Vendor
 
 V = TypeVar("V")
+T = TypeVar("T")
 _ASCII_LOWER = {c: c + 32 for c in range(65, 91)}
 try:  # the same search in C (gate/_fastscan.c), built when a compiler was there at install time
     from . import _fastscan
@@ -83,6 +85,19 @@ class Memo(Generic[V]):
 
     def __contains__(self, key: Hashable) -> bool:
         return key in self._young or key in self._old
+
+
+def remembered(parse: Callable[[str], T], *, size: int = 4096, longest: int = 512) -> Callable[[str], T]:
+    """``parse``, with its answers for strings of at most ``longest`` characters remembered (the last
+    ``size`` used): what a site is asked for again and again (its pages' URLs) is parsed once, and long
+    unique strings a visitor sends take no memory. ``parse`` must be pure, its answers immutable: they are
+    shared."""
+    cached = functools.lru_cache(maxsize=size)(parse)
+
+    def get(raw: str) -> T:
+        return cached(raw) if len(raw) <= longest else parse(raw)
+
+    return get
 
 
 def _host_index(entries: Iterable[tuple[str, str]]) -> dict[str, tuple[tuple[str, str], ...]]:

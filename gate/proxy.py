@@ -15,7 +15,6 @@ the request's ``Visit`` (gate.context) after the stream, for whoever keeps the l
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import time
 
@@ -36,6 +35,7 @@ from .errorpages import OVERDUE, busy, cut_reason, error_page
 from .errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from .headers import consent_header, cookie_filter, page_headers, script_nonce
 from .inject import stub_script
+from .matcher import remembered
 from .pagebody import PageBody, page_chunks
 from .recording import beacon, ledger, metrics
 from .rewrite import Outcome, PagePlan
@@ -287,15 +287,8 @@ def page_plan(request: Request, gate: Gate, visit: Visit, *, nonce: str | None) 
     )
 
 
-def page_url(raw: str) -> urls.URL | None:
-    """``urls.parse(raw)``, remembered for short URLs: a site's pages are asked for again and again
-    (and a visitor sending long unique URLs must not fill memory)."""
-    return _remembered_url(raw) if len(raw) <= 512 else urls.parse(raw)
-
-
-@functools.lru_cache(maxsize=4096)
-def _remembered_url(raw: str) -> urls.URL | None:
-    return urls.parse(raw)
+# urls.parse(raw) of a page's URL: a site's pages are asked for again and again.
+page_url = remembered(urls.parse)
 
 
 def page_path(request: Request) -> str:

@@ -2,13 +2,14 @@
 gate's errors (UpstreamUnavailable -> 502, UpstreamTimeout -> 504). The content decoders the rewriter
 needs are in gate.decoders.
 
-One pooled httpx.AsyncClient lives as long as the app. Its pool is capped (an uncapped pool degrades
-badly at 32 concurrent requests) and it never keeps cookies: a proxy's client is shared by every visitor.
+One pooled httpx transport (gate.pool) lives as long as the app, and requests go to it directly: no
+httpx.AsyncClient around it, whose auth, redirect, hook and cookie layers a proxy never uses (and a
+proxy must keep no cookies: its connections are shared by every visitor). Its pool is capped (an
+uncapped pool degrades badly at 32 concurrent requests). Readiness probes keep a client of their own.
 """
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import AsyncIterator, Callable
 from http.cookiejar import CookieJar, DefaultCookiePolicy
@@ -21,6 +22,7 @@ from starlette.requests import Request
 from . import forwarded, pool
 from .decoders import DECODABLE
 from .errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from .matcher import remembered
 from .settings import Settings, Site
 from .vendors import Memo
 
@@ -62,15 +64,8 @@ class Upstream:
             pool=settings.upstream_connect_timeout,
         )
         limits = httpx.Limits(max_connections=n, max_keepalive_connections=n, keepalive_expiry=30.0)
-        # Visitors' requests go to the transport itself (send): the client around it only closes it.
+        # Visitors' requests go to the transport itself (send), not through an httpx.AsyncClient.
         self.transport: httpx.AsyncBaseTransport = pool.transport(limits)
-        self.client = httpx.AsyncClient(
-            transport=self.transport,
-            timeout=self.timeout,
-            trust_env=False,
-            follow_redirects=False,
-            cookies=_no_cookies(),
-        )
         # Readiness probes get connections of their own: visitors who fill the pool (slow readers, a
         # stalling URL) must not make the instance look unready and pull it out of its load balancer.
         probes = httpx.Limits(max_connections=4, max_keepalive_connections=4, keepalive_expiry=30.0)
@@ -81,18 +76,14 @@ class Upstream:
             follow_redirects=False,
             cookies=_no_cookies(),
         )
-        self.demo: httpx.AsyncClient | None = None
-        self.demo_transport: httpx.AsyncBaseTransport | None = None
+        self.demo: httpx.AsyncBaseTransport | None = None
         if settings.demo:
             from .demo import create_demo_app  # only demo mode needs it
 
-            self.demo_transport = httpx.ASGITransport(app=create_demo_app(), raise_app_exceptions=False)
-            self.demo = httpx.AsyncClient(
-                transport=self.demo_transport, timeout=self.timeout, trust_env=False, cookies=_no_cookies()
-            )
+            self.demo = httpx.ASGITransport(app=create_demo_app(), raise_app_exceptions=False)
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        await self.transport.aclose()
         await self.probe.aclose()
         if self.demo is not None:
             await self.demo.aclose()
@@ -109,8 +100,7 @@ class Upstream:
         cookies the origin must not see; ``extra`` headers are added."""
         site = ctx.site
         base = DEMO_BASE if site.is_demo else site.upstream
-        demo = site.is_demo and self.demo_transport is not None
-        transport = self.demo_transport if demo and self.demo_transport is not None else self.transport
+        transport = self.demo if site.is_demo and self.demo is not None else self.transport
         target = request.scope.get("raw_path") or request.scope["path"].encode()
         query = request.scope.get("query_string", b"")
         url = base + target.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
@@ -134,16 +124,9 @@ class Upstream:
         return response
 
 
-def origin_url(url: str) -> httpx.URL:
-    """``httpx.URL(url)``, remembered for short URLs (httpx.URL is immutable): a site's pages are asked for
-    again and again, and an httpx.Request for a page took 24 us with its URL parsed, 9 us with it
-    remembered (timeit). Bounded: 4,096 URLs of at most 512 characters."""
-    return _remembered_origin_url(url) if len(url) <= 512 else httpx.URL(url)
-
-
-@functools.lru_cache(maxsize=4096)
-def _remembered_origin_url(url: str) -> httpx.URL:
-    return httpx.URL(url)
+# httpx.URL(url) of an origin request (httpx.URL is immutable): an httpx.Request for a page took 24 us
+# with its URL parsed, 9 us with it remembered (timeit).
+origin_url = remembered(httpx.URL)
 
 
 def _no_cookies() -> httpx.Cookies:
