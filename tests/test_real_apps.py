@@ -105,6 +105,12 @@ def test_django_admin_login_through_gate() -> None:
             assert r.headers["location"] == "/admin/"
             home = browser.get("/admin/")
             assert home.status_code == 200 and "Site administration" in home.text
+        # Another visitor, through the same gate and its pooled origin connections, is not logged in:
+        # gate keeps no cookie an origin set for someone else (Django's session would let them in).
+        with httpx.Client(base_url=public, timeout=10) as stranger:
+            r = stranger.get("/admin/")
+            assert r.status_code == 302 and r.headers["location"].startswith("/admin/login/"), r.text[:300]
+            assert "sessionid" not in stranger.cookies
 
 
 def test_django_refuses_a_forged_origin_through_gate() -> None:
