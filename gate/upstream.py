@@ -2,10 +2,11 @@
 gate's errors (UpstreamUnavailable -> 502, UpstreamTimeout -> 504). The content decoders the rewriter
 needs are in gate.decoders.
 
-One pooled httpx transport (gate.pool) lives as long as the app, and requests go to it directly: no
-httpx.AsyncClient around it, whose auth, redirect, hook and cookie layers a proxy never uses (and a
-proxy must keep no cookies: its connections are shared by every visitor). Its pool is capped (an
-uncapped pool degrades badly at 32 concurrent requests). Readiness probes keep a client of their own.
+One pooled httpx transport (gate.pool) lives as long as the app, and requests go to it directly, not
+through the httpx.AsyncClient that owns it (and closes it): the client's auth, redirect, hook and cookie
+layers are nothing a proxy uses, and a proxy must keep no cookies (its connections are shared by every
+visitor). Its pool is capped (an uncapped pool degrades badly at 32 concurrent requests). Readiness
+probes have a client and pool of their own.
 """
 
 from __future__ import annotations
@@ -64,8 +65,9 @@ class Upstream:
             pool=settings.upstream_connect_timeout,
         )
         limits = httpx.Limits(max_connections=n, max_keepalive_connections=n, keepalive_expiry=30.0)
-        # Visitors' requests go to the transport itself (send), not through an httpx.AsyncClient.
+        # Visitors' requests go to the transport itself (send); the client around it owns closing it.
         self.transport: httpx.AsyncBaseTransport = pool.transport(limits)
+        self.client = httpx.AsyncClient(transport=self.transport, trust_env=False, cookies=_no_cookies())
         # Readiness probes get connections of their own: visitors who fill the pool (slow readers, a
         # stalling URL) must not make the instance look unready and pull it out of its load balancer.
         probes = httpx.Limits(max_connections=4, max_keepalive_connections=4, keepalive_expiry=30.0)
@@ -83,7 +85,7 @@ class Upstream:
             self.demo = httpx.ASGITransport(app=create_demo_app(), raise_app_exceptions=False)
 
     async def aclose(self) -> None:
-        await self.transport.aclose()
+        await self.client.aclose()
         await self.probe.aclose()
         if self.demo is not None:
             await self.demo.aclose()
